@@ -1,0 +1,77 @@
+/**
+ * Typed errors. Errors are values where callers must decide (an outcome), exceptions where they cannot:
+ * a misconfiguration, invalid input, or a transient failure handed to Step Functions to retry later.
+ *
+ * `name` is what Step Functions matches in Retry/Catch (`ErrorEquals`), so the names are part of the
+ * state-machine contract: change them only together with `infra/batch-state-machine.ts`.
+ */
+
+/** One problem with an input, with the path of the field it concerns ("items[3].orderId"). */
+export interface InputIssue {
+  path: string;
+  message: string;
+}
+
+/** Input that will never be valid as sent: 400 at the API, a non-retryable task error in Step Functions. */
+export class InvalidInputError extends Error {
+  override readonly name = 'Input.Invalid';
+  readonly issues: InputIssue[];
+  constructor(issues: InputIssue[], summary = 'Invalid input') {
+    super(`${summary}: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
+    this.issues = issues;
+  }
+}
+
+/** The deployment is misconfigured (a secret missing, unreadable or malformed). Names the secret and field, never a value. */
+export class ConfigurationError extends Error {
+  override readonly name = 'Config.Invalid';
+}
+
+/** The provider asked us to wait longer than this invocation can: Step Functions retries later. */
+export class RateLimitedError extends Error {
+  override readonly name = 'Provider.RateLimited';
+  readonly retryAfterMs: number | undefined;
+  readonly status: number;
+  readonly attempts: number;
+  readonly ambiguous: boolean;
+  constructor(opts: { retryAfterMs: number | undefined; status: number; attempts: number; ambiguous: boolean }) {
+    const wait =
+      opts.retryAfterMs === undefined ? 'no wait given' : `retry after ${Math.ceil(opts.retryAfterMs / 1000)} s`;
+    super(`Rate limited by the provider (HTTP ${opts.status}, ${wait}, ${opts.attempts} attempt(s))`);
+    this.retryAfterMs = opts.retryAfterMs;
+    this.status = opts.status;
+    this.attempts = opts.attempts;
+    this.ambiguous = opts.ambiguous;
+  }
+}
+
+/** Transient failures (5xx, resets, malformed answers) outlasted the in-Lambda retry budget. */
+export class TransientError extends Error {
+  override readonly name = 'Provider.Transient';
+  readonly status: number | undefined;
+  readonly attempts: number;
+  readonly ambiguous: boolean;
+  readonly timeout: boolean;
+  constructor(message: string, opts: { status?: number; attempts: number; ambiguous: boolean; timeout?: boolean }) {
+    super(message);
+    this.status = opts.status;
+    this.attempts = opts.attempts;
+    this.ambiguous = opts.ambiguous;
+    this.timeout = opts.timeout ?? false;
+  }
+}
+
+/** Error names Step Functions retries: transient provider trouble, never invalid input or configuration. */
+export const RETRYABLE_ERROR_NAMES = ['Provider.RateLimited', 'Provider.Transient', 'Provider.Timeout'] as const;
+
+/** Thrown in a Step Functions task for a `failed` outcome, so the state machine retries it with backoff. */
+export class TaskRetryableError extends Error {
+  constructor(name: (typeof RETRYABLE_ERROR_NAMES)[number], message: string) {
+    super(message);
+    this.name = name;
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

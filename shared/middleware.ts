@@ -1,0 +1,162 @@
+/**
+ * The handler pipeline every Lambda shares (middy): correlation ids, input validation for both entry points,
+ * a deadline every outbound call honours, and errors turned into the reply each caller expects.
+ *
+ * - API Gateway HTTP API (v2) events: the route's zod schema validates path, headers and body; every problem is
+ *   listed in a 400. Unexpected errors give 500 with the request id and no internals.
+ * - Step Functions task inputs: the task schema validates; invalid input raises `Input.Invalid` (never retried).
+ *   A `failed` outcome raises a `Provider.*` error so the state machine retries it with backoff.
+ */
+import middy from '@middy/core';
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import * as z from 'zod/mini';
+import { ConfigurationError, InvalidInputError } from './errors.ts';
+import { type ApiRequest, apiRequest, invalidInputResponse, isApiEvent, jsonResponse } from './events.ts';
+import { toInputIssues } from './issues.ts';
+import { log, redact, withCorrelation } from './log.ts';
+
+export interface Invocation {
+  source: 'api' | 'task';
+  /** API Gateway's request id, else the Lambda request id: quoted in every error reply. */
+  requestId: string;
+  /** Aborts shortly before the invocation must end; pass it to every outbound call. */
+  signal: AbortSignal;
+  /** Epoch milliseconds by which outbound work must be over, leaving time to record and reply. */
+  deadline: number;
+  /** The caller: the IAM principal of an API call, or the batch's `requestedBy`. */
+  requestedBy?: string;
+  executionId?: string;
+  itemId?: string;
+}
+
+export interface Reply {
+  statusCode: number;
+  body: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface HandlerSpec<Input, Result> {
+  name: string;
+  /** Validates an API request (path, headers, query, body) and builds the input. */
+  api?: { schema: z.ZodMiniType; toInput: (parsed: never, request: ApiRequest, invocation: Invocation) => Input };
+  /** Validates a Step Functions task input and builds the input. */
+  task?: { schema: z.ZodMiniType; toInput: (parsed: never) => Input };
+  run: (input: Input, invocation: Invocation) => Promise<Result>;
+  /** The API reply for a result. */
+  reply: (result: Result, invocation: Invocation) => Reply;
+  /** The task result for a result; may throw a retryable error for Step Functions. Defaults to the result. */
+  taskResult?: (result: Result) => unknown;
+}
+
+/** Time kept back from the Lambda's remaining time to record the outcome and reply. */
+const RESERVE_MS = 1_000;
+/** Without a Lambda context (local runs, tests), an invocation gets this long. */
+const DEFAULT_BUDGET_MS = 30_000;
+
+function correlationOf(event: unknown, context: Partial<Context>) {
+  if (isApiEvent(event)) return { requestId: event.requestContext.requestId ?? context.awsRequestId ?? 'local' };
+  const task = (event ?? {}) as { executionId?: unknown; itemId?: unknown };
+  return {
+    requestId: context.awsRequestId ?? 'local',
+    ...(typeof task.executionId === 'string' ? { executionId: task.executionId } : {}),
+    ...(typeof task.itemId === 'string' ? { itemId: task.itemId } : {}),
+  };
+}
+
+function callerOf(event: APIGatewayProxyEventV2): string | undefined {
+  const iam = (event.requestContext as { authorizer?: { iam?: { userArn?: string } } }).authorizer?.iam;
+  return iam?.userArn ?? event.headers?.['x-requested-by'] ?? event.headers?.['X-Requested-By'];
+}
+
+export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
+  const pipeline = middy<unknown, unknown, Error, Context>({ timeoutEarlyInMillis: 100 }).handler(
+    async (event: unknown, context: Context, { signal: middySignal }: { signal: AbortSignal }) => {
+      const remaining = context.getRemainingTimeInMillis?.() ?? DEFAULT_BUDGET_MS;
+      const budget = Math.max(0, remaining - Math.min(RESERVE_MS, remaining * 0.2));
+      const deadline = Date.now() + budget;
+      const signal = AbortSignal.any([middySignal, AbortSignal.timeout(budget)]);
+      const ids = correlationOf(event, context);
+
+      if (isApiEvent(event)) {
+        const invocation: Invocation = { source: 'api', ...ids, signal, deadline, requestedBy: callerOf(event) };
+        return apiInvocation(spec, event, invocation);
+      }
+      const task = (event ?? {}) as { requestedBy?: unknown };
+      const invocation: Invocation = {
+        source: 'task',
+        ...ids,
+        signal,
+        deadline,
+        ...(typeof task.requestedBy === 'string' ? { requestedBy: task.requestedBy } : {}),
+      };
+      return taskInvocation(spec, event, invocation);
+    },
+  );
+  return (event: unknown, context: Context) =>
+    withCorrelation({ ...correlationOf(event, context), operation: spec.name }, () => pipeline(event, context));
+}
+
+async function apiInvocation<Input, Result>(
+  spec: HandlerSpec<Input, Result>,
+  event: APIGatewayProxyEventV2,
+  invocation: Invocation,
+): Promise<APIGatewayProxyStructuredResultV2> {
+  if (!spec.api)
+    return jsonResponse(404, {
+      error: 'not_found',
+      message: `${spec.name} has no API route`,
+      requestId: invocation.requestId,
+    });
+  const { request, issues } = apiRequest(event);
+  if (issues.length) return invalidInputResponse(issues, invocation.requestId);
+  const parsed = z.safeParse(spec.api.schema, request);
+  if (!parsed.success) return invalidInputResponse(toInputIssues(parsed.error, request), invocation.requestId);
+  try {
+    const input = spec.api.toInput(parsed.data as never, request, invocation);
+    const result = await spec.run(input, invocation);
+    const reply = spec.reply(result, invocation);
+    return jsonResponse(reply.statusCode, reply.body, reply.headers);
+  } catch (error) {
+    return errorReply(error, invocation);
+  }
+}
+
+async function taskInvocation<Input, Result>(
+  spec: HandlerSpec<Input, Result>,
+  event: unknown,
+  invocation: Invocation,
+): Promise<unknown> {
+  if (!spec.task)
+    throw new InvalidInputError([{ path: '', message: `${spec.name} is called through its API route only` }]);
+  const parsed = z.safeParse(spec.task.schema, event);
+  if (!parsed.success) {
+    const error = new InvalidInputError(toInputIssues(parsed.error, event), `Invalid task input for ${spec.name}`);
+    log.warn('invalid task input', { issues: error.issues });
+    throw error;
+  }
+  const result = await spec.run(spec.task.toInput(parsed.data as never), invocation);
+  return spec.taskResult ? spec.taskResult(result) : result;
+}
+
+/** Errors at the API: bad input is the caller's to fix (400); configuration is ours (500, actionable);
+ * anything else is a bug (500, no internals, the request id to find the log line). */
+export function errorReply(
+  error: unknown,
+  invocation: Pick<Invocation, 'requestId'>,
+): APIGatewayProxyStructuredResultV2 {
+  if (error instanceof InvalidInputError) return invalidInputResponse(error.issues, invocation.requestId);
+  if (error instanceof ConfigurationError) {
+    log.error('configuration error', { error });
+    return jsonResponse(500, {
+      error: 'configuration_error',
+      message: redact(error.message),
+      requestId: invocation.requestId,
+    });
+  }
+  log.error('unexpected error', { error });
+  return jsonResponse(500, {
+    error: 'internal_error',
+    message: `Internal error. Quote request id ${invocation.requestId} when reporting it.`,
+    requestId: invocation.requestId,
+  });
+}

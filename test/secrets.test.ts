@@ -1,0 +1,150 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigurationError } from '../shared/errors.ts';
+import { FileSecretSource, parseSecretsFile, SecretStore, SecretsManagerSource } from '../shared/secrets.ts';
+import { type FakeSecretsManager, startFakeSecretsManager } from './support/secrets-manager.ts';
+
+const GOOD = {
+  privateKey: 'prk_live_0123456789abcdef',
+  publicKey: 'puk_live_0123456789abcdef',
+  baseUrl: 'http://127.0.0.1:9/v1.5/ext',
+};
+let sm: FakeSecretsManager;
+
+beforeAll(async () => {
+  sm = await startFakeSecretsManager();
+  // The SDK's own service-specific endpoint variable: production code builds a plain SecretsManagerClient.
+  process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = sm.url;
+});
+afterAll(async () => {
+  delete process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER;
+  await sm.close();
+});
+beforeEach(() => {
+  sm.secrets.clear();
+  sm.calls.length = 0;
+});
+
+const storeFor = (secretId: string, ttlMs = 60_000) => new SecretStore(new SecretsManagerSource(() => secretId), ttlMs);
+
+describe('secrets from Secrets Manager (real wire protocol on loopback)', () => {
+  it('reads, validates and caches: one wire call for repeated reads', async () => {
+    sm.secrets.set('auco-secret', JSON.stringify(GOOD));
+    const store = storeFor('auco-secret');
+    const [a, b] = await Promise.all([store.get('auco'), store.get('auco')]);
+    const c = await store.get('auco');
+    expect(a).toEqual(GOOD);
+    expect(b).toBe(a);
+    expect(c).toBe(a);
+    expect(sm.calls).toEqual(['auco-secret']);
+  });
+
+  it('refetches after the TTL', async () => {
+    sm.secrets.set('auco-secret', JSON.stringify(GOOD));
+    const store = storeFor('auco-secret', 50);
+    await store.get('auco');
+    await new Promise((r) => setTimeout(r, 80));
+    await store.get('auco');
+    expect(sm.calls).toHaveLength(2);
+  });
+
+  it('refreshes once after a provider 401 and calls again with the rotated secret', async () => {
+    sm.secrets.set('auco-secret', JSON.stringify(GOOD));
+    const store = storeFor('auco-secret');
+    await store.get('auco');
+    const rotated = { ...GOOD, privateKey: 'prk_live_rotated_999999' };
+    sm.secrets.set('auco-secret', JSON.stringify(rotated));
+    const seen: string[] = [];
+    const result = await store.withSecret(
+      'auco',
+      async (secret) => {
+        seen.push(secret.privateKey);
+        return secret.privateKey === rotated.privateKey ? 200 : 401;
+      },
+      (status) => status === 401,
+    );
+    expect(result).toBe(200);
+    expect(seen).toEqual([GOOD.privateKey, rotated.privateKey]);
+    expect(sm.calls).toHaveLength(2);
+  });
+
+  it('refreshes at most once: a second 401 is returned, not looped on', async () => {
+    sm.secrets.set('auco-secret', JSON.stringify(GOOD));
+    const store = storeFor('auco-secret');
+    let calls = 0;
+    const result = await store.withSecret(
+      'auco',
+      async () => ++calls && 401,
+      (s) => s === 401,
+    );
+    expect(result).toBe(401);
+    expect(calls).toBe(2);
+  });
+
+  const expectConfigError = async (store: SecretStore, pattern: RegExp) => {
+    const error = await store.get('auco').catch((e) => e);
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.message).toMatch(pattern);
+    for (const value of Object.values(GOOD)) expect(error.message).not.toContain(value);
+    return error;
+  };
+
+  it('a missing secret names the secret', async () => {
+    await expectConfigError(storeFor('nope'), /Secret "nope" for auco was not found/);
+  });
+
+  it('access denied names the secret and the permission needed', async () => {
+    sm.secrets.set('locked', { error: 'AccessDeniedException' });
+    await expectConfigError(storeFor('locked'), /Access denied reading secret "locked".*secretsmanager:GetSecretValue/);
+  });
+
+  it('malformed JSON is named without quoting the secret', async () => {
+    sm.secrets.set('broken', `{"privateKey": "${GOOD.privateKey}", oops}`);
+    await expectConfigError(storeFor('broken'), /Secret "broken" for auco is not valid JSON$/);
+  });
+
+  it('a missing or wrong field names the field, never the value', async () => {
+    sm.secrets.set('partial', JSON.stringify({ privateKey: GOOD.publicKey, extra: GOOD.privateKey }));
+    const error = await expectConfigError(storeFor('partial'), /Secret "partial" for auco is invalid/);
+    expect(error.message).toMatch(/unknown field\(s\) "extra"/);
+    expect(error.message).toMatch(/field "privateKey" must be an Auco private key/);
+    expect(error.message).toMatch(/field "publicKey" is required/);
+  });
+
+  it('a failed read is not cached: the next read tries again', async () => {
+    const store = storeFor('late');
+    await store.get('auco').catch(() => undefined);
+    sm.secrets.set('late', JSON.stringify(GOOD));
+    await expect(store.get('auco')).resolves.toEqual(GOOD);
+  });
+});
+
+describe('secrets from a local JSON file', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'secrets-'));
+
+  it('reads the entry of a provider', async () => {
+    const file = join(dir, 'ok.json');
+    writeFileSync(file, JSON.stringify({ auco: GOOD }));
+    await expect(new FileSecretSource(file).read('auco')).resolves.toEqual(GOOD);
+    await expect(new FileSecretSource(file).read('gocardless')).rejects.toThrow(/has no entry for gocardless/);
+  });
+
+  it('validates a whole file, listing unknown providers and missing fields', () => {
+    const attempt = () =>
+      parseSecretsFile(
+        {
+          auco: { privateKey: GOOD.privateKey },
+          stripe: {},
+          gocardless: { accessToken: 'tok_1234567', colour: 'red' },
+        },
+        's.json',
+      );
+    expect(attempt).toThrow(ConfigurationError);
+    expect(attempt).toThrow(/unknown provider\(s\) "stripe"/);
+    expect(attempt).toThrow(/auco: field "publicKey" is required/);
+    expect(attempt).toThrow(/gocardless: unknown field\(s\) "colour"/);
+    expect(attempt).not.toThrow(new RegExp(GOOD.privateKey));
+  });
+});

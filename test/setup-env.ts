@@ -1,0 +1,11 @@
+// Fake AWS credentials and region: the SDK never looks for real ones, and never probes the
+// instance-metadata address (169.254.169.254), which tests must not reach.
+process.env.AWS_ACCESS_KEY_ID = 'AKIATESTTESTTESTTEST';
+process.env.AWS_SECRET_ACCESS_KEY = 'test-secret-access-key';
+process.env.AWS_SESSION_TOKEN = '';
+process.env.AWS_REGION = 'eu-west-1';
+process.env.AWS_EC2_METADATA_DISABLED = 'true';
+process.env.AWS_MAX_ATTEMPTS = '1';
+process.env.LOG_LEVEL ??= 'warn';
+delete process.env.SECRET_ID;
+delete process.env.SECRETS_FILE;
