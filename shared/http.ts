@@ -96,10 +96,10 @@ const agents = {
 /** Parses a wait the provider asked for: `Retry-After` (seconds or HTTP-date) or `RateLimit-Reset` (HTTP-date,
  * delta-seconds or epoch seconds). Dates are taken relative to the response's own `Date` header when present,
  * so a skewed local clock does not stretch or cut the wait. Returns milliseconds, or undefined. */
-export function parseRequestedWait(headers: RawResponse['headers'], now = Date.now()): number | undefined {
+export function parseRequestedWait(headers: RawResponse['headers'], now = Date.now(), includeReset = true): number | undefined {
   const serverNow = headers.date ? Date.parse(headers.date) : Number.NaN;
   const reference = Number.isFinite(serverNow) ? serverNow : now;
-  for (const name of ['retry-after', 'ratelimit-reset', 'x-ratelimit-reset']) {
+  for (const name of includeReset ? ['retry-after', 'ratelimit-reset', 'x-ratelimit-reset'] : ['retry-after']) {
     const raw = headers[name]?.trim();
     if (!raw) continue;
     if (/^\d+(\.\d+)?$/.test(raw)) {
@@ -141,17 +141,22 @@ class RetryBudget {
   }
 }
 
-/** Spaces request starts per key and lets a 429 hold back every caller of that key until the provider's reset. */
+/** Spaces request starts per key, and holds every caller of a key back after a 429 until the provider's reset. */
 class Pacer {
   private readonly next = new Map<string, number>();
-  async take(key: string, perSecond: number, signal?: AbortSignal): Promise<void> {
-    const now = Date.now();
-    const slot = Math.max(now, this.next.get(key) ?? 0);
-    this.next.set(key, slot + 1000 / perSecond);
-    if (slot > now) await sleep(slot - now, signal);
+  private readonly holds = new Map<string, number>();
+  /** Milliseconds every caller of `key` must still wait because the provider said so (0 when free). */
+  held(key: string, now = Date.now()): number {
+    return Math.max(0, (this.holds.get(key) ?? 0) - now);
   }
   holdUntil(key: string, until: number): void {
-    if (until > (this.next.get(key) ?? 0)) this.next.set(key, until);
+    if (until > (this.holds.get(key) ?? 0)) this.holds.set(key, until);
+  }
+  /** Reserves the next slot for `key` at `perSecond`; returns how long to wait for it. */
+  reserve(key: string, perSecond: number, now = Date.now()): number {
+    const slot = Math.max(now, this.next.get(key) ?? 0);
+    this.next.set(key, slot + 1000 / perSecond);
+    return slot - now;
   }
 }
 
@@ -217,7 +222,7 @@ export class HttpClient {
     let ambiguous = false;
 
     for (let attempt = 1; ; attempt++) {
-      if (options.pace) await this.pacer.take(options.pace.key, options.pace.perSecond, options.signal);
+      if (options.pace) await this.pace(options.pace, policy, deadline, attempt - 1, ambiguous, options.signal);
       let response: RawResponse | undefined;
       let failure: TransportError | undefined;
       try {
@@ -239,7 +244,8 @@ export class HttpClient {
       }
 
       const rateLimited = response?.status === 429;
-      const requestedWait = response ? parseRequestedWait(response.headers) : undefined;
+      // GoCardless sends RateLimit-Reset on every answer: it is a wait only on a 429. Retry-After counts on 5xx too.
+      const requestedWait = response ? parseRequestedWait(response.headers, Date.now(), rateLimited) : undefined;
       if (rateLimited && requestedWait !== undefined && options.pace) {
         this.pacer.holdUntil(options.pace.key, Date.now() + requestedWait);
       }
@@ -275,6 +281,26 @@ export class HttpClient {
         giveUp();
       }
     }
+  }
+
+  /** Waits for this caller's turn: first any hold the provider imposed with a 429, then the pacing slot.
+   * A wait too long for this invocation is not slept: it becomes a RateLimitedError, as a 429 would. */
+  private async pace(
+    pace: NonNullable<SendOptions['pace']>,
+    policy: RetryPolicy,
+    deadline: number,
+    attempts: number,
+    ambiguous: boolean,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const held = this.pacer.held(pace.key);
+    if (held > policy.maxWaitMs || Date.now() + held >= deadline) {
+      throw new RateLimitedError({ retryAfterMs: held, status: 429, attempts, ambiguous });
+    }
+    if (held > 0) await sleep(held, signal);
+    const wait = this.pacer.reserve(pace.key, pace.perSecond);
+    if (Date.now() + wait >= deadline) throw new RateLimitedError({ retryAfterMs: wait, status: 429, attempts, ambiguous });
+    if (wait > 0) await sleep(wait, signal);
   }
 
   private attempt(url: URL, request: HttpRequest, deadline: number, signal?: AbortSignal): Promise<RawResponse> {

@@ -54,7 +54,10 @@ function describe(issue: Issue, input: unknown): string {
         : 'does not match any accepted shape';
     }
     case 'invalid_key':
-      return 'has an invalid key';
+    case 'invalid_element': {
+      const inner = issue.issues[0];
+      return inner ? describe(inner, undefined) : issue.code === 'invalid_key' ? 'has an invalid key' : 'has an invalid element';
+    }
     default:
       return 'is invalid';
   }

@@ -22,13 +22,20 @@ export const TrueworkReason = z.enum(TRUEWORK_REASONS, {
   error: `must be one of ${TRUEWORK_REASONS.join(', ')} ("no-match" is output-only)`,
 });
 
-/** GoCardless metadata: at most 3 keys, keys up to 50 characters, values up to 500 (PROVIDERS.md 4.1). */
-export const GoCardlessMetadata = z
-  .record(
-    z.string().check(z.minLength(1), z.maxLength(50, 'metadata keys are at most 50 characters')),
-    z.string().check(z.maxLength(500, 'metadata values are at most 500 characters')),
-  )
-  .check(z.refine((m) => Object.keys(m).length <= 3, 'metadata holds at most 3 keys'));
+/** GoCardless metadata: at most 3 keys, keys up to 50 characters, values up to 500 (PROVIDERS.md 4.1).
+ * One check reports every problem at once, instead of stopping at the first. */
+export const GoCardlessMetadata = z.record(z.string(), z.string()).check(
+  z.check<Record<string, string>>((ctx) => {
+    const entries = Object.entries(ctx.value);
+    if (entries.length > 3) ctx.issues.push({ code: 'custom', message: 'metadata holds at most 3 keys', input: ctx.value });
+    for (const [key, value] of entries) {
+      if (key.length > 50 || key.length === 0) {
+        ctx.issues.push({ code: 'custom', message: 'metadata keys are 1 to 50 characters', path: [key], input: key });
+      }
+      if (value.length > 500) ctx.issues.push({ code: 'custom', message: 'metadata values are at most 500 characters', path: [key], input: value });
+    }
+  }),
+);
 
 export const MyCreditAppItem = z.strictObject({
   provider: z.literal('mycreditapp'),

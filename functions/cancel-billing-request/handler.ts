@@ -1,0 +1,37 @@
+/** Lambda: cancel a GoCardless billing request (POST /v1/gocardless/billing-requests/{billingRequestId}/cancel). */
+import * as z from 'zod/mini';
+import { IdempotencyHeaders, operationContext, outcomeReply, taskResult, Why } from '#shared/cancel-handler.ts';
+import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/items.ts';
+import { defineHandler } from '#shared/middleware.ts';
+import { type CancelBillingRequestInput, cancelBillingRequest } from '#shared/operations/cancel-billing-request.ts';
+import type { OperationContext } from '#shared/cancel.ts';
+
+type Input = { cancel: CancelBillingRequestInput; why: Partial<OperationContext> };
+
+const Api = z.object({
+  path: z.object({ billingRequestId: BillingRequestId }),
+  headers: IdempotencyHeaders,
+  body: z.optional(z.strictObject({ metadata: z.optional(GoCardlessMetadata), ...Why })),
+});
+const Task = z.strictObject({ item: GoCardlessItem, ...TaskContext });
+
+export const handler = defineHandler<Input, Awaited<ReturnType<typeof cancelBillingRequest>>>({
+  name: 'cancel-billing-request',
+  api: {
+    schema: Api,
+    toInput: (p: z.infer<typeof Api>) => ({
+      cancel: { billingRequestId: p.path.billingRequestId, ...(p.body?.metadata ? { metadata: p.body.metadata } : {}) },
+      why: { idempotencyKey: p.headers['idempotency-key'], reason: p.body?.reason, requestedBy: p.body?.requestedBy },
+    }),
+  },
+  task: {
+    schema: Task,
+    toInput: (p: z.infer<typeof Task>) => ({
+      cancel: { billingRequestId: p.item.billingRequestId, ...(p.item.metadata ? { metadata: p.item.metadata } : {}) },
+      why: { idempotencyKey: p.idempotencyKey, reason: p.reason, requestedBy: p.requestedBy },
+    }),
+  },
+  run: (input, invocation) => cancelBillingRequest(input.cancel, operationContext(invocation, input.why)),
+  reply: outcomeReply,
+  taskResult,
+});

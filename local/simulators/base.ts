@@ -1,0 +1,387 @@
+/**
+ * What every provider simulator shares: a real HTTP server on loopback, a log of the requests it received,
+ * fault injection (status codes with and without headers, HTML and malformed bodies, delays, resets, truncated
+ * answers), and a control surface under `/__sim/` so tests, the CLI and `npm start` users can drive it over HTTP.
+ *
+ * Control routes (every simulator):
+ *   GET    /__sim/requests          the requests received (method, path, headers with secrets masked, body)
+ *   GET    /__sim/stats             counts: requests, faults served, effective cancels per resource
+ *   POST   /__sim/faults            queue a fault: {"fault": {...}, "times": 3, "path": "/orders", "method": "PUT", "probability": 0.3}
+ *   DELETE /__sim/faults            clear queued faults
+ *   POST   /__sim/reset             clear requests, faults and counters, restore the seeded data
+ *   POST   /__sim/config            change simulator options (see each simulator's `options`)
+ *   PUT    /__sim/resources/{id}    set a resource's state (provider-specific body)
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Fault =
+  | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string>; html?: boolean }
+  | { kind: 'delay'; ms: number }
+  | { kind: 'reset' }
+  | { kind: 'truncate' }
+  | { kind: 'malformed' }
+  | { kind: 'hang' };
+
+export interface FaultRule {
+  fault: Fault;
+  /** How many matching requests it applies to (default 1); Infinity for "until cleared". */
+  times?: number;
+  /** Applies with this probability per matching request (default 1). */
+  probability?: number;
+  method?: string;
+  /** A path prefix, or a regular expression source when it starts with `^`. */
+  path?: string;
+}
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  query: string;
+  headers: Record<string, string>;
+  body: string;
+  at: number;
+  /** What the simulator did: "ok", "fault:429", "reset", ... */
+  served?: string;
+  status?: number;
+}
+
+export interface SimRequest {
+  method: string;
+  path: string;
+  url: URL;
+  headers: http.IncomingHttpHeaders;
+  rawBody: string;
+  /** The body parsed as JSON, `undefined` when empty, the symbol INVALID when not JSON. */
+  json: unknown;
+}
+
+export const INVALID_JSON = Symbol('invalid-json');
+
+export interface SimResponse {
+  status: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** Raw text instead of JSON. */
+  text?: string;
+}
+
+export interface SimulatorBaseOptions {
+  host?: string;
+  port?: number;
+  /** Speeds up time-based limits for benchmarks: a rate limit of R/s becomes R*timeScale/s. */
+  timeScale?: number;
+}
+
+const MASK = /^(authorization|x-api-key)$/i;
+
+export abstract class Simulator {
+  readonly requests: RecordedRequest[] = [];
+  /** Cancels that changed state, per resource id: exactly one each is the invariant tests check. */
+  readonly effectiveCancels = new Map<string, number>();
+  private rules: (FaultRule & { remaining: number })[] = [];
+  private server: http.Server | undefined;
+  private baseUrl = '';
+  protected readonly timeScale: number;
+  private readonly host: string;
+  private readonly port: number;
+  abstract readonly name: string;
+
+  constructor(options: SimulatorBaseOptions = {}) {
+    this.host = options.host ?? '127.0.0.1';
+    this.port = options.port ?? 0;
+    this.timeScale = options.timeScale ?? 1;
+  }
+
+  /** The root URL clients use (some providers add a path, such as `/v1.5/ext`). */
+  get url(): string {
+    return this.baseUrl + this.rootPath;
+  }
+
+  /** The server's origin, where `/__sim/` lives. */
+  get origin(): string {
+    return this.baseUrl;
+  }
+
+  protected get rootPath(): string {
+    return '';
+  }
+
+  /** The provider's behaviour for one request (after faults). Paths are relative to `rootPath`. */
+  protected abstract handle(req: SimRequest): SimResponse | Promise<SimResponse>;
+  /** Restores the seeded demo data. */
+  abstract seed(): void;
+  /** Sets one resource's state from a control request; returns false when the id is unknown. */
+  protected abstract setResource(id: string, body: unknown): boolean;
+  /** Applies options from a control request; returns the options now in force. */
+  protected abstract configure(options: Record<string, unknown>): Record<string, unknown>;
+
+  async start(): Promise<string> {
+    this.seed();
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        this.dispatch(req, res, Buffer.concat(chunks).toString('utf8')).catch((error) => {
+          if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(`simulator error: ${(error as Error).message}`);
+        });
+      });
+    });
+    this.server.keepAliveTimeout = 30_000;
+    await new Promise<void>((resolve, reject) => {
+      this.server?.once('error', reject);
+      this.server?.listen(this.port, this.host, resolve);
+    });
+    const { port } = this.server.address() as AddressInfo;
+    this.baseUrl = `http://${this.host}:${port}`;
+    return this.url;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  /** Queues a fault (see FaultRule). */
+  inject(rule: FaultRule): void {
+    this.rules.push({ ...rule, remaining: rule.times ?? 1 });
+  }
+
+  clearFaults(): void {
+    this.rules = [];
+  }
+
+  reset(): void {
+    this.requests.length = 0;
+    this.effectiveCancels.clear();
+    this.clearFaults();
+    this.seed();
+  }
+
+  /** Requests whose path (relative to the root) matches. */
+  received(method: string, path: string | RegExp): RecordedRequest[] {
+    return this.requests.filter((r) => r.method === method && (typeof path === 'string' ? r.path === path : path.test(r.path)));
+  }
+
+  protected countCancel(id: string): void {
+    this.effectiveCancels.set(id, (this.effectiveCancels.get(id) ?? 0) + 1);
+  }
+
+  private matchFault(method: string, path: string): Fault | undefined {
+    for (const rule of this.rules) {
+      if (rule.remaining <= 0) continue;
+      if (rule.method && rule.method.toUpperCase() !== method) continue;
+      if (rule.path && !(rule.path.startsWith('^') ? new RegExp(rule.path).test(path) : path.startsWith(rule.path))) continue;
+      if (rule.probability !== undefined && Math.random() >= rule.probability) continue;
+      rule.remaining--;
+      return rule.fault;
+    }
+    this.rules = this.rules.filter((r) => r.remaining > 0);
+    return undefined;
+  }
+
+  private async dispatch(req: http.IncomingMessage, res: http.ServerResponse, rawBody: string): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://sim');
+    if (url.pathname.startsWith('/__sim/')) return this.control(req.method ?? 'GET', url, rawBody, res);
+
+    const method = req.method ?? 'GET';
+    const root = this.rootPath;
+    const path = root && url.pathname.startsWith(root) ? url.pathname.slice(root.length) || '/' : url.pathname;
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) {
+      if (v !== undefined) headers[k] = MASK.test(k) ? mask(String(v)) : String(v);
+    }
+    const record: RecordedRequest = { method, path, query: url.search, headers, body: rawBody, at: Date.now() };
+    this.requests.push(record);
+
+    const fault = this.matchFault(method, path);
+    if (fault) {
+      record.served = `fault:${fault.kind === 'status' ? fault.status : fault.kind}`;
+      const handled = await this.serveFault(fault, req, res);
+      if (handled) return;
+    }
+    if (root && !url.pathname.startsWith(root)) {
+      return send(res, { status: 404, text: `Not Found: ${url.pathname} (this server's API root is ${root})` }, record);
+    }
+    let json: unknown;
+    if (rawBody) {
+      try {
+        json = JSON.parse(rawBody);
+      } catch {
+        json = INVALID_JSON;
+      }
+    }
+    const response = await this.handle({ method, path, url, headers: req.headers, rawBody, json });
+    record.served ??= 'ok';
+    if (fault?.kind === 'truncate') return truncate(res, response, record);
+    if (fault?.kind === 'malformed') return send(res, { ...response, text: '{"malformed": tr', body: undefined }, record);
+    send(res, response, record);
+  }
+
+  /** Serves a fault; returns false when the request should still reach the provider logic (delays, and
+   * truncate/malformed, which corrupt the real answer so the state change still happens). */
+  private async serveFault(fault: Fault, req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> {
+    switch (fault.kind) {
+      case 'delay':
+        await new Promise((r) => setTimeout(r, fault.ms));
+        return false;
+      case 'reset':
+        req.socket.destroy();
+        return true;
+      case 'hang':
+        return true;
+      case 'truncate':
+      case 'malformed':
+        return false;
+      case 'status': {
+        if (fault.html) {
+          const html = `<!DOCTYPE html><html><head><title>Error: ${fault.status}</title></head><body><h1>${fault.status}</h1></body></html>`;
+          res.writeHead(fault.status, { 'content-type': 'text/html', ...fault.headers });
+          res.end(html);
+        } else {
+          res.writeHead(fault.status, { 'content-type': 'application/json', ...fault.headers });
+          res.end(fault.body === undefined ? '' : typeof fault.body === 'string' ? fault.body : JSON.stringify(fault.body));
+        }
+        return true;
+      }
+    }
+  }
+
+  private control(method: string, url: URL, rawBody: string, res: http.ServerResponse): void {
+    const reply = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    let body: Record<string, unknown> = {};
+    try {
+      body = rawBody ? (JSON.parse(rawBody) as Record<string, unknown>) : {};
+    } catch {
+      return reply(400, { error: 'control body must be JSON' });
+    }
+    const route = `${method} ${url.pathname}`;
+    if (route === 'GET /__sim/requests') return reply(200, { requests: this.requests });
+    if (route === 'GET /__sim/stats') {
+      return reply(200, {
+        provider: this.name,
+        requests: this.requests.length,
+        faultsServed: this.requests.filter((r) => r.served?.startsWith('fault')).length,
+        rateLimited: this.requests.filter((r) => r.status === 429).length,
+        effectiveCancels: Object.fromEntries(this.effectiveCancels),
+      });
+    }
+    if (route === 'POST /__sim/faults') {
+      if (!body.fault || typeof body.fault !== 'object') return reply(400, { error: 'give {"fault": {"kind": ...}}' });
+      this.inject(body as unknown as FaultRule);
+      return reply(201, { queued: body });
+    }
+    if (route === 'DELETE /__sim/faults') {
+      this.clearFaults();
+      return reply(204, {});
+    }
+    if (route === 'POST /__sim/reset') {
+      this.reset();
+      return reply(200, { reset: true });
+    }
+    if (route === 'POST /__sim/config') {
+      try {
+        return reply(200, { options: this.configure(body) });
+      } catch (error) {
+        return reply(400, { error: (error as Error).message });
+      }
+    }
+    const resource = /^\/__sim\/resources\/([^/]+)$/.exec(url.pathname);
+    if (resource && method === 'PUT') {
+      const id = decodeURIComponent(resource[1] ?? '');
+      return this.setResource(id, body) ? reply(200, { id, updated: true }) : reply(404, { error: `unknown resource ${id}` });
+    }
+    reply(404, { error: `unknown control route ${route}` });
+  }
+}
+
+function mask(value: string): string {
+  return value.length <= 12 ? '***' : `${value.slice(0, 10)}***`;
+}
+
+function send(res: http.ServerResponse, response: SimResponse, record: RecordedRequest): void {
+  record.status = response.status;
+  const text = response.text ?? (response.body === undefined ? '' : JSON.stringify(response.body));
+  const type = response.text !== undefined ? 'text/plain' : 'application/json';
+  res.writeHead(response.status, { 'content-type': type, 'content-length': String(Buffer.byteLength(text)), ...response.headers });
+  res.end(text);
+}
+
+function truncate(res: http.ServerResponse, response: SimResponse, record: RecordedRequest): void {
+  record.status = response.status;
+  const text = response.text ?? JSON.stringify(response.body ?? {});
+  res.writeHead(response.status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...response.headers });
+  res.write(text.slice(0, Math.max(1, Math.floor(text.length / 2))));
+  res.socket?.destroy();
+}
+
+/** A token bucket: `rate` tokens per second, up to `burst`. */
+export class TokenBucket {
+  private tokens: number;
+  private updated = Date.now();
+  rate: number;
+  burst: number;
+  constructor(rate: number, burst: number) {
+    this.rate = rate;
+    this.burst = burst;
+    this.tokens = burst;
+  }
+  take(): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.updated) / 1000) * this.rate);
+    this.updated = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+  /** Milliseconds until a token is available. */
+  waitMs(): number {
+    return this.tokens >= 1 ? 0 : Math.ceil(((1 - this.tokens) / this.rate) * 1000);
+  }
+}
+
+/** A sliding window: at most `limit` requests in any `windowMs`. */
+export class SlidingWindow {
+  private readonly hits: number[] = [];
+  limit: number;
+  windowMs: number;
+  constructor(limit: number, windowMs: number) {
+    this.limit = limit;
+    this.windowMs = windowMs;
+  }
+  private prune(now: number): void {
+    while (this.hits.length && (this.hits[0] ?? 0) <= now - this.windowMs) this.hits.shift();
+  }
+  take(now = Date.now()): boolean {
+    this.prune(now);
+    if (this.hits.length >= this.limit) return false;
+    this.hits.push(now);
+    return true;
+  }
+  remaining(now = Date.now()): number {
+    this.prune(now);
+    return Math.max(0, this.limit - this.hits.length);
+  }
+  /** When the oldest request in the window leaves it (the window resets). */
+  resetAt(now = Date.now()): number {
+    this.prune(now);
+    return (this.hits[0] ?? now) + this.windowMs;
+  }
+}
+
+/** Applies option values from a control request; an unknown option is an error, so a typo fails loudly. */
+export function applyOptions<T extends object>(current: T, update: Record<string, unknown>): T {
+  const unknown = Object.keys(update).filter((k) => !(k in current));
+  if (unknown.length) throw new Error(`unknown option(s) ${unknown.join(', ')}; known: ${Object.keys(current).join(', ')}`);
+  Object.assign(current, update);
+  return current;
+}

@@ -1,0 +1,76 @@
+/**
+ * What the cancel handlers share: the common API headers, the reply for one outcome or several, and the task
+ * result that hands a `failed` outcome back to Step Functions as a retryable error.
+ */
+import * as z from 'zod/mini';
+import type { OperationContext } from './cancel.ts';
+import { TaskRetryableError } from './errors.ts';
+import type { Invocation, Reply } from './middleware.ts';
+import { httpStatusFor, httpStatusForAll, type Outcome } from './outcome.ts';
+
+/** `Idempotency-Key`: a retried API call with the same key returns the first outcome. */
+export const IdempotencyHeaders = z.looseObject({
+  'idempotency-key': z.optional(
+    z.string().check(z.regex(/^[\x21-\x7e]{1,255}$/, 'must be 1 to 255 printable ASCII characters without spaces')),
+  ),
+});
+
+export const MyCreditAppHeaders = z.looseObject({
+  ...IdempotencyHeaders.shape,
+  'requester-organization-id': z.guid('must be a uuid (your organization)'),
+  'target-organization-id': z.guid('must be a uuid (the organization the request targets)'),
+});
+
+/** Who asked and why, optional on every cancel body: recorded with the outcome. */
+export const Why = {
+  reason: z.optional(z.string().check(z.trim(), z.minLength(1, 'must not be empty'), z.maxLength(1000))),
+  requestedBy: z.optional(z.string().check(z.minLength(1), z.maxLength(320))),
+};
+
+export function operationContext(
+  invocation: Invocation,
+  fields: { idempotencyKey?: string | undefined; reason?: string | undefined; requestedBy?: string | undefined },
+): OperationContext {
+  const requestedBy = fields.requestedBy ?? invocation.requestedBy;
+  return {
+    signal: invocation.signal,
+    deadline: invocation.deadline,
+    ...(fields.idempotencyKey ? { idempotencyKey: fields.idempotencyKey } : {}),
+    ...(fields.reason ? { reason: fields.reason } : {}),
+    ...(requestedBy ? { requestedBy } : {}),
+  };
+}
+
+function retryAfter(outcomes: readonly Outcome[]): Record<string, string> {
+  const waits = outcomes.map((o) => o.retryAfterSeconds).filter((s): s is number => s !== undefined);
+  return waits.length ? { 'retry-after': String(Math.max(...waits)) } : {};
+}
+
+export function outcomeReply(outcome: Outcome): Reply {
+  return { statusCode: httpStatusFor(outcome), body: outcome, headers: outcome.outcome === 'failed' ? retryAfter([outcome]) : {} };
+}
+
+/** Several outcomes answered together (Auco codes): the shared status, or 207 when they differ. */
+export function outcomesReply(outcomes: Outcome[], extra: Record<string, unknown> = {}): Reply {
+  const statusCode = httpStatusForAll(outcomes);
+  const shared = new Set(outcomes.map((o) => o.outcome));
+  return {
+    statusCode,
+    body: { ...extra, ...(shared.size === 1 ? { outcome: outcomes[0]?.outcome } : {}), outcomes },
+    headers: outcomes.some((o) => o.outcome === 'failed') ? retryAfter(outcomes) : {},
+  };
+}
+
+const ERROR_NAME = { rate_limited: 'Provider.RateLimited', timeout: 'Provider.Timeout', transient: 'Provider.Transient' } as const;
+
+/**
+ * The task result: the outcome(s), or, when any failed transiently, a `Provider.*` error whose message is the
+ * JSON of every outcome, so Step Functions retries with backoff and, once retries are spent, its Catch still
+ * holds each item's outcome.
+ */
+export function taskResult<T extends Outcome | Outcome[]>(result: T): T {
+  const outcomes: Outcome[] = Array.isArray(result) ? result : [result];
+  const failed = outcomes.find((o) => o.outcome === 'failed');
+  if (failed) throw new TaskRetryableError(ERROR_NAME[failed.failure ?? 'transient'], JSON.stringify(result));
+  return result;
+}

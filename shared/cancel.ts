@@ -1,0 +1,117 @@
+/**
+ * The core every provider operation runs in: the same dependencies, deadline and pacing for all, and one place
+ * that turns transient trouble into a `failed` outcome and keeps "exactly once in effect" honest.
+ */
+import { RateLimitedError, TransientError } from './errors.ts';
+import { HttpClient, type SendOptions } from './http.ts';
+import { redact } from './log.ts';
+import type { Operation, Outcome, Provider } from './outcome.ts';
+import { type SecretStore, secretStore } from './secrets.ts';
+
+export interface OperationContext {
+  signal: AbortSignal;
+  /** Epoch ms by which provider calls must be over. */
+  deadline: number;
+  /** Stable per logical cancellation (the API's Idempotency-Key, or the batch item's key). */
+  idempotencyKey?: string;
+  reason?: string;
+  requestedBy?: string;
+}
+
+export interface Deps {
+  http: HttpClient;
+  secrets: SecretStore;
+}
+
+let shared: Deps | undefined;
+
+/** One HTTP client and one secret store per process (per warm Lambda), so connections and caches are reused. */
+export function defaultDeps(): Deps {
+  shared ??= { http: new HttpClient(), secrets: secretStore() };
+  return shared;
+}
+
+/** Replaces the process-wide dependencies (tests, the local runner). */
+export function setDefaultDeps(deps: Deps | undefined): void {
+  shared = deps;
+}
+
+/** Documented or chosen request rates per provider (PROVIDERS.md): Truework 10/s, GoCardless 1000/min.
+ * mycreditapp and Auco publish none; these defaults are conservative and configurable. */
+export const DEFAULT_RATE_PER_SECOND: Record<Provider, number> = {
+  mycreditapp: 10,
+  auco: 5,
+  truework: 10,
+  gocardless: 1000 / 60,
+};
+
+/** The rate this process spaces its requests to: `<PROVIDER>_RATE_PER_SECOND`, else the default.
+ * In AWS each function gets the provider's rate divided by the batch map's concurrency (see infra). */
+export function rateFor(provider: Provider): number {
+  const configured = Number(process.env[`${provider.toUpperCase()}_RATE_PER_SECOND`]);
+  return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_RATE_PER_SECOND[provider];
+}
+
+export function sendOptions(provider: Provider, ctx: OperationContext, extra: SendOptions = {}): SendOptions {
+  return { signal: ctx.signal, deadline: ctx.deadline, pace: { key: provider, perSecond: rateFor(provider) }, ...extra };
+}
+
+export type OutcomeBase = Pick<Outcome, 'provider' | 'operation' | 'target'>;
+
+/** What an operation reports before the core stamps duration and settles ambiguity. */
+export type Settled = Omit<Outcome, 'durationMs' | keyof OutcomeBase> & {
+  /** An earlier attempt of this request may have taken effect before its answer was lost. */
+  ambiguous?: boolean;
+};
+
+export function base(provider: Provider, operation: Operation, target: Record<string, string>): OutcomeBase {
+  return { provider, operation, target };
+}
+
+/** A `failed` outcome for transient trouble that outlasted the budget: 503 (or 504 for timeouts) with the wait. */
+export function failedOutcome(error: RateLimitedError | TransientError): Settled {
+  if (error instanceof RateLimitedError) {
+    return {
+      outcome: 'failed',
+      failure: 'rate_limited',
+      httpStatus: 429,
+      attempts: error.attempts,
+      ...(error.retryAfterMs !== undefined ? { retryAfterSeconds: Math.ceil(error.retryAfterMs / 1000) } : {}),
+      message: error.message,
+    };
+  }
+  return {
+    outcome: 'failed',
+    failure: error.timeout ? 'timeout' : 'transient',
+    ...(error.status !== undefined ? { httpStatus: error.status } : {}),
+    attempts: error.attempts,
+    message: error.message,
+  };
+}
+
+/**
+ * Runs an operation and settles its outcome:
+ * - transient trouble becomes `failed` (configuration errors and bugs propagate);
+ * - `already_canceled` after an attempt of ours that may have taken effect is reported `canceled`: the resource
+ *   was still in flight when this request began, and our own lost attempt cancelled it;
+ * - secret values are scrubbed from the message, and the duration is stamped.
+ */
+export async function settle(outcomeBase: OutcomeBase, work: () => Promise<Settled>): Promise<Outcome> {
+  const started = Date.now();
+  let result: Settled;
+  try {
+    result = await work();
+  } catch (error) {
+    if (error instanceof RateLimitedError || error instanceof TransientError) result = failedOutcome(error);
+    else throw error;
+  }
+  const { ambiguous, ...rest } = result;
+  const outcome: Outcome = { ...outcomeBase, ...rest, durationMs: Date.now() - started };
+  if (ambiguous && outcome.outcome === 'already_canceled') {
+    outcome.outcome = 'canceled';
+    outcome.message = `${outcome.message ?? ''} (our earlier attempt of this request took effect; its answer was lost)`.trim();
+  }
+  if (outcome.message) outcome.message = redact(outcome.message);
+  return outcome;
+}
+

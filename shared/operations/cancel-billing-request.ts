@@ -1,0 +1,53 @@
+/** Cancel a GoCardless billing request: the I/O around the pure adapter in `shared/providers/gocardless.ts`. */
+import { randomUUID } from 'node:crypto';
+import { base, type Deps, defaultDeps, type OperationContext, sendOptions, settle } from '../cancel.ts';
+import type { Outcome } from '../outcome.ts';
+import { malformedSuccess, requestIdOf } from '../providers/common.ts';
+import {
+  cancelRequest,
+  classifyCancel,
+  classifyReadBack,
+  getRequest,
+  idempotencyKeyFor,
+  parseGoCardlessError,
+} from '../providers/gocardless.ts';
+
+export interface CancelBillingRequestInput {
+  billingRequestId: string;
+  metadata?: Record<string, string>;
+}
+
+export function cancelBillingRequest(input: CancelBillingRequestInput, ctx: OperationContext, deps: Deps = defaultDeps()): Promise<Outcome> {
+  const { billingRequestId } = input;
+  return settle(base('gocardless', 'cancel-billing-request', { billingRequestId }), async () => {
+    // One key per logical cancellation: every retry of it, in this Lambda or from Step Functions, reuses it.
+    const key = idempotencyKeyFor(billingRequestId, ctx.idempotencyKey ?? randomUUID());
+    const options = sendOptions('gocardless', ctx, { isTransient: malformedSuccess });
+    const { response, classification, conflict } = await deps.secrets.withSecret(
+      'gocardless',
+      async (secret) => {
+        const response = await deps.http.send(cancelRequest(secret, input, key), options);
+        const first = classifyCancel(response);
+        if (first.kind !== 'check-state') return { response, classification: first, conflict: false };
+        // "invalid_state" does not say which state: read the billing request back (PROVIDERS.md 4.3, 4.5).
+        const readBack = await deps.http.send(getRequest(secret, billingRequestId), options);
+        const conflict = parseGoCardlessError(response.body)?.reasons.includes('idempotent_creation_conflict') ?? false;
+        return { response, classification: classifyReadBack(readBack, first.message), conflict };
+      },
+      (r) => r.classification.kind === 'unauthorized',
+    );
+    const error = parseGoCardlessError(response.body);
+    const common = {
+      httpStatus: response.status,
+      attempts: response.attempts,
+      ...((error?.requestId ?? requestIdOf(response)) ? { providerRequestId: error?.requestId ?? requestIdOf(response) } : {}),
+      // A conflict on our own key means an earlier request of this cancellation took effect.
+      ambiguous: response.ambiguous || conflict,
+    };
+    if (classification.kind === 'decided') {
+      const { kind: _, ...fields } = classification;
+      return { ...common, ...fields };
+    }
+    return { ...common, outcome: 'rejected', message: classification.message };
+  });
+}

@@ -1,0 +1,63 @@
+/**
+ * What the provider adapters share: reading answers defensively, and the shape of a classification.
+ * Adapters are pure: they build requests and classify answers; `shared/cancel.ts` does the I/O.
+ */
+import type { RawResponse } from '../http.ts';
+import type { Outcome, OutcomeKind } from '../outcome.ts';
+
+/** The answer's body as JSON, or undefined when it is empty or not JSON (an HTML error page, a truncated body). */
+export function parseJson(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export function asObject(value: unknown): Record<string, unknown> | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+export function asString(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** A 2xx whose body is not JSON is retried: the change may have happened, and a retry will say so. */
+export function malformedSuccess(response: RawResponse): string | undefined {
+  return response.status >= 200 && response.status < 300 && asObject(parseJson(response.body)) === undefined
+    ? `malformed answer (HTTP ${response.status}, not a JSON object)`
+    : undefined;
+}
+
+/** The provider's request id from the usual headers, for support tickets. */
+export function requestIdOf(response: RawResponse): string | undefined {
+  return response.headers['x-request-id'] ?? response.headers['request-id'] ?? response.headers['x-correlation-id'];
+}
+
+/** Trims a provider's text for an outcome message: one line, bounded. */
+export function brief(text: string, max = 300): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/** What an adapter decides from one answer. */
+export type Classification =
+  /** The answer settles the outcome. */
+  | ({ kind: 'decided'; outcome: OutcomeKind } & Pick<Outcome, 'providerStatus' | 'message' | 'details'>)
+  /** The answer says "not done" without saying why: read the resource's state to decide. */
+  | { kind: 'check-state'; message: string }
+  /** 401: refresh the credentials once and try again. */
+  | { kind: 'unauthorized'; message: string };
+
+export const decided = (
+  outcome: OutcomeKind,
+  fields: Pick<Outcome, 'providerStatus' | 'message' | 'details'> = {},
+): Classification => ({ kind: 'decided', outcome, ...fields });
+
+/** Parses a timestamp; one without a timezone (mycreditapp's `2025-01-02T12:00:00.123456`) is UTC. */
+export function parseTimestamp(value: string): number {
+  const withZone = /([zZ]|[+-]\d{2}:?\d{2})$/.test(value) ? value : `${value}Z`;
+  // Date.parse accepts at most millisecond precision: cut microseconds.
+  return Date.parse(withZone.replace(/(\.\d{3})\d+/, '$1'));
+}

@@ -1,0 +1,121 @@
+/**
+ * GoCardless: cancel a billing request (PROVIDERS.md section 4).
+ *
+ * - `POST /billing_requests/{id}/actions/cancel`, `Authorization: Bearer`, `GoCardless-Version: 2015-07-06`,
+ *   body in the `{"data": {...}}` envelope, `metadata` only (4.1).
+ * - A stable `Idempotency-Key` per logical cancellation, so our own retries never act twice (4.5).
+ * - 200 `cancelled` is `canceled`. 422 `invalid_state` (and a 409 idempotency conflict) do not say why, so the
+ *   billing request is read back: `cancelled` is `already_canceled`, `fulfilling`/`fulfilled` `not_cancelable`
+ *   (4.2, 4.3, 4.5). 404 is `not_found`; `validation_failed` and `invalid_api_usage` are `rejected`.
+ * - 429 waits until `ratelimit-reset` (an HTTP-date), whatever the body, JSON or HTML (4.4): `shared/http.ts`.
+ */
+import { createHash } from 'node:crypto';
+import type { HttpRequest, RawResponse } from '../http.ts';
+import type { ProviderSecret } from '../secrets.ts';
+import { asObject, asString, brief, type Classification, decided, parseJson } from './common.ts';
+
+export const GOCARDLESS_LIVE_URL = 'https://api.gocardless.com';
+export const GOCARDLESS_VERSION = '2015-07-06';
+
+type Secret = ProviderSecret<'gocardless'>;
+
+export interface GoCardlessError {
+  type?: string;
+  message: string;
+  reasons: string[];
+  requestId?: string;
+}
+
+const root = (secret: Secret) => (secret.baseUrl ?? GOCARDLESS_LIVE_URL).replace(/\/+$/, '');
+
+function headers(secret: Secret): Record<string, string> {
+  return {
+    authorization: `Bearer ${secret.accessToken}`,
+    'gocardless-version': GOCARDLESS_VERSION,
+    accept: 'application/json',
+  };
+}
+
+/** An Idempotency-Key for one logical cancellation of one billing request, bounded in length. */
+export function idempotencyKeyFor(billingRequestId: string, logicalKey: string): string {
+  return `cancel-${billingRequestId}-${createHash('sha256').update(logicalKey).digest('hex').slice(0, 32)}`;
+}
+
+export function cancelRequest(
+  secret: Secret,
+  input: { billingRequestId: string; metadata?: Record<string, string> },
+  idempotencyKey: string,
+): HttpRequest {
+  return {
+    method: 'POST',
+    url: `${root(secret)}/billing_requests/${encodeURIComponent(input.billingRequestId)}/actions/cancel`,
+    headers: { ...headers(secret), 'content-type': 'application/json', 'idempotency-key': idempotencyKey },
+    body: JSON.stringify({ data: input.metadata ? { metadata: input.metadata } : {} }),
+  };
+}
+
+export function getRequest(secret: Secret, billingRequestId: string): HttpRequest {
+  return { method: 'GET', url: `${root(secret)}/billing_requests/${encodeURIComponent(billingRequestId)}`, headers: headers(secret) };
+}
+
+/** The error envelope (4.3), including the bare-string form `{"error": "bank_authorisation_expired"}`. */
+export function parseGoCardlessError(body: string): GoCardlessError | undefined {
+  const json = asObject(parseJson(body));
+  if (!json) return undefined;
+  if (typeof json.error === 'string') return { message: json.error, reasons: [json.error] };
+  const error = asObject(json.error);
+  if (!error) return undefined;
+  const details = Array.isArray(error.errors) ? error.errors.map(asObject).filter((e) => e !== undefined) : [];
+  const reasons = details.map((e) => asString(e.reason)).filter((r): r is string => r !== undefined);
+  const messages = details.map((e) => {
+    const field = asString(e.field);
+    const message = asString(e.message) ?? asString(e.reason) ?? '';
+    return field ? `${field} ${message}` : message;
+  });
+  const message = [asString(error.message), ...messages.filter((m) => m && m !== error.message)].filter(Boolean).join('; ');
+  return { type: asString(error.type), message: message || 'no message', reasons, requestId: asString(error.request_id) };
+}
+
+/** The billing request's status from a 200 answer (`{"billing_requests": {...}}`). */
+export function billingRequestStatus(body: string): string | undefined {
+  return asString(asObject(asObject(parseJson(body))?.billing_requests)?.status);
+}
+
+/** What a billing request's status means for a cancellation that was refused or not confirmed (4.2). */
+export function classifyState(status: string | undefined, refusal: string): Classification {
+  switch (status) {
+    case 'cancelled':
+      return decided('already_canceled', { providerStatus: status, message: 'Billing request was already cancelled' });
+    case 'fulfilled':
+    case 'fulfilling':
+      return decided('not_cancelable', { providerStatus: status, message: `Billing request is ${status}; it can no longer be cancelled` });
+    case undefined:
+      return decided('rejected', { message: `GoCardless refused the cancellation and its state is unreadable: ${refusal}` });
+    default:
+      return decided('rejected', { providerStatus: status, message: `GoCardless refused to cancel a ${status} billing request: ${refusal}` });
+  }
+}
+
+export function classifyCancel(response: RawResponse): Classification {
+  const { status } = response;
+  if (status >= 200 && status < 300) {
+    const state = billingRequestStatus(response.body);
+    if (state === 'cancelled') return decided('canceled', { providerStatus: state, message: 'Billing request cancelled' });
+    return classifyState(state, `answered ${status} with status ${state ?? 'missing'}`);
+  }
+  const error = parseGoCardlessError(response.body);
+  const said = error ? `${error.type ? `${error.type}: ` : ''}${error.message}` : brief(response.body) || `HTTP ${status}`;
+  if (status === 401) return { kind: 'unauthorized', message: `GoCardless rejected the access token (${said})` };
+  if (status === 403) return decided('rejected', { message: `GoCardless denied access; the token may lack read-write scope (${said})` });
+  if (status === 404) return decided('not_found', { message: `GoCardless does not know this billing request (${said})` });
+  if (error?.type === 'invalid_state' || status === 409) return { kind: 'check-state', message: said };
+  return decided('rejected', { message: `GoCardless rejected the request (HTTP ${status}, ${said})` });
+}
+
+/** Classifies the read-back of a billing request after a refused or conflicting cancel. */
+export function classifyReadBack(response: RawResponse, refusal: string): Classification {
+  if (response.status === 404) return decided('not_found', { message: 'GoCardless does not know this billing request' });
+  if (response.status === 401) return { kind: 'unauthorized', message: 'GoCardless rejected the access token' };
+  if (response.status >= 300) return classifyState(undefined, `${refusal}; reading it back answered HTTP ${response.status}`);
+  return classifyState(billingRequestStatus(response.body), refusal);
+}

@@ -1,0 +1,203 @@
+/**
+ * GoCardless contract: the cancel-billing-request handler, through both event shapes, against the simulator over
+ * real loopback HTTP, for every item of PROVIDERS.md 4.7 and the unknowns it leaves open.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { handler } from '../../functions/cancel-billing-request/handler.ts';
+import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
+import { callApi, callTask } from '../support/invoke.ts';
+import { useSecrets } from '../support/providers.ts';
+
+const sim = new GoCardlessSimulator();
+beforeAll(async () => {
+  await sim.start();
+});
+afterAll(() => sim.stop());
+beforeEach(() => {
+  sim.reset();
+  useSecrets({ gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: sim.url } });
+});
+
+const cancel = (id: string, init: { body?: unknown; headers?: Record<string, string> } = {}) =>
+  callApi(handler, {
+    method: 'POST',
+    route: '/v1/gocardless/billing-requests/{billingRequestId}/cancel',
+    path: `/v1/gocardless/billing-requests/${id}/cancel`,
+    pathParameters: { billingRequestId: id },
+    ...init,
+  });
+const cancels = () => sim.received('POST', /\/actions\/cancel$/);
+
+describe('GoCardless: cancel a billing request', () => {
+  it('cancels a pending billing request: 200 canceled, with the documented headers and envelope', async () => {
+    const res = await cancel(GOCARDLESS_DEMO.pending, { body: { metadata: { reason: 'declined' } } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      provider: 'gocardless',
+      operation: 'cancel-billing-request',
+      target: { billingRequestId: GOCARDLESS_DEMO.pending },
+      outcome: 'canceled',
+      providerStatus: 'cancelled',
+      httpStatus: 200,
+      attempts: 1,
+    });
+    const [sent] = cancels();
+    expect(sent?.headers['gocardless-version']).toBe('2015-07-06');
+    expect(sent?.headers.authorization).toMatch(/^Bearer /);
+    expect(sent?.headers['idempotency-key']).toMatch(/^cancel-BRQ000DEMOPEND1-[0-9a-f]{32}$/);
+    expect(JSON.parse(sent?.body ?? '')).toEqual({ data: { metadata: { reason: 'declined' } } });
+    expect(sim.events).toEqual([expect.objectContaining({ action: 'cancelled', details: { cause: 'billing_request_cancelled', origin: 'api' } })]);
+  });
+
+  it('sends {"data": {}} when there is no metadata, and cancels a ready_to_fulfil request', async () => {
+    const res = await cancel(GOCARDLESS_DEMO.ready);
+    expect(res.body.outcome).toBe('canceled');
+    expect(JSON.parse(cancels()[0]?.body ?? '')).toEqual({ data: {} });
+  });
+
+  it('reports a repeat as already_canceled (422 invalid_state, read back as cancelled): one effective cancel', async () => {
+    await cancel(GOCARDLESS_DEMO.pending);
+    const again = await cancel(GOCARDLESS_DEMO.pending);
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ outcome: 'already_canceled', providerStatus: 'cancelled', httpStatus: 422 });
+    expect(sim.received('GET', `/billing_requests/${GOCARDLESS_DEMO.pending}`)).toHaveLength(1);
+    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+  });
+
+  it.each(['cancellation_failed', 'billing_request_not_cancellable', 'invalid_state'])(
+    'reads the state back whatever the invalid_state reason (%s)',
+    async (reason) => {
+      sim.options.invalidStateReason = reason;
+      const res = await cancel(GOCARDLESS_DEMO.fulfilled);
+      expect(res.status).toBe(409);
+      expect(res.body).toMatchObject({ outcome: 'not_cancelable', providerStatus: 'fulfilled' });
+    },
+  );
+
+  it('a fulfilling billing request is not_cancelable', async () => {
+    sim.add('BRQ000FULFILLING', 'fulfilling');
+    expect((await cancel('BRQ000FULFILLING')).body).toMatchObject({ outcome: 'not_cancelable', providerStatus: 'fulfilling' });
+  });
+
+  it('an unknown billing request is not_found (404)', async () => {
+    const res = await cancel('BRQ000UNKNOWN99');
+    expect(res.status).toBe(404);
+    expect(res.body.outcome).toBe('not_found');
+  });
+
+  it('a bad access token is rejected (502) after one refresh of the secret, never retried further', async () => {
+    useSecrets({ gocardless: { accessToken: 'sandbox_wrong_token_123', baseUrl: sim.url } });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.status).toBe(502);
+    expect(res.body.outcome).toBe('rejected');
+    expect(res.body.message).toMatch(/rejected the access token/);
+    expect(res.body.message).not.toContain('sandbox_wrong_token_123');
+    expect(cancels()).toHaveLength(2);
+  });
+
+  it('checks metadata limits before sending: 400 with every problem, and no request made', async () => {
+    const res = await cancel(GOCARDLESS_DEMO.pending, {
+      body: { metadata: { a: '1', b: '2', c: '3', ['k'.repeat(51)]: 'x'.repeat(501) } },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.issues).toEqual(
+      expect.arrayContaining([
+        { path: `body.metadata.${'k'.repeat(51)}`, message: 'metadata keys are 1 to 50 characters' },
+        { path: `body.metadata.${'k'.repeat(51)}`, message: 'metadata values are at most 500 characters' },
+        { path: 'body.metadata', message: 'metadata holds at most 3 keys' },
+      ]),
+    );
+    expect(sim.requests).toHaveLength(0);
+  });
+
+  it('rejects a malformed billing request id and an unknown body field before sending', async () => {
+    const res = await cancel('MD000123', { body: { metadata: {}, colour: 'red' } });
+    expect(res.status).toBe(400);
+    expect(res.body.issues?.map((i) => i.path)).toEqual(['path.billingRequestId', 'body']);
+    expect(sim.requests).toHaveLength(0);
+  });
+
+  it('a validation_failed answer is rejected with the provider reason', async () => {
+    sim.inject({ fault: { kind: 'status', status: 422, body: { error: { type: 'validation_failed', message: 'Validation failed', errors: [{ field: 'metadata', message: 'is invalid', request_pointer: '/data/metadata' }] } } } });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.body).toMatchObject({ outcome: 'rejected', httpStatus: 422 });
+    expect(res.body.message).toMatch(/validation_failed: Validation failed; metadata is invalid/);
+  });
+
+  it('waits until ratelimit-reset on a 429 and then cancels', async () => {
+    await fetch(`${sim.origin}/__sim/config`, { method: 'POST', body: JSON.stringify({ rateLimit: 1, windowMs: 1_000 }) });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.body.outcome).toBe('canceled');
+    const statuses = sim.requests.map((r) => r.status);
+    // The cancel, then the read-back was never needed; a second cancel hits the limit and waits.
+    const second = await cancel(GOCARDLESS_DEMO.ready);
+    expect(second.body).toMatchObject({ outcome: 'canceled', attempts: 2 });
+    expect(sim.requests.map((r) => r.status)).toEqual([...statuses, 429, 200]);
+    const [limited, ok] = sim.requests.slice(-2);
+    expect(ok!.at - limited!.at).toBeGreaterThanOrEqual(500);
+  });
+
+  it('treats an HTML 429 as a rate limit too', async () => {
+    sim.inject({ fault: { kind: 'status', status: 429, html: true } });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.body).toMatchObject({ outcome: 'canceled', attempts: 2 });
+  });
+
+  it('a 429 asking for a long wait fails fast: 503 with Retry-After, and Provider.RateLimited in a task', async () => {
+    const far = new Date(Date.now() + 120_000).toUTCString();
+    sim.inject({ fault: { kind: 'status', status: 429, headers: { 'ratelimit-reset': far }, body: { error: { type: 'invalid_api_usage' } } }, times: 2 });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ outcome: 'failed', failure: 'rate_limited' });
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(100);
+    const task = await callTask(handler, { item: { provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending } });
+    expect(task.error?.name).toBe('Provider.RateLimited');
+    expect(JSON.parse(task.error?.message ?? '')).toMatchObject({ outcome: 'failed', target: { billingRequestId: GOCARDLESS_DEMO.pending } });
+  });
+
+  it('retries a 500 and cancels; a 500 that persists is failed (503)', async () => {
+    sim.inject({ fault: { kind: 'status', status: 500, body: { error: { type: 'gocardless', message: 'Internal error' } } } });
+    expect((await cancel(GOCARDLESS_DEMO.pending)).body).toMatchObject({ outcome: 'canceled', attempts: 2 });
+    sim.inject({ fault: { kind: 'status', status: 500 }, times: Number.POSITIVE_INFINITY });
+    const res = await cancel(GOCARDLESS_DEMO.ready);
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ outcome: 'failed', failure: 'transient', attempts: 4 });
+  });
+
+  it.each([
+    ['a truncated answer', { kind: 'truncate' as const }],
+    ['a malformed answer', { kind: 'malformed' as const }],
+  ])('after %s to a cancel that took effect, the retry with the same key confirms it: canceled, once', async (_label, fault) => {
+    sim.inject({ fault, path: '/billing_requests/', method: 'POST' });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.body).toMatchObject({ outcome: 'canceled', attempts: 2 });
+    const keys = new Set(cancels().map((r) => r.headers['idempotency-key']));
+    expect(keys.size).toBe(1);
+    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+  });
+
+  it('a retried Step Functions task reuses the item key: 409 conflict mode and replay mode both give canceled', async () => {
+    const input = { item: { provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending }, idempotencyKey: 'exec-1/item-0' };
+    const first = await callTask(handler, input);
+    expect(first.result).toMatchObject({ outcome: 'canceled' });
+    const conflict = await callTask(handler, input);
+    expect(conflict.result).toMatchObject({ outcome: 'canceled', httpStatus: 409, providerStatus: 'cancelled' });
+    sim.options.idempotencyReplay = 'replay';
+    const replay = await callTask(handler, input);
+    expect(replay.result).toMatchObject({ outcome: 'canceled', httpStatus: 200 });
+    // A different logical cancellation (an operator re-run) learns it was already cancelled.
+    const rerun = await callTask(handler, { ...input, idempotencyKey: 'exec-2/item-0' });
+    expect(rerun.result).toMatchObject({ outcome: 'already_canceled' });
+    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+  });
+
+  it('rejects a bad task input with Input.Invalid listing every problem, and sends nothing', async () => {
+    const task = await callTask(handler, { item: { provider: 'gocardless', billingRequestId: 'nope', metadata: { a: 1 } } });
+    expect(task.error?.name).toBe('Input.Invalid');
+    expect(task.error?.issues).toEqual([
+      { path: 'item.billingRequestId', message: 'must be a GoCardless billing request id (BRQ...)' },
+      { path: 'item.metadata.a', message: 'must be a string' },
+    ]);
+    expect(sim.requests).toHaveLength(0);
+  });
+});

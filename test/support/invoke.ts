@@ -1,0 +1,47 @@
+/** Invokes handlers the way AWS does: API Gateway v2 events and Step Functions task inputs, with real contexts. */
+import type { Context } from 'aws-lambda';
+import { apiGatewayV2Event, lambdaContext } from '../../local/lambda-events.ts';
+
+type Handler = (event: never, context: Context) => Promise<unknown>;
+
+export interface ApiCall {
+  method: string;
+  route: string;
+  path: string;
+  pathParameters?: Record<string, string>;
+  headers?: Record<string, string>;
+  body?: unknown;
+  timeoutMs?: number;
+}
+
+export interface ApiResult {
+  status: number;
+  headers: Record<string, string>;
+  body: Record<string, unknown> & { outcome?: string; message?: string; issues?: { path: string; message: string }[] };
+}
+
+export async function callApi(handler: Handler, call: ApiCall): Promise<ApiResult> {
+  const event = apiGatewayV2Event({
+    method: call.method,
+    routeKey: `${call.method} ${call.route}`,
+    path: call.path,
+    ...(call.pathParameters ? { pathParameters: call.pathParameters } : {}),
+    headers: { 'content-type': 'application/json', ...call.headers },
+    ...(call.body !== undefined ? { body: typeof call.body === 'string' ? call.body : JSON.stringify(call.body) } : {}),
+  });
+  const res = (await handler(event as never, lambdaContext('test', call.timeoutMs ?? 30_000))) as {
+    statusCode: number;
+    headers?: Record<string, string>;
+    body: string;
+  };
+  return { status: res.statusCode, headers: res.headers ?? {}, body: JSON.parse(res.body) };
+}
+
+/** A task invocation: resolves with the result, or with the error Step Functions would see. */
+export async function callTask(handler: Handler, input: unknown, timeoutMs = 30_000): Promise<{ result?: unknown; error?: Error & { issues?: unknown } }> {
+  try {
+    return { result: await handler(input as never, lambdaContext('test', timeoutMs)) };
+  } catch (error) {
+    return { error: error as Error };
+  }
+}

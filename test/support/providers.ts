@@ -1,0 +1,11 @@
+/** Wires the process-wide dependencies to simulators: fast retries, secrets held in memory. */
+import { setDefaultDeps } from '../../shared/cancel.ts';
+import { HttpClient } from '../../shared/http.ts';
+import type { Provider } from '../../shared/outcome.ts';
+import { SecretStore, StaticSecretSource } from '../../shared/secrets.ts';
+
+export function useSecrets(secrets: Partial<Record<Provider, unknown>>, http = new HttpClient({ retry: { baseDelayMs: 5, maxDelayMs: 20 } })) {
+  const store = new SecretStore(new StaticSecretSource(secrets));
+  setDefaultDeps({ http, secrets: store });
+  return { http, store };
+}
