@@ -3,8 +3,10 @@
  * result that hands a `failed` outcome back to Step Functions as a retryable error.
  */
 import * as z from 'zod/mini';
-import type { OperationContext } from './cancel.ts';
+import { type Deps, defaultDeps, type OperationContext } from './cancel.ts';
 import { TaskRetryableError } from './errors.ts';
+import type { LedgerEntry } from './ledger.ts';
+import { log } from './log.ts';
 import type { Invocation, Reply } from './middleware.ts';
 import { httpStatusFor, httpStatusForAll, type Outcome } from './outcome.ts';
 
@@ -22,15 +24,20 @@ export const MyCreditAppHeaders = z.looseObject({
 });
 
 /** Who asked and why, optional on every cancel body: recorded with the outcome. */
-export const Why = {
+export const WhyFields = {
   reason: z.optional(z.string().check(z.trim(), z.minLength(1, 'must not be empty'), z.maxLength(1000))),
   requestedBy: z.optional(z.string().check(z.minLength(1), z.maxLength(320))),
 };
 
-export function operationContext(
-  invocation: Invocation,
-  fields: { idempotencyKey?: string | undefined; reason?: string | undefined; requestedBy?: string | undefined },
-): OperationContext {
+/** Who asked, why, and the keys that tie a cancellation to its batch. */
+export interface Why {
+  idempotencyKey?: string | undefined;
+  reason?: string | undefined;
+  requestedBy?: string | undefined;
+  creditApplicationId?: string | undefined;
+}
+
+export function operationContext(invocation: Invocation, fields: Why): OperationContext {
   const requestedBy = fields.requestedBy ?? invocation.requestedBy;
   return {
     signal: invocation.signal,
@@ -41,13 +48,48 @@ export function operationContext(
   };
 }
 
+/**
+ * The `run` of a cancel handler: the operation, then every outcome written to the audit ledger with who asked,
+ * why and when. A ledger write that fails does not undo a cancellation that happened: the outcome is still
+ * returned, and the whole entry goes to the error log so it is not lost.
+ */
+export function cancelRun<C, R extends Outcome | Outcome[]>(
+  operation: (cancel: C, ctx: OperationContext, deps: Deps) => Promise<R>,
+) {
+  return async (input: { cancel: C; why: Why }, invocation: Invocation): Promise<R> => {
+    const deps = defaultDeps();
+    const ctx = operationContext(invocation, input.why);
+    const result = await operation(input.cancel, ctx, deps);
+    const at = new Date().toISOString();
+    const entries: LedgerEntry[] = (Array.isArray(result) ? result : [result]).map((outcome) => ({
+      ...outcome,
+      at,
+      source: invocation.source,
+      requestId: invocation.requestId,
+      ...(invocation.executionId ? { executionId: invocation.executionId } : {}),
+      ...(ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {}),
+      ...(ctx.requestedBy ? { requestedBy: ctx.requestedBy } : {}),
+      ...(ctx.reason ? { reason: ctx.reason } : {}),
+      ...(input.why.creditApplicationId ? { creditApplicationId: input.why.creditApplicationId } : {}),
+    }));
+    await deps.ledger
+      .record(entries)
+      .catch((error) => log.error('audit ledger write failed; entries follow', { error, entries }));
+    return result;
+  };
+}
+
 function retryAfter(outcomes: readonly Outcome[]): Record<string, string> {
   const waits = outcomes.map((o) => o.retryAfterSeconds).filter((s): s is number => s !== undefined);
   return waits.length ? { 'retry-after': String(Math.max(...waits)) } : {};
 }
 
 export function outcomeReply(outcome: Outcome): Reply {
-  return { statusCode: httpStatusFor(outcome), body: outcome, headers: outcome.outcome === 'failed' ? retryAfter([outcome]) : {} };
+  return {
+    statusCode: httpStatusFor(outcome),
+    body: outcome,
+    headers: outcome.outcome === 'failed' ? retryAfter([outcome]) : {},
+  };
 }
 
 /** Several outcomes answered together (Auco codes): the shared status, or 207 when they differ. */
@@ -61,7 +103,11 @@ export function outcomesReply(outcomes: Outcome[], extra: Record<string, unknown
   };
 }
 
-const ERROR_NAME = { rate_limited: 'Provider.RateLimited', timeout: 'Provider.Timeout', transient: 'Provider.Transient' } as const;
+const ERROR_NAME = {
+  rate_limited: 'Provider.RateLimited',
+  timeout: 'Provider.Timeout',
+  transient: 'Provider.Transient',
+} as const;
 
 /**
  * The task result: the outcome(s), or, when any failed transiently, a `Provider.*` error whose message is the

@@ -4,7 +4,8 @@
  */
 import { RateLimitedError, TransientError } from './errors.ts';
 import { HttpClient, type SendOptions } from './http.ts';
-import { redact } from './log.ts';
+import { type Ledger, MemoryLedger } from './ledger.ts';
+import { log, redact } from './log.ts';
 import type { Operation, Outcome, Provider } from './outcome.ts';
 import { type SecretStore, secretStore } from './secrets.ts';
 
@@ -21,13 +22,14 @@ export interface OperationContext {
 export interface Deps {
   http: HttpClient;
   secrets: SecretStore;
+  ledger: Ledger;
 }
 
 let shared: Deps | undefined;
 
-/** One HTTP client and one secret store per process (per warm Lambda), so connections and caches are reused. */
+/** One HTTP client, secret store and ledger per process (per warm Lambda), so connections and caches are reused. */
 export function defaultDeps(): Deps {
-  shared ??= { http: new HttpClient(), secrets: secretStore() };
+  shared ??= { http: new HttpClient(), secrets: secretStore(), ledger: new MemoryLedger() };
   return shared;
 }
 
@@ -53,7 +55,12 @@ export function rateFor(provider: Provider): number {
 }
 
 export function sendOptions(provider: Provider, ctx: OperationContext, extra: SendOptions = {}): SendOptions {
-  return { signal: ctx.signal, deadline: ctx.deadline, pace: { key: provider, perSecond: rateFor(provider) }, ...extra };
+  return {
+    signal: ctx.signal,
+    deadline: ctx.deadline,
+    pace: { key: provider, perSecond: rateFor(provider) },
+    ...extra,
+  };
 }
 
 export type OutcomeBase = Pick<Outcome, 'provider' | 'operation' | 'target'>;
@@ -62,6 +69,8 @@ export type OutcomeBase = Pick<Outcome, 'provider' | 'operation' | 'target'>;
 export type Settled = Omit<Outcome, 'durationMs' | keyof OutcomeBase> & {
   /** An earlier attempt of this request may have taken effect before its answer was lost. */
   ambiguous?: boolean;
+  /** The provider answers a repeated cancel exactly like the first: `canceled` may be a repeat. */
+  uncertainRepeat?: boolean;
 };
 
 export function base(provider: Provider, operation: Operation, target: Record<string, string>): OutcomeBase {
@@ -94,9 +103,15 @@ export function failedOutcome(error: RateLimitedError | TransientError): Settled
  * - transient trouble becomes `failed` (configuration errors and bugs propagate);
  * - `already_canceled` after an attempt of ours that may have taken effect is reported `canceled`: the resource
  *   was still in flight when this request began, and our own lost attempt cancelled it;
+ * - `canceled` from a provider that answers repeats like first cancels is checked against the ledger: a target
+ *   an earlier, different request already cancelled is `already_canceled`;
  * - secret values are scrubbed from the message, and the duration is stamped.
  */
-export async function settle(outcomeBase: OutcomeBase, work: () => Promise<Settled>): Promise<Outcome> {
+export async function settle(
+  outcomeBase: OutcomeBase,
+  work: () => Promise<Settled>,
+  repeat?: { ledger: Ledger; idempotencyKey: string | undefined },
+): Promise<Outcome> {
   const started = Date.now();
   let result: Settled;
   try {
@@ -105,13 +120,24 @@ export async function settle(outcomeBase: OutcomeBase, work: () => Promise<Settl
     if (error instanceof RateLimitedError || error instanceof TransientError) result = failedOutcome(error);
     else throw error;
   }
-  const { ambiguous, ...rest } = result;
+  const { ambiguous, uncertainRepeat, ...rest } = result;
   const outcome: Outcome = { ...outcomeBase, ...rest, durationMs: Date.now() - started };
   if (ambiguous && outcome.outcome === 'already_canceled') {
     outcome.outcome = 'canceled';
-    outcome.message = `${outcome.message ?? ''} (our earlier attempt of this request took effect; its answer was lost)`.trim();
+    outcome.message =
+      `${outcome.message ?? ''} (our earlier attempt of this request took effect; its answer was lost)`.trim();
+  }
+  if (uncertainRepeat && !ambiguous && outcome.outcome === 'canceled' && repeat) {
+    const prior = await repeat.ledger.lastCancellation(outcomeBase.provider, outcomeBase.target).catch((error) => {
+      log.warn('ledger unreadable; a repeated cancel may be reported as canceled', { error });
+      return undefined;
+    });
+    if (prior && (repeat.idempotencyKey === undefined || prior.idempotencyKey !== repeat.idempotencyKey)) {
+      outcome.outcome = 'already_canceled';
+      outcome.message = `Already cancelled by an earlier request at ${prior.at} (audit ledger); the provider answered this repeat like a first cancel`;
+    }
   }
   if (outcome.message) outcome.message = redact(outcome.message);
+  outcome.durationMs = Date.now() - started;
   return outcome;
 }
-

@@ -96,7 +96,11 @@ const agents = {
 /** Parses a wait the provider asked for: `Retry-After` (seconds or HTTP-date) or `RateLimit-Reset` (HTTP-date,
  * delta-seconds or epoch seconds). Dates are taken relative to the response's own `Date` header when present,
  * so a skewed local clock does not stretch or cut the wait. Returns milliseconds, or undefined. */
-export function parseRequestedWait(headers: RawResponse['headers'], now = Date.now(), includeReset = true): number | undefined {
+export function parseRequestedWait(
+  headers: RawResponse['headers'],
+  now = Date.now(),
+  includeReset = true,
+): number | undefined {
   const serverNow = headers.date ? Date.parse(headers.date) : Number.NaN;
   const reference = Number.isFinite(serverNow) ? serverNow : now;
   for (const name of includeReset ? ['retry-after', 'ratelimit-reset', 'x-ratelimit-reset'] : ['retry-after']) {
@@ -111,6 +115,11 @@ export function parseRequestedWait(headers: RawResponse['headers'], now = Date.n
     if (Number.isFinite(date)) return Math.max(0, date - reference);
   }
   return undefined;
+}
+
+/** 429 and 5xx are transient, except 501 Not Implemented and 505 HTTP Version Not Supported, which never heal. */
+export function isTransientStatus(status: number): boolean {
+  return status === 429 || (status >= 500 && status !== 501 && status !== 505);
 }
 
 /** Full jitter: a random wait between 0 and the capped exponential step (AWS Architecture Blog, "Exponential
@@ -234,7 +243,7 @@ export class HttpClient {
 
       const transientReason = failure
         ? failure.message
-        : response && (response.status === 429 || response.status >= 500)
+        : response && isTransientStatus(response.status)
           ? `HTTP ${response.status}`
           : response && options.isTransient?.(response);
 
@@ -299,7 +308,8 @@ export class HttpClient {
     }
     if (held > 0) await sleep(held, signal);
     const wait = this.pacer.reserve(pace.key, pace.perSecond);
-    if (Date.now() + wait >= deadline) throw new RateLimitedError({ retryAfterMs: wait, status: 429, attempts, ambiguous });
+    if (Date.now() + wait >= deadline)
+      throw new RateLimitedError({ retryAfterMs: wait, status: 429, attempts, ambiguous });
     if (wait > 0) await sleep(wait, signal);
   }
 

@@ -28,13 +28,14 @@ function sizeLimit(issue: Issue & { origin?: string }, bound: 'at most' | 'at le
 }
 
 function describe(issue: Issue, input: unknown): string {
+  const absent =
+    (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_union') &&
+    valueAt(input, issue.path) === undefined;
+  if (absent && input !== undefined) return 'is required';
   if (issue.message && issue.message !== GENERIC) return issue.message;
   switch (issue.code) {
-    case 'invalid_type': {
-      const value = valueAt(input, issue.path);
-      if (value === undefined) return 'is required';
-      return `must be ${article(issue.expected)}${value === null ? ' (got null)' : ''}`;
-    }
+    case 'invalid_type':
+      return `must be ${article(issue.expected)}${valueAt(input, issue.path) === null ? ' (got null)' : ''}`;
     case 'invalid_value':
       return issue.values.length === 1
         ? `must be ${JSON.stringify(issue.values[0])}`
@@ -56,7 +57,11 @@ function describe(issue: Issue, input: unknown): string {
     case 'invalid_key':
     case 'invalid_element': {
       const inner = issue.issues[0];
-      return inner ? describe(inner, undefined) : issue.code === 'invalid_key' ? 'has an invalid key' : 'has an invalid element';
+      return inner
+        ? describe(inner, undefined)
+        : issue.code === 'invalid_key'
+          ? 'has an invalid key'
+          : 'has an invalid element';
     }
     default:
       return 'is invalid';

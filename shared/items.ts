@@ -27,12 +27,19 @@ export const TrueworkReason = z.enum(TRUEWORK_REASONS, {
 export const GoCardlessMetadata = z.record(z.string(), z.string()).check(
   z.check<Record<string, string>>((ctx) => {
     const entries = Object.entries(ctx.value);
-    if (entries.length > 3) ctx.issues.push({ code: 'custom', message: 'metadata holds at most 3 keys', input: ctx.value });
+    if (entries.length > 3)
+      ctx.issues.push({ code: 'custom', message: 'metadata holds at most 3 keys', input: ctx.value });
     for (const [key, value] of entries) {
       if (key.length > 50 || key.length === 0) {
         ctx.issues.push({ code: 'custom', message: 'metadata keys are 1 to 50 characters', path: [key], input: key });
       }
-      if (value.length > 500) ctx.issues.push({ code: 'custom', message: 'metadata values are at most 500 characters', path: [key], input: value });
+      if (value.length > 500)
+        ctx.issues.push({
+          code: 'custom',
+          message: 'metadata values are at most 500 characters',
+          path: [key],
+          input: value,
+        });
     }
   }),
 );

@@ -72,7 +72,7 @@ export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
   const pipeline = middy<unknown, unknown, Error, Context>({ timeoutEarlyInMillis: 100 }).handler(
     async (event: unknown, context: Context, { signal: middySignal }: { signal: AbortSignal }) => {
       const remaining = context.getRemainingTimeInMillis?.() ?? DEFAULT_BUDGET_MS;
-      const budget = Math.max(0, remaining - Math.min(RESERVE_MS, remaining * 0.2));
+      const budget = Math.max(0, Math.floor(remaining - Math.min(RESERVE_MS, remaining * 0.2)));
       const deadline = Date.now() + budget;
       const signal = AbortSignal.any([middySignal, AbortSignal.timeout(budget)]);
       const ids = correlationOf(event, context);

@@ -1,17 +1,23 @@
 /** Lambda: cancel a GoCardless billing request (POST /v1/gocardless/billing-requests/{billingRequestId}/cancel). */
 import * as z from 'zod/mini';
-import { IdempotencyHeaders, operationContext, outcomeReply, taskResult, Why } from '#shared/cancel-handler.ts';
+import {
+  cancelRun,
+  IdempotencyHeaders,
+  outcomeReply,
+  taskResult,
+  type Why,
+  WhyFields,
+} from '#shared/cancel-handler.ts';
 import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/items.ts';
 import { defineHandler } from '#shared/middleware.ts';
 import { type CancelBillingRequestInput, cancelBillingRequest } from '#shared/operations/cancel-billing-request.ts';
-import type { OperationContext } from '#shared/cancel.ts';
 
-type Input = { cancel: CancelBillingRequestInput; why: Partial<OperationContext> };
+type Input = { cancel: CancelBillingRequestInput; why: Why };
 
 const Api = z.object({
   path: z.object({ billingRequestId: BillingRequestId }),
   headers: IdempotencyHeaders,
-  body: z.optional(z.strictObject({ metadata: z.optional(GoCardlessMetadata), ...Why })),
+  body: z.optional(z.strictObject({ metadata: z.optional(GoCardlessMetadata), ...WhyFields })),
 });
 const Task = z.strictObject({ item: GoCardlessItem, ...TaskContext });
 
@@ -28,10 +34,15 @@ export const handler = defineHandler<Input, Awaited<ReturnType<typeof cancelBill
     schema: Task,
     toInput: (p: z.infer<typeof Task>) => ({
       cancel: { billingRequestId: p.item.billingRequestId, ...(p.item.metadata ? { metadata: p.item.metadata } : {}) },
-      why: { idempotencyKey: p.idempotencyKey, reason: p.reason, requestedBy: p.requestedBy },
+      why: {
+        idempotencyKey: p.idempotencyKey,
+        reason: p.reason,
+        requestedBy: p.requestedBy,
+        creditApplicationId: p.creditApplicationId,
+      },
     }),
   },
-  run: (input, invocation) => cancelBillingRequest(input.cancel, operationContext(invocation, input.why)),
+  run: cancelRun(cancelBillingRequest),
   reply: outcomeReply,
   taskResult,
 });

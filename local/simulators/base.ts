@@ -21,6 +21,8 @@ export type Fault =
   | { kind: 'reset' }
   | { kind: 'truncate' }
   | { kind: 'malformed' }
+  /** The real answer with its JSON body altered after the fact (headers, signatures included, kept). */
+  | { kind: 'tamper' }
   | { kind: 'hang' };
 
 export interface FaultRule {
@@ -64,6 +66,8 @@ export interface SimResponse {
   headers?: Record<string, string>;
   /** Raw text instead of JSON. */
   text?: string;
+  /** Content-Type of `text` (default text/plain). */
+  type?: string;
 }
 
 export interface SimulatorBaseOptions {
@@ -166,7 +170,9 @@ export abstract class Simulator {
 
   /** Requests whose path (relative to the root) matches. */
   received(method: string, path: string | RegExp): RecordedRequest[] {
-    return this.requests.filter((r) => r.method === method && (typeof path === 'string' ? r.path === path : path.test(r.path)));
+    return this.requests.filter(
+      (r) => r.method === method && (typeof path === 'string' ? r.path === path : path.test(r.path)),
+    );
   }
 
   protected countCancel(id: string): void {
@@ -177,7 +183,8 @@ export abstract class Simulator {
     for (const rule of this.rules) {
       if (rule.remaining <= 0) continue;
       if (rule.method && rule.method.toUpperCase() !== method) continue;
-      if (rule.path && !(rule.path.startsWith('^') ? new RegExp(rule.path).test(path) : path.startsWith(rule.path))) continue;
+      if (rule.path && !(rule.path.startsWith('^') ? new RegExp(rule.path).test(path) : path.startsWith(rule.path)))
+        continue;
       if (rule.probability !== undefined && Math.random() >= rule.probability) continue;
       rule.remaining--;
       return rule.fault;
@@ -220,7 +227,13 @@ export abstract class Simulator {
     const response = await this.handle({ method, path, url, headers: req.headers, rawBody, json });
     record.served ??= 'ok';
     if (fault?.kind === 'truncate') return truncate(res, response, record);
-    if (fault?.kind === 'malformed') return send(res, { ...response, text: '{"malformed": tr', body: undefined }, record);
+    if (fault?.kind === 'malformed')
+      return send(res, { ...response, text: '{"malformed": tr', type: 'application/json' }, record);
+    if (fault?.kind === 'tamper') {
+      const body =
+        response.body && typeof response.body === 'object' ? { ...response.body, tampered: true } : { tampered: true };
+      return send(res, { ...response, text: JSON.stringify(body), type: 'application/json' }, record);
+    }
     send(res, response, record);
   }
 
@@ -238,6 +251,7 @@ export abstract class Simulator {
         return true;
       case 'truncate':
       case 'malformed':
+      case 'tamper':
         return false;
       case 'status': {
         if (fault.html) {
@@ -246,7 +260,9 @@ export abstract class Simulator {
           res.end(html);
         } else {
           res.writeHead(fault.status, { 'content-type': 'application/json', ...fault.headers });
-          res.end(fault.body === undefined ? '' : typeof fault.body === 'string' ? fault.body : JSON.stringify(fault.body));
+          res.end(
+            fault.body === undefined ? '' : typeof fault.body === 'string' ? fault.body : JSON.stringify(fault.body),
+          );
         }
         return true;
       }
@@ -298,28 +314,40 @@ export abstract class Simulator {
     const resource = /^\/__sim\/resources\/([^/]+)$/.exec(url.pathname);
     if (resource && method === 'PUT') {
       const id = decodeURIComponent(resource[1] ?? '');
-      return this.setResource(id, body) ? reply(200, { id, updated: true }) : reply(404, { error: `unknown resource ${id}` });
+      return this.setResource(id, body)
+        ? reply(200, { id, updated: true })
+        : reply(404, { error: `unknown resource ${id}` });
     }
     reply(404, { error: `unknown control route ${route}` });
   }
 }
 
+/** Keeps the scheme and a recognisable prefix of a credential ("Bearer tw_sk_***"), never the rest. */
 function mask(value: string): string {
-  return value.length <= 12 ? '***' : `${value.slice(0, 10)}***`;
+  const [, scheme = '', credential = value] = /^(\w+ )?(.*)$/.exec(value) ?? [];
+  return `${scheme}${credential.slice(0, Math.min(6, Math.floor(credential.length / 3)))}***`;
 }
 
 function send(res: http.ServerResponse, response: SimResponse, record: RecordedRequest): void {
   record.status = response.status;
   const text = response.text ?? (response.body === undefined ? '' : JSON.stringify(response.body));
-  const type = response.text !== undefined ? 'text/plain' : 'application/json';
-  res.writeHead(response.status, { 'content-type': type, 'content-length': String(Buffer.byteLength(text)), ...response.headers });
+  const type = response.text !== undefined ? (response.type ?? 'text/plain') : 'application/json';
+  res.writeHead(response.status, {
+    'content-type': type,
+    'content-length': String(Buffer.byteLength(text)),
+    ...response.headers,
+  });
   res.end(text);
 }
 
 function truncate(res: http.ServerResponse, response: SimResponse, record: RecordedRequest): void {
   record.status = response.status;
   const text = response.text ?? JSON.stringify(response.body ?? {});
-  res.writeHead(response.status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), ...response.headers });
+  res.writeHead(response.status, {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(text)),
+    ...response.headers,
+  });
   res.write(text.slice(0, Math.max(1, Math.floor(text.length / 2))));
   res.socket?.destroy();
 }
@@ -381,7 +409,8 @@ export class SlidingWindow {
 /** Applies option values from a control request; an unknown option is an error, so a typo fails loudly. */
 export function applyOptions<T extends object>(current: T, update: Record<string, unknown>): T {
   const unknown = Object.keys(update).filter((k) => !(k in current));
-  if (unknown.length) throw new Error(`unknown option(s) ${unknown.join(', ')}; known: ${Object.keys(current).join(', ')}`);
+  if (unknown.length)
+    throw new Error(`unknown option(s) ${unknown.join(', ')}; known: ${Object.keys(current).join(', ')}`);
   Object.assign(current, update);
   return current;
 }

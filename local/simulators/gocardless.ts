@@ -5,7 +5,15 @@
  * and whether a 429 has a JSON or an HTML body.
  */
 import { randomUUID } from 'node:crypto';
-import { applyOptions, INVALID_JSON, type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions, SlidingWindow } from './base.ts';
+import {
+  applyOptions,
+  INVALID_JSON,
+  type SimRequest,
+  type SimResponse,
+  Simulator,
+  type SimulatorBaseOptions,
+  SlidingWindow,
+} from './base.ts';
 
 export type BillingRequestStatus = 'pending' | 'ready_to_fulfil' | 'fulfilling' | 'fulfilled' | 'cancelled';
 
@@ -44,7 +52,12 @@ export class GoCardlessSimulator extends Simulator {
   readonly name = 'gocardless';
   readonly options: GoCardlessSimOptions;
   readonly billingRequests = new Map<string, BillingRequest>();
-  readonly events: { resource_type: string; action: string; links: { billing_request: string }; details: Record<string, string> }[] = [];
+  readonly events: {
+    resource_type: string;
+    action: string;
+    links: { billing_request: string };
+    details: Record<string, string>;
+  }[] = [];
   private window: SlidingWindow;
   private readonly idempotency = new Map<string, { status: number; body: unknown }>();
 
@@ -101,7 +114,13 @@ export class GoCardlessSimulator extends Simulator {
     return { ...this.options };
   }
 
-  private error(status: number, type: string, reason: string, message: string, extra: Record<string, unknown> = {}): SimResponse {
+  private error(
+    status: number,
+    type: string,
+    reason: string,
+    message: string,
+    extra: Record<string, unknown> = {},
+  ): SimResponse {
     return {
       status,
       body: {
@@ -130,7 +149,11 @@ export class GoCardlessSimulator extends Simulator {
 
   private rateLimited(): SimResponse {
     if (this.options.rateLimitBody === 'html') {
-      return { status: 429, text: '<!DOCTYPE html><html><head><title>Error: Rate limit exceeded - GoCardless</title></head><body>Rate limit exceeded</body></html>', headers: { 'content-type': 'text/html' } };
+      return {
+        status: 429,
+        text: '<!DOCTYPE html><html><head><title>Error: Rate limit exceeded - GoCardless</title></head><body>Rate limit exceeded</body></html>',
+        headers: { 'content-type': 'text/html' },
+      };
     }
     return this.error(429, 'invalid_api_usage', 'rate_limit_exceeded', 'Rate limit exceeded');
   }
@@ -146,7 +169,9 @@ export class GoCardlessSimulator extends Simulator {
     const get = /^\/billing_requests\/([^/]+)$/.exec(req.path);
     if (get && req.method === 'GET') {
       const br = this.billingRequests.get(decodeURIComponent(get[1] ?? ''));
-      return br ? { status: 200, body: { billing_requests: this.render(br) } } : this.error(404, 'invalid_api_usage', 'not_found', 'Resource not found');
+      return br
+        ? { status: 200, body: { billing_requests: this.render(br) } }
+        : this.error(404, 'invalid_api_usage', 'not_found', 'Resource not found');
     }
     const cancel = /^\/billing_requests\/([^/]+)\/actions\/cancel$/.exec(req.path);
     if (cancel && req.method === 'POST') return this.cancel(decodeURIComponent(cancel[1] ?? ''), req, token);
@@ -159,9 +184,15 @@ export class GoCardlessSimulator extends Simulator {
     const previous = storeKey ? this.idempotency.get(storeKey) : undefined;
     if (previous) {
       if (this.options.idempotencyReplay === 'replay') return { status: previous.status, body: previous.body };
-      return this.error(409, 'invalid_state', 'idempotent_creation_conflict', 'A resource has already been created with this idempotency key', {
-        links: { conflicting_resource_id: id },
-      });
+      return this.error(
+        409,
+        'invalid_state',
+        'idempotent_creation_conflict',
+        'A resource has already been created with this idempotency key',
+        {
+          links: { conflicting_resource_id: id },
+        },
+      );
     }
     if (req.json === INVALID_JSON || req.json === null || typeof req.json !== 'object' || Array.isArray(req.json)) {
       return this.error(400, 'invalid_api_usage', 'invalid_document_structure', 'Root element must be an object');
@@ -172,7 +203,10 @@ export class GoCardlessSimulator extends Simulator {
     }
     const metadata = (data as { metadata?: unknown } | undefined)?.metadata;
     if (metadata !== undefined && !validMetadata(metadata)) {
-      return this.error(422, 'validation_failed', 'validation_failed', 'Validation failed', { field: 'metadata', request_pointer: '/data/metadata' });
+      return this.error(422, 'validation_failed', 'validation_failed', 'Validation failed', {
+        field: 'metadata',
+        request_pointer: '/data/metadata',
+      });
     }
     const br = this.billingRequests.get(id);
     if (!br) return this.error(404, 'invalid_api_usage', 'not_found', 'Resource not found');
@@ -182,7 +216,12 @@ export class GoCardlessSimulator extends Simulator {
     br.status = 'cancelled';
     if (metadata) br.metadata = metadata as Record<string, string>;
     this.countCancel(id);
-    this.events.push({ resource_type: 'billing_requests', action: 'cancelled', links: { billing_request: id }, details: { cause: 'billing_request_cancelled', origin: 'api' } });
+    this.events.push({
+      resource_type: 'billing_requests',
+      action: 'cancelled',
+      links: { billing_request: id },
+      details: { cause: 'billing_request_cancelled', origin: 'api' },
+    });
     const response = { status: 200, body: { billing_requests: this.render(br) } };
     if (storeKey) this.idempotency.set(storeKey, response);
     return response;
@@ -193,7 +232,8 @@ export class GoCardlessSimulator extends Simulator {
       id: br.id,
       status: br.status,
       created_at: br.created_at,
-      actions: br.status === 'cancelled' ? [] : [{ type: 'collect_customer_details', required: true, status: 'pending' }],
+      actions:
+        br.status === 'cancelled' ? [] : [{ type: 'collect_customer_details', required: true, status: 'pending' }],
       metadata: br.metadata,
       links: { creditor: 'CR000SIMULATOR' },
       fallback_enabled: false,

@@ -17,7 +17,11 @@ export interface CancelBillingRequestInput {
   metadata?: Record<string, string>;
 }
 
-export function cancelBillingRequest(input: CancelBillingRequestInput, ctx: OperationContext, deps: Deps = defaultDeps()): Promise<Outcome> {
+export function cancelBillingRequest(
+  input: CancelBillingRequestInput,
+  ctx: OperationContext,
+  deps: Deps = defaultDeps(),
+): Promise<Outcome> {
   const { billingRequestId } = input;
   return settle(base('gocardless', 'cancel-billing-request', { billingRequestId }), async () => {
     // One key per logical cancellation: every retry of it, in this Lambda or from Step Functions, reuses it.
@@ -40,7 +44,9 @@ export function cancelBillingRequest(input: CancelBillingRequestInput, ctx: Oper
     const common = {
       httpStatus: response.status,
       attempts: response.attempts,
-      ...((error?.requestId ?? requestIdOf(response)) ? { providerRequestId: error?.requestId ?? requestIdOf(response) } : {}),
+      ...((error?.requestId ?? requestIdOf(response))
+        ? { providerRequestId: error?.requestId ?? requestIdOf(response) }
+        : {}),
       // A conflict on our own key means an earlier request of this cancellation took effect.
       ambiguous: response.ambiguous || conflict,
     };

@@ -55,7 +55,11 @@ export function cancelRequest(
 }
 
 export function getRequest(secret: Secret, billingRequestId: string): HttpRequest {
-  return { method: 'GET', url: `${root(secret)}/billing_requests/${encodeURIComponent(billingRequestId)}`, headers: headers(secret) };
+  return {
+    method: 'GET',
+    url: `${root(secret)}/billing_requests/${encodeURIComponent(billingRequestId)}`,
+    headers: headers(secret),
+  };
 }
 
 /** The error envelope (4.3), including the bare-string form `{"error": "bank_authorisation_expired"}`. */
@@ -72,8 +76,15 @@ export function parseGoCardlessError(body: string): GoCardlessError | undefined 
     const message = asString(e.message) ?? asString(e.reason) ?? '';
     return field ? `${field} ${message}` : message;
   });
-  const message = [asString(error.message), ...messages.filter((m) => m && m !== error.message)].filter(Boolean).join('; ');
-  return { type: asString(error.type), message: message || 'no message', reasons, requestId: asString(error.request_id) };
+  const message = [asString(error.message), ...messages.filter((m) => m && m !== error.message)]
+    .filter(Boolean)
+    .join('; ');
+  return {
+    type: asString(error.type),
+    message: message || 'no message',
+    reasons,
+    requestId: asString(error.request_id),
+  };
 }
 
 /** The billing request's status from a 200 answer (`{"billing_requests": {...}}`). */
@@ -88,11 +99,19 @@ export function classifyState(status: string | undefined, refusal: string): Clas
       return decided('already_canceled', { providerStatus: status, message: 'Billing request was already cancelled' });
     case 'fulfilled':
     case 'fulfilling':
-      return decided('not_cancelable', { providerStatus: status, message: `Billing request is ${status}; it can no longer be cancelled` });
+      return decided('not_cancelable', {
+        providerStatus: status,
+        message: `Billing request is ${status}; it can no longer be cancelled`,
+      });
     case undefined:
-      return decided('rejected', { message: `GoCardless refused the cancellation and its state is unreadable: ${refusal}` });
+      return decided('rejected', {
+        message: `GoCardless refused the cancellation and its state is unreadable: ${refusal}`,
+      });
     default:
-      return decided('rejected', { providerStatus: status, message: `GoCardless refused to cancel a ${status} billing request: ${refusal}` });
+      return decided('rejected', {
+        providerStatus: status,
+        message: `GoCardless refused to cancel a ${status} billing request: ${refusal}`,
+      });
   }
 }
 
@@ -100,22 +119,29 @@ export function classifyCancel(response: RawResponse): Classification {
   const { status } = response;
   if (status >= 200 && status < 300) {
     const state = billingRequestStatus(response.body);
-    if (state === 'cancelled') return decided('canceled', { providerStatus: state, message: 'Billing request cancelled' });
+    if (state === 'cancelled')
+      return decided('canceled', { providerStatus: state, message: 'Billing request cancelled' });
     return classifyState(state, `answered ${status} with status ${state ?? 'missing'}`);
   }
   const error = parseGoCardlessError(response.body);
-  const said = error ? `${error.type ? `${error.type}: ` : ''}${error.message}` : brief(response.body) || `HTTP ${status}`;
+  const said = error
+    ? `${error.type ? `${error.type}: ` : ''}${error.message}`
+    : brief(response.body) || `HTTP ${status}`;
   if (status === 401) return { kind: 'unauthorized', message: `GoCardless rejected the access token (${said})` };
-  if (status === 403) return decided('rejected', { message: `GoCardless denied access; the token may lack read-write scope (${said})` });
-  if (status === 404) return decided('not_found', { message: `GoCardless does not know this billing request (${said})` });
+  if (status === 403)
+    return decided('rejected', { message: `GoCardless denied access; the token may lack read-write scope (${said})` });
+  if (status === 404)
+    return decided('not_found', { message: `GoCardless does not know this billing request (${said})` });
   if (error?.type === 'invalid_state' || status === 409) return { kind: 'check-state', message: said };
   return decided('rejected', { message: `GoCardless rejected the request (HTTP ${status}, ${said})` });
 }
 
 /** Classifies the read-back of a billing request after a refused or conflicting cancel. */
 export function classifyReadBack(response: RawResponse, refusal: string): Classification {
-  if (response.status === 404) return decided('not_found', { message: 'GoCardless does not know this billing request' });
+  if (response.status === 404)
+    return decided('not_found', { message: 'GoCardless does not know this billing request' });
   if (response.status === 401) return { kind: 'unauthorized', message: 'GoCardless rejected the access token' };
-  if (response.status >= 300) return classifyState(undefined, `${refusal}; reading it back answered HTTP ${response.status}`);
+  if (response.status >= 300)
+    return classifyState(undefined, `${refusal}; reading it back answered HTTP ${response.status}`);
   return classifyState(billingRequestStatus(response.body), refusal);
 }

@@ -46,7 +46,9 @@ describe('GoCardless: cancel a billing request', () => {
     expect(sent?.headers.authorization).toMatch(/^Bearer /);
     expect(sent?.headers['idempotency-key']).toMatch(/^cancel-BRQ000DEMOPEND1-[0-9a-f]{32}$/);
     expect(JSON.parse(sent?.body ?? '')).toEqual({ data: { metadata: { reason: 'declined' } } });
-    expect(sim.events).toEqual([expect.objectContaining({ action: 'cancelled', details: { cause: 'billing_request_cancelled', origin: 'api' } })]);
+    expect(sim.events).toEqual([
+      expect.objectContaining({ action: 'cancelled', details: { cause: 'billing_request_cancelled', origin: 'api' } }),
+    ]);
   });
 
   it('sends {"data": {}} when there is no metadata, and cancels a ready_to_fulfil request', async () => {
@@ -76,7 +78,10 @@ describe('GoCardless: cancel a billing request', () => {
 
   it('a fulfilling billing request is not_cancelable', async () => {
     sim.add('BRQ000FULFILLING', 'fulfilling');
-    expect((await cancel('BRQ000FULFILLING')).body).toMatchObject({ outcome: 'not_cancelable', providerStatus: 'fulfilling' });
+    expect((await cancel('BRQ000FULFILLING')).body).toMatchObject({
+      outcome: 'not_cancelable',
+      providerStatus: 'fulfilling',
+    });
   });
 
   it('an unknown billing request is not_found (404)', async () => {
@@ -118,14 +123,29 @@ describe('GoCardless: cancel a billing request', () => {
   });
 
   it('a validation_failed answer is rejected with the provider reason', async () => {
-    sim.inject({ fault: { kind: 'status', status: 422, body: { error: { type: 'validation_failed', message: 'Validation failed', errors: [{ field: 'metadata', message: 'is invalid', request_pointer: '/data/metadata' }] } } } });
+    sim.inject({
+      fault: {
+        kind: 'status',
+        status: 422,
+        body: {
+          error: {
+            type: 'validation_failed',
+            message: 'Validation failed',
+            errors: [{ field: 'metadata', message: 'is invalid', request_pointer: '/data/metadata' }],
+          },
+        },
+      },
+    });
     const res = await cancel(GOCARDLESS_DEMO.pending);
     expect(res.body).toMatchObject({ outcome: 'rejected', httpStatus: 422 });
     expect(res.body.message).toMatch(/validation_failed: Validation failed; metadata is invalid/);
   });
 
   it('waits until ratelimit-reset on a 429 and then cancels', async () => {
-    await fetch(`${sim.origin}/__sim/config`, { method: 'POST', body: JSON.stringify({ rateLimit: 1, windowMs: 1_000 }) });
+    await fetch(`${sim.origin}/__sim/config`, {
+      method: 'POST',
+      body: JSON.stringify({ rateLimit: 1, windowMs: 1_000 }),
+    });
     const res = await cancel(GOCARDLESS_DEMO.pending);
     expect(res.body.outcome).toBe('canceled');
     const statuses = sim.requests.map((r) => r.status);
@@ -145,18 +165,33 @@ describe('GoCardless: cancel a billing request', () => {
 
   it('a 429 asking for a long wait fails fast: 503 with Retry-After, and Provider.RateLimited in a task', async () => {
     const far = new Date(Date.now() + 120_000).toUTCString();
-    sim.inject({ fault: { kind: 'status', status: 429, headers: { 'ratelimit-reset': far }, body: { error: { type: 'invalid_api_usage' } } }, times: 2 });
+    sim.inject({
+      fault: {
+        kind: 'status',
+        status: 429,
+        headers: { 'ratelimit-reset': far },
+        body: { error: { type: 'invalid_api_usage' } },
+      },
+      times: 2,
+    });
     const res = await cancel(GOCARDLESS_DEMO.pending);
     expect(res.status).toBe(503);
     expect(res.body).toMatchObject({ outcome: 'failed', failure: 'rate_limited' });
     expect(Number(res.headers['retry-after'])).toBeGreaterThan(100);
-    const task = await callTask(handler, { item: { provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending } });
+    const task = await callTask(handler, {
+      item: { provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending },
+    });
     expect(task.error?.name).toBe('Provider.RateLimited');
-    expect(JSON.parse(task.error?.message ?? '')).toMatchObject({ outcome: 'failed', target: { billingRequestId: GOCARDLESS_DEMO.pending } });
+    expect(JSON.parse(task.error?.message ?? '')).toMatchObject({
+      outcome: 'failed',
+      target: { billingRequestId: GOCARDLESS_DEMO.pending },
+    });
   });
 
   it('retries a 500 and cancels; a 500 that persists is failed (503)', async () => {
-    sim.inject({ fault: { kind: 'status', status: 500, body: { error: { type: 'gocardless', message: 'Internal error' } } } });
+    sim.inject({
+      fault: { kind: 'status', status: 500, body: { error: { type: 'gocardless', message: 'Internal error' } } },
+    });
     expect((await cancel(GOCARDLESS_DEMO.pending)).body).toMatchObject({ outcome: 'canceled', attempts: 2 });
     sim.inject({ fault: { kind: 'status', status: 500 }, times: Number.POSITIVE_INFINITY });
     const res = await cancel(GOCARDLESS_DEMO.ready);
@@ -167,17 +202,23 @@ describe('GoCardless: cancel a billing request', () => {
   it.each([
     ['a truncated answer', { kind: 'truncate' as const }],
     ['a malformed answer', { kind: 'malformed' as const }],
-  ])('after %s to a cancel that took effect, the retry with the same key confirms it: canceled, once', async (_label, fault) => {
-    sim.inject({ fault, path: '/billing_requests/', method: 'POST' });
-    const res = await cancel(GOCARDLESS_DEMO.pending);
-    expect(res.body).toMatchObject({ outcome: 'canceled', attempts: 2 });
-    const keys = new Set(cancels().map((r) => r.headers['idempotency-key']));
-    expect(keys.size).toBe(1);
-    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
-  });
+  ])(
+    'after %s to a cancel that took effect, the retry with the same key confirms it: canceled, once',
+    async (_label, fault) => {
+      sim.inject({ fault, path: '/billing_requests/', method: 'POST' });
+      const res = await cancel(GOCARDLESS_DEMO.pending);
+      expect(res.body).toMatchObject({ outcome: 'canceled', attempts: 2 });
+      const keys = new Set(cancels().map((r) => r.headers['idempotency-key']));
+      expect(keys.size).toBe(1);
+      expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+    },
+  );
 
   it('a retried Step Functions task reuses the item key: 409 conflict mode and replay mode both give canceled', async () => {
-    const input = { item: { provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending }, idempotencyKey: 'exec-1/item-0' };
+    const input = {
+      item: { provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending },
+      idempotencyKey: 'exec-1/item-0',
+    };
     const first = await callTask(handler, input);
     expect(first.result).toMatchObject({ outcome: 'canceled' });
     const conflict = await callTask(handler, input);
@@ -192,7 +233,9 @@ describe('GoCardless: cancel a billing request', () => {
   });
 
   it('rejects a bad task input with Input.Invalid listing every problem, and sends nothing', async () => {
-    const task = await callTask(handler, { item: { provider: 'gocardless', billingRequestId: 'nope', metadata: { a: 1 } } });
+    const task = await callTask(handler, {
+      item: { provider: 'gocardless', billingRequestId: 'nope', metadata: { a: 1 } },
+    });
     expect(task.error?.name).toBe('Input.Invalid');
     expect(task.error?.issues).toEqual([
       { path: 'item.billingRequestId', message: 'must be a GoCardless billing request id (BRQ...)' },

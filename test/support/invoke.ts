@@ -38,7 +38,11 @@ export async function callApi(handler: Handler, call: ApiCall): Promise<ApiResul
 }
 
 /** A task invocation: resolves with the result, or with the error Step Functions would see. */
-export async function callTask(handler: Handler, input: unknown, timeoutMs = 30_000): Promise<{ result?: unknown; error?: Error & { issues?: unknown } }> {
+export async function callTask(
+  handler: Handler,
+  input: unknown,
+  timeoutMs = 30_000,
+): Promise<{ result?: unknown; error?: Error & { issues?: unknown } }> {
   try {
     return { result: await handler(input as never, lambdaContext('test', timeoutMs)) };
   } catch (error) {

@@ -1,11 +1,16 @@
 /** Wires the process-wide dependencies to simulators: fast retries, secrets held in memory. */
 import { setDefaultDeps } from '../../shared/cancel.ts';
 import { HttpClient } from '../../shared/http.ts';
+import { MemoryLedger } from '../../shared/ledger.ts';
 import type { Provider } from '../../shared/outcome.ts';
 import { SecretStore, StaticSecretSource } from '../../shared/secrets.ts';
 
-export function useSecrets(secrets: Partial<Record<Provider, unknown>>, http = new HttpClient({ retry: { baseDelayMs: 5, maxDelayMs: 20 } })) {
+export function useSecrets(
+  secrets: Partial<Record<Provider, unknown>>,
+  http = new HttpClient({ retry: { baseDelayMs: 5, maxDelayMs: 20 } }),
+) {
   const store = new SecretStore(new StaticSecretSource(secrets));
-  setDefaultDeps({ http, secrets: store });
-  return { http, store };
+  const ledger = new MemoryLedger();
+  setDefaultDeps({ http, secrets: store, ledger });
+  return { http, store, ledger };
 }

@@ -1,0 +1,63 @@
+/** Lambda: cancel a Truework verification order (POST /v1/truework/orders/{orderId}/cancel). */
+import * as z from 'zod/mini';
+import { cancelRun, IdempotencyHeaders, outcomeReply, taskResult, type Why } from '#shared/cancel-handler.ts';
+import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/items.ts';
+import { defineHandler } from '#shared/middleware.ts';
+import {
+  type CancelVerificationOrderInput,
+  cancelVerificationOrder,
+} from '#shared/operations/cancel-verification-order.ts';
+import type { Outcome } from '#shared/outcome.ts';
+
+type Input = { cancel: CancelVerificationOrderInput; why: Why };
+
+const Api = z.object({
+  path: z.object({ orderId: TrueworkItem.shape.orderId }),
+  headers: IdempotencyHeaders,
+  body: z.strictObject({
+    /** Truework's cancellation reason (validated here, before anything is sent). */
+    reason: TrueworkReason,
+    details: z.optional(z.nullable(z.string().check(z.maxLength(1000)))),
+    requestedBy: z.optional(z.string().check(z.minLength(1), z.maxLength(320))),
+  }),
+});
+const Task = z.strictObject({ item: TrueworkItem, ...TaskContext });
+
+export const handler = defineHandler<Input, Outcome>({
+  name: 'cancel-verification-order',
+  api: {
+    schema: Api,
+    toInput: (p: z.infer<typeof Api>) => ({
+      cancel: {
+        orderId: p.path.orderId,
+        reason: p.body.reason,
+        ...(p.body.details !== undefined ? { details: p.body.details } : {}),
+      },
+      why: {
+        idempotencyKey: p.headers['idempotency-key'],
+        reason: p.body.details ?? undefined,
+        requestedBy: p.body.requestedBy,
+      },
+    }),
+  },
+  task: {
+    schema: Task,
+    // In a batch the reason defaults to "other", with the batch's reason as the details.
+    toInput: (p: z.infer<typeof Task>) => ({
+      cancel: {
+        orderId: p.item.orderId,
+        reason: p.item.reason ?? 'other',
+        details: p.item.details ?? p.reason ?? null,
+      },
+      why: {
+        idempotencyKey: p.idempotencyKey,
+        reason: p.reason,
+        requestedBy: p.requestedBy,
+        creditApplicationId: p.creditApplicationId,
+      },
+    }),
+  },
+  run: cancelRun(cancelVerificationOrder),
+  reply: outcomeReply,
+  taskResult,
+});

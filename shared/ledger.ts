@@ -1,0 +1,87 @@
+/**
+ * The audit ledger: every outcome, from any entry point, with who asked, why and when. It also answers the one
+ * question some providers cannot: "was this already cancelled by an earlier request of ours?" (mycreditapp and
+ * Truework may answer a repeated cancel exactly like the first one, PROVIDERS.md 1.4 and 3.6).
+ *
+ * `MemoryLedger` serves tests and a local run without a table; `shared/aws/ledger-table.ts` is the DynamoDB one.
+ */
+import type { Outcome, Provider } from './outcome.ts';
+
+export interface LedgerEntry extends Outcome {
+  /** ISO time the outcome was settled. */
+  at: string;
+  source: 'api' | 'task';
+  requestId?: string;
+  executionId?: string;
+  idempotencyKey?: string;
+  requestedBy?: string;
+  reason?: string;
+  creditApplicationId?: string;
+}
+
+export interface LedgerQuery {
+  provider?: Provider;
+  /** With `provider`: one target, written as `targetKey` writes it (or the bare id). */
+  target?: string;
+  creditApplicationId?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface Ledger {
+  record(entries: LedgerEntry[]): Promise<void>;
+  /** The latest `canceled` or `already_canceled` entry for a target, if any. */
+  lastCancellation(provider: Provider, target: Record<string, string>): Promise<LedgerEntry | undefined>;
+  query(query: LedgerQuery): Promise<{ entries: LedgerEntry[]; cursor?: string }>;
+}
+
+/** A stable key for a target: its id fields in a fixed order ("billingRequestId=BRQ123"). */
+export function targetKey(target: Record<string, string>): string {
+  return Object.keys(target)
+    .sort()
+    .map((k) => `${k}=${target[k]}`)
+    .join('&');
+}
+
+/** Whether a stored target matches a query's target: the full key, or any one of its id values. */
+export function targetMatches(target: Record<string, string>, wanted: string): boolean {
+  return targetKey(target) === wanted || Object.values(target).includes(wanted);
+}
+
+export class MemoryLedger implements Ledger {
+  readonly entries: LedgerEntry[] = [];
+
+  async record(entries: LedgerEntry[]): Promise<void> {
+    this.entries.push(...entries);
+  }
+
+  async lastCancellation(provider: Provider, target: Record<string, string>): Promise<LedgerEntry | undefined> {
+    const key = targetKey(target);
+    for (let i = this.entries.length - 1; i >= 0; i--) {
+      const e = this.entries[i];
+      if (
+        e &&
+        e.provider === provider &&
+        targetKey(e.target) === key &&
+        (e.outcome === 'canceled' || e.outcome === 'already_canceled')
+      )
+        return e;
+    }
+    return undefined;
+  }
+
+  async query(query: LedgerQuery): Promise<{ entries: LedgerEntry[]; cursor?: string }> {
+    const matches = this.entries
+      .filter(
+        (e) =>
+          (!query.provider || e.provider === query.provider) &&
+          (!query.target || targetMatches(e.target, query.target)) &&
+          (!query.creditApplicationId || e.creditApplicationId === query.creditApplicationId),
+      )
+      .sort((a, b) => (a.at < b.at ? 1 : -1));
+    const start = query.cursor ? Number(query.cursor) : 0;
+    const limit = query.limit ?? 50;
+    const page = matches.slice(start, start + limit);
+    return { entries: page, ...(start + limit < matches.length ? { cursor: String(start + limit) } : {}) };
+  }
+}
