@@ -69,7 +69,8 @@ export type OutcomeBase = Pick<Outcome, 'provider' | 'operation' | 'target'>;
 export type Settled = Omit<Outcome, 'durationMs' | keyof OutcomeBase> & {
   /** An earlier attempt of this request may have taken effect before its answer was lost. */
   ambiguous?: boolean;
-  /** The provider answers a repeated cancel exactly like the first: `canceled` may be a repeat. */
+  /** The provider may answer a repeated cancel like a first one (`canceled`) or like a refusal that names no
+   * state (`not_cancelable`): the ledger tells whether an earlier request of ours already cancelled it. */
   uncertainRepeat?: boolean;
 };
 
@@ -103,7 +104,7 @@ export function failedOutcome(error: RateLimitedError | TransientError): Settled
  * - transient trouble becomes `failed` (configuration errors and bugs propagate);
  * - `already_canceled` after an attempt of ours that may have taken effect is reported `canceled`: the resource
  *   was still in flight when this request began, and our own lost attempt cancelled it;
- * - `canceled` from a provider that answers repeats like first cancels is checked against the ledger: a target
+ * - an answer that a repeat could also have produced (`uncertainRepeat`) is checked against the ledger: a target
  *   an earlier, different request already cancelled is `already_canceled`;
  * - secret values are scrubbed from the message, and the duration is stamped.
  */
@@ -113,21 +114,19 @@ export async function settle(
   repeat?: { ledger: Ledger; idempotencyKey: string | undefined },
 ): Promise<Outcome> {
   const started = Date.now();
-  let result: Settled;
-  try {
-    result = await work();
-  } catch (error) {
-    if (error instanceof RateLimitedError || error instanceof TransientError) result = failedOutcome(error);
-    else throw error;
-  }
-  const { ambiguous, uncertainRepeat, ...rest } = result;
-  const outcome: Outcome = { ...outcomeBase, ...rest, durationMs: Date.now() - started };
+  const { ambiguous, uncertainRepeat, ...rest } = await catchTransient(work);
+  const outcome: Outcome = { ...outcomeBase, ...rest, durationMs: 0 };
   if (ambiguous && outcome.outcome === 'already_canceled') {
     outcome.outcome = 'canceled';
     outcome.message =
       `${outcome.message ?? ''} (our earlier attempt of this request took effect; its answer was lost)`.trim();
   }
-  if (uncertainRepeat && !ambiguous && outcome.outcome === 'canceled' && repeat) {
+  if (
+    uncertainRepeat &&
+    !ambiguous &&
+    (outcome.outcome === 'canceled' || outcome.outcome === 'not_cancelable') &&
+    repeat
+  ) {
     const prior = await repeat.ledger.lastCancellation(outcomeBase.provider, outcomeBase.target).catch((error) => {
       log.warn('ledger unreadable; a repeated cancel may be reported as canceled', { error });
       return undefined;
@@ -137,6 +136,21 @@ export async function settle(
       outcome.message = `Already cancelled by an earlier request at ${prior.at} (audit ledger); the provider answered this repeat like a first cancel`;
     }
   }
+  return finish(outcome, started);
+}
+
+/** Runs provider work; transient trouble that outlasted the budget becomes a `failed` result. */
+export async function catchTransient<T>(work: () => Promise<T>): Promise<T | Settled> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof RateLimitedError || error instanceof TransientError) return failedOutcome(error);
+    throw error;
+  }
+}
+
+/** Scrubs secret values from the message and stamps the duration. */
+export function finish(outcome: Outcome, started: number): Outcome {
   if (outcome.message) outcome.message = redact(outcome.message);
   outcome.durationMs = Date.now() - started;
   return outcome;

@@ -270,55 +270,58 @@ export abstract class Simulator {
   }
 
   private control(method: string, url: URL, rawBody: string, res: http.ServerResponse): void {
-    const reply = (status: number, body: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
-    };
+    const [status, body] = this.controlAnswer(method, url, rawBody);
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(status === 204 ? '' : JSON.stringify(body));
+  }
+
+  private controlAnswer(method: string, url: URL, rawBody: string): [number, unknown] {
     let body: Record<string, unknown> = {};
     try {
       body = rawBody ? (JSON.parse(rawBody) as Record<string, unknown>) : {};
     } catch {
-      return reply(400, { error: 'control body must be JSON' });
+      return [400, { error: 'control body must be JSON' }];
     }
     const route = `${method} ${url.pathname}`;
-    if (route === 'GET /__sim/requests') return reply(200, { requests: this.requests });
+    if (route === 'GET /__sim/requests') return [200, { requests: this.requests }];
     if (route === 'GET /__sim/stats') {
-      return reply(200, {
-        provider: this.name,
-        requests: this.requests.length,
-        faultsServed: this.requests.filter((r) => r.served?.startsWith('fault')).length,
-        rateLimited: this.requests.filter((r) => r.status === 429).length,
-        effectiveCancels: Object.fromEntries(this.effectiveCancels),
-      });
+      return [
+        200,
+        {
+          provider: this.name,
+          requests: this.requests.length,
+          faultsServed: this.requests.filter((r) => r.served?.startsWith('fault')).length,
+          rateLimited: this.requests.filter((r) => r.status === 429).length,
+          effectiveCancels: Object.fromEntries(this.effectiveCancels),
+        },
+      ];
     }
     if (route === 'POST /__sim/faults') {
-      if (!body.fault || typeof body.fault !== 'object') return reply(400, { error: 'give {"fault": {"kind": ...}}' });
+      if (!body.fault || typeof body.fault !== 'object') return [400, { error: 'give {"fault": {"kind": ...}}' }];
       this.inject(body as unknown as FaultRule);
-      return reply(201, { queued: body });
+      return [201, { queued: body }];
     }
     if (route === 'DELETE /__sim/faults') {
       this.clearFaults();
-      return reply(204, {});
+      return [204, {}];
     }
     if (route === 'POST /__sim/reset') {
       this.reset();
-      return reply(200, { reset: true });
+      return [200, { reset: true }];
     }
     if (route === 'POST /__sim/config') {
       try {
-        return reply(200, { options: this.configure(body) });
+        return [200, { options: this.configure(body) }];
       } catch (error) {
-        return reply(400, { error: (error as Error).message });
+        return [400, { error: (error as Error).message }];
       }
     }
     const resource = /^\/__sim\/resources\/([^/]+)$/.exec(url.pathname);
     if (resource && method === 'PUT') {
       const id = decodeURIComponent(resource[1] ?? '');
-      return this.setResource(id, body)
-        ? reply(200, { id, updated: true })
-        : reply(404, { error: `unknown resource ${id}` });
+      return this.setResource(id, body) ? [200, { id, updated: true }] : [404, { error: `unknown resource ${id}` }];
     }
-    reply(404, { error: `unknown control route ${route}` });
+    return [404, { error: `unknown control route ${route}` }];
   }
 }
 

@@ -1,0 +1,60 @@
+/** Lambda: cancel a mycreditapp document request
+ * (POST /v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel). */
+import * as z from 'zod/mini';
+import {
+  cancelRun,
+  MyCreditAppHeaders,
+  outcomeReply,
+  taskResult,
+  type Why,
+  WhyFields,
+} from '#shared/cancel-handler.ts';
+import { MyCreditAppItem, TaskContext, Uuid } from '#shared/items.ts';
+import { defineHandler } from '#shared/middleware.ts';
+import { type CancelDocumentRequestInput, cancelDocumentRequest } from '#shared/operations/cancel-document-request.ts';
+import type { Outcome } from '#shared/outcome.ts';
+
+type Input = { cancel: CancelDocumentRequestInput; why: Why };
+
+const Api = z.object({
+  path: z.object({ orgId: Uuid, requestId: Uuid }),
+  headers: MyCreditAppHeaders,
+  body: z.optional(z.strictObject(WhyFields)),
+});
+const Task = z.strictObject({ item: MyCreditAppItem, ...TaskContext });
+
+export const handler = defineHandler<Input, Outcome>({
+  name: 'cancel-document-request',
+  api: {
+    schema: Api,
+    toInput: (p: z.infer<typeof Api>) => ({
+      cancel: {
+        orgId: p.path.orgId,
+        requestId: p.path.requestId,
+        requesterOrganizationId: p.headers['requester-organization-id'],
+        targetOrganizationId: p.headers['target-organization-id'],
+      },
+      why: { idempotencyKey: p.headers['idempotency-key'], reason: p.body?.reason, requestedBy: p.body?.requestedBy },
+    }),
+  },
+  task: {
+    schema: Task,
+    toInput: ({ item, ...p }: z.infer<typeof Task>) => ({
+      cancel: {
+        orgId: item.orgId,
+        requestId: item.requestId,
+        requesterOrganizationId: item.requesterOrganizationId,
+        targetOrganizationId: item.targetOrganizationId,
+      },
+      why: {
+        idempotencyKey: p.idempotencyKey,
+        reason: p.reason,
+        requestedBy: p.requestedBy,
+        creditApplicationId: p.creditApplicationId,
+      },
+    }),
+  },
+  run: cancelRun(cancelDocumentRequest),
+  reply: outcomeReply,
+  taskResult,
+});

@@ -1,0 +1,65 @@
+/** Lambda: cancel Auco signing processes (POST /v1/auco/documents/cancel, body: codes, message, email).
+ * As a Step Functions task it takes a chunk of Auco items (codes) prepared by the batch. */
+import * as z from 'zod/mini';
+import { cancelRun, IdempotencyHeaders, outcomesReply, taskResult, type Why } from '#shared/cancel-handler.ts';
+import { AucoCode, TaskContext } from '#shared/items.ts';
+import { defineHandler } from '#shared/middleware.ts';
+import {
+  type CancelSigningProcessesInput,
+  cancelSigningProcesses,
+} from '#shared/operations/cancel-signing-processes.ts';
+import type { Outcome } from '#shared/outcome.ts';
+
+type Input = { cancel: CancelSigningProcessesInput; why: Why };
+
+/** Codes per API request (each call to Auco takes at most AUCO_MAX_CODES_PER_CALL of them). */
+export const MAX_CODES_PER_REQUEST = 500;
+
+const Cancel = {
+  codes: z
+    .array(AucoCode)
+    .check(
+      z.minLength(1, 'must hold at least one code'),
+      z.maxLength(MAX_CODES_PER_REQUEST, `must hold at most ${MAX_CODES_PER_REQUEST} codes`),
+    ),
+  message: z
+    .string()
+    .check(z.trim(), z.minLength(1, 'must not be empty (Auco emails it to the signers)'), z.maxLength(1000)),
+  email: z.email('must be an email address (Auco records who cancelled)'),
+};
+const Api = z.object({
+  headers: IdempotencyHeaders,
+  body: z.strictObject({ ...Cancel, requestedBy: z.optional(z.string().check(z.minLength(1), z.maxLength(320))) }),
+});
+/** A chunk of Auco items from a batch: the codes, and the message and email every code of the chunk shares. */
+const Task = z.strictObject({ item: z.strictObject({ provider: z.literal('auco'), ...Cancel }), ...TaskContext });
+
+export const handler = defineHandler<Input, Outcome[]>({
+  name: 'cancel-signing-processes',
+  api: {
+    schema: Api,
+    toInput: (p: z.infer<typeof Api>) => ({
+      cancel: { codes: p.body.codes, message: p.body.message, email: p.body.email },
+      why: {
+        idempotencyKey: p.headers['idempotency-key'],
+        reason: p.body.message,
+        requestedBy: p.body.requestedBy ?? p.body.email,
+      },
+    }),
+  },
+  task: {
+    schema: Task,
+    toInput: ({ item, ...p }: z.infer<typeof Task>) => ({
+      cancel: { codes: item.codes, message: item.message, email: item.email },
+      why: {
+        idempotencyKey: p.idempotencyKey,
+        reason: p.reason ?? item.message,
+        requestedBy: p.requestedBy ?? item.email,
+        creditApplicationId: p.creditApplicationId,
+      },
+    }),
+  },
+  run: cancelRun(cancelSigningProcesses),
+  reply: (outcomes) => outcomesReply(outcomes, { provider: 'auco', operation: 'cancel-signing-processes' }),
+  taskResult,
+});

@@ -1,0 +1,53 @@
+/** Cancel a mycreditapp document request: the I/O around the pure adapter in `shared/providers/mycreditapp.ts`. */
+import { base, type Deps, defaultDeps, type OperationContext, settle } from '../cancel.ts';
+import type { Outcome } from '../outcome.ts';
+import { requestIdOf } from '../providers/common.ts';
+import { cancelRequest, classifyCancel, type OrganizationHeaders } from '../providers/mycreditapp.ts';
+import { authorized } from './mycreditapp-session.ts';
+
+export interface CancelDocumentRequestInput extends OrganizationHeaders {
+  orgId: string;
+  requestId: string;
+}
+
+export function cancelDocumentRequest(
+  input: CancelDocumentRequestInput,
+  ctx: OperationContext,
+  deps: Deps = defaultDeps(),
+): Promise<Outcome> {
+  const target = { orgId: input.orgId, requestId: input.requestId };
+  return settle(
+    base('mycreditapp', 'cancel-document-request', target),
+    async () => {
+      const startedAt = Date.now();
+      const answer = await deps.secrets.withSecret(
+        'mycreditapp',
+        (secret) => authorized(secret, deps, ctx, (root, token) => cancelRequest(root, token, input)),
+        (a) => a.kind === 'unauthorized',
+      );
+      const { response } = answer;
+      const requestId = requestIdOf(response);
+      const common = {
+        httpStatus: response.status,
+        attempts: response.attempts,
+        ambiguous: response.ambiguous,
+        ...(requestId ? { providerRequestId: requestId } : {}),
+      };
+      if (answer.kind === 'unauthorized') return { ...common, outcome: 'rejected', message: answer.message };
+      const classification = classifyCancel(response, startedAt);
+      if (classification.kind !== 'decided') return { ...common, outcome: 'rejected', message: classification.message };
+      const {
+        kind: _,
+        uncertainRepeat,
+        ...fields
+      } = classification as typeof classification & { uncertainRepeat?: boolean };
+      return {
+        ...common,
+        ...fields,
+        ...(fields.outcome === 'failed' ? { failure: 'transient' as const } : {}),
+        uncertainRepeat: uncertainRepeat ?? false,
+      };
+    },
+    { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey },
+  );
+}

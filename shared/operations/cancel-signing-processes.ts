@@ -1,0 +1,100 @@
+/** Cancel Auco signing processes, several codes per call: the I/O around `shared/providers/auco.ts`. */
+import {
+  base,
+  catchTransient,
+  type Deps,
+  defaultDeps,
+  type OperationContext,
+  type Settled,
+  sendOptions,
+  settle,
+} from '../cancel.ts';
+import type { Outcome } from '../outcome.ts';
+import {
+  type CodeState,
+  cancelRequest,
+  chunk,
+  classifyCancel,
+  classifyStatus,
+  DEFAULT_MAX_CODES_PER_CALL,
+  malformedCounts,
+  malformedStatus,
+  statusRequest,
+} from '../providers/auco.ts';
+import { requestIdOf } from '../providers/common.ts';
+
+export interface CancelSigningProcessesInput {
+  codes: string[];
+  /** Sent by Auco to the signers. */
+  message: string;
+  /** Who cancels (Auco's audit); most likely a user of the Auco company. */
+  email: string;
+}
+
+export function maxCodesPerCall(): number {
+  const configured = Number(process.env.AUCO_MAX_CODES_PER_CALL);
+  return Number.isInteger(configured) && configured > 0 ? configured : DEFAULT_MAX_CODES_PER_CALL;
+}
+
+/** One outcome per distinct code, in the order given; codes go to Auco in calls of at most `maxCodesPerCall()`. */
+export async function cancelSigningProcesses(
+  input: CancelSigningProcessesInput,
+  ctx: OperationContext,
+  deps: Deps = defaultDeps(),
+): Promise<Outcome[]> {
+  const outcomes: Outcome[] = [];
+  for (const codes of chunk([...new Set(input.codes)], maxCodesPerCall())) {
+    outcomes.push(...(await cancelChunk({ ...input, codes }, ctx, deps)));
+  }
+  return outcomes;
+}
+
+async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationContext, deps: Deps): Promise<Outcome[]> {
+  const started = Date.now();
+  const options = sendOptions('auco', ctx, { isTransient: malformedCounts });
+  const statusOptions = sendOptions('auco', ctx, { isTransient: malformedStatus });
+  const result = await catchTransient(() =>
+    deps.secrets.withSecret(
+      'auco',
+      async (secret) => {
+        const response = await deps.http.send(cancelRequest(secret, input), options);
+        const answer = classifyCancel(response, input.codes);
+        if (answer.kind === 'unauthorized') return { response, unauthorized: answer.message };
+        const states = new Map<string, CodeState>();
+        for (const code of answer.check) {
+          const state = classifyStatus(
+            await deps.http.send(statusRequest(secret, code), statusOptions),
+            answer.kind === 'refused' ? answer.message : undefined,
+          );
+          if ('unauthorized' in state) return { response, unauthorized: state.unauthorized };
+          states.set(code, state);
+        }
+        return { response, canceled: new Set(answer.kind === 'counted' ? answer.canceled : []), states };
+      },
+      (r) => 'unauthorized' in r,
+    ),
+  );
+  return Promise.all(
+    input.codes.map(async (code) => {
+      const outcome = await settle(base('auco', 'cancel-signing-processes', { code }), async (): Promise<Settled> => {
+        if (!('response' in result)) return result;
+        const { response } = result;
+        const requestId = requestIdOf(response);
+        const common = {
+          httpStatus: response.status,
+          attempts: response.attempts,
+          ambiguous: response.ambiguous,
+          ...(requestId ? { providerRequestId: requestId } : {}),
+        };
+        if ('unauthorized' in result) return { ...common, outcome: 'rejected', message: result.unauthorized };
+        if (result.canceled.has(code)) return { ...common, outcome: 'canceled', message: 'Signing process cancelled' };
+        const state = result.states.get(code);
+        return state
+          ? { ...common, ...state }
+          : { ...common, outcome: 'rejected', message: 'Auco gave no answer for this code' };
+      });
+      outcome.durationMs = Date.now() - started;
+      return outcome;
+    }),
+  );
+}

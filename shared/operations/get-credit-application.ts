@@ -1,0 +1,72 @@
+/** Read a mycreditapp credit application, validated, with `terminal` and `expired` derived. */
+import {
+  base,
+  catchTransient,
+  type Deps,
+  defaultDeps,
+  finish,
+  type OperationContext,
+  type Settled,
+} from '../cancel.ts';
+import type { Outcome } from '../outcome.ts';
+import {
+  type CreditApplication,
+  classifyLookup,
+  getCreditApplicationRequest,
+  type OrganizationHeaders,
+} from '../providers/mycreditapp.ts';
+import { authorized } from './mycreditapp-session.ts';
+
+export interface GetCreditApplicationInput extends Partial<OrganizationHeaders> {
+  creditApplicationId: string;
+}
+
+/** The application, or an outcome saying why there is none (`not_found`, `rejected`, `failed`). */
+export type LookupResult =
+  | { found: true; application: CreditApplication; httpStatus: number; attempts: number; durationMs: number }
+  | { found: false; outcome: Outcome };
+
+export async function getCreditApplication(
+  input: GetCreditApplicationInput,
+  ctx: OperationContext,
+  deps: Deps = defaultDeps(),
+): Promise<LookupResult> {
+  const started = Date.now();
+  type Found = Extract<LookupResult, { found: true }>;
+  const settled = await catchTransient(async (): Promise<Settled | Found> => {
+    const answer = await deps.secrets.withSecret(
+      'mycreditapp',
+      (secret) =>
+        authorized(secret, deps, ctx, (root, token) =>
+          getCreditApplicationRequest(root, token, input.creditApplicationId, {
+            requesterOrganizationId: input.requesterOrganizationId ?? secret.organizationId,
+            targetOrganizationId: input.targetOrganizationId ?? secret.organizationId,
+          }),
+        ),
+      (a) => a.kind === 'unauthorized',
+    );
+    const common = { httpStatus: answer.response.status, attempts: answer.response.attempts };
+    if (answer.kind === 'unauthorized') return { ...common, outcome: 'rejected', message: answer.message };
+    const classification = classifyLookup(answer.response);
+    if (classification.kind === 'found') {
+      return { found: true, application: classification.application, ...common, durationMs: Date.now() - started };
+    }
+    if (classification.kind === 'unauthorized')
+      return { ...common, outcome: 'rejected', message: classification.message };
+    const { kind: _, ...fields } = classification;
+    return { ...common, ...fields };
+  });
+  if ('found' in settled) return settled;
+  const { ambiguous: _a, uncertainRepeat: _u, ...rest } = settled;
+  return {
+    found: false,
+    outcome: finish(
+      {
+        ...base('mycreditapp', 'get-credit-application', { creditApplicationId: input.creditApplicationId }),
+        ...rest,
+        durationMs: 0,
+      },
+      started,
+    ),
+  };
+}

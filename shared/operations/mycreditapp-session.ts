@@ -1,0 +1,88 @@
+/**
+ * mycreditapp's OAuth2 client-credentials token, cached until shortly before it expires and refreshed after a 401.
+ * Both mycreditapp operations call through `authorized`, which also refreshes the secret once when the client
+ * credentials themselves are refused (they may have been rotated).
+ */
+import { type Deps, type OperationContext, sendOptions } from '../cancel.ts';
+import type { HttpRequest, HttpResponse } from '../http.ts';
+import { malformedSuccess } from '../providers/common.ts';
+import { apiRoot, isMaintenance, parseDetail, parseToken, tokenRequest } from '../providers/mycreditapp.ts';
+import type { ProviderSecret } from '../secrets.ts';
+
+interface CachedToken {
+  accessToken: string;
+  /** Epoch ms after which the token is not used: a minute (or a tenth of its life) before it expires. */
+  renewAt: number;
+}
+
+const tokens = new Map<string, CachedToken>();
+const cacheKey = (secret: ProviderSecret<'mycreditapp'>) =>
+  `${apiRoot(secret)}|${secret.clientId}|${secret.clientSecret.length}`;
+
+/** What `authorized` gives back: the provider's answer, or the refusal of our credentials. */
+export type Authorized =
+  | { kind: 'answer'; response: HttpResponse; root: string }
+  | { kind: 'unauthorized'; message: string; response: HttpResponse };
+
+function transient(response: { status: number; body: string; headers: Record<string, string | undefined> }) {
+  return isMaintenance(response) ?? malformedSuccess(response);
+}
+
+type TokenResult = { accessToken: string } | { refused: string; response: HttpResponse };
+
+async function token(
+  secret: ProviderSecret<'mycreditapp'>,
+  deps: Deps,
+  ctx: OperationContext,
+  force: boolean,
+): Promise<TokenResult> {
+  const key = cacheKey(secret);
+  const cached = tokens.get(key);
+  if (cached && !force && cached.renewAt > Date.now()) return { accessToken: cached.accessToken };
+  const response = await deps.http.send(
+    tokenRequest(secret),
+    sendOptions('mycreditapp', ctx, { isTransient: transient }),
+  );
+  const parsed = response.status < 300 ? parseToken(response) : undefined;
+  if (!parsed) {
+    tokens.delete(key);
+    const said = parseDetail(response.body).messages.join('; ') || `HTTP ${response.status}`;
+    return { refused: `mycreditapp refused the client credentials at /oauth2/token (${said})`, response };
+  }
+  const lifeMs = parsed.expiresInSeconds * 1000;
+  tokens.set(key, { accessToken: parsed.accessToken, renewAt: Date.now() + lifeMs - Math.min(60_000, lifeMs / 10) });
+  return { accessToken: parsed.accessToken };
+}
+
+/**
+ * Sends `build(root, token)` with a valid token: a 401 drops the token and tries once with a new one. A refusal
+ * of the client credentials comes back as `unauthorized` (the caller's secret store then refreshes the secret).
+ */
+export async function authorized(
+  secret: ProviderSecret<'mycreditapp'>,
+  deps: Deps,
+  ctx: OperationContext,
+  build: (root: string, accessToken: string) => HttpRequest,
+): Promise<Authorized> {
+  const root = apiRoot(secret);
+  const options = sendOptions('mycreditapp', ctx, { isTransient: transient });
+  for (const force of [false, true]) {
+    const t = await token(secret, deps, ctx, force);
+    if ('refused' in t) return { kind: 'unauthorized', message: t.refused, response: t.response };
+    const response = await deps.http.send(build(root, t.accessToken), options);
+    if (response.status !== 401) return { kind: 'answer', response, root };
+    tokens.delete(cacheKey(secret));
+    if (force)
+      return {
+        kind: 'unauthorized',
+        message: `mycreditapp refused a fresh access token (HTTP 401: ${parseDetail(response.body).messages.join('; ')})`,
+        response,
+      };
+  }
+  throw new Error('unreachable');
+}
+
+/** Forgets every cached token (tests). */
+export function clearTokens(): void {
+  tokens.clear();
+}

@@ -1,0 +1,315 @@
+/**
+ * mycreditapp contract: the cancel-document-request and get-credit-application handlers, through both event
+ * shapes, against the simulator over real loopback HTTP, for every item of PROVIDERS.md 1.4 and its unknowns.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { handler as cancelHandler } from '../../functions/cancel-document-request/handler.ts';
+import { handler as lookupHandler } from '../../functions/get-credit-application/handler.ts';
+import { MYCREDITAPP_DEMO as D, MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
+import { clearTokens } from '../../shared/operations/mycreditapp-session.ts';
+import { callApi, callTask } from '../support/invoke.ts';
+import { useSecrets } from '../support/providers.ts';
+
+const sim = new MyCreditAppSimulator();
+beforeAll(async () => {
+  await sim.start();
+});
+afterAll(() => sim.stop());
+
+const secret = (extra: Record<string, unknown> = {}) => ({
+  clientId: D.clientId,
+  clientSecret: D.clientSecret,
+  baseUrl: sim.url,
+  ...extra,
+});
+beforeEach(() => {
+  sim.reset();
+  clearTokens();
+  useSecrets({ mycreditapp: secret() });
+});
+
+const orgHeaders = { 'requester-organization-id': D.hostOrg, 'target-organization-id': D.guestOrg };
+const cancel = (requestId: string, headers: Record<string, string> = orgHeaders, orgId: string = D.hostOrg) =>
+  callApi(cancelHandler, {
+    method: 'POST',
+    route: '/v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel',
+    path: `/v1/mycreditapp/organizations/${orgId}/document-requests/${requestId}/cancel`,
+    pathParameters: { orgId, requestId },
+    headers,
+  });
+const lookup = (id: string, headers: Record<string, string> = {}) =>
+  callApi(lookupHandler, {
+    method: 'GET',
+    route: '/v1/mycreditapp/credit-applications/{creditApplicationId}',
+    path: `/v1/mycreditapp/credit-applications/${id}`,
+    pathParameters: { creditApplicationId: id },
+    headers,
+  });
+const cancellations = () => sim.received('POST', /\/cancellations$/);
+const tokenCalls = () => sim.received('POST', '/oauth2/token');
+
+describe('mycreditapp: cancel a document request', () => {
+  it('gets a token with a JSON body, then cancels with the bearer token and both organization headers', async () => {
+    const res = await cancel(D.pendingRequest);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      provider: 'mycreditapp',
+      operation: 'cancel-document-request',
+      target: { orgId: D.hostOrg, requestId: D.pendingRequest },
+      outcome: 'canceled',
+      providerStatus: 'canceled',
+    });
+    expect(JSON.parse(tokenCalls()[0]?.body ?? '')).toEqual({ client_id: D.clientId, client_secret: D.clientSecret });
+    expect(tokenCalls()[0]?.headers['content-type']).toBe('application/json');
+    const [sent] = cancellations();
+    expect(sent?.path).toBe(`/organizations/${D.hostOrg}/documents/requests/${D.pendingRequest}/cancellations`);
+    expect(sent?.headers).toMatchObject({
+      'requester-organization-id': D.hostOrg,
+      'target-organization-id': D.guestOrg,
+      authorization: expect.stringMatching(/^Bearer /),
+    });
+  });
+
+  it('caches the token until it expires, then gets a new one after the 401', async () => {
+    await cancel(D.pendingRequest);
+    await cancel(D.partialRequest);
+    expect(tokenCalls()).toHaveLength(1);
+    // Expire every token the simulator issued; the next call meets a 401 and gets a new token.
+    (sim as unknown as { tokens: Map<string, number> }).tokens.forEach((_v, k, m) => m.set(k, Date.now() - 1));
+    sim.addDocumentRequest('11111111-2222-4333-8444-555555555555', 'pending');
+    const res = await cancel('11111111-2222-4333-8444-555555555555');
+    expect(res.body.outcome).toBe('canceled');
+    expect(tokenCalls()).toHaveLength(2);
+    expect(cancellations().map((r) => r.status)).toEqual([200, 200, 401, 200]);
+  });
+
+  it('bad client credentials are rejected (502) after one refresh of the secret; the secret never shows', async () => {
+    useSecrets({ mycreditapp: secret({ clientSecret: 'wrong-secret-value-999' }) });
+    const res = await cancel(D.pendingRequest);
+    expect(res.status).toBe(502);
+    expect(res.body.message).toMatch(/refused the client credentials/);
+    expect(JSON.stringify(res.body)).not.toContain('wrong-secret-value-999');
+    expect(tokenCalls()).toHaveLength(2);
+    expect(cancellations()).toHaveLength(0);
+  });
+
+  it('checks the organization headers before sending: 400 naming each, nothing sent', async () => {
+    const res = await cancel(D.pendingRequest, { 'requester-organization-id': 'acme' });
+    expect(res.status).toBe(400);
+    expect(res.body.issues).toEqual([
+      { path: 'headers.requester-organization-id', message: 'must be a uuid (your organization)' },
+      { path: 'headers.target-organization-id', message: 'is required' },
+    ]);
+    expect(sim.requests).toHaveLength(0);
+  });
+
+  it('organizations that are not connected are rejected (403)', async () => {
+    const res = await cancel(D.pendingRequest, {
+      ...orgHeaders,
+      'target-organization-id': 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee',
+    });
+    expect(res.body).toMatchObject({ outcome: 'rejected', httpStatus: 403 });
+    expect(res.body.message).toMatch(/organizations are connected/);
+  });
+
+  it.each(['400', '409', '422'] as const)(
+    'completed and expired requests are not_cancelable when refused with %s',
+    async (status) => {
+      sim.options.terminalStatus = status;
+      const completed = await cancel(D.completedRequest);
+      expect(completed.status).toBe(409);
+      expect(completed.body).toMatchObject({ outcome: 'not_cancelable', providerStatus: 'completed' });
+      expect((await cancel(D.expiredRequest)).body).toMatchObject({
+        outcome: 'not_cancelable',
+        providerStatus: 'expired',
+      });
+    },
+  );
+
+  it.each(['200', '400', '409', '422'] as const)(
+    'a repeated cancel is already_canceled when the repeat answers %s',
+    async (mode) => {
+      sim.options.repeatCancel = mode;
+      expect((await cancel(D.pendingRequest)).body.outcome).toBe('canceled');
+      const again = await cancel(D.pendingRequest);
+      expect(again.status).toBe(200);
+      expect(again.body.outcome).toBe('already_canceled');
+      expect(sim.effectiveCancels.get(D.pendingRequest)).toBe(1);
+    },
+  );
+
+  it.each(['400', '409', '422'] as const)(
+    'with opaque refusals (%s), a repeat is still already_canceled and a completed one not_cancelable',
+    async (mode) => {
+      sim.options.refusalWording = 'opaque';
+      sim.options.repeatCancel = mode;
+      sim.options.terminalStatus = mode;
+      await cancel(D.pendingRequest);
+      expect((await cancel(D.pendingRequest)).body.outcome).toBe('already_canceled');
+      expect((await cancel(D.completedRequest)).body.outcome).toBe('not_cancelable');
+    },
+  );
+
+  it('a request cancelled elsewhere long ago (200 with an old updated_at) is already_canceled', async () => {
+    const request = sim.documentRequests.get(D.partialRequest);
+    if (request) request.status = 'canceled';
+    const res = await cancel(D.partialRequest);
+    expect(res.body.outcome).toBe('already_canceled');
+    expect(res.body.message).toMatch(/updated_at/);
+  });
+
+  it('an unknown document request is not_found (404)', async () => {
+    const res = await cancel('00000000-0000-4000-8000-000000000000');
+    expect(res.status).toBe(404);
+    expect(res.body.outcome).toBe('not_found');
+  });
+
+  it.each([503, 400])('maintenance (%i, service_under_maintenance) is retried, then failed (503)', async (status) => {
+    sim.options.maintenance = true;
+    sim.options.maintenanceStatus = status;
+    const res = await cancel(D.pendingRequest);
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ outcome: 'failed', failure: 'transient' });
+    expect(tokenCalls()).toHaveLength(4);
+  });
+
+  it('maintenance that ends during the retries gives canceled', async () => {
+    sim.inject({
+      fault: {
+        kind: 'status',
+        status: 503,
+        body: { detail: [{ loc: [], msg: 'maintenance', type: 'maintenance', code: 'service_under_maintenance' }] },
+      },
+      times: 2,
+      path: '/organizations',
+    });
+    const res = await cancel(D.pendingRequest);
+    expect(res.body).toMatchObject({ outcome: 'canceled', attempts: 3 });
+  });
+
+  it('a 429 (with and without Retry-After) and a 502 are retried', async () => {
+    sim.inject({ fault: { kind: 'status', status: 429, headers: { 'retry-after': '1' } }, path: '/organizations' });
+    sim.inject({ fault: { kind: 'status', status: 429 }, path: '/organizations' });
+    sim.inject({ fault: { kind: 'status', status: 502, html: true }, path: '/organizations' });
+    const res = await cancel(D.pendingRequest);
+    expect(res.body).toMatchObject({ outcome: 'canceled', attempts: 4 });
+  });
+
+  it('a cancel whose answer is lost after it took effect is reported canceled, once', async () => {
+    sim.options.repeatCancel = '409';
+    sim.inject({ fault: { kind: 'truncate' }, path: '/organizations' });
+    const res = await cancel(D.pendingRequest);
+    expect(res.body).toMatchObject({ outcome: 'canceled', attempts: 2 });
+    expect(sim.effectiveCancels.get(D.pendingRequest)).toBe(1);
+  });
+
+  it('works with the /v1 version segment, given as a bare origin plus apiVersion', async () => {
+    sim.options.apiVersion = 'v1';
+    useSecrets({ mycreditapp: secret({ baseUrl: sim.origin, apiVersion: 'v1' }) });
+    expect((await cancel(D.pendingRequest)).body.outcome).toBe('canceled');
+    expect(cancellations()).toHaveLength(1);
+  });
+
+  it('as a task, the batch item carries the organization headers', async () => {
+    const { result } = await callTask(cancelHandler, {
+      item: {
+        provider: 'mycreditapp',
+        orgId: D.hostOrg,
+        requestId: D.pendingRequest,
+        requesterOrganizationId: D.guestOrg,
+        targetOrganizationId: D.hostOrg,
+      },
+      reason: 'declined',
+    });
+    expect(result).toMatchObject({ outcome: 'canceled' });
+    expect(cancellations()[0]?.headers['requester-organization-id']).toBe(D.guestOrg);
+  });
+});
+
+describe('mycreditapp: read a credit application', () => {
+  it('returns the application validated, timestamps without a timezone read as UTC, plus terminal and expired', async () => {
+    const res = await lookup(D.pendingApplication);
+    expect(res.status).toBe(200);
+    const raw = sim.creditApplications.get(D.pendingApplication) as { expires_at: string };
+    expect(raw.expires_at).not.toMatch(/Z$/);
+    expect(res.body).toMatchObject({
+      id: D.pendingApplication,
+      status: 'pending',
+      terminal: false,
+      expired: false,
+      expires_at: `${raw.expires_at.slice(0, 23)}Z`,
+      shipper: { name: 'Demo Shipper' },
+    });
+  });
+
+  it.each([
+    [D.approvedApplication, { status: 'approved', terminal: true, expired: false }],
+    [D.declinedApplication, { status: 'declined', terminal: true, expired: false }],
+    [D.expiringApplication, { status: 'external_review', terminal: false, expired: true }],
+  ])('derives terminal and expired for %s', async (id, expected) => {
+    expect((await lookup(id)).body).toMatchObject(expected);
+  });
+
+  it('an unknown application is not_found (404)', async () => {
+    const res = await lookup('00000000-0000-4000-8000-000000000000');
+    expect(res.status).toBe(404);
+    expect(res.body).toMatchObject({ outcome: 'not_found', operation: 'get-credit-application' });
+  });
+
+  it('an answer that is not an application is rejected, naming the field', async () => {
+    sim.inject({
+      fault: {
+        kind: 'status',
+        status: 200,
+        body: { id: D.pendingApplication, status: 'pending', expires_at: 'next tuesday' },
+      },
+      path: '/credit-applications',
+    });
+    const res = await lookup(D.pendingApplication);
+    expect(res.body.outcome).toBe('rejected');
+    expect(res.body.message).toMatch(/expires_at must be a timestamp/);
+  });
+
+  it('passes organization headers through, defaulting to the secret organizationId', async () => {
+    useSecrets({ mycreditapp: secret({ organizationId: D.hostOrg }) });
+    await lookup(D.pendingApplication);
+    await lookup(D.pendingApplication, { 'requester-organization-id': D.guestOrg });
+    const gets = sim.received('GET', /credit-applications/);
+    expect(gets[0]?.headers).toMatchObject({
+      'requester-organization-id': D.hostOrg,
+      'target-organization-id': D.hostOrg,
+    });
+    expect(gets[1]?.headers['requester-organization-id']).toBe(D.guestOrg);
+  });
+
+  it('as the batch guard: skips when the status is listed, proceeds otherwise, proceeds when not found', async () => {
+    const skip = await callTask(lookupHandler, {
+      creditApplicationId: D.approvedApplication,
+      skipIfStatusIn: ['approved', 'finalized'],
+    });
+    expect(skip.result).toMatchObject({ found: true, skip: true, status: 'approved' });
+    const go = await callTask(lookupHandler, {
+      creditApplicationId: D.declinedApplication,
+      skipIfStatusIn: ['approved', 'finalized'],
+    });
+    expect(go.result).toMatchObject({ found: true, skip: false, status: 'declined' });
+    const missing = await callTask(lookupHandler, {
+      creditApplicationId: '00000000-0000-4000-8000-000000000000',
+      skipIfStatusIn: ['approved'],
+    });
+    expect(missing.result).toMatchObject({ found: false, skip: false });
+  });
+
+  it('as the batch guard: an unreadable application stops the batch (Guard.Unreadable), a transient one is retried', async () => {
+    useSecrets({ mycreditapp: secret({ clientSecret: 'wrong-secret-value-999' }) });
+    const bad = await callTask(lookupHandler, {
+      creditApplicationId: D.approvedApplication,
+      skipIfStatusIn: ['approved'],
+    });
+    expect(bad.error?.name).toBe('Guard.Unreadable');
+    useSecrets({ mycreditapp: secret() });
+    sim.options.maintenance = true;
+    const down = await callTask(lookupHandler, { creditApplicationId: D.approvedApplication });
+    expect(down.error?.name).toBe('Provider.Transient');
+  });
+});
