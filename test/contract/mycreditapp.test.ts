@@ -75,7 +75,8 @@ describe('mycreditapp: cancel a document request', () => {
     await cancel(D.partialRequest);
     expect(tokenCalls()).toHaveLength(1);
     // Expire every token the simulator issued; the next call meets a 401 and gets a new token.
-    (sim as unknown as { tokens: Map<string, number> }).tokens.forEach((_v, k, m) => m.set(k, Date.now() - 1));
+    const issued = (sim as unknown as { tokens: Map<string, number> }).tokens;
+    for (const token of issued.keys()) issued.set(token, Date.now() - 1);
     sim.addDocumentRequest('11111111-2222-4333-8444-555555555555', 'pending');
     const res = await cancel('11111111-2222-4333-8444-555555555555');
     expect(res.body.outcome).toBe('canceled');
