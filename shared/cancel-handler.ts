@@ -35,6 +35,31 @@ export interface Why {
   reason?: string | undefined;
   requestedBy?: string | undefined;
   creditApplicationId?: string | undefined;
+  /** A batch item's input position(s): the task result carries them back to Summarize. */
+  index?: number | undefined;
+  indexes?: number[] | undefined;
+}
+
+/** The why of a task input: its own fields, else its batch's. */
+export function whyFromTask(p: {
+  idempotencyKey?: string | undefined;
+  reason?: string | undefined;
+  requestedBy?: string | undefined;
+  creditApplicationId?: string | undefined;
+  index?: number | undefined;
+  indexes?: number[] | undefined;
+  batch?:
+    | { reason?: string | undefined; requestedBy?: string | undefined; creditApplicationId?: string | undefined }
+    | undefined;
+}): Why {
+  return {
+    idempotencyKey: p.idempotencyKey,
+    reason: p.reason ?? p.batch?.reason,
+    requestedBy: p.requestedBy ?? p.batch?.requestedBy,
+    creditApplicationId: p.creditApplicationId ?? p.batch?.creditApplicationId,
+    index: p.index,
+    indexes: p.indexes,
+  };
 }
 
 export function operationContext(invocation: Invocation, fields: Why): OperationContext {
@@ -112,11 +137,14 @@ const ERROR_NAME = {
 /**
  * The task result: the outcome(s), or, when any failed transiently, a `Provider.*` error whose message is the
  * JSON of every outcome, so Step Functions retries with backoff and, once retries are spent, its Catch still
- * holds each item's outcome.
+ * holds each item's outcome. A batch task gets its input position(s) back beside its outcome(s).
  */
-export function taskResult<T extends Outcome | Outcome[]>(result: T): T {
+export function taskResult<T extends Outcome | Outcome[]>(result: T, input?: { why: Why }) {
   const outcomes: Outcome[] = Array.isArray(result) ? result : [result];
   const failed = outcomes.find((o) => o.outcome === 'failed');
   if (failed) throw new TaskRetryableError(ERROR_NAME[failed.failure ?? 'transient'], JSON.stringify(result));
+  const why = input?.why;
+  if (why?.indexes && Array.isArray(result)) return { indexes: why.indexes, outcomes: result };
+  if (why?.index !== undefined && !Array.isArray(result)) return { index: why.index, outcome: result };
   return result;
 }

@@ -84,6 +84,14 @@ export type AucoItem = z.infer<typeof AucoItem>;
 export type TrueworkItem = z.infer<typeof TrueworkItem>;
 export type GoCardlessItem = z.infer<typeof GoCardlessItem>;
 
+/** The batch a task belongs to, as the state machine passes it (one object, so optional fields stay optional). */
+export const BatchTaskContext = z.strictObject({
+  reason: z.optional(text(1000)),
+  requestedBy: z.optional(text(320)),
+  creditApplicationId: z.optional(z.string()),
+  executionId: z.optional(z.string()),
+});
+
 /** Fields every task input may carry besides its item: who asked, why, and the keys that tie it to a batch. */
 export const TaskContext = {
   reason: z.optional(text(1000)),
@@ -93,6 +101,9 @@ export const TaskContext = {
   executionId: z.optional(z.string()),
   itemId: z.optional(z.string()),
   /** Present when the item is part of a batch: its position in the input, to put outcomes back in order. */
-  index: z.optional(z.number()),
+  index: z.optional(z.number().check(z.int(), z.nonnegative())),
+  /** An Auco chunk's input positions, one per code. */
+  indexes: z.optional(z.array(z.number().check(z.int(), z.nonnegative()))),
   creditApplicationId: z.optional(z.string()),
+  batch: z.optional(BatchTaskContext),
 };

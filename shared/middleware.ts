@@ -45,7 +45,7 @@ export interface HandlerSpec<Input, Result> {
   /** The API reply for a result. */
   reply: (result: Result, invocation: Invocation) => Reply;
   /** The task result for a result; may throw a retryable error for Step Functions. Defaults to the result. */
-  taskResult?: (result: Result) => unknown;
+  taskResult?: (result: Result, input: Input) => unknown;
 }
 
 /** Time kept back from the Lambda's remaining time to record the outcome and reply. */
@@ -55,11 +55,18 @@ const DEFAULT_BUDGET_MS = 30_000;
 
 function correlationOf(event: unknown, context: Partial<Context>) {
   if (isApiEvent(event)) return { requestId: event.requestContext.requestId ?? context.awsRequestId ?? 'local' };
-  const task = (event ?? {}) as { executionId?: unknown; itemId?: unknown };
+  const task = (event ?? {}) as {
+    executionId?: unknown;
+    itemId?: unknown;
+    index?: unknown;
+    batch?: { executionId?: unknown };
+  };
+  const executionId = task.executionId ?? task.batch?.executionId;
+  const itemId = task.itemId ?? (typeof task.index === 'number' ? `item-${task.index}` : undefined);
   return {
     requestId: context.awsRequestId ?? 'local',
-    ...(typeof task.executionId === 'string' ? { executionId: task.executionId } : {}),
-    ...(typeof task.itemId === 'string' ? { itemId: task.itemId } : {}),
+    ...(typeof executionId === 'string' ? { executionId } : {}),
+    ...(typeof itemId === 'string' ? { itemId } : {}),
   };
 }
 
@@ -134,8 +141,9 @@ async function taskInvocation<Input, Result>(
     log.warn('invalid task input', { issues: error.issues });
     throw error;
   }
-  const result = await spec.run(spec.task.toInput(parsed.data as never), invocation);
-  return spec.taskResult ? spec.taskResult(result) : result;
+  const input = spec.task.toInput(parsed.data as never);
+  const result = await spec.run(input, invocation);
+  return spec.taskResult ? spec.taskResult(result, input) : result;
 }
 
 /** Errors at the API: bad input is the caller's to fix (400); configuration is ours (500, actionable);

@@ -7,6 +7,7 @@ import {
   taskResult,
   type Why,
   WhyFields,
+  whyFromTask,
 } from '#shared/cancel-handler.ts';
 import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/items.ts';
 import { defineHandler } from '#shared/middleware.ts';
@@ -34,12 +35,7 @@ export const handler = defineHandler<Input, Awaited<ReturnType<typeof cancelBill
     schema: Task,
     toInput: (p: z.infer<typeof Task>) => ({
       cancel: { billingRequestId: p.item.billingRequestId, ...(p.item.metadata ? { metadata: p.item.metadata } : {}) },
-      why: {
-        idempotencyKey: p.idempotencyKey,
-        reason: p.reason,
-        requestedBy: p.requestedBy,
-        creditApplicationId: p.creditApplicationId,
-      },
+      why: whyFromTask(p),
     }),
   },
   run: cancelRun(cancelBillingRequest),

@@ -8,6 +8,7 @@ import {
   taskResult,
   type Why,
   WhyFields,
+  whyFromTask,
 } from '#shared/cancel-handler.ts';
 import { MyCreditAppItem, TaskContext, Uuid } from '#shared/items.ts';
 import { defineHandler } from '#shared/middleware.ts';
@@ -46,12 +47,7 @@ export const handler = defineHandler<Input, Outcome>({
         requesterOrganizationId: item.requesterOrganizationId,
         targetOrganizationId: item.targetOrganizationId,
       },
-      why: {
-        idempotencyKey: p.idempotencyKey,
-        reason: p.reason,
-        requestedBy: p.requestedBy,
-        creditApplicationId: p.creditApplicationId,
-      },
+      why: whyFromTask(p),
     }),
   },
   run: cancelRun(cancelDocumentRequest),

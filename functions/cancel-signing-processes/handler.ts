@@ -1,7 +1,14 @@
 /** Lambda: cancel Auco signing processes (POST /v1/auco/documents/cancel, body: codes, message, email).
  * As a Step Functions task it takes a chunk of Auco items (codes) prepared by the batch. */
 import * as z from 'zod/mini';
-import { cancelRun, IdempotencyHeaders, outcomesReply, taskResult, type Why } from '#shared/cancel-handler.ts';
+import {
+  cancelRun,
+  IdempotencyHeaders,
+  outcomesReply,
+  taskResult,
+  type Why,
+  whyFromTask,
+} from '#shared/cancel-handler.ts';
 import { AucoCode, TaskContext } from '#shared/items.ts';
 import { defineHandler } from '#shared/middleware.ts';
 import {
@@ -51,12 +58,11 @@ export const handler = defineHandler<Input, Outcome[]>({
     schema: Task,
     toInput: ({ item, ...p }: z.infer<typeof Task>) => ({
       cancel: { codes: item.codes, message: item.message, email: item.email },
-      why: {
-        idempotencyKey: p.idempotencyKey,
-        reason: p.reason ?? item.message,
-        requestedBy: p.requestedBy ?? item.email,
-        creditApplicationId: p.creditApplicationId,
-      },
+      why: (({ reason, requestedBy, ...why }) => ({
+        ...why,
+        reason: reason ?? item.message,
+        requestedBy: requestedBy ?? item.email,
+      }))(whyFromTask(p)),
     }),
   },
   run: cancelRun(cancelSigningProcesses),

@@ -1,6 +1,13 @@
 /** Lambda: cancel a Truework verification order (POST /v1/truework/orders/{orderId}/cancel). */
 import * as z from 'zod/mini';
-import { cancelRun, IdempotencyHeaders, outcomeReply, taskResult, type Why } from '#shared/cancel-handler.ts';
+import {
+  cancelRun,
+  IdempotencyHeaders,
+  outcomeReply,
+  taskResult,
+  type Why,
+  whyFromTask,
+} from '#shared/cancel-handler.ts';
 import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/items.ts';
 import { defineHandler } from '#shared/middleware.ts';
 import {
@@ -47,14 +54,9 @@ export const handler = defineHandler<Input, Outcome>({
       cancel: {
         orderId: p.item.orderId,
         reason: p.item.reason ?? 'other',
-        details: p.item.details ?? p.reason ?? null,
+        details: p.item.details ?? p.reason ?? p.batch?.reason ?? null,
       },
-      why: {
-        idempotencyKey: p.idempotencyKey,
-        reason: p.reason,
-        requestedBy: p.requestedBy,
-        creditApplicationId: p.creditApplicationId,
-      },
+      why: whyFromTask(p),
     }),
   },
   run: cancelRun(cancelVerificationOrder),
