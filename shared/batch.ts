@@ -130,6 +130,13 @@ const keyFor = (executionId: string, what: string) =>
   `batch-${createHash('sha256').update(`${executionId}\n${what}`).digest('hex').slice(0, 40)}`;
 const isEmail = (s: string | undefined) => s !== undefined && z.safeParse(z.email(), s).success;
 
+/** Validates the batch fields alone (not the items): every problem listed. */
+export function parseBatchFields(input: unknown): BatchRequest {
+  const parsed = z.safeParse(BatchRequest, input);
+  if (!parsed.success) throw new InvalidInputError(toInputIssues(parsed.error, input), 'Invalid batch');
+  return parsed.data;
+}
+
 /**
  * Validates the batch fields and every item, listing every problem by index and field at once.
  * `source` names the items in messages ("items" inline, "line" in a manifest: `line 17` is items[16]).
@@ -138,6 +145,7 @@ export function validateBatch(
   input: unknown,
   rawItems?: unknown[],
   source: 'items' | 'manifest' = 'items',
+  inlineLimit = INLINE_LIMIT,
 ): { request: BatchRequest; items: BatchItem[] } {
   const parsed = z.safeParse(BatchRequest, input);
   const issues: InputIssue[] = parsed.success ? [] : toInputIssues(parsed.error, input);
@@ -159,10 +167,10 @@ export function validateBatch(
     }
     items.push(item.data);
   });
-  if (source === 'items' && list.length > INLINE_LIMIT) {
+  if (source === 'items' && list.length > inlineLimit) {
     issues.push({
       path: 'items',
-      message: `an inline batch holds at most ${INLINE_LIMIT} items; put larger batches in a JSONL manifest in S3 and pass manifest: {bucket, key}`,
+      message: `an inline batch holds at most ${inlineLimit} items; put larger batches in a JSONL manifest in S3 and pass manifest: {bucket, key}`,
     });
   }
   if (source === 'manifest' && list.length > MANIFEST_LIMIT)
@@ -345,8 +353,12 @@ export function collectOutcomes(iterations: readonly IterationResult[]): Map<num
   const byIndex = new Map<number, Outcome>();
   for (const it of iterations) {
     if ('error' in it) for (const { index, outcome } of caughtOutcomes(it)) byIndex.set(index, outcome);
-    else if ('outcomes' in it) it.indexes.forEach((index, i) => it.outcomes[i] && byIndex.set(index, it.outcomes[i]));
-    else byIndex.set(it.index, it.outcome);
+    else if ('outcomes' in it) {
+      for (const [i, index] of it.indexes.entries()) {
+        const outcome = it.outcomes[i];
+        if (outcome) byIndex.set(index, outcome);
+      }
+    } else byIndex.set(it.index, it.outcome);
   }
   return byIndex;
 }

@@ -115,7 +115,9 @@ export async function settle(
 ): Promise<Outcome> {
   const started = Date.now();
   const { ambiguous, uncertainRepeat, ...rest } = await catchTransient(work);
-  const outcome: Outcome = { ...outcomeBase, ...rest, durationMs: 0 };
+  // The outcome right after the target, so records read the same way everywhere.
+  const { outcome: kind, ...fields } = rest;
+  const outcome: Outcome = { ...outcomeBase, outcome: kind, ...fields, durationMs: 0 };
   if (ambiguous && outcome.outcome === 'already_canceled') {
     outcome.outcome = 'canceled';
     outcome.message =

@@ -1,0 +1,62 @@
+/**
+ * Lambda (Step Functions task): Prepare. Validates a batch (every bad item listed by index and field), removes
+ * duplicates, chunks Auco codes and gives every task a stable idempotency key. An inline batch comes back in the
+ * state; a manifest batch is read from S3 and its tasks written back to S3, one JSONL file per provider, for the
+ * Distributed Maps to read.
+ */
+import * as z from 'zod/mini';
+import { getText, putText, requireEnv } from '#shared/aws/s3.ts';
+import { type Prepared, parseBatchFields, parseManifest, prepareBatch, validateBatch } from '#shared/batch.ts';
+import { InvalidInputError } from '#shared/errors.ts';
+import { defineHandler } from '#shared/middleware.ts';
+import { maxCodesPerCall } from '#shared/operations/cancel-signing-processes.ts';
+import { PROVIDERS } from '#shared/outcome.ts';
+
+const Task = z.object({ input: z.unknown(), executionId: z.string(), executionName: z.string() });
+type Input = z.infer<typeof Task>;
+
+/** What the manifest path hands on: counts and S3 locations instead of the items themselves. */
+export type PreparedManifest = Omit<Prepared, 'groups' | 'duplicates'> & {
+  duplicates: number;
+  prepared: { bucket: string; key: string };
+  manifests: Partial<Record<(typeof PROVIDERS)[number], { bucket: string; key: string; count: number }>>;
+};
+
+async function prepareManifest({ input, executionId, executionName }: Input): Promise<PreparedManifest> {
+  // The batch fields are checked before S3 is asked, so a bad bucket or key is reported as such.
+  const location = parseBatchFields(input).manifest;
+  if (!location) throw new InvalidInputError([{ path: 'manifest', message: 'is required' }]);
+  const { items: raw, issues } = parseManifest(await getText(location.bucket, location.key, 'manifest'));
+  if (issues.length) throw new InvalidInputError(issues, 'Invalid manifest');
+  const { request, items } = validateBatch(input, raw, 'manifest');
+  const prepared = prepareBatch(request, items, executionId, 'manifest', maxCodesPerCall());
+  const bucket = requireEnv('BATCH_BUCKET');
+  const prefix = `batches/${executionName}`;
+  const manifests: PreparedManifest['manifests'] = {};
+  for (const provider of PROVIDERS) {
+    const tasks = prepared.groups[provider];
+    if (!tasks.length) continue;
+    const key = `${prefix}/tasks/${provider}.jsonl`;
+    await putText(bucket, key, `${tasks.map((t) => JSON.stringify(t)).join('\n')}\n`, 'application/x-ndjson');
+    manifests[provider] = { bucket, key, count: tasks.length };
+  }
+  const preparedKey = `${prefix}/prepared.json`;
+  await putText(
+    bucket,
+    preparedKey,
+    JSON.stringify({ total: prepared.total, unique: prepared.unique, duplicates: prepared.duplicates }),
+  );
+  const { groups: _g, duplicates, ...rest } = prepared;
+  return { ...rest, duplicates: duplicates.length, prepared: { bucket, key: preparedKey }, manifests };
+}
+
+export const handler = defineHandler<Input, Prepared | PreparedManifest>({
+  name: 'batch-prepare',
+  task: { schema: Task, toInput: (p: Input) => p },
+  run: async (input) => {
+    if ((input.input as { manifest?: unknown } | null)?.manifest !== undefined) return prepareManifest(input);
+    const { request, items } = validateBatch(input.input);
+    return prepareBatch(request, items, input.executionId, 'inline', maxCodesPerCall());
+  },
+  reply: (result) => ({ statusCode: 200, body: result }),
+});

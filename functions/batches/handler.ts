@@ -1,0 +1,131 @@
+/**
+ * Lambda: POST /v1/batches starts a batch (a Step Functions execution) and returns its id; GET /v1/batches/{batchId}
+ * returns its status, summary and results. A POST with more items than an inline batch holds is written to S3 as
+ * a JSONL manifest first, so callers need not know the limit.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import * as z from 'zod/mini';
+import { putText, requireEnv } from '#shared/aws/s3.ts';
+import { INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
+import { IdempotencyHeaders } from '#shared/cancel-handler.ts';
+import { defineHandler, type Reply } from '#shared/middleware.ts';
+
+/** Items one POST may carry (more than INLINE_LIMIT go through a manifest written for the caller). */
+export const API_ITEM_LIMIT = 10_000;
+
+let client: SFNClient | undefined;
+const sfn = () => {
+  client ??= new SFNClient({});
+  return client;
+};
+
+const Post = z.object({ headers: IdempotencyHeaders });
+const Get = z.object({
+  path: z.object({
+    batchId: z.string().check(z.regex(/^[A-Za-z0-9_-]{1,80}$/, 'must be a batch id as POST /v1/batches returned it')),
+  }),
+});
+/** One route validates its path, the other its headers (the body is validated as a batch, every item listed). */
+const Api = z.union([Get, Post]);
+
+type Input = { kind: 'start'; body: unknown; idempotencyKey?: string | undefined } | { kind: 'read'; batchId: string };
+
+/** The execution's name is the batch id: derived from the Idempotency-Key when there is one, so a retried POST
+ * names the same execution and Step Functions starts it once. */
+function executionName(idempotencyKey: string | undefined): string {
+  return idempotencyKey ? `k-${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 40)}` : randomUUID();
+}
+
+async function start(body: unknown, idempotencyKey: string | undefined): Promise<Reply> {
+  const { request, items } = validateBatch(body, undefined, 'items', API_ITEM_LIMIT);
+  const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
+  const name = executionName(idempotencyKey);
+  let input: unknown = request;
+  if (items.length > INLINE_LIMIT) {
+    const bucket = requireEnv('BATCH_BUCKET');
+    const key = `requests/${name}.jsonl`;
+    await putText(bucket, key, `${items.map((i) => JSON.stringify(i)).join('\n')}\n`, 'application/x-ndjson');
+    const { items: _items, ...fields } = request;
+    input = { ...fields, manifest: { bucket, key } };
+  }
+  try {
+    const started = await sfn().send(
+      new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(input) }),
+    );
+    return {
+      statusCode: 202,
+      body: {
+        batchId: name,
+        executionArn: started.executionArn,
+        status: 'running',
+        startedAt: started.startDate?.toISOString(),
+        items: items.length,
+        links: { self: `/v1/batches/${name}` },
+      },
+      headers: { location: `/v1/batches/${name}` },
+    };
+  } catch (error) {
+    if ((error as { name?: string }).name === 'ExecutionAlreadyExists') {
+      return {
+        statusCode: 409,
+        body: {
+          error: 'conflict',
+          message: `A different batch was already started with this Idempotency-Key (batch ${name})`,
+          batchId: name,
+        },
+      };
+    }
+    throw error;
+  }
+}
+
+const STATUS: Record<string, string> = {
+  RUNNING: 'running',
+  PENDING_REDRIVE: 'running',
+  FAILED: 'failed',
+  TIMED_OUT: 'failed',
+  ABORTED: 'aborted',
+};
+
+async function read(batchId: string): Promise<Reply> {
+  const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
+  const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${batchId}`;
+  try {
+    const execution = await sfn().send(new DescribeExecutionCommand({ executionArn }));
+    const output = execution.output ? (JSON.parse(execution.output) as Record<string, unknown>) : undefined;
+    const status =
+      execution.status === 'SUCCEEDED'
+        ? String(output?.status ?? 'completed')
+        : (STATUS[execution.status ?? ''] ?? 'running');
+    return {
+      statusCode: 200,
+      body: {
+        batchId,
+        status,
+        executionStatus: execution.status,
+        startedAt: execution.startDate?.toISOString(),
+        ...(execution.stopDate ? { stoppedAt: execution.stopDate.toISOString() } : {}),
+        ...(output ? { ...output, status } : {}),
+        ...(execution.error ? { error: execution.error, cause: execution.cause } : {}),
+      },
+    };
+  } catch (error) {
+    if ((error as { name?: string }).name === 'ExecutionDoesNotExist')
+      return { statusCode: 404, body: { error: 'not_found', message: `No batch ${batchId}` } };
+    throw error;
+  }
+}
+
+export const handler = defineHandler<Input, Reply>({
+  name: 'batches',
+  api: {
+    schema: Api,
+    toInput: (_p: never, request) =>
+      request.path.batchId !== undefined
+        ? { kind: 'read', batchId: request.path.batchId }
+        : { kind: 'start', body: request.body, idempotencyKey: request.headers['idempotency-key'] },
+  },
+  run: (input) => (input.kind === 'read' ? read(input.batchId) : start(input.body, input.idempotencyKey)),
+  reply: (reply) => reply,
+});

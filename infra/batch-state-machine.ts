@@ -1,0 +1,263 @@
+/**
+ * The batch state machine (JSONPath, so the same definition also runs locally in aws-local-stepfunctions).
+ *
+ *   Prepare -> [Guard -> skip?] -> inline:   Parallel of one Map per provider            -> Summarize
+ *                                  manifest: Parallel of one Distributed Map per provider -> Summarize
+ *
+ * One map per provider, each with its own MaxConcurrency, keeps every provider inside its own rate budget: the
+ * budget is the map's concurrency times the pace each function keeps (`<PROVIDER>_RATE_PER_SECOND`, the
+ * provider's rate divided by that concurrency). Every item ends with an outcome: transient and rate-limited
+ * errors are retried with full jitter and a maximum delay; anything else, a crashed Lambda included, is caught
+ * into the iteration's result and Summarize turns it into a `failed` outcome.
+ *
+ * Distributed Map children are Express workflows: a child runs ITEMS_PER_CHILD items in well under Express's five
+ * minutes, and Express is charged per request and duration instead of per state transition. Per 10,000 items
+ * (400 children): Standard children cost about 400 + 400 x ~28 transitions, about $0.29; Express children 400
+ * parent transitions ($0.01) plus 400 requests and their duration, under $0.02 (bench/ counts both). Express runs
+ * a child at least once: the items' idempotency keys make a second run harmless.
+ */
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { BlockPublicAccess, Bucket, BucketEncryption, type IBucket } from 'aws-cdk-lib/aws-s3';
+import {
+  Choice,
+  Condition,
+  DefinitionBody,
+  DistributedMap,
+  type IChainable,
+  ItemBatcher,
+  JitterType,
+  JsonPath,
+  LogLevel,
+  Map as MapState,
+  Parallel,
+  Pass,
+  ResultWriterV2,
+  S3JsonLItemReader,
+  StateMachine,
+  StateMachineType,
+  TaskInput,
+} from 'aws-cdk-lib/aws-stepfunctions';
+import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { PROVIDERS, type Provider } from '../shared/outcome.ts';
+
+/** ResultWriterV2 is silently left out of the definition without this flag (TOOLING.md 1). */
+export const RESULT_WRITER_V2_FLAG = '@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2';
+
+/** Concurrent cancellations per provider in a batch (the map's MaxConcurrency). */
+export const BATCH_CONCURRENCY: Record<Provider, number> = { mycreditapp: 5, auco: 2, truework: 5, gocardless: 8 };
+/** Items per Distributed Map child workflow (ItemBatcher). */
+export const ITEMS_PER_CHILD = 25;
+/** Error names the item task retries; everything else is caught. Must match `shared/errors.ts`. */
+const RATE_LIMITED = ['Provider.RateLimited'];
+const TRANSIENT = ['Provider.Transient', 'Provider.Timeout'];
+const LAMBDA_SERVICE = [
+  'Lambda.ServiceException',
+  'Lambda.AWSLambdaException',
+  'Lambda.SdkClientException',
+  'Lambda.TooManyRequestsException',
+  'Lambda.ClientExecutionTimeoutException',
+];
+
+const pascal = (s: string) => s.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase());
+
+export interface BatchStateMachineProps {
+  readonly prepare: IFunction;
+  readonly summarize: IFunction;
+  readonly lookup: IFunction;
+  readonly cancel: Record<Provider, IFunction>;
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+export class BatchStateMachine extends Construct {
+  readonly stateMachine: StateMachine;
+  readonly bucket: IBucket;
+  readonly logGroup: LogGroup;
+
+  constructor(scope: Construct, id: string, props: BatchStateMachineProps) {
+    super(scope, id);
+    if (Stack.of(this).node.tryGetContext(RESULT_WRITER_V2_FLAG) !== true) {
+      throw new Error(
+        `BatchStateMachine needs the ${RESULT_WRITER_V2_FLAG} feature flag set before any construct is added (CancellationsStack does)`,
+      );
+    }
+
+    this.bucket = new Bucket(this, 'Batches', {
+      encryption: BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      blockPublicAccess: BlockPublicAccess.BLOCK_ALL,
+      lifecycleRules: [{ expiration: Duration.days(90) }],
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+
+    const invoke = (name: string, fn: IFunction, payload?: TaskInput) =>
+      new LambdaInvoke(this, name, {
+        lambdaFunction: fn,
+        payloadResponseOnly: true,
+        retryOnServiceExceptions: false,
+        ...(payload ? { payload } : {}),
+      }).addRetry({
+        errors: LAMBDA_SERVICE,
+        interval: Duration.seconds(1),
+        backoffRate: 2,
+        maxAttempts: 4,
+        jitterStrategy: JitterType.FULL,
+      });
+
+    /** The per-item chain, shared by the inline maps and the Distributed Map children. */
+    const cancelItem = (provider: Provider, suffix: string): IChainable =>
+      invoke(`Cancel${pascal(provider)}${suffix}`, props.cancel[provider])
+        .addRetry({
+          errors: RATE_LIMITED,
+          interval: Duration.seconds(5),
+          backoffRate: 2,
+          maxAttempts: 5,
+          maxDelay: Duration.seconds(60),
+          jitterStrategy: JitterType.FULL,
+        })
+        .addRetry({
+          errors: TRANSIENT,
+          interval: Duration.seconds(2),
+          backoffRate: 2,
+          maxAttempts: 4,
+          maxDelay: Duration.seconds(30),
+          jitterStrategy: JitterType.FULL,
+        })
+        .addRetry({
+          errors: ['Lambda.Unknown', 'States.Timeout'],
+          interval: Duration.seconds(2),
+          backoffRate: 2,
+          maxAttempts: 2,
+          jitterStrategy: JitterType.FULL,
+        })
+        .addCatch(new Pass(this, `Caught${pascal(provider)}${suffix}`), {
+          errors: ['States.ALL'],
+          resultPath: '$.error',
+        });
+
+    /** What each item's task receives: the item, its position(s), its key, and the batch it belongs to. */
+    const itemSelector = (provider: Provider, batchPath: string) => ({
+      item: JsonPath.stringAt('$$.Map.Item.Value.item'),
+      ...(provider === 'auco'
+        ? { indexes: JsonPath.listAt('$$.Map.Item.Value.indexes') }
+        : { index: JsonPath.numberAt('$$.Map.Item.Value.index') }),
+      idempotencyKey: JsonPath.stringAt('$$.Map.Item.Value.idempotencyKey'),
+      batch: JsonPath.objectAt(batchPath),
+    });
+
+    const prepare = invoke(
+      'Prepare',
+      props.prepare,
+      TaskInput.fromObject({
+        input: JsonPath.entirePayload,
+        executionId: JsonPath.executionId,
+        executionName: JsonPath.executionName,
+      }),
+    );
+    const summarize = invoke('Summarize', props.summarize);
+
+    const inline = new Parallel(this, 'FanOutInline', { resultPath: '$.groups' });
+    for (const provider of PROVIDERS) {
+      const map = new MapState(this, `Inline${pascal(provider)}`, {
+        itemsPath: `$.groups.${provider}`,
+        maxConcurrency: BATCH_CONCURRENCY[provider],
+        itemSelector: itemSelector(provider, '$.batch'),
+      });
+      map.itemProcessor(cancelItem(provider, ''));
+      inline.branch(map);
+    }
+
+    const distributed = new Parallel(this, 'FanOutManifest', { resultPath: '$.fanout' });
+    for (const provider of PROVIDERS) {
+      const P = pascal(provider);
+      const dmap = new DistributedMap(this, `Distributed${P}`, {
+        itemReader: new S3JsonLItemReader({
+          bucket: this.bucket,
+          key: JsonPath.stringAt(`$.manifests.${provider}.key`),
+        }),
+        // ItemBatcher does not render JsonPath tokens in BatchInput: the `.$` key is written out.
+        itemBatcher: new ItemBatcher({ maxItemsPerBatch: ITEMS_PER_CHILD, batchInput: { 'batch.$': '$.batch' } }),
+        maxConcurrency: BATCH_CONCURRENCY[provider],
+        // Never fail the batch for failed children: their items are reported `failed` by Summarize instead.
+        toleratedFailurePercentage: 100,
+        resultWriterV2: new ResultWriterV2({ bucket: this.bucket, prefix: 'map-runs' }),
+        mapExecutionType: StateMachineType.EXPRESS,
+      });
+      const child = new MapState(this, `Child${P}`, {
+        itemsPath: '$.Items',
+        maxConcurrency: 1,
+        itemSelector: itemSelector(provider, '$.BatchInput.batch'),
+      });
+      child.itemProcessor(cancelItem(provider, 'InChild'));
+      dmap.itemProcessor(child);
+      distributed.branch(
+        new Choice(this, `Has${P}Items`)
+          .when(Condition.isPresent(`$.manifests.${provider}`), dmap)
+          .otherwise(new Pass(this, `No${P}Items`, { parameters: { skipped: true } })),
+      );
+    }
+
+    const skipped = new Pass(this, 'Skipped', {
+      parameters: {
+        status: 'skipped',
+        message: JsonPath.stringAt('$.guardResult.message'),
+        guard: JsonPath.objectAt('$.guardResult'),
+        summary: { total: JsonPath.numberAt('$.total'), unique: JsonPath.numberAt('$.unique') },
+      },
+    });
+    const byMode = new Choice(this, 'Mode')
+      .when(Condition.stringEquals('$.mode', 'manifest'), distributed.next(summarize))
+      .otherwise(inline.next(summarize));
+
+    const definition = prepare.next(
+      new Choice(this, 'HasGuard')
+        .when(
+          Condition.isPresent('$.guard'),
+          new LambdaInvoke(this, 'Guard', {
+            lambdaFunction: props.lookup,
+            payloadResponseOnly: true,
+            retryOnServiceExceptions: false,
+            // InputPath, not a payload path: a payload path renders as `"Parameters": "$.guard"`, which is not ASL.
+            inputPath: '$.guard',
+            resultPath: '$.guardResult',
+          })
+            .addRetry({
+              errors: [...RATE_LIMITED, ...TRANSIENT],
+              interval: Duration.seconds(5),
+              backoffRate: 2,
+              maxAttempts: 4,
+              maxDelay: Duration.seconds(60),
+              jitterStrategy: JitterType.FULL,
+            })
+            .addRetry({
+              errors: LAMBDA_SERVICE,
+              interval: Duration.seconds(1),
+              backoffRate: 2,
+              maxAttempts: 4,
+              jitterStrategy: JitterType.FULL,
+            })
+            .next(
+              new Choice(this, 'GuardDecision')
+                .when(Condition.booleanEquals('$.guardResult.skip', true), skipped)
+                .otherwise(byMode),
+            ),
+        )
+        .otherwise(byMode),
+    );
+
+    this.logGroup = new LogGroup(this, 'Logs', {
+      retention: RetentionDays.THREE_MONTHS,
+      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+    });
+    this.stateMachine = new StateMachine(this, 'StateMachine', {
+      definitionBody: DefinitionBody.fromChainable(definition),
+      stateMachineType: StateMachineType.STANDARD,
+      timeout: Duration.hours(24),
+      tracingEnabled: true,
+      logs: { destination: this.logGroup, level: LogLevel.ALL, includeExecutionData: true },
+      comment: 'Cancel in-flight provider work for credit applications (see infra/batch-state-machine.ts)',
+    });
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * Alarms on what needs a person (function errors and throttles, failed batch executions, undeliverable schedules)
+ * and a dashboard of cancellations by provider and outcome, from the metrics the functions emit (shared/metrics.ts).
+ */
+import { Duration } from 'aws-cdk-lib';
+import {
+  Alarm,
+  ComparisonOperator,
+  Dashboard,
+  GraphWidget,
+  type IMetric,
+  MathExpression,
+  TreatMissingData,
+} from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { Key } from 'aws-cdk-lib/aws-kms';
+import type { IFunction } from 'aws-cdk-lib/aws-lambda';
+import { Topic } from 'aws-cdk-lib/aws-sns';
+import type { IQueue } from 'aws-cdk-lib/aws-sqs';
+import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { OUTCOMES, PROVIDERS } from '../shared/outcome.ts';
+
+export interface MonitoringProps {
+  readonly functions: Record<string, IFunction>;
+  readonly stateMachine: StateMachine;
+  readonly deadLetterQueues?: IQueue[];
+  /** The namespace the functions' metrics go to (METRICS_NAMESPACE). */
+  readonly namespace: string;
+}
+
+export class Monitoring extends Construct {
+  readonly topic: Topic;
+  readonly alarms: Alarm[] = [];
+  readonly dashboard: Dashboard;
+
+  constructor(scope: Construct, id: string, props: MonitoringProps) {
+    super(scope, id);
+    this.topic = new Topic(this, 'Alarms', {
+      displayName: 'Provider cancellations alarms',
+      masterKey: new Key(this, 'AlarmsKey', { enableKeyRotation: true }),
+      enforceSSL: true,
+    });
+    const alarm = (name: string, metric: IMetric, description: string) => {
+      const a = new Alarm(this, name, {
+        metric,
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+        alarmDescription: description,
+      });
+      a.addAlarmAction(new SnsAction(this.topic));
+      this.alarms.push(a);
+    };
+    for (const [name, fn] of Object.entries(props.functions)) {
+      alarm(
+        `${name}Errors`,
+        fn.metricErrors({ period: Duration.minutes(5) }),
+        `${name}: the function raised errors (a bug or a crash, not a provider refusal)`,
+      );
+      alarm(
+        `${name}Throttles`,
+        fn.metricThrottles({ period: Duration.minutes(5) }),
+        `${name}: invocations were throttled`,
+      );
+    }
+    alarm(
+      'BatchExecutionsFailed',
+      props.stateMachine.metricFailed({ period: Duration.minutes(5) }),
+      'A batch execution failed (invalid input, an unreadable guard, or a bug)',
+    );
+    for (const [i, queue] of (props.deadLetterQueues ?? []).entries()) {
+      alarm(
+        `DeadLetters${i}`,
+        queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5) }),
+        'A scheduled expiration could not start its batch',
+      );
+    }
+
+    // One line per provider and outcome, found by SEARCH so new combinations appear without a redeploy.
+    const byOutcome = (provider: string) =>
+      new MathExpression({
+        expression: `SEARCH('{${props.namespace},Provider,Outcome} MetricName="Cancellations" Provider="${provider}"', 'Sum', 300)`,
+        label: provider,
+        period: Duration.minutes(5),
+      });
+    this.dashboard = new Dashboard(this, 'Dashboard', {
+      widgets: [
+        PROVIDERS.map(
+          (provider) =>
+            new GraphWidget({
+              title: `${provider}: cancellations by outcome (${OUTCOMES.join(', ')})`,
+              left: [byOutcome(provider)],
+              width: 6,
+              stacked: true,
+            }),
+        ),
+        [
+          new GraphWidget({
+            title: 'Batch executions',
+            left: [
+              props.stateMachine.metricStarted(),
+              props.stateMachine.metricSucceeded(),
+              props.stateMachine.metricFailed(),
+            ],
+            width: 12,
+          }),
+          new GraphWidget({
+            title: 'Function errors',
+            left: Object.values(props.functions).map((fn) => fn.metricErrors()),
+            width: 12,
+          }),
+        ],
+      ],
+    });
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * A local S3 for `npm start` and the tests: objects in a directory (or in memory), and the few REST calls the
+ * batch functions and the local Distributed Map make (path-style GetObject, PutObject, HeadObject, DeleteObject,
+ * ListObjectsV2), so the functions use the real AWS SDK client against it.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, relative } from 'node:path';
+
+export class LocalS3 {
+  private readonly memory = new Map<string, string>();
+  private server: http.Server | undefined;
+  url = '';
+  private readonly root: string | undefined;
+
+  /** `root`: a directory to keep objects in (they survive restarts); none keeps them in memory. */
+  constructor(root?: string) {
+    this.root = root;
+  }
+
+  private path(bucket: string, key: string): string {
+    if (!this.root) throw new Error('no root');
+    const file = join(this.root, bucket, key);
+    if (relative(join(this.root, bucket), file).startsWith('..')) throw new Error(`key ${key} escapes the bucket`);
+    return file;
+  }
+
+  get(bucket: string, key: string): string | undefined {
+    if (!this.root) return this.memory.get(`${bucket}/${key}`);
+    try {
+      return readFileSync(this.path(bucket, key), 'utf8');
+    } catch {
+      return undefined;
+    }
+  }
+
+  put(bucket: string, key: string, body: string): void {
+    if (!this.root) {
+      this.memory.set(`${bucket}/${key}`, body);
+      return;
+    }
+    const file = this.path(bucket, key);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, body);
+  }
+
+  delete(bucket: string, key: string): void {
+    if (!this.root) this.memory.delete(`${bucket}/${key}`);
+    else rmSync(this.path(bucket, key), { force: true });
+  }
+
+  list(bucket: string, prefix = ''): string[] {
+    if (!this.root) {
+      return [...this.memory.keys()]
+        .filter((k) => k.startsWith(`${bucket}/${prefix}`))
+        .map((k) => k.slice(bucket.length + 1));
+    }
+    const base = join(this.root, bucket);
+    const out: string[] = [];
+    const walk = (dir: string) => {
+      let entries: string[] = [];
+      try {
+        entries = readdirSync(dir);
+      } catch {
+        return;
+      }
+      for (const name of entries) {
+        const full = join(dir, name);
+        if (statSync(full).isDirectory()) walk(full);
+        else out.push(relative(base, full).split('\\').join('/'));
+      }
+    };
+    walk(base);
+    return out.filter((k) => k.startsWith(prefix)).sort();
+  }
+
+  async start(port = 0, host = '127.0.0.1'): Promise<string> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => this.serve(req, res, Buffer.concat(chunks).toString('utf8')));
+    });
+    await new Promise<void>((resolve) => this.server?.listen(port, host, resolve));
+    this.url = `http://${host}:${(this.server.address() as AddressInfo).port}`;
+    return this.url;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    if (server)
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+  }
+
+  private serve(req: http.IncomingMessage, res: http.ServerResponse, body: string): void {
+    const url = new URL(req.url ?? '/', 'http://s3');
+    const [, bucket = '', ...rest] = url.pathname.split('/');
+    const key = decodeURIComponent(rest.join('/'));
+    const error = (status: number, code: string, message: string) => {
+      res.writeHead(status, { 'content-type': 'application/xml' });
+      res.end(
+        req.method === 'HEAD'
+          ? undefined
+          : `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message><Key>${key}</Key></Error>`,
+      );
+    };
+    if (!bucket) {
+      error(400, 'InvalidRequest', 'path-style requests only: /bucket/key');
+      return;
+    }
+    if (!key && req.method === 'GET' && url.searchParams.get('list-type') === '2') {
+      const keys = this.list(bucket, url.searchParams.get('prefix') ?? '');
+      const contents = keys
+        .map((k) => `<Contents><Key>${k}</Key><Size>${Buffer.byteLength(this.get(bucket, k) ?? '')}</Size></Contents>`)
+        .join('');
+      res.writeHead(200, { 'content-type': 'application/xml' });
+      return void res.end(
+        `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>${bucket}</Name><KeyCount>${keys.length}</KeyCount><IsTruncated>false</IsTruncated>${contents}</ListBucketResult>`,
+      );
+    }
+    if (req.method === 'PUT') {
+      this.put(bucket, key, body);
+      res.writeHead(200, { etag: `"${createHash('md5').update(body).digest('hex')}"` });
+      return void res.end();
+    }
+    if (req.method === 'DELETE') {
+      this.delete(bucket, key);
+      res.writeHead(204);
+      return void res.end();
+    }
+    const object = this.get(bucket, key);
+    if (object === undefined) {
+      error(404, 'NoSuchKey', 'The specified key does not exist.');
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': String(Buffer.byteLength(object)),
+      etag: `"${createHash('md5').update(object).digest('hex')}"`,
+    });
+    res.end(req.method === 'HEAD' ? undefined : object);
+  }
+}

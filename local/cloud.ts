@@ -1,0 +1,70 @@
+/**
+ * The AWS side of the system on one machine: S3, Step Functions (the synthesized definition, run locally) and,
+ * later, Lambda, EventBridge Scheduler and DynamoDB endpoints on loopback. The handlers run in this process and
+ * reach them through the AWS SDK's own endpoint variables (AWS_ENDPOINT_URL_<SERVICE>), so their code is the code
+ * that runs in Lambda.
+ */
+import { batchStateMachine, LOCAL_ACCOUNT, LOCAL_REGION } from './asl.ts';
+import { LocalS3 } from './aws/s3.ts';
+import { LocalStepFunctions } from './aws/stepfunctions.ts';
+import { loadFunctions } from './functions.ts';
+import { type LocalLambda, type LocalRunnerOptions, LocalStateMachine } from './state-machine.ts';
+
+export interface LocalCloudOptions {
+  /** A directory for S3 objects (survives restarts); none keeps them in memory. */
+  s3Root?: string;
+  retryIntervalMs?: number;
+  intercept?: LocalRunnerOptions['intercept'];
+}
+
+export interface LocalCloud {
+  s3: LocalS3;
+  stepFunctions: LocalStepFunctions;
+  machine: LocalStateMachine;
+  functions: Record<string, LocalLambda>;
+  bucket: string;
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+export const LOCAL_STATE_MACHINE_ARN = `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:BatchStateMachine`;
+
+export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<LocalCloud> {
+  // Credentials the SDK accepts without looking further (it never probes the instance-metadata address).
+  process.env.AWS_ACCESS_KEY_ID ??= 'AKIALOCALLOCALLOCAL0';
+  process.env.AWS_SECRET_ACCESS_KEY ??= 'local-secret-access-key';
+  process.env.AWS_REGION ??= LOCAL_REGION;
+  process.env.AWS_EC2_METADATA_DISABLED = 'true';
+
+  const s3 = new LocalS3(options.s3Root);
+  await s3.start();
+  const { definition, bucket } = batchStateMachine();
+  const functions = await loadFunctions();
+  const machine = new LocalStateMachine({
+    definition,
+    functions,
+    s3,
+    ...(options.retryIntervalMs !== undefined ? { retryIntervalMs: options.retryIntervalMs } : {}),
+    ...(options.intercept ? { intercept: options.intercept } : {}),
+  });
+  const stepFunctions = new LocalStepFunctions(machine, LOCAL_STATE_MACHINE_ARN);
+  await stepFunctions.listen();
+  const env = {
+    AWS_ENDPOINT_URL_S3: s3.url,
+    AWS_ENDPOINT_URL_SFN: stepFunctions.url,
+    BATCH_BUCKET: bucket,
+    STATE_MACHINE_ARN: LOCAL_STATE_MACHINE_ARN,
+  };
+  Object.assign(process.env, env);
+  return {
+    s3,
+    stepFunctions,
+    machine,
+    functions,
+    bucket,
+    env,
+    async stop() {
+      await Promise.all([s3.stop(), stepFunctions.close()]);
+    },
+  };
+}

@@ -1,0 +1,350 @@
+/**
+ * Runs the synthesized batch definition locally with aws-local-stepfunctions, its Lambda tasks bound to the same
+ * handlers the Lambdas run, invoked the way Lambda invokes them (a JSON round trip, a real context with a
+ * deadline, and failures shaped as Step Functions reports a Lambda error: `Error` = the error's name, `Cause` =
+ * `{"errorType","errorMessage","trace"}`).
+ *
+ * aws-local-stepfunctions runs a Distributed Map as an inline Map and cannot read from S3 (TOOLING.md 3), so each
+ * Distributed Map state is replaced, mechanically, by a task that does what the service does: read the JSONL
+ * items from (local) S3, batch them (ItemBatcher), run the state's own ItemProcessor as child executions under
+ * its MaxConcurrency, honour ToleratedFailurePercentage, and write the ResultWriter's manifest and result files.
+ * The child definition is the synthesized one, unchanged.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Context } from 'aws-lambda';
+import { type RunOptions, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import type { LocalS3 } from './aws/s3.ts';
+import { lambdaContext } from './lambda-events.ts';
+
+export type LocalLambda = (event: never, context: Context) => Promise<unknown>;
+type JsonValue = Parameters<StateMachine['run']>[0];
+type State = Record<string, unknown> & { Type: string };
+
+export interface LocalRunnerOptions {
+  definition: StateMachineDefinition;
+  /** Handlers by function name (the last segment of the task's Lambda ARN). */
+  functions: Record<string, LocalLambda>;
+  s3: LocalS3;
+  /** Replaces every Retry interval with this many milliseconds (tests). Omitted: the definition's intervals. */
+  retryIntervalMs?: number;
+  /** Lambda timeout per invocation (the functions' 25 s by default). */
+  lambdaTimeoutMs?: number;
+  /** Wraps every function invocation: fault injection in tests. */
+  intercept?: (fn: string, event: unknown, invoke: () => Promise<unknown>) => Promise<unknown>;
+}
+
+/** Counts for the cost model: transitions of the execution, and of its Distributed Map children. */
+export interface RunStats {
+  transitions: number;
+  childExecutions: number;
+  childTransitions: number;
+  retries: number;
+  invocations: number;
+}
+
+const DISTRIBUTED = 'arn:aws:states:::local:distributed-map';
+/** Express workflows stop at five minutes. */
+const EXPRESS_LIMIT_MS = 5 * 60_000;
+
+function walk(
+  states: Record<string, State>,
+  visit: (name: string, state: State) => State | undefined,
+): Record<string, State> {
+  const out: Record<string, State> = {};
+  for (const [name, state] of Object.entries(states)) {
+    let next = visit(name, state) ?? state;
+    if (next.Type === 'Parallel') {
+      next = {
+        ...next,
+        Branches: (next.Branches as { States: Record<string, State> }[]).map((b) => ({
+          ...b,
+          States: walk(b.States, visit),
+        })),
+      };
+    }
+    const processor = (next.ItemProcessor ?? next.Iterator) as { States: Record<string, State> } | undefined;
+    if (next.Type === 'Map' && processor) {
+      next = {
+        ...next,
+        [next.ItemProcessor ? 'ItemProcessor' : 'Iterator']: { ...processor, States: walk(processor.States, visit) },
+      };
+    }
+    out[name] = next;
+  }
+  return out;
+}
+
+/** Evaluates the JSONPath subset the definition uses: `$`, `$.a.b`, `$$.Execution.Id`. */
+function jsonPath(path: string, input: unknown, context: Record<string, unknown>): unknown {
+  const [root, ...parts] = path.startsWith('$$')
+    ? ['$$', ...path.slice(3).split('.').filter(Boolean)]
+    : ['$', ...path.slice(2).split('.').filter(Boolean)];
+  let value: unknown = root === '$$' ? context : input;
+  for (const part of parts) value = (value as Record<string, unknown> | undefined)?.[part];
+  if (value === undefined) throw Object.assign(new Error(`path ${path} not found`), { name: 'States.Runtime' });
+  return value;
+}
+
+function template(value: unknown, input: unknown, context: Record<string, unknown>): unknown {
+  if (Array.isArray(value)) return value.map((v) => template(v, input, context));
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) =>
+      k.endsWith('.$') ? [k.slice(0, -2), jsonPath(String(v), input, context)] : [k, template(v, input, context)],
+    ),
+  );
+}
+
+async function pool<T, R>(items: T[], limit: number, work: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await work(items[i] as T, i);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
+
+export class LocalStateMachine {
+  private readonly definition: StateMachineDefinition;
+  private readonly distributed = new Map<string, { state: State; child: LocalStateMachine }>();
+  /** Lambda task states and the function each invokes. */
+  private readonly lambdaTasks = new Map<string, string>();
+  private readonly retryStates: string[] = [];
+  private readonly options: LocalRunnerOptions;
+
+  constructor(options: LocalRunnerOptions) {
+    this.options = options;
+    const states = walk(options.definition.States as Record<string, State>, (name, state) => {
+      if (state.Retry) this.retryStates.push(name);
+      const processor = state.ItemProcessor as
+        | { ProcessorConfig?: { Mode?: string }; StartAt: string; States: StateMachineDefinition['States'] }
+        | undefined;
+      if (state.Type === 'Map' && processor?.ProcessorConfig?.Mode === 'DISTRIBUTED') {
+        const child = new LocalStateMachine({
+          ...options,
+          definition: { StartAt: processor.StartAt, States: processor.States },
+        });
+        this.distributed.set(name, { state, child });
+        const {
+          ItemProcessor: _p,
+          ItemReader: _r,
+          ItemBatcher: _b,
+          ResultWriter: _w,
+          MaxConcurrency: _c,
+          ToleratedFailurePercentage: _t,
+          ItemSelector: _s,
+          ...rest
+        } = state;
+        return { ...rest, Type: 'Task', Resource: DISTRIBUTED, Parameters: { state: name, 'input.$': '$' } } as State;
+      }
+      if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.startsWith('arn:aws:lambda:')) {
+        this.lambdaTasks.set(name, state.Resource.split(':').at(-1) ?? '');
+      }
+      return undefined;
+    });
+    this.definition = { ...options.definition, States: states as StateMachineDefinition['States'] };
+  }
+
+  /** Runs an execution; resolves with its output, rejects with the error that failed it. */
+  run(input: unknown, execution: { arn: string; name: string }, stats: RunStats = newStats()): Promise<unknown> {
+    return this.execute(input, execution, stats, 'transitions');
+  }
+
+  private async execute(
+    input: unknown,
+    execution: { arn: string; name: string },
+    stats: RunStats,
+    counter: 'transitions' | 'childTransitions',
+    timeoutMs?: number,
+  ): Promise<unknown> {
+    const handlers: Record<string, (input: JsonValue) => Promise<JsonValue>> = {};
+    for (const [state, fn] of this.lambdaTasks) {
+      handlers[state] = (payload) => {
+        stats.invocations++;
+        return this.invoke(fn, payload);
+      };
+    }
+    for (const name of this.distributed.keys())
+      handlers[name] = (p) => this.distributedMap(p as unknown as { state: string; input: unknown }, execution, stats);
+    const options: RunOptions = {
+      overrides: {
+        taskResourceLocalHandlers: handlers,
+        ...(this.options.retryIntervalMs !== undefined
+          ? {
+              retryIntervalOverrides: Object.fromEntries(
+                this.retryStates.map((s) => [s, this.options.retryIntervalMs as number]),
+              ),
+            }
+          : {}),
+      },
+      context: {
+        Execution: {
+          Id: execution.arn,
+          Name: execution.name,
+          Input: input as JsonValue,
+          StartTime: new Date().toISOString(),
+        },
+      },
+    };
+    const machine = new StateMachine(this.definition, { validationOptions: { checkArn: false, checkPaths: false } });
+    const run = machine.run(input as JsonValue, options);
+    const timer = timeoutMs ? setTimeout(() => run.abort(), timeoutMs) : undefined;
+    const counting = (async () => {
+      for await (const event of run.eventLogs) {
+        if (event.type === 'StateEntered') stats[counter]++;
+        else if (event.type === 'StateRetried') stats.retries++;
+      }
+    })();
+    try {
+      return await run.result;
+    } finally {
+      if (timer) clearTimeout(timer);
+      await counting.catch(() => undefined);
+    }
+  }
+
+  private async invoke(fn: string, input: unknown): Promise<JsonValue> {
+    const handler = this.options.functions[fn];
+    if (!handler)
+      throw Object.assign(new Error(`no local function ${fn}`), { name: 'Lambda.ResourceNotFoundException' });
+    const event = JSON.parse(JSON.stringify(input ?? null)) as never;
+    const timeoutMs = this.options.lambdaTimeoutMs ?? 25_000;
+    const call = () => handler(event, lambdaContext(fn, timeoutMs));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            Object.assign(new Error(`Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`), {
+              name: 'Lambda.Unknown',
+            }),
+          ),
+        timeoutMs + 200,
+      );
+    });
+    try {
+      const result = await Promise.race([
+        this.options.intercept ? this.options.intercept(fn, event, call) : call(),
+        timeout,
+      ]);
+      return result === undefined ? null : (JSON.parse(JSON.stringify(result)) as JsonValue);
+    } catch (error) {
+      // As Step Functions reports a Lambda error: the name is the Error, the Lambda error payload the Cause.
+      const e = error as Error;
+      const shaped = new Error(
+        JSON.stringify({ errorType: e.name ?? 'Error', errorMessage: e.message ?? String(error), trace: [] }),
+      );
+      shaped.name = e.name && e.name !== 'Error' ? e.name : 'Error';
+      throw shaped;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** What the Distributed Map state does in the service, for one map run. */
+  private async distributedMap(
+    { state: name, input }: { state: string; input: unknown },
+    execution: { arn: string; name: string },
+    stats: RunStats,
+  ): Promise<JsonValue> {
+    const { state, child } = this.distributed.get(name) as { state: State; child: LocalStateMachine };
+    const context = { Execution: { Id: execution.arn, Name: execution.name } };
+    const reader = state.ItemReader as
+      | { Resource: string; ReaderConfig?: { InputType?: string }; Parameters: Record<string, unknown> }
+      | undefined;
+    if (!reader || reader.ReaderConfig?.InputType !== 'JSONL')
+      throw new Error(`${name}: the local Distributed Map reads JSONL from S3 only`);
+    const where = template(reader.Parameters, input, context) as { Bucket: string; Key: string };
+    const text = this.options.s3.get(where.Bucket, where.Key);
+    if (text === undefined)
+      throw Object.assign(new Error(`s3://${where.Bucket}/${where.Key} does not exist`), {
+        name: 'States.ItemReaderFailed',
+      });
+    const items = text
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as unknown);
+
+    const batcher = state.ItemBatcher as { MaxItemsPerBatch?: number; BatchInput?: unknown } | undefined;
+    const batchInput = batcher?.BatchInput ? template(batcher.BatchInput, input, context) : undefined;
+    const size = batcher?.MaxItemsPerBatch ?? 1;
+    const childInputs: unknown[] = [];
+    for (let i = 0; i < items.length; i += size) {
+      childInputs.push(
+        batcher
+          ? { Items: items.slice(i, i + size), ...(batchInput !== undefined ? { BatchInput: batchInput } : {}) }
+          : items[i],
+      );
+    }
+    const mapRunId = randomUUID();
+    stats.childExecutions += childInputs.length;
+    const results = await pool(childInputs, (state.MaxConcurrency as number) || 1000, async (childInput, i) => {
+      const childArn = `${execution.arn.replace(':execution:', ':express:')}/${name}:${mapRunId}:${i}`;
+      const started = new Date();
+      try {
+        const output = await child.execute(
+          childInput,
+          { arn: childArn, name: `${mapRunId}-${i}` },
+          stats,
+          'childTransitions',
+          EXPRESS_LIMIT_MS,
+        );
+        return {
+          ExecutionArn: childArn,
+          Input: JSON.stringify(childInput),
+          Output: JSON.stringify(output),
+          Status: 'SUCCEEDED',
+          StartDate: started.toISOString(),
+          StopDate: new Date().toISOString(),
+        };
+      } catch (error) {
+        const e = error as Error & { cause?: { name?: string; message?: string } };
+        return {
+          ExecutionArn: childArn,
+          Input: JSON.stringify(childInput),
+          Status: 'FAILED',
+          Error: e.cause?.name ?? e.name,
+          Cause: e.cause?.message ?? e.message,
+          StartDate: started.toISOString(),
+          StopDate: new Date().toISOString(),
+        };
+      }
+    });
+    const failed = results.filter((r) => r.Status === 'FAILED');
+    const tolerated = (state.ToleratedFailurePercentage as number | undefined) ?? 0;
+    if (results.length && (failed.length / results.length) * 100 > tolerated) {
+      throw Object.assign(new Error(`${failed.length} of ${results.length} child executions failed`), {
+        name: 'States.ExceedToleratedFailureThreshold',
+      });
+    }
+    const writer = state.ResultWriter as { Parameters?: Record<string, unknown> } | undefined;
+    const mapRunArn = `${execution.arn.replace(':execution:', ':mapRun:')}/${name}:${mapRunId}`;
+    if (!writer?.Parameters) return results.map((r) => (r.Output ? JSON.parse(r.Output) : null)) as JsonValue;
+    const { Bucket, Prefix } = template(writer.Parameters, input, context) as { Bucket: string; Prefix?: string };
+    const base = `${Prefix ? `${Prefix}/` : ''}${mapRunId}`;
+    const files: Record<string, { Key: string; Size: number }[]> = { FAILED: [], PENDING: [], SUCCEEDED: [] };
+    for (const status of ['SUCCEEDED', 'FAILED'] as const) {
+      const entries = results.filter((r) => r.Status === status);
+      if (!entries.length) continue;
+      const key = `${base}/${status}_0.json`;
+      const body = JSON.stringify(entries);
+      this.options.s3.put(Bucket, key, body);
+      files[status]?.push({ Key: key, Size: Buffer.byteLength(body) });
+    }
+    const manifestKey = `${base}/manifest.json`;
+    this.options.s3.put(
+      Bucket,
+      manifestKey,
+      JSON.stringify({ DestinationBucket: Bucket, MapRunArn: mapRunArn, ResultFiles: files }),
+    );
+    return { MapRunArn: mapRunArn, ResultWriterDetails: { Bucket, Key: manifestKey } };
+  }
+}
+
+export function newStats(): RunStats {
+  return { transitions: 0, childExecutions: 0, childTransitions: 0, retries: 0, invocations: 0 };
+}
