@@ -256,7 +256,7 @@ export class LocalStateMachine {
     const reader = state.ItemReader as
       | { Resource: string; ReaderConfig?: { InputType?: string }; Parameters: Record<string, unknown> }
       | undefined;
-    if (!reader || reader.ReaderConfig?.InputType !== 'JSONL')
+    if (reader?.ReaderConfig?.InputType !== 'JSONL')
       throw new Error(`${name}: the local Distributed Map reads JSONL from S3 only`);
     const where = template(reader.Parameters, input, context) as { Bucket: string; Key: string };
     const text = this.options.s3.get(where.Bucket, where.Key);

@@ -7,7 +7,6 @@ import { type Deps, defaultDeps, type OperationContext } from './cancel.ts';
 import { TaskRetryableError } from './errors.ts';
 import type { LedgerEntry } from './ledger.ts';
 import { log } from './log.ts';
-import { emitOutcomeMetrics } from './metrics.ts';
 import type { Invocation, Reply } from './middleware.ts';
 import { httpStatusFor, httpStatusForAll, type Outcome } from './outcome.ts';
 
