@@ -149,7 +149,9 @@ export function validateBatch(
 ): { request: BatchRequest; items: BatchItem[] } {
   const parsed = z.safeParse(BatchRequest, input);
   const issues: InputIssue[] = parsed.success ? [] : toInputIssues(parsed.error, input);
-  const list = rawItems ?? (parsed.success ? (parsed.data.items ?? []) : []);
+  // Items are checked even when the batch fields are not, so one answer lists every problem.
+  const rawList = (input as { items?: unknown } | null)?.items;
+  const list = rawItems ?? (Array.isArray(rawList) ? rawList : []);
   const requestedBy = parsed.success ? parsed.data.requestedBy : undefined;
   const items: BatchItem[] = [];
   list.forEach((raw, i) => {
