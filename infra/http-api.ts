@@ -2,7 +2,7 @@
  * The HTTP API (API Gateway v2), built from the route table in `shared/routes.ts`: IAM authorization on every
  * route, access logs, and default throttling so one caller cannot exhaust the providers' budgets.
  */
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import { HttpApi, HttpMethod, HttpStage, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
@@ -27,6 +27,7 @@ export class CancellationsApi extends Construct {
   constructor(scope: Construct, id: string, props: CancellationsApiProps) {
     super(scope, id);
     this.api = new HttpApi(this, 'Api', {
+      apiName: `${Stack.of(this).stackName}-api`,
       description: 'Provider cancellations (IAM-authorized)',
       createDefaultStage: false,
       defaultAuthorizer: new HttpIamAuthorizer(),

@@ -25,7 +25,8 @@ beforeAll(async () => {
     retryIntervalMs: 5,
     intercept: async (_fn, event, invoke) => {
       const index = (event as { index?: number }).index;
-      if (index !== undefined && crash.has(index)) throw new TypeError(`Cannot read properties of undefined (reading 'id') at item ${index}`);
+      if (index !== undefined && crash.has(index))
+        throw new TypeError(`Cannot read properties of undefined (reading 'id') at item ${index}`);
       return invoke();
     },
   });
@@ -52,7 +53,9 @@ async function run(input: unknown) {
   await execution.done;
   return {
     ...execution,
-    result: execution.output ? (JSON.parse(execution.output) as BatchResult & { guard?: unknown; message?: string }) : undefined,
+    result: execution.output
+      ? (JSON.parse(execution.output) as BatchResult & { guard?: unknown; message?: string })
+      : undefined,
   };
 }
 /** Requests that would cancel something (tokens and status reads excluded). */
@@ -65,7 +68,10 @@ const cancelRequests = () =>
 describe('batch state machine (synthesized definition, run locally)', () => {
   it('the definition is valid ASL, JSONPath only, with one Distributed Map per provider', () => {
     const { definition } = batchStateMachine();
-    const validate = createRequire(import.meta.url)('asl-validator') as (d: unknown) => { isValid: boolean; errors: unknown[] };
+    const validate = createRequire(import.meta.url)('asl-validator') as (d: unknown) => {
+      isValid: boolean;
+      errors: unknown[];
+    };
     const { isValid, errors } = validate(definition);
     expect(errors).toEqual([]);
     expect(isValid).toBe(true);
@@ -113,7 +119,9 @@ describe('batch state machine (synthesized definition, run locally)', () => {
     // The duplicate was not sent twice.
     expect(system.gocardless.received('POST', /actions\/cancel$/)).toHaveLength(2);
     // Auco got the batch's reason as its message and requestedBy as its email.
-    expect(system.auco.notices).toEqual([{ code: AUCO_DEMO.created, message: 'Credit application declined', email: 'ops@example.com' }]);
+    expect(system.auco.notices).toEqual([
+      { code: AUCO_DEMO.created, message: 'Credit application declined', email: 'ops@example.com' },
+    ]);
   });
 
   it('the guard skips a batch whose application is in skipIfStatusIn: a clear skipped result, nothing cancelled', async () => {
@@ -123,7 +131,10 @@ describe('batch state machine (synthesized definition, run locally)', () => {
       items: [{ provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending }],
     });
     expect(status).toBe('SUCCEEDED');
-    expect(result).toMatchObject({ status: 'skipped', message: 'Skipped: the credit application is approved, one of approved, finalized' });
+    expect(result).toMatchObject({
+      status: 'skipped',
+      message: 'Skipped: the credit application is approved, one of approved, finalized',
+    });
     expect(cancelRequests()).toBe(0);
   });
 
@@ -208,7 +219,12 @@ describe('batch state machine (synthesized definition, run locally)', () => {
     }
     const soon = () => new Date(Date.now() + 300).toUTCString();
     gocardless.inject({
-      fault: { kind: 'status', status: 429, headers: { 'ratelimit-reset': soon() }, body: { error: { type: 'invalid_api_usage' } } },
+      fault: {
+        kind: 'status',
+        status: 429,
+        headers: { 'ratelimit-reset': soon() },
+        body: { error: { type: 'invalid_api_usage' } },
+      },
       probability: 0.3,
       times: 200,
     });
@@ -236,10 +252,19 @@ describe('batch state machine (synthesized definition, run locally)', () => {
     await execution?.done;
 
     const read = (await batches(
-      apiGatewayV2Event({ method: 'GET', routeKey: 'GET /v1/batches/{batchId}', path: `/v1/batches/${batchId}`, pathParameters: { batchId } }) as never,
+      apiGatewayV2Event({
+        method: 'GET',
+        routeKey: 'GET /v1/batches/{batchId}',
+        path: `/v1/batches/${batchId}`,
+        pathParameters: { batchId },
+      }) as never,
       lambdaContext('batches'),
     )) as { statusCode: number; body: string };
-    const body = JSON.parse(read.body) as { status: string; summary: BatchResult['summary']; results: { bucket: string; key: string; count: number } };
+    const body = JSON.parse(read.body) as {
+      status: string;
+      summary: BatchResult['summary'];
+      results: { bucket: string; key: string; count: number };
+    };
     expect(read.statusCode).toBe(200);
     expect(body.summary).toMatchObject({ total: 1000, unique: 1000, lost: 0 });
     expect(body.results.count).toBe(1000);
@@ -247,7 +272,16 @@ describe('batch state machine (synthesized definition, run locally)', () => {
     const results = (system.cloud.s3.get(body.results.bucket, body.results.key) ?? '')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as { index: number; outcome: string; failure?: string; message?: string; target: Record<string, string> });
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            index: number;
+            outcome: string;
+            failure?: string;
+            message?: string;
+            target: Record<string, string>;
+          },
+      );
     // One outcome per item, in input order.
     expect(results.map((r) => r.index)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
     // The crashed items are caught: failed, and named as crashes.
@@ -256,11 +290,18 @@ describe('batch state machine (synthesized definition, run locally)', () => {
     // Every other item was cancelled or, where a storm outlasted every retry (local retry intervals are
     // milliseconds, not the definition's seconds), failed as rate limited or transient: reported, never lost.
     const stormed = results.filter((r) => !crashed.includes(r.index) && r.outcome !== 'canceled');
-    expect(stormed.every((r) => r.outcome === 'failed' && (r.failure === 'rate_limited' || r.failure === 'transient'))).toBe(true);
+    expect(
+      stormed.every((r) => r.outcome === 'failed' && (r.failure === 'rate_limited' || r.failure === 'transient')),
+    ).toBe(true);
     expect(stormed.length).toBeLessThanOrEqual(10);
     expect(body.status).toBe('completed_with_failures');
     // Exactly one effective cancel per cancelled resource, retries and lost answers notwithstanding; none for the rest.
-    const cancels = new Map([...gocardless.effectiveCancels, ...truework.effectiveCancels, ...auco.effectiveCancels, ...mc.effectiveCancels]);
+    const cancels = new Map([
+      ...gocardless.effectiveCancels,
+      ...truework.effectiveCancels,
+      ...auco.effectiveCancels,
+      ...mc.effectiveCancels,
+    ]);
     expect([...cancels.values()].every((n) => n === 1)).toBe(true);
     for (const r of results) {
       const id = Object.values(r.target).at(-1) ?? '';

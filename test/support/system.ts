@@ -18,7 +18,9 @@ export interface TestSystem {
   stop(): Promise<void>;
 }
 
-export async function startTestSystem(options: LocalCloudOptions & { rateLimited?: boolean } = {}): Promise<TestSystem> {
+export async function startTestSystem(
+  options: LocalCloudOptions & { rateLimited?: boolean } = {},
+): Promise<TestSystem> {
   const sims = {
     gocardless: new GoCardlessSimulator(),
     truework: new TrueworkSimulator(options.rateLimited ? {} : { ratePerSecond: 10_000, burst: 10_000 }),
@@ -28,9 +30,17 @@ export async function startTestSystem(options: LocalCloudOptions & { rateLimited
   await Promise.all(Object.values(sims).map((s) => s.start()));
   const secrets = {
     gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: sims.gocardless.url },
-    truework: { apiKey: TRUEWORK_DEMO.apiKey, baseUrl: sims.truework.url, publicKeys: { [sims.truework.keyId]: sims.truework.publicKey } },
+    truework: {
+      apiKey: TRUEWORK_DEMO.apiKey,
+      baseUrl: sims.truework.url,
+      publicKeys: { [sims.truework.keyId]: sims.truework.publicKey },
+    },
     auco: { privateKey: AUCO_DEMO.privateKey, publicKey: AUCO_DEMO.publicKey, baseUrl: sims.auco.url },
-    mycreditapp: { clientId: MYCREDITAPP_DEMO.clientId, clientSecret: MYCREDITAPP_DEMO.clientSecret, baseUrl: sims.mycreditapp.url },
+    mycreditapp: {
+      clientId: MYCREDITAPP_DEMO.clientId,
+      clientSecret: MYCREDITAPP_DEMO.clientSecret,
+      baseUrl: sims.mycreditapp.url,
+    },
   };
   const wire = () => useSecrets(secrets, new HttpClient({ retry: { baseDelayMs: 5, maxDelayMs: 50 } }));
   wire();
