@@ -83,14 +83,10 @@ describe('the stack', () => {
           'secretsmanager:DescribeSecret',
           'secretsmanager:GetSecretValue',
         ]);
-        expect(
-          fn.node.tryFindChild('Resource') &&
-            (
-              template.findResources('AWS::Lambda::Function')[idOf(fn)]?.Properties as {
-                Environment: { Variables: Record<string, unknown> };
-              }
-            ).Environment.Variables.SECRET_ID,
-        ).toEqual({ Ref: expected[name] });
+        const environment = resources[idOf(fn)]?.Properties.Environment as
+          | { Variables: Record<string, unknown> }
+          | undefined;
+        expect(environment?.Variables.SECRET_ID, name).toEqual({ Ref: expected[name] });
       } else {
         expect(secretReads, name).toHaveLength(0);
       }
