@@ -2,6 +2,8 @@
  * The core every provider operation runs in: the same dependencies, deadline and pacing for all, and one place
  * that turns transient trouble into a `failed` outcome and keeps "exactly once in effect" honest.
  */
+
+import { DynamoLedger } from './aws/ledger-table.ts';
 import { RateLimitedError, TransientError } from './errors.ts';
 import { HttpClient, type SendOptions } from './http.ts';
 import { type Ledger, MemoryLedger } from './ledger.ts';
@@ -29,7 +31,12 @@ let shared: Deps | undefined;
 
 /** One HTTP client, secret store and ledger per process (per warm Lambda), so connections and caches are reused. */
 export function defaultDeps(): Deps {
-  shared ??= { http: new HttpClient(), secrets: secretStore(), ledger: new MemoryLedger() };
+  const table = process.env.LEDGER_TABLE;
+  shared ??= {
+    http: new HttpClient(),
+    secrets: secretStore(),
+    ledger: table ? new DynamoLedger(table) : new MemoryLedger(),
+  };
   return shared;
 }
 

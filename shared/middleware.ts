@@ -12,6 +12,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context
 import * as z from 'zod/mini';
 import { ConfigurationError, InvalidInputError } from './errors.ts';
 import { type ApiRequest, apiRequest, invalidInputResponse, isApiEvent, jsonResponse } from './events.ts';
+import { IdempotencyInProgressError, IdempotencyMismatchError, onceFor, payloadHash } from './idempotency.ts';
 import { toInputIssues } from './issues.ts';
 import { log, redact, withCorrelation } from './log.ts';
 
@@ -46,6 +47,11 @@ export interface HandlerSpec<Input, Result> {
   reply: (result: Result, invocation: Invocation) => Reply;
   /** The task result for a result; may throw a retryable error for Step Functions. Defaults to the result. */
   taskResult?: (result: Result, input: Input) => unknown;
+  /**
+   * Runs once per key: an API call with an `Idempotency-Key` header, a task with an `idempotencyKey`. A repeat
+   * returns the first answer without running again (shared/idempotency.ts).
+   */
+  idempotent?: boolean;
 }
 
 /** Time kept back from the Lambda's remaining time to record the outcome and reply. */
@@ -120,9 +126,30 @@ async function apiInvocation<Input, Result>(
   if (!parsed.success) return invalidInputResponse(toInputIssues(parsed.error, request), invocation.requestId);
   try {
     const input = spec.api.toInput(parsed.data as never, request, invocation);
-    const result = await spec.run(input, invocation);
-    const reply = spec.reply(result, invocation);
-    return jsonResponse(reply.statusCode, reply.body, reply.headers);
+    const answer = async () => spec.reply(await spec.run(input, invocation), invocation);
+    const key = request.headers['idempotency-key'];
+    if (!spec.idempotent || !key) {
+      const reply = await answer();
+      return jsonResponse(reply.statusCode, reply.body, reply.headers);
+    }
+    const hash = payloadHash({
+      method: event.requestContext.http.method,
+      path: event.rawPath,
+      query: request.query,
+      body: request.body,
+    });
+    // Answers worth repeating are kept; a 5xx (a `failed` outcome) is not, so a retry tries again.
+    const { result: reply, replayed } = await onceFor(
+      `${spec.name}#api#${key}`,
+      hash,
+      invocation.deadline,
+      answer,
+      (r) => r.statusCode < 500,
+    );
+    return jsonResponse(reply.statusCode, reply.body, {
+      ...reply.headers,
+      ...(replayed ? { 'idempotent-replayed': 'true' } : {}),
+    });
   } catch (error) {
     return errorReply(error, invocation);
   }
@@ -142,8 +169,16 @@ async function taskInvocation<Input, Result>(
     throw error;
   }
   const input = spec.task.toInput(parsed.data as never);
-  const result = await spec.run(input, invocation);
-  return spec.taskResult ? spec.taskResult(result, input) : result;
+  const answer = async () => {
+    const result = await spec.run(input, invocation);
+    return spec.taskResult ? spec.taskResult(result, input) : result;
+  };
+  const key = (event as { idempotencyKey?: unknown }).idempotencyKey;
+  if (!spec.idempotent || typeof key !== 'string') return answer();
+  // A retried state (or a second run of an Express child) returns the first result: nothing is cancelled twice.
+  // A task that throws (a `failed` outcome) is not kept, so Step Functions' retry runs it again.
+  return (await onceFor(`${spec.name}#task#${key}`, payloadHash(event), invocation.deadline, answer, () => true))
+    .result;
 }
 
 /** Errors at the API: bad input is the caller's to fix (400); configuration is ours (500, actionable);
@@ -153,6 +188,20 @@ export function errorReply(
   invocation: Pick<Invocation, 'requestId'>,
 ): APIGatewayProxyStructuredResultV2 {
   if (error instanceof InvalidInputError) return invalidInputResponse(error.issues, invocation.requestId);
+  if (error instanceof IdempotencyMismatchError) {
+    return jsonResponse(422, {
+      error: 'idempotency_key_reused',
+      message: error.message,
+      requestId: invocation.requestId,
+    });
+  }
+  if (error instanceof IdempotencyInProgressError) {
+    return jsonResponse(
+      409,
+      { error: 'idempotency_key_in_progress', message: error.message, requestId: invocation.requestId },
+      { 'retry-after': '1' },
+    );
+  }
   if (error instanceof ConfigurationError) {
     log.error('configuration error', { error });
     return jsonResponse(500, {

@@ -126,6 +126,7 @@ export const handler = defineHandler<Input, Reply>({
         ? { kind: 'read', batchId: request.path.batchId }
         : { kind: 'start', body: request.body, idempotencyKey: request.headers['idempotency-key'] },
   },
+  idempotent: true,
   run: (input) => (input.kind === 'read' ? read(input.batchId) : start(input.body, input.idempotencyKey)),
   reply: (reply) => reply,
 });

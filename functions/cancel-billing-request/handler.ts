@@ -38,6 +38,7 @@ export const handler = defineHandler<Input, Awaited<ReturnType<typeof cancelBill
       why: whyFromTask(p),
     }),
   },
+  idempotent: true,
   run: cancelRun(cancelBillingRequest),
   reply: outcomeReply,
   taskResult,

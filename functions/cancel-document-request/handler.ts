@@ -50,6 +50,7 @@ export const handler = defineHandler<Input, Outcome>({
       why: whyFromTask(p),
     }),
   },
+  idempotent: true,
   run: cancelRun(cancelDocumentRequest),
   reply: outcomeReply,
   taskResult,

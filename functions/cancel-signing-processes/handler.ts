@@ -65,6 +65,7 @@ export const handler = defineHandler<Input, Outcome[]>({
       }))(whyFromTask(p)),
     }),
   },
+  idempotent: true,
   run: cancelRun(cancelSigningProcesses),
   reply: (outcomes) => outcomesReply(outcomes, { provider: 'auco', operation: 'cancel-signing-processes' }),
   taskResult,

@@ -59,6 +59,7 @@ export const handler = defineHandler<Input, Outcome>({
       why: whyFromTask(p),
     }),
   },
+  idempotent: true,
   run: cancelRun(cancelVerificationOrder),
   reply: outcomeReply,
   taskResult,

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/cancel-billing-request/handler.ts';
 import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
+import { MemoryIdempotencyStore, setIdempotencyStore } from '../../shared/idempotency.ts';
 import { callApi, callTask } from '../support/invoke.ts';
 import { useSecrets } from '../support/providers.ts';
 
@@ -214,18 +215,25 @@ describe('GoCardless: cancel a billing request', () => {
     },
   );
 
-  it('a retried Step Functions task reuses the item key: 409 conflict mode and replay mode both give canceled', async () => {
+  it('a retried Step Functions task reuses the item key: no second call; a lost record meets the provider idempotency (409 or replay)', async () => {
     const input = {
       item: { provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending },
       idempotencyKey: 'exec-1/item-0',
     };
-    const first = await callTask(handler, input);
-    expect(first.result).toMatchObject({ outcome: 'canceled' });
-    const conflict = await callTask(handler, input);
-    expect(conflict.result).toMatchObject({ outcome: 'canceled', httpStatus: 409, providerStatus: 'cancelled' });
+    expect((await callTask(handler, input)).result).toMatchObject({ outcome: 'canceled' });
+    // The retried state: the function's own idempotency record answers, GoCardless is not called again.
+    expect((await callTask(handler, input)).result).toMatchObject({ outcome: 'canceled' });
+    expect(cancels()).toHaveLength(1);
+    // The Lambda died after cancelling, before its record was kept: GoCardless's idempotency answers instead.
+    setIdempotencyStore(new MemoryIdempotencyStore());
+    expect((await callTask(handler, input)).result).toMatchObject({
+      outcome: 'canceled',
+      httpStatus: 409,
+      providerStatus: 'cancelled',
+    });
     sim.options.idempotencyReplay = 'replay';
-    const replay = await callTask(handler, input);
-    expect(replay.result).toMatchObject({ outcome: 'canceled', httpStatus: 200 });
+    setIdempotencyStore(new MemoryIdempotencyStore());
+    expect((await callTask(handler, input)).result).toMatchObject({ outcome: 'canceled', httpStatus: 200 });
     // A different logical cancellation (an operator re-run) learns it was already cancelled.
     const rerun = await callTask(handler, { ...input, idempotencyKey: 'exec-2/item-0' });
     expect(rerun.result).toMatchObject({ outcome: 'already_canceled' });

@@ -1,6 +1,7 @@
 /** Wires the process-wide dependencies to simulators: fast retries, secrets held in memory. */
 import { setDefaultDeps } from '../../shared/cancel.ts';
 import { HttpClient } from '../../shared/http.ts';
+import { MemoryIdempotencyStore, setIdempotencyStore } from '../../shared/idempotency.ts';
 import { MemoryLedger } from '../../shared/ledger.ts';
 import type { Provider } from '../../shared/outcome.ts';
 import { SecretStore, StaticSecretSource } from '../../shared/secrets.ts';
@@ -12,5 +13,7 @@ export function useSecrets(
   const store = new SecretStore(new StaticSecretSource(secrets));
   const ledger = new MemoryLedger();
   setDefaultDeps({ http, secrets: store, ledger });
+  // A fresh idempotency store too: each test starts with no request remembered.
+  setIdempotencyStore(new MemoryIdempotencyStore());
   return { http, store, ledger };
 }

@@ -1,0 +1,161 @@
+/**
+ * The few DynamoDB calls the functions make (PutItem, GetItem, UpdateItem, DeleteItem, Query), as signed JSON
+ * requests through `shared/http.ts`. Why not @aws-sdk/client-dynamodb: it adds 106 KB (+24 %) to every provider
+ * function's bundle, while this signs with the SigV4 signer and credential chain the Secrets Manager client
+ * already bundles (+0.5 KB, measured; see bench/). The wire protocol is AWS JSON 1.0; dynalite, which implements
+ * DynamoDB's validation faithfully, is what the tests and `npm start` run it against.
+ */
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { HttpClient } from '../http.ts';
+
+type Data = string | ArrayBuffer | ArrayBufferView;
+const bytes = (data: Data) =>
+  typeof data === 'string'
+    ? data
+    : data instanceof ArrayBuffer
+      ? new Uint8Array(data)
+      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+
+/** SHA-256 (and HMAC-SHA-256) for the signer, from node:crypto. */
+class Sha256 {
+  private readonly hash: Hash | Hmac;
+  constructor(secret?: Data) {
+    this.hash = secret ? createHmac('sha256', bytes(secret)) : createHash('sha256');
+  }
+  update(data: Data): void {
+    this.hash.update(bytes(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+}
+
+export type AttributeValue =
+  | { S: string }
+  | { N: string }
+  | { BOOL: boolean }
+  | { NULL: true }
+  | { M: Record<string, AttributeValue> }
+  | { L: AttributeValue[] };
+export type Item = Record<string, AttributeValue>;
+
+export function marshall(value: unknown): AttributeValue {
+  if (value === null || value === undefined) return { NULL: true };
+  if (typeof value === 'string') return { S: value };
+  if (typeof value === 'number') return { N: String(value) };
+  if (typeof value === 'boolean') return { BOOL: value };
+  if (Array.isArray(value)) return { L: value.map(marshall) };
+  return { M: marshallItem(value as Record<string, unknown>) };
+}
+
+export function marshallItem(value: Record<string, unknown>): Item {
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .map(([k, v]) => [k, marshall(v)]),
+  );
+}
+
+export function unmarshall(value: AttributeValue): unknown {
+  if ('S' in value) return value.S;
+  if ('N' in value) return Number(value.N);
+  if ('BOOL' in value) return value.BOOL;
+  if ('NULL' in value) return null;
+  if ('L' in value) return value.L.map(unmarshall);
+  return unmarshallItem(value.M);
+}
+
+export function unmarshallItem(item: Item): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(item).map(([k, v]) => [k, unmarshall(v)]));
+}
+
+export class DynamoError extends Error {
+  readonly type: string;
+  readonly status: number;
+  constructor(type: string, message: string, status: number) {
+    super(`${type}: ${message}`);
+    this.name = `DynamoDB.${type}`;
+    this.type = type;
+    this.status = status;
+  }
+}
+
+const THROTTLED =
+  /Throttling|ProvisionedThroughputExceeded|RequestLimitExceeded|InternalServerError|ServiceUnavailable/;
+
+export class DynamoDb {
+  private readonly http: HttpClient;
+  private readonly fixedEndpoint: string | undefined;
+  private signer: SignatureV4 | undefined;
+
+  /** `endpoint`: a fixed endpoint (local tooling); by default AWS_ENDPOINT_URL_DYNAMODB, else the regional one. */
+  constructor(options: { endpoint?: string; http?: HttpClient } = {}) {
+    this.http = options.http ?? new HttpClient({ retry: { maxAttempts: 4, baseDelayMs: 25, maxDelayMs: 500 } });
+    this.fixedEndpoint = options.endpoint;
+  }
+
+  private get region(): string {
+    return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+  }
+
+  private get endpoint(): URL {
+    return new URL(
+      this.fixedEndpoint ??
+        process.env.AWS_ENDPOINT_URL_DYNAMODB ??
+        process.env.AWS_ENDPOINT_URL ??
+        `https://dynamodb.${this.region}.amazonaws.com/`,
+    );
+  }
+
+  async call<T = Record<string, unknown>>(
+    operation: string,
+    input: Record<string, unknown>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    this.signer ??= new SignatureV4({
+      service: 'dynamodb',
+      region: this.region,
+      credentials: defaultProvider(),
+      sha256: Sha256,
+    });
+    const url = this.endpoint;
+    const body = JSON.stringify(input);
+    const signed = await this.signer.sign({
+      method: 'POST',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      ...(url.port ? { port: Number(url.port) } : {}),
+      path: url.pathname || '/',
+      headers: {
+        host: url.host,
+        'content-type': 'application/x-amz-json-1.0',
+        'x-amz-target': `DynamoDB_20120810.${operation}`,
+      },
+      body,
+    });
+    const response = await this.http.send(
+      { method: 'POST', url: url.toString(), headers: signed.headers as Record<string, string>, body },
+      {
+        ...(signal ? { signal } : {}),
+        isTransient: (r) => (r.status === 400 && THROTTLED.test(r.body) ? 'DynamoDB throttled the request' : undefined),
+      },
+    );
+    const json = response.body ? (JSON.parse(response.body) as Record<string, unknown>) : {};
+    if (response.status >= 300) {
+      const type =
+        String(json.__type ?? 'Error')
+          .split('#')
+          .at(-1) ?? 'Error';
+      throw new DynamoError(type, String(json.message ?? json.Message ?? `HTTP ${response.status}`), response.status);
+    }
+    return json as T;
+  }
+}
+
+let shared: DynamoDb | undefined;
+export function dynamoDb(): DynamoDb {
+  shared ??= new DynamoDb();
+  return shared;
+}
