@@ -14,6 +14,7 @@ import { Monitoring } from './monitoring.ts';
 import { acknowledgeFindings } from './nag.ts';
 import { ProviderFunction, type ProviderFunctionProps } from './provider-function.ts';
 import { ProviderSecrets } from './provider-secrets.ts';
+import { CancellationTables } from './tables.ts';
 
 export interface CancellationsStackProps extends StackProps {
   /** dev, staging, prod...: names nothing physical, only the stack and the metrics namespace. */
@@ -25,6 +26,7 @@ export class CancellationsStack extends Stack {
   readonly batch: BatchStateMachine;
   readonly api: CancellationsApi;
   readonly secrets: ProviderSecrets;
+  readonly tables: CancellationTables;
 
   constructor(scope: Construct, id: string, props: CancellationsStackProps) {
     super(scope, id, props);
@@ -124,6 +126,21 @@ export class CancellationsStack extends Stack {
     );
     batches.addToRolePolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: objects('requests') }));
 
+    const cancellations = make('Cancellations', {
+      operation: 'cancellations',
+      description: 'GET /v1/cancellations: the audit ledger',
+    });
+
+    // The ledger and idempotency records: each function gets the actions it uses, on the table it uses.
+    this.tables = new CancellationTables(this, 'Tables', { removalPolicy });
+    for (const fn of Object.values(cancel)) {
+      this.tables.grantLedger(fn, 'write-and-read-target');
+      this.tables.grantIdempotency(fn);
+    }
+    this.tables.grantLedger(summarize, 'write');
+    this.tables.grantLedger(cancellations, 'query');
+    this.tables.grantIdempotency(batches);
+
     this.functions = {
       CancelDocumentRequest: cancel.mycreditapp,
       GetCreditApplication: lookup,
@@ -133,6 +150,7 @@ export class CancellationsStack extends Stack {
       BatchPrepare: prepare,
       BatchSummarize: summarize,
       Batches: batches,
+      Cancellations: cancellations,
     };
     this.api = new CancellationsApi(this, 'Http', {
       removalPolicy,
@@ -143,6 +161,7 @@ export class CancellationsStack extends Stack {
         'cancel-verification-order': cancel.truework,
         'cancel-billing-request': cancel.gocardless,
         batches,
+        cancellations,
       },
     });
     new Monitoring(this, 'Monitoring', { functions: this.functions, stateMachine: this.batch.stateMachine, namespace });

@@ -1,10 +1,11 @@
 /**
- * The AWS side of the system on one machine: S3, Step Functions (the synthesized definition, run locally) and,
- * later, Lambda, EventBridge Scheduler and DynamoDB endpoints on loopback. The handlers run in this process and
+ * The AWS side of the system on one machine: S3, DynamoDB (dynalite), Step Functions (the synthesized definition,
+ * run locally) and, for expirations, Lambda and EventBridge Scheduler endpoints, all on loopback. The handlers run in this process and
  * reach them through the AWS SDK's own endpoint variables (AWS_ENDPOINT_URL_<SERVICE>), so their code is the code
  * that runs in Lambda.
  */
 import { batchStateMachine, LOCAL_ACCOUNT, LOCAL_REGION } from './asl.ts';
+import { type LocalDynamo, startLocalDynamo } from './aws/dynamodb.ts';
 import { LocalS3 } from './aws/s3.ts';
 import { LocalStepFunctions } from './aws/stepfunctions.ts';
 import { loadFunctions } from './functions.ts';
@@ -13,12 +14,15 @@ import { type LocalLambda, type LocalRunnerOptions, LocalStateMachine } from './
 export interface LocalCloudOptions {
   /** A directory for S3 objects (survives restarts); none keeps them in memory. */
   s3Root?: string;
+  /** A directory for the DynamoDB tables (survive restarts); none keeps them in memory. */
+  dynamoPath?: string;
   retryIntervalMs?: number;
   intercept?: LocalRunnerOptions['intercept'];
 }
 
 export interface LocalCloud {
   s3: LocalS3;
+  dynamo: LocalDynamo;
   stepFunctions: LocalStepFunctions;
   machine: LocalStateMachine;
   functions: Record<string, LocalLambda>;
@@ -38,6 +42,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
 
   const s3 = new LocalS3(options.s3Root);
   await s3.start();
+  const dynamo = await startLocalDynamo(options.dynamoPath ? { path: options.dynamoPath } : {});
   const { definition, bucket } = batchStateMachine();
   const functions = await loadFunctions();
   const machine = new LocalStateMachine({
@@ -52,19 +57,23 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
   const env = {
     AWS_ENDPOINT_URL_S3: s3.url,
     AWS_ENDPOINT_URL_SFN: stepFunctions.url,
+    AWS_ENDPOINT_URL_DYNAMODB: dynamo.url,
     BATCH_BUCKET: bucket,
     STATE_MACHINE_ARN: LOCAL_STATE_MACHINE_ARN,
+    LEDGER_TABLE: dynamo.tables.ledger,
+    IDEMPOTENCY_TABLE: dynamo.tables.idempotency,
   };
   Object.assign(process.env, env);
   return {
     s3,
+    dynamo,
     stepFunctions,
     machine,
     functions,
     bucket,
     env,
     async stop() {
-      await Promise.all([s3.stop(), stepFunctions.close()]);
+      await Promise.all([s3.stop(), stepFunctions.close(), dynamo.stop()]);
     },
   };
 }

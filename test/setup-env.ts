@@ -9,3 +9,17 @@ process.env.AWS_MAX_ATTEMPTS = '1';
 process.env.LOG_LEVEL ??= 'warn';
 delete process.env.SECRET_ID;
 delete process.env.SECRETS_FILE;
+// Test files may share a worker process: nothing one file pointed at (local endpoints, tables) leaks into the next.
+for (const name of Object.keys(process.env)) {
+  if (name.startsWith('AWS_ENDPOINT_URL') || name.endsWith('_RATE_PER_SECOND')) delete process.env[name];
+}
+for (const name of [
+  'LEDGER_TABLE',
+  'IDEMPOTENCY_TABLE',
+  'BATCH_BUCKET',
+  'STATE_MACHINE_ARN',
+  'METRICS_NAMESPACE',
+  'AUCO_MAX_CODES_PER_CALL',
+]) {
+  delete process.env[name];
+}

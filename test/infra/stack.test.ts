@@ -93,6 +93,47 @@ describe('the stack', () => {
     }
   });
 
+  it('the ledger and idempotency tables are reachable only by the functions that need them, with only the actions they need', () => {
+    const ledger = idOf(stack.tables.ledger);
+    const idempotency = idOf(stack.tables.idempotency);
+    const access = (table: string) => {
+      const byFunction: Record<string, string[]> = {};
+      for (const [name, fn] of Object.entries(stack.functions)) {
+        const roleId = idOf(fn.role as never);
+        const actions = ofType('AWS::IAM::Policy')
+          .filter(([, p]) => (p.Properties.Roles as { Ref: string }[]).some((r) => r.Ref === roleId))
+          .flatMap(
+            ([, p]) =>
+              (p.Properties.PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown }[] })
+                .Statement,
+          )
+          .filter((st) => JSON.stringify(st.Resource).includes(table))
+          .flatMap((st) => [st.Action].flat());
+        if (actions.length) byFunction[name] = [...new Set(actions)].sort();
+      }
+      return byFunction;
+    };
+    const writeAndRead = ['dynamodb:BatchWriteItem', 'dynamodb:Query'];
+    expect(access(ledger)).toEqual({
+      CancelDocumentRequest: writeAndRead,
+      CancelSigningProcesses: writeAndRead,
+      CancelVerificationOrder: writeAndRead,
+      CancelBillingRequest: writeAndRead,
+      BatchSummarize: ['dynamodb:BatchWriteItem'],
+      Cancellations: ['dynamodb:Query'],
+    });
+    const records = ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'];
+    expect(access(idempotency)).toEqual({
+      CancelDocumentRequest: records,
+      CancelSigningProcesses: records,
+      CancelVerificationOrder: records,
+      CancelBillingRequest: records,
+      Batches: records,
+    });
+    // The ledger is an audit record: point-in-time recovery on.
+    expect(JSON.stringify(resources[ledger]?.Properties)).toContain('"PointInTimeRecoveryEnabled":true');
+  });
+
   it('no wildcard action in any policy; wildcard resources only where acknowledged with a reason', () => {
     for (const [id, policy] of ofType('AWS::IAM::Policy')) {
       for (const statement of (policy.Properties.PolicyDocument as { Statement: { Action: string | string[] }[] })

@@ -1,0 +1,74 @@
+/**
+ * Lambda: GET /v1/cancellations, the audit ledger. By provider and target
+ * (`?provider=gocardless&billingRequestId=BRQ...`, `?provider=mycreditapp&orgId=...&requestId=...`) or by credit
+ * application (`?creditApplicationId=...`); newest first, `limit` (1-100) and `cursor` to page.
+ */
+import * as z from 'zod/mini';
+import { defaultDeps } from '#shared/cancel.ts';
+import { InvalidInputError } from '#shared/errors.ts';
+import { AucoCode, BillingRequestId, TrueworkItem, Uuid } from '#shared/items.ts';
+import { type LedgerQuery, targetKey } from '#shared/ledger.ts';
+import { defineHandler } from '#shared/middleware.ts';
+import { PROVIDERS } from '#shared/outcome.ts';
+
+const Query = z.strictObject({
+  provider: z.optional(z.enum(PROVIDERS, { error: `must be one of ${PROVIDERS.join(', ')}` })),
+  creditApplicationId: z.optional(Uuid),
+  orgId: z.optional(Uuid),
+  requestId: z.optional(Uuid),
+  code: z.optional(AucoCode),
+  orderId: z.optional(TrueworkItem.shape.orderId),
+  billingRequestId: z.optional(BillingRequestId),
+  limit: z.optional(
+    z
+      .pipe(z.string().check(z.regex(/^\d{1,3}$/, 'must be a number from 1 to 100')), z.transform(Number))
+      .check(z.refine((n: number) => n >= 1 && n <= 100, 'must be a number from 1 to 100')),
+  ),
+  cursor: z.optional(
+    z.string().check(z.regex(/^[A-Za-z0-9_-]{1,2048}$/, 'must be a cursor as a previous page returned it')),
+  ),
+});
+type Query = z.infer<typeof Query>;
+
+/** The target fields of each provider, in the order a ledger key is written. */
+const TARGET_FIELDS = {
+  mycreditapp: ['orgId', 'requestId'],
+  auco: ['code'],
+  truework: ['orderId'],
+  gocardless: ['billingRequestId'],
+} as const;
+
+function toLedgerQuery(q: Query): LedgerQuery {
+  const page = { ...(q.limit ? { limit: q.limit } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) };
+  if (q.creditApplicationId) return { creditApplicationId: q.creditApplicationId, ...page };
+  if (!q.provider) {
+    throw new InvalidInputError([
+      {
+        path: 'query',
+        message:
+          'give creditApplicationId, or provider with its target (e.g. provider=gocardless&billingRequestId=BRQ...)',
+      },
+    ]);
+  }
+  const fields = TARGET_FIELDS[q.provider];
+  const missing = fields.filter((f) => q[f] === undefined);
+  if (missing.length)
+    throw new InvalidInputError(
+      missing.map((f) => ({ path: `query.${f}`, message: `is required to find a ${q.provider} target` })),
+    );
+  const target = Object.fromEntries(fields.map((f) => [f, String(q[f])]));
+  return { provider: q.provider, target: targetKey(target), ...page };
+}
+
+export const handler = defineHandler<
+  LedgerQuery,
+  Awaited<ReturnType<ReturnType<typeof defaultDeps>['ledger']['query']>>
+>({
+  name: 'cancellations',
+  api: { schema: z.object({ query: Query }), toInput: (p: { query: Query }) => toLedgerQuery(p.query) },
+  run: (query) => defaultDeps().ledger.query(query),
+  reply: (page) => ({
+    statusCode: 200,
+    body: { cancellations: page.entries, ...(page.cursor ? { next: page.cursor } : {}) },
+  }),
+});

@@ -1,0 +1,74 @@
+/**
+ * The audit ledger and the idempotency records (DynamoDB, on demand). Each function gets only the actions it
+ * uses, on only the table (and index) it uses: `grantLedger` and `grantIdempotency` are the one place that decides.
+ */
+import { RemovalPolicy } from 'aws-cdk-lib';
+import { AttributeType, Billing, TableEncryptionV2, TableV2 } from 'aws-cdk-lib/aws-dynamodb';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
+import { Construct } from 'constructs';
+import { IDEMPOTENCY_TABLE, LEDGER_TABLE } from '../shared/aws/tables.ts';
+
+export type LedgerAccess = 'write' | 'write-and-read-target' | 'query';
+
+export class CancellationTables extends Construct {
+  readonly ledger: TableV2;
+  readonly idempotency: TableV2;
+
+  constructor(scope: Construct, id: string, props: { removalPolicy: RemovalPolicy }) {
+    super(scope, id);
+    this.ledger = new TableV2(this, 'Ledger', {
+      partitionKey: { name: LEDGER_TABLE.partitionKey, type: AttributeType.STRING },
+      sortKey: { name: LEDGER_TABLE.sortKey, type: AttributeType.STRING },
+      billing: Billing.onDemand(),
+      encryption: TableEncryptionV2.awsManagedKey(),
+      // An audit ledger: recoverable to any second of the last 35 days, and kept when the stack is deleted in prod.
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      deletionProtection: props.removalPolicy === RemovalPolicy.RETAIN,
+      removalPolicy: props.removalPolicy,
+      globalSecondaryIndexes: [
+        {
+          indexName: LEDGER_TABLE.byCreditApplication.indexName,
+          partitionKey: { name: LEDGER_TABLE.byCreditApplication.partitionKey, type: AttributeType.STRING },
+          sortKey: { name: LEDGER_TABLE.byCreditApplication.sortKey, type: AttributeType.STRING },
+        },
+      ],
+    });
+    this.idempotency = new TableV2(this, 'Idempotency', {
+      partitionKey: { name: IDEMPOTENCY_TABLE.partitionKey, type: AttributeType.STRING },
+      billing: Billing.onDemand(),
+      encryption: TableEncryptionV2.awsManagedKey(),
+      timeToLiveAttribute: IDEMPOTENCY_TABLE.ttlAttribute,
+      // Records live a day (IDEMPOTENCY_TTL_SECONDS); losing them is losing replays, not data.
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+  }
+
+  /** write: BatchWriteItem; write-and-read-target: and Query on the table (a target's history); query: Query on the
+   * table and its index. */
+  grantLedger(fn: LambdaFunction, access: LedgerAccess): void {
+    const actions =
+      access === 'query'
+        ? ['dynamodb:Query']
+        : access === 'write'
+          ? ['dynamodb:BatchWriteItem']
+          : ['dynamodb:BatchWriteItem', 'dynamodb:Query'];
+    const resources =
+      access === 'query'
+        ? [this.ledger.tableArn, `${this.ledger.tableArn}/index/${LEDGER_TABLE.byCreditApplication.indexName}`]
+        : [this.ledger.tableArn];
+    fn.addToRolePolicy(new PolicyStatement({ actions, resources }));
+    fn.addEnvironment('LEDGER_TABLE', this.ledger.tableName);
+  }
+
+  grantIdempotency(fn: LambdaFunction): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: ['dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+        resources: [this.idempotency.tableArn],
+      }),
+    );
+    fn.addEnvironment('IDEMPOTENCY_TABLE', this.idempotency.tableName);
+  }
+}
