@@ -13,7 +13,7 @@ import { Construct } from 'constructs';
 import { type FunctionName, ROUTES } from '../shared/routes.ts';
 
 export interface CancellationsApiProps {
-  readonly functions: Partial<Record<FunctionName, IFunction>>;
+  readonly functions: Record<FunctionName, IFunction>;
   /** Requests per second across the API (steady) and the burst above it. */
   readonly throttle?: { rateLimit: number; burstLimit: number };
   readonly removalPolicy?: RemovalPolicy;
@@ -60,7 +60,6 @@ export class CancellationsApi extends Construct {
     const integrations = new Map<FunctionName, HttpLambdaIntegration>();
     for (const route of ROUTES) {
       const fn = props.functions[route.function];
-      if (!fn) continue;
       let integration = integrations.get(route.function);
       if (!integration) {
         integration = new HttpLambdaIntegration(`${route.function}-integration`, fn);

@@ -37,9 +37,10 @@ export function acknowledgeFindings(stack: CancellationsStack): void {
     'Object keys are per execution (batches/<execution>/..., requests/<id>.jsonl, map-runs/<map run>/...), unknown at deploy time; the grant is limited to the prefix this function reads or writes, in the one batch bucket.';
   const { BatchPrepare, BatchSummarize, Batches } = stack.functions;
   for (const [fn, prefixes] of [
-    [BatchPrepare, ['manifests', 'requests', 'batches']],
+    [BatchPrepare, ['manifests', 'requests', 'batches', 'expirations']],
     [BatchSummarize, ['batches', 'map-runs']],
     [Batches, ['requests']],
+    [stack.functions.Expirations, ['expirations']],
   ] as const) {
     if (!fn) continue;
     Validations.of(fn.role ?? fn).acknowledge(...prefixes.map((p) => ({ id: objectPrefix(p), reason: prefixReason })));
@@ -97,6 +98,22 @@ export function acknowledgeFindings(stack: CancellationsStack): void {
         'A Distributed Map manages the map runs of its own state machine (execution:<machine>/<map run>:<id>), named at run time.',
     },
   );
+
+  if (stack.expirations && stack.functions.Expirations) {
+    const { group, deadLetters } = stack.expirations;
+    Validations.of(stack.functions.Expirations.role ?? stack.functions.Expirations).acknowledge({
+      id: IAM5(
+        `Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/${group.scheduleGroupName}/*`,
+      ),
+      reason:
+        "One schedule per credit application is created, read, replaced and deleted at run time (expire-<id>); the grant is limited to this stack's own schedule group.",
+    });
+    Validations.of(deadLetters).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-SQS3',
+      reason:
+        'This queue is itself the dead-letter queue of the expiration schedules: each message is a schedule that could not start its batch, alarmed for a person to act on.',
+    });
+  }
 
   Validations.of(bucket).acknowledge({
     id: 'AwsSolutions::AwsSolutions-S1',

@@ -9,6 +9,7 @@ import { DEFAULT_RATE_PER_SECOND } from '../shared/cancel.ts';
 import type { Provider } from '../shared/outcome.ts';
 import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
 import { BATCH_CONCURRENCY, BatchStateMachine, RESULT_WRITER_V2_FLAG } from './batch-state-machine.ts';
+import { Expirations } from './expirations.ts';
 import { CancellationsApi } from './http-api.ts';
 import { Monitoring } from './monitoring.ts';
 import { acknowledgeFindings } from './nag.ts';
@@ -27,6 +28,7 @@ export class CancellationsStack extends Stack {
   readonly api: CancellationsApi;
   readonly secrets: ProviderSecrets;
   readonly tables: CancellationTables;
+  readonly expirations: Expirations;
 
   constructor(scope: Construct, id: string, props: CancellationsStackProps) {
     super(scope, id, props);
@@ -130,6 +132,23 @@ export class CancellationsStack extends Stack {
       operation: 'cancellations',
       description: 'GET /v1/cancellations: the audit ledger',
     });
+    const expirationsFn = make('Expirations', {
+      operation: 'expirations',
+      description: 'POST, GET and DELETE /v1/expirations',
+      environment: { BATCH_BUCKET: bucket.bucketName },
+    });
+    const expirations = new Expirations(this, 'Expiry', {
+      fn: expirationsFn,
+      stateMachine: this.batch.stateMachine,
+      lookup,
+      removalPolicy,
+    });
+    this.expirations = expirations;
+    // Long item lists of a schedule wait in S3 (expirations/), read back by Prepare when the schedule fires.
+    expirationsFn.addToRolePolicy(
+      new PolicyStatement({ actions: ['s3:PutObject'], resources: objects('expirations') }),
+    );
+    prepare.addToRolePolicy(new PolicyStatement({ actions: ['s3:GetObject'], resources: objects('expirations') }));
 
     // The ledger and idempotency records: each function gets the actions it uses, on the table it uses.
     this.tables = new CancellationTables(this, 'Tables', { removalPolicy });
@@ -151,6 +170,7 @@ export class CancellationsStack extends Stack {
       BatchSummarize: summarize,
       Batches: batches,
       Cancellations: cancellations,
+      Expirations: expirationsFn,
     };
     this.api = new CancellationsApi(this, 'Http', {
       removalPolicy,
@@ -162,9 +182,15 @@ export class CancellationsStack extends Stack {
         'cancel-billing-request': cancel.gocardless,
         batches,
         cancellations,
+        expirations: expirationsFn,
       },
     });
-    new Monitoring(this, 'Monitoring', { functions: this.functions, stateMachine: this.batch.stateMachine, namespace });
+    new Monitoring(this, 'Monitoring', {
+      functions: this.functions,
+      stateMachine: this.batch.stateMachine,
+      namespace,
+      deadLetterQueues: [expirations.deadLetters],
+    });
 
     new CfnOutput(this, 'ApiUrl', {
       value: this.api.url,

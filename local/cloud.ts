@@ -6,7 +6,9 @@
  */
 import { batchStateMachine, LOCAL_ACCOUNT, LOCAL_REGION } from './asl.ts';
 import { type LocalDynamo, startLocalDynamo } from './aws/dynamodb.ts';
+import { startLocalLambda } from './aws/lambda.ts';
 import { LocalS3 } from './aws/s3.ts';
+import { LocalScheduler } from './aws/scheduler.ts';
 import { LocalStepFunctions } from './aws/stepfunctions.ts';
 import { loadFunctions } from './functions.ts';
 import { type LocalLambda, type LocalRunnerOptions, LocalStateMachine } from './state-machine.ts';
@@ -16,6 +18,8 @@ export interface LocalCloudOptions {
   s3Root?: string;
   /** A directory for the DynamoDB tables (survive restarts); none keeps them in memory. */
   dynamoPath?: string;
+  /** A file for the scheduled expirations (survive restarts); none keeps them in memory. */
+  schedulesFile?: string;
   retryIntervalMs?: number;
   intercept?: LocalRunnerOptions['intercept'];
 }
@@ -23,6 +27,7 @@ export interface LocalCloudOptions {
 export interface LocalCloud {
   s3: LocalS3;
   dynamo: LocalDynamo;
+  scheduler: LocalScheduler;
   stepFunctions: LocalStepFunctions;
   machine: LocalStateMachine;
   functions: Record<string, LocalLambda>;
@@ -54,6 +59,12 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
   });
   const stepFunctions = new LocalStepFunctions(machine, LOCAL_STATE_MACHINE_ARN);
   await stepFunctions.listen();
+  const lambda = await startLocalLambda(functions);
+  const scheduler = new LocalScheduler(
+    (arn, input) => stepFunctions.start(input, undefined, arn).executionArn,
+    options.schedulesFile,
+  );
+  await scheduler.listen();
   const env = {
     AWS_ENDPOINT_URL_S3: s3.url,
     AWS_ENDPOINT_URL_SFN: stepFunctions.url,
@@ -62,18 +73,25 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     STATE_MACHINE_ARN: LOCAL_STATE_MACHINE_ARN,
     LEDGER_TABLE: dynamo.tables.ledger,
     IDEMPOTENCY_TABLE: dynamo.tables.idempotency,
+    AWS_ENDPOINT_URL_LAMBDA: lambda.url,
+    AWS_ENDPOINT_URL_SCHEDULER: scheduler.url,
+    SCHEDULE_GROUP: 'cancellations',
+    SCHEDULER_ROLE_ARN: `arn:aws:iam::${LOCAL_ACCOUNT}:role/local-scheduler`,
+    SCHEDULER_DLQ_ARN: `arn:aws:sqs:${LOCAL_REGION}:${LOCAL_ACCOUNT}:local-scheduler-dlq`,
+    LOOKUP_FUNCTION_NAME: 'get-credit-application',
   };
   Object.assign(process.env, env);
   return {
     s3,
     dynamo,
+    scheduler,
     stepFunctions,
     machine,
     functions,
     bucket,
     env,
     async stop() {
-      await Promise.all([s3.stop(), stepFunctions.close(), dynamo.stop()]);
+      await Promise.all([s3.stop(), stepFunctions.close(), dynamo.stop(), lambda.close(), scheduler.close()]);
     },
   };
 }

@@ -14,6 +14,7 @@ export function isApiEvent(event: unknown): event is APIGatewayProxyEventV2 {
 
 /** The parts of an HTTP API request a route validates. Header names are lower-case; the body is parsed JSON. */
 export interface ApiRequest {
+  method: string;
   path: Record<string, string>;
   headers: Record<string, string>;
   query: Record<string, string>;
@@ -43,7 +44,7 @@ export function apiRequest(event: APIGatewayProxyEventV2): { request: ApiRequest
   for (const [k, v] of Object.entries(event.pathParameters ?? {})) if (v !== undefined) path[k] = v;
   const query: Record<string, string> = {};
   for (const [k, v] of Object.entries(event.queryStringParameters ?? {})) if (v !== undefined) query[k] = v;
-  return { request: { path, headers, query, body }, issues };
+  return { request: { method: event.requestContext.http.method, path, headers, query, body }, issues };
 }
 
 export function jsonResponse(

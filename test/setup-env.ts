@@ -20,6 +20,10 @@ for (const name of [
   'STATE_MACHINE_ARN',
   'METRICS_NAMESPACE',
   'AUCO_MAX_CODES_PER_CALL',
+  'SCHEDULE_GROUP',
+  'SCHEDULER_ROLE_ARN',
+  'SCHEDULER_DLQ_ARN',
+  'LOOKUP_FUNCTION_NAME',
 ]) {
   delete process.env[name];
 }

@@ -134,6 +134,54 @@ describe('the stack', () => {
     expect(JSON.stringify(resources[ledger]?.Properties)).toContain('"PointInTimeRecoveryEnabled":true');
   });
 
+  it('expirations: Scheduler may only start the batch state machine and dead-letter; the function manages its own group', () => {
+    const roleId = idOf(stack.expirations.role);
+    template.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [
+          Match.objectLike({
+            Principal: { Service: 'scheduler.amazonaws.com' },
+            Condition: Match.objectLike({ StringEquals: { 'aws:SourceAccount': Match.anyValue() } }),
+          }),
+        ],
+      },
+    });
+    const statements = ofType('AWS::IAM::Policy')
+      .filter(([, p]) => (p.Properties.Roles as { Ref: string }[]).some((r) => r.Ref === roleId))
+      .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: { Action: string | string[] }[] }).Statement)
+      .flatMap((st) => [st.Action].flat())
+      .sort();
+    expect(statements).toEqual([
+      'sqs:GetQueueAttributes',
+      'sqs:GetQueueUrl',
+      'sqs:SendMessage',
+      'states:StartExecution',
+    ]);
+    const fnRole = idOf(stack.functions.Expirations?.role as never);
+    const fnActions = ofType('AWS::IAM::Policy')
+      .filter(([, p]) => (p.Properties.Roles as { Ref: string }[]).some((r) => r.Ref === fnRole))
+      .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: { Action: string | string[] }[] }).Statement)
+      .flatMap((st) => [st.Action].flat());
+    expect(new Set(fnActions)).toEqual(
+      new Set([
+        'logs:CreateLogStream',
+        'logs:PutLogEvents',
+        'xray:PutTraceSegments',
+        'xray:PutTelemetryRecords',
+        'scheduler:CreateSchedule',
+        'scheduler:UpdateSchedule',
+        'scheduler:GetSchedule',
+        'scheduler:DeleteSchedule',
+        'iam:PassRole',
+        'lambda:InvokeFunction',
+        'states:StartExecution',
+        's3:PutObject',
+      ]),
+    );
+    const alarms = ofType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+    expect(alarms.some((a) => a.MetricName === 'ApproximateNumberOfMessagesVisible')).toBe(true);
+  });
+
   it('no wildcard action in any policy; wildcard resources only where acknowledged with a reason', () => {
     for (const [id, policy] of ofType('AWS::IAM::Policy')) {
       for (const statement of (policy.Properties.PolicyDocument as { Statement: { Action: string | string[] }[] })

@@ -32,9 +32,9 @@ export async function callApi(handler: Handler, call: ApiCall): Promise<ApiResul
   const res = (await handler(event as never, lambdaContext('test', call.timeoutMs ?? 30_000))) as {
     statusCode: number;
     headers?: Record<string, string>;
-    body: string;
+    body?: string;
   };
-  return { status: res.statusCode, headers: res.headers ?? {}, body: JSON.parse(res.body) };
+  return { status: res.statusCode, headers: res.headers ?? {}, body: res.body ? JSON.parse(res.body) : {} };
 }
 
 /** A task invocation: resolves with the result, or with the error Step Functions would see. */

@@ -1,0 +1,269 @@
+/**
+ * Lambda: POST /v1/expirations registers the cancellations of a credit application at its expiry (a one-time
+ * EventBridge Scheduler schedule that starts the batch state machine with the guard); GET and DELETE
+ * /v1/expirations/{creditApplicationId} read and remove it. An `expiresAt` in the past runs the batch now.
+ */
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import {
+  CreateScheduleCommand,
+  DeleteScheduleCommand,
+  GetScheduleCommand,
+  SchedulerClient,
+  UpdateScheduleCommand,
+} from '@aws-sdk/client-scheduler';
+import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import * as z from 'zod/mini';
+import { putText, requireEnv } from '#shared/aws/s3.ts';
+import { INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
+import { type InputIssue, InvalidInputError } from '#shared/errors.ts';
+import {
+  atExpression,
+  ExpirationRequest,
+  expirationBatch,
+  expiresAtProblem,
+  parseAtExpression,
+  scheduleName,
+} from '#shared/expirations.ts';
+import { toInputIssues } from '#shared/issues.ts';
+import { Uuid } from '#shared/items.ts';
+import { defineHandler, type Reply } from '#shared/middleware.ts';
+
+/** Schedule inputs are kept small; a longer item list goes to S3 and the schedule carries its location. */
+const MAX_INLINE_INPUT_BYTES = 6_000;
+
+let clients: { scheduler: SchedulerClient; lambda: LambdaClient; sfn: SFNClient } | undefined;
+const aws = () => {
+  clients ??= { scheduler: new SchedulerClient({}), lambda: new LambdaClient({}), sfn: new SFNClient({}) };
+  return clients;
+};
+
+type Input = { kind: 'register'; body: unknown } | { kind: 'read' | 'delete'; id: string };
+
+const ById = z.object({ path: z.object({ id: Uuid }) });
+const Api = z.union([ById, z.object({ path: z.object({}) })]);
+
+interface Lookup {
+  found: boolean;
+  status?: string;
+  expiresAt?: string | null;
+  message?: string;
+}
+
+async function lookup(request: ExpirationRequest): Promise<Lookup> {
+  const answer = await aws().lambda.send(
+    new InvokeCommand({
+      FunctionName: requireEnv('LOOKUP_FUNCTION_NAME'),
+      Payload: JSON.stringify({
+        creditApplicationId: request.creditApplicationId,
+        ...(request.requesterOrganizationId ? { requesterOrganizationId: request.requesterOrganizationId } : {}),
+        ...(request.targetOrganizationId ? { targetOrganizationId: request.targetOrganizationId } : {}),
+      }),
+    }),
+  );
+  const payload = JSON.parse(Buffer.from(answer.Payload ?? new Uint8Array()).toString('utf8') || 'null') as
+    | (Lookup & { errorMessage?: string })
+    | null;
+  if (answer.FunctionError)
+    throw new LookupError(
+      `Could not read credit application ${request.creditApplicationId}: ${payload?.errorMessage ?? answer.FunctionError}`,
+    );
+  return payload ?? { found: false };
+}
+
+class LookupError extends Error {
+  override readonly name = 'Lookup.Failed';
+}
+
+const reply = (statusCode: number, body?: unknown): Reply => ({ statusCode, body });
+
+async function register(body: unknown): Promise<Reply> {
+  const parsed = z.safeParse(ExpirationRequest, body);
+  const issues: InputIssue[] = parsed.success ? [] : toInputIssues(parsed.error, body);
+  // The items are validated as a batch would validate them, every problem listed with the request's.
+  try {
+    const raw = body as { reason?: unknown; requestedBy?: unknown; items?: unknown } | null;
+    validateBatch(
+      {
+        reason: raw?.reason ?? 'Credit application expired',
+        ...(raw?.requestedBy !== undefined ? { requestedBy: raw.requestedBy } : {}),
+        items: raw?.items,
+      },
+      undefined,
+      'items',
+      INLINE_LIMIT,
+    );
+  } catch (error) {
+    if (!(error instanceof InvalidInputError)) throw error;
+    issues.push(...error.issues.filter((i) => i.path.startsWith('items') && !issues.some((j) => j.path === i.path)));
+  }
+  if (parsed.success && parsed.data.expiresAt !== undefined) {
+    const problem = expiresAtProblem(parsed.data.expiresAt);
+    if (problem) issues.push({ path: 'expiresAt', message: problem });
+  }
+  if (issues.length || !parsed.success)
+    throw new InvalidInputError(issues.map((i) => ({ ...i, path: i.path ? `body.${i.path}` : 'body' })));
+  const request = parsed.data;
+
+  let expiresAt = request.expiresAt;
+  if (expiresAt === undefined) {
+    let application: Lookup;
+    try {
+      application = await lookup(request);
+    } catch (error) {
+      if (error instanceof LookupError)
+        return reply(502, {
+          error: 'lookup_failed',
+          message: `${error.message}; give expiresAt to schedule without it`,
+        });
+      throw error;
+    }
+    if (!application.found) {
+      return reply(404, {
+        error: 'not_found',
+        message: `mycreditapp does not know credit application ${request.creditApplicationId}; give expiresAt to schedule anyway`,
+      });
+    }
+    if (!application.expiresAt) {
+      return reply(422, {
+        error: 'no_expiry',
+        message: `Credit application ${request.creditApplicationId} has no expires_at; give expiresAt`,
+      });
+    }
+    expiresAt = Date.parse(application.expiresAt);
+    const problem = expiresAtProblem(expiresAt);
+    if (problem)
+      return reply(422, {
+        error: 'expiry_out_of_range',
+        message: `The application's expires_at (${application.expiresAt}) ${problem}`,
+      });
+  }
+
+  let items: unknown = request.items;
+  if (Buffer.byteLength(JSON.stringify(items)) > MAX_INLINE_INPUT_BYTES) {
+    const bucket = requireEnv('BATCH_BUCKET');
+    const key = `expirations/${request.creditApplicationId}/${Date.now()}.jsonl`;
+    await putText(bucket, key, `${request.items.map((i) => JSON.stringify(i)).join('\n')}\n`, 'application/x-ndjson');
+    items = { bucket, key };
+  }
+  const batch = expirationBatch(request, items);
+  const name = scheduleName(request.creditApplicationId);
+  const group = requireEnv('SCHEDULE_GROUP');
+  const id = request.creditApplicationId;
+  const when = new Date(expiresAt).toISOString();
+
+  if (expiresAt <= Date.now()) {
+    // Already expired: run now, and drop any schedule that would run it again later.
+    await deleteSchedule(name, group);
+    const started = await aws().sfn.send(
+      new StartExecutionCommand({
+        stateMachineArn: requireEnv('STATE_MACHINE_ARN'),
+        name: `${name}-${Date.now()}`,
+        input: JSON.stringify(batch),
+      }),
+    );
+    const batchId = started.executionArn?.split(':').at(-1);
+    return reply(202, {
+      id,
+      status: 'started',
+      expiresAt: when,
+      batchId,
+      message: `expiresAt ${when} is in the past: the cancellations run now`,
+      links: { batch: `/v1/batches/${batchId}` },
+    });
+  }
+
+  const schedule = {
+    Name: name,
+    GroupName: group,
+    ScheduleExpression: atExpression(expiresAt),
+    ScheduleExpressionTimezone: 'UTC',
+    FlexibleTimeWindow: { Mode: 'OFF' as const },
+    ActionAfterCompletion: 'DELETE' as const,
+    State: 'ENABLED' as const,
+    Description: `Cancel in-flight work of credit application ${id} at its expiry`,
+    Target: {
+      Arn: requireEnv('STATE_MACHINE_ARN'),
+      RoleArn: requireEnv('SCHEDULER_ROLE_ARN'),
+      Input: JSON.stringify(batch),
+      // A target that fails to start is retried for a day, then the event goes to the dead-letter queue (alarmed).
+      RetryPolicy: { MaximumEventAgeInSeconds: 86_400, MaximumRetryAttempts: 185 },
+      DeadLetterConfig: { Arn: requireEnv('SCHEDULER_DLQ_ARN') },
+    },
+  };
+  let replaced = false;
+  try {
+    await aws().scheduler.send(new CreateScheduleCommand(schedule));
+  } catch (error) {
+    if ((error as { name?: string }).name !== 'ConflictException') throw error;
+    await aws().scheduler.send(new UpdateScheduleCommand(schedule));
+    replaced = true;
+  }
+  return reply(replaced ? 200 : 201, {
+    id,
+    status: 'scheduled',
+    expiresAt: when,
+    schedule: name,
+    group,
+    replaced,
+    links: { self: `/v1/expirations/${id}` },
+  });
+}
+
+async function deleteSchedule(name: string, group: string): Promise<boolean> {
+  try {
+    await aws().scheduler.send(new DeleteScheduleCommand({ Name: name, GroupName: group }));
+    return true;
+  } catch (error) {
+    if ((error as { name?: string }).name === 'ResourceNotFoundException') return false;
+    throw error;
+  }
+}
+
+async function read(id: string): Promise<Reply> {
+  const group = requireEnv('SCHEDULE_GROUP');
+  try {
+    const s = await aws().scheduler.send(new GetScheduleCommand({ Name: scheduleName(id), GroupName: group }));
+    const input = JSON.parse(s.Target?.Input ?? '{}') as {
+      reason?: string;
+      guard?: { skipIfStatusIn?: string[] };
+      items?: unknown[];
+      manifest?: unknown;
+    };
+    const at = parseAtExpression(s.ScheduleExpression ?? '');
+    return reply(200, {
+      id,
+      status: s.State === 'ENABLED' ? 'scheduled' : 'disabled',
+      expiresAt: at === undefined ? s.ScheduleExpression : new Date(at).toISOString(),
+      schedule: s.Name,
+      group,
+      reason: input.reason,
+      skipIfStatusIn: input.guard?.skipIfStatusIn,
+      ...(input.items ? { items: input.items } : { manifest: input.manifest }),
+    });
+  } catch (error) {
+    if ((error as { name?: string }).name === 'ResourceNotFoundException')
+      return reply(404, { error: 'not_found', message: `No expiration is scheduled for credit application ${id}` });
+    throw error;
+  }
+}
+
+export const handler = defineHandler<Input, Reply>({
+  name: 'expirations',
+  api: {
+    schema: Api,
+    toInput: (_p: never, request) => {
+      const id = request.path.id;
+      if (id === undefined) return { kind: 'register', body: request.body };
+      return { kind: request.method === 'DELETE' ? 'delete' : 'read', id };
+    },
+  },
+  run: async (input) => {
+    if (input.kind === 'register') return register(input.body);
+    if (input.kind === 'read') return read(input.id);
+    const deleted = await deleteSchedule(scheduleName(input.id), requireEnv('SCHEDULE_GROUP'));
+    return deleted
+      ? reply(204)
+      : reply(404, { error: 'not_found', message: `No expiration is scheduled for credit application ${input.id}` });
+  },
+  reply: (r) => r,
+});

@@ -1,0 +1,55 @@
+/**
+ * A local Lambda Invoke endpoint (`POST /2015-03-31/functions/{name}/invocations`) for the functions that invoke
+ * others (expirations reads an application through the lookup function), answering as Lambda does: the payload,
+ * or 200 with `X-Amz-Function-Error: Unhandled` and the error payload.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { lambdaContext } from '../lambda-events.ts';
+import type { LocalLambda } from '../state-machine.ts';
+
+export async function startLocalLambda(
+  functions: Record<string, LocalLambda>,
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', async () => {
+      const match = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(
+        new URL(req.url ?? '/', 'http://lambda').pathname,
+      );
+      const name =
+        decodeURIComponent(match?.[1] ?? '')
+          .split(':')
+          .at(-1) ?? '';
+      const handler = functions[name];
+      if (!match || !handler) {
+        res.writeHead(404, { 'content-type': 'application/json', 'x-amzn-errortype': 'ResourceNotFoundException' });
+        return void res.end(JSON.stringify({ Type: 'User', message: `Function not found: ${name}` }));
+      }
+      try {
+        const event = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null') as never;
+        const result = await handler(event, lambdaContext(name));
+        res.writeHead(200, { 'content-type': 'application/json', 'x-amz-executed-version': '$LATEST' });
+        res.end(JSON.stringify(result ?? null));
+      } catch (error) {
+        const e = error as Error;
+        res.writeHead(200, {
+          'content-type': 'application/json',
+          'x-amz-function-error': 'Unhandled',
+          'x-amz-executed-version': '$LATEST',
+        });
+        res.end(JSON.stringify({ errorType: e.name, errorMessage: e.message, trace: [] }));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

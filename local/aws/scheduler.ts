@@ -1,0 +1,301 @@
+/**
+ * A local EventBridge Scheduler, in this process, with the same semantics for what this project uses: one-time
+ * `at()` schedules in groups, Create/Update/Get/Delete/List over the real REST API (so the expirations function
+ * uses the SDK client unchanged), firing on time by starting the local state machine, a retry policy and a
+ * dead-letter list for a target that will not start, delete-after-completion, and schedules kept in a file so a
+ * restart of `npm start` does not lose them (overdue ones fire at start-up, as the service fires late ones).
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
+import { log } from '../../shared/log.ts';
+
+export interface LocalSchedule {
+  Name: string;
+  GroupName: string;
+  Arn: string;
+  ScheduleExpression: string;
+  ScheduleExpressionTimezone?: string;
+  State: 'ENABLED' | 'DISABLED';
+  Description?: string;
+  FlexibleTimeWindow: { Mode: 'OFF' | 'FLEXIBLE'; MaximumWindowInMinutes?: number };
+  ActionAfterCompletion?: 'NONE' | 'DELETE';
+  Target: {
+    Arn: string;
+    RoleArn: string;
+    Input?: string;
+    RetryPolicy?: { MaximumEventAgeInSeconds?: number; MaximumRetryAttempts?: number };
+    DeadLetterConfig?: { Arn?: string };
+  };
+  CreationDate: number;
+  LastModificationDate: number;
+}
+
+export interface Fired {
+  name: string;
+  group: string;
+  at: string;
+  firedAt: string;
+  /** What started, or the error that sent the event to the dead-letter queue. */
+  executionArn?: string;
+  error?: string;
+}
+
+interface State {
+  schedules: LocalSchedule[];
+  fired: Fired[];
+  deadLetters: (Fired & { input?: string })[];
+}
+
+/** Starts the target (the state machine); throws when it cannot. */
+export type StartTarget = (targetArn: string, input: string) => Promise<string> | string;
+
+class SchedulerError extends Error {
+  readonly type: string;
+  readonly status: number;
+  constructor(type: string, message: string, status: number) {
+    super(message);
+    this.type = type;
+    this.status = status;
+  }
+}
+
+const AT = /^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$/;
+/** setTimeout's longest delay: later schedules are re-armed. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export class LocalScheduler {
+  private readonly state: State = { schedules: [], fired: [], deadLetters: [] };
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private server: http.Server | undefined;
+  private readonly file: string | undefined;
+  private readonly start: StartTarget;
+  /** Milliseconds between attempts to start a target that failed (the service backs off; locally, quickly). */
+  retryDelayMs = 1_000;
+  url = '';
+
+  constructor(start: StartTarget, file?: string) {
+    this.start = start;
+    this.file = file;
+    if (file && existsSync(file)) Object.assign(this.state, JSON.parse(readFileSync(file, 'utf8')) as State);
+  }
+
+  get schedules(): readonly LocalSchedule[] {
+    return this.state.schedules;
+  }
+  get fired(): readonly Fired[] {
+    return this.state.fired;
+  }
+  get deadLetters(): readonly Fired[] {
+    return this.state.deadLetters;
+  }
+
+  async listen(port = 0): Promise<string> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => this.serve(req, res, Buffer.concat(chunks).toString('utf8')));
+    });
+    await new Promise<void>((resolve) => this.server?.listen(port, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    // Arm every kept schedule; overdue ones fire now.
+    for (const s of this.state.schedules) this.arm(s);
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    const server = this.server;
+    this.server = undefined;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+  }
+
+  private key(group: string, name: string): string {
+    return `${group}/${name}`;
+  }
+
+  private find(group: string, name: string): LocalSchedule | undefined {
+    return this.state.schedules.find((s) => s.GroupName === group && s.Name === name);
+  }
+
+  private save(): void {
+    if (!this.file) return;
+    mkdirSync(dirname(this.file), { recursive: true });
+    writeFileSync(`${this.file}.tmp`, JSON.stringify(this.state, null, 2));
+    renameSync(`${this.file}.tmp`, this.file);
+  }
+
+  private validate(body: Record<string, unknown>): void {
+    const expression = String(body.ScheduleExpression ?? '');
+    if (!AT.test(expression))
+      throw new SchedulerError(
+        'ValidationException',
+        `ScheduleExpression must be at(yyyy-mm-ddThh:mm:ss) locally, not ${expression}`,
+        400,
+      );
+    const target = body.Target as LocalSchedule['Target'] | undefined;
+    if (!target?.Arn || !target.RoleArn)
+      throw new SchedulerError('ValidationException', 'Target.Arn and Target.RoleArn are required', 400);
+    if (!(body.FlexibleTimeWindow as { Mode?: string } | undefined)?.Mode)
+      throw new SchedulerError('ValidationException', 'FlexibleTimeWindow is required', 400);
+    const zone = body.ScheduleExpressionTimezone;
+    if (zone !== undefined && zone !== 'UTC')
+      throw new SchedulerError('ValidationException', 'only UTC schedules are supported locally', 400);
+  }
+
+  private upsert(name: string, body: Record<string, unknown>, update: boolean): LocalSchedule {
+    const group = String(body.GroupName ?? 'default');
+    const existing = this.find(group, name);
+    if (update && !existing)
+      throw new SchedulerError('ResourceNotFoundException', `Schedule ${name} does not exist.`, 404);
+    if (!update && existing) throw new SchedulerError('ConflictException', `Schedule ${name} already exists.`, 409);
+    this.validate(body);
+    const now = Date.now() / 1000;
+    const schedule: LocalSchedule = {
+      Name: name,
+      GroupName: group,
+      Arn: `arn:aws:scheduler:eu-west-1:111111111111:schedule/${group}/${name}`,
+      ScheduleExpression: String(body.ScheduleExpression),
+      ...(body.ScheduleExpressionTimezone
+        ? { ScheduleExpressionTimezone: String(body.ScheduleExpressionTimezone) }
+        : {}),
+      State: body.State === 'DISABLED' ? 'DISABLED' : 'ENABLED',
+      ...(body.Description ? { Description: String(body.Description) } : {}),
+      FlexibleTimeWindow: body.FlexibleTimeWindow as LocalSchedule['FlexibleTimeWindow'],
+      ActionAfterCompletion: body.ActionAfterCompletion === 'DELETE' ? 'DELETE' : 'NONE',
+      Target: body.Target as LocalSchedule['Target'],
+      CreationDate: existing?.CreationDate ?? now,
+      LastModificationDate: now,
+    };
+    this.state.schedules = this.state.schedules.filter((s) => s !== existing);
+    this.state.schedules.push(schedule);
+    this.save();
+    this.arm(schedule);
+    return schedule;
+  }
+
+  private remove(group: string, name: string): boolean {
+    const existing = this.find(group, name);
+    if (!existing) return false;
+    this.state.schedules = this.state.schedules.filter((s) => s !== existing);
+    const timer = this.timers.get(this.key(group, name));
+    if (timer) clearTimeout(timer);
+    this.timers.delete(this.key(group, name));
+    this.save();
+    return true;
+  }
+
+  private arm(schedule: LocalSchedule): void {
+    const key = this.key(schedule.GroupName, schedule.Name);
+    const previous = this.timers.get(key);
+    if (previous) clearTimeout(previous);
+    if (schedule.State !== 'ENABLED') return;
+    const at = Date.parse(`${AT.exec(schedule.ScheduleExpression)?.[1]}Z`);
+    const delay = Math.max(0, at - Date.now());
+    const timer = setTimeout(
+      () => (delay > MAX_TIMER_MS ? this.arm(schedule) : void this.fire(schedule)),
+      Math.min(delay, MAX_TIMER_MS),
+    );
+    timer.unref();
+    this.timers.set(key, timer);
+  }
+
+  private async fire(schedule: LocalSchedule): Promise<void> {
+    this.timers.delete(this.key(schedule.GroupName, schedule.Name));
+    if (this.find(schedule.GroupName, schedule.Name) !== schedule) return; // replaced or deleted meanwhile
+    const at = AT.exec(schedule.ScheduleExpression)?.[1] ?? '';
+    const attempts = 1 + Math.min(schedule.Target.RetryPolicy?.MaximumRetryAttempts ?? 185, 5);
+    let lastError = '';
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      try {
+        const executionArn = await this.start(schedule.Target.Arn, schedule.Target.Input ?? '{}');
+        this.state.fired.push({
+          name: schedule.Name,
+          group: schedule.GroupName,
+          at,
+          firedAt: new Date().toISOString(),
+          executionArn,
+        });
+        log.info('schedule fired', { schedule: schedule.Name, executionArn });
+        if (schedule.ActionAfterCompletion === 'DELETE') this.remove(schedule.GroupName, schedule.Name);
+        else this.save();
+        return;
+      } catch (error) {
+        lastError = (error as Error).message;
+        if (attempt < attempts) await new Promise((r) => setTimeout(r, this.retryDelayMs));
+      }
+    }
+    // Out of retries: the event goes to the dead-letter queue, and the one-time schedule is done with.
+    this.state.deadLetters.push({
+      name: schedule.Name,
+      group: schedule.GroupName,
+      at,
+      firedAt: new Date().toISOString(),
+      error: lastError,
+      ...(schedule.Target.Input ? { input: schedule.Target.Input } : {}),
+    });
+    log.error('schedule could not start its target; sent to the dead-letter queue', {
+      schedule: schedule.Name,
+      error: lastError,
+    });
+    if (schedule.ActionAfterCompletion === 'DELETE') this.remove(schedule.GroupName, schedule.Name);
+    else this.save();
+  }
+
+  private serve(req: http.IncomingMessage, res: http.ServerResponse, raw: string): void {
+    const url = new URL(req.url ?? '/', 'http://scheduler');
+    const send = (status: number, body: unknown, errorType?: string) => {
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        ...(errorType ? { 'x-amzn-errortype': errorType } : {}),
+      });
+      res.end(JSON.stringify(body));
+    };
+    try {
+      const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
+      const one = /^\/schedules\/([^/]+)$/.exec(url.pathname);
+      const name = decodeURIComponent(one?.[1] ?? '');
+      const group = url.searchParams.get('groupName') ?? String(body.GroupName ?? 'default');
+      if (one && req.method === 'POST') return send(200, { ScheduleArn: this.upsert(name, body, false).Arn });
+      if (one && req.method === 'PUT') return send(200, { ScheduleArn: this.upsert(name, body, true).Arn });
+      if (one && req.method === 'GET') {
+        const s = this.find(group, name);
+        return s
+          ? send(200, s)
+          : send(404, { Message: `Schedule ${name} does not exist.` }, 'ResourceNotFoundException');
+      }
+      if (one && req.method === 'DELETE') {
+        return this.remove(group, name)
+          ? send(200, {})
+          : send(404, { Message: `Schedule ${name} does not exist.` }, 'ResourceNotFoundException');
+      }
+      if (url.pathname === '/schedules' && req.method === 'GET') {
+        const wanted = url.searchParams.get('ScheduleGroup');
+        return send(200, {
+          Schedules: this.state.schedules
+            .filter((s) => !wanted || s.GroupName === wanted)
+            .map((s) => ({
+              Arn: s.Arn,
+              Name: s.Name,
+              GroupName: s.GroupName,
+              State: s.State,
+              Target: { Arn: s.Target.Arn },
+              CreationDate: s.CreationDate,
+              LastModificationDate: s.LastModificationDate,
+            })),
+        });
+      }
+      send(404, { Message: `unsupported ${req.method} ${url.pathname}` }, 'ResourceNotFoundException');
+    } catch (error) {
+      if (error instanceof SchedulerError) return send(error.status, { Message: error.message }, error.type);
+      send(500, { Message: (error as Error).message }, 'InternalServerException');
+    }
+  }
+}
