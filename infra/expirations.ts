@@ -33,13 +33,18 @@ export class Expirations extends Construct {
       retentionPeriod: Duration.days(14),
     });
     const account = Stack.of(this).account;
+    const schedulesOfGroup = Stack.of(this).formatArn({
+      service: 'scheduler',
+      resource: 'schedule',
+      resourceName: `${this.group.scheduleGroupName}/*`,
+    });
     this.role = new Role(this, 'SchedulerRole', {
       description: 'Assumed by EventBridge Scheduler to start the batch state machine at an expiry',
       // Only schedules of this account's own group may assume it (confused-deputy protection).
       assumedBy: new ServicePrincipal('scheduler.amazonaws.com', {
         conditions: {
           StringEquals: { 'aws:SourceAccount': account },
-          ArnLike: { 'aws:SourceArn': this.group.scheduleGroupArn.replace(':schedule-group/', ':schedule/') + '/*' },
+          ArnLike: { 'aws:SourceArn': schedulesOfGroup },
         },
       }),
     });

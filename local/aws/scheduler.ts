@@ -250,52 +250,56 @@ export class LocalScheduler {
   }
 
   private serve(req: http.IncomingMessage, res: http.ServerResponse, raw: string): void {
-    const url = new URL(req.url ?? '/', 'http://scheduler');
-    const send = (status: number, body: unknown, errorType?: string) => {
-      res.writeHead(status, {
-        'content-type': 'application/json',
-        ...(errorType ? { 'x-amzn-errortype': errorType } : {}),
-      });
-      res.end(JSON.stringify(body));
-    };
+    const [status, body, errorType] = this.answer(
+      req.method ?? 'GET',
+      new URL(req.url ?? '/', 'http://scheduler'),
+      raw,
+    );
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      ...(errorType ? { 'x-amzn-errortype': errorType } : {}),
+    });
+    res.end(JSON.stringify(body));
+  }
+
+  /** One REST call: [status, body, error type]. */
+  private answer(method: string, url: URL, raw: string): [number, unknown, string?] {
+    const missing = (name: string): [number, unknown, string] => [
+      404,
+      { Message: `Schedule ${name} does not exist.` },
+      'ResourceNotFoundException',
+    ];
     try {
       const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
       const one = /^\/schedules\/([^/]+)$/.exec(url.pathname);
       const name = decodeURIComponent(one?.[1] ?? '');
       const group = url.searchParams.get('groupName') ?? String(body.GroupName ?? 'default');
-      if (one && req.method === 'POST') return send(200, { ScheduleArn: this.upsert(name, body, false).Arn });
-      if (one && req.method === 'PUT') return send(200, { ScheduleArn: this.upsert(name, body, true).Arn });
-      if (one && req.method === 'GET') {
+      if (one && method === 'POST') return [200, { ScheduleArn: this.upsert(name, body, false).Arn }];
+      if (one && method === 'PUT') return [200, { ScheduleArn: this.upsert(name, body, true).Arn }];
+      if (one && method === 'GET') {
         const s = this.find(group, name);
-        return s
-          ? send(200, s)
-          : send(404, { Message: `Schedule ${name} does not exist.` }, 'ResourceNotFoundException');
+        return s ? [200, s] : missing(name);
       }
-      if (one && req.method === 'DELETE') {
-        return this.remove(group, name)
-          ? send(200, {})
-          : send(404, { Message: `Schedule ${name} does not exist.` }, 'ResourceNotFoundException');
-      }
-      if (url.pathname === '/schedules' && req.method === 'GET') {
+      if (one && method === 'DELETE') return this.remove(group, name) ? [200, {}] : missing(name);
+      if (url.pathname === '/schedules' && method === 'GET') {
         const wanted = url.searchParams.get('ScheduleGroup');
-        return send(200, {
-          Schedules: this.state.schedules
-            .filter((s) => !wanted || s.GroupName === wanted)
-            .map((s) => ({
-              Arn: s.Arn,
-              Name: s.Name,
-              GroupName: s.GroupName,
-              State: s.State,
-              Target: { Arn: s.Target.Arn },
-              CreationDate: s.CreationDate,
-              LastModificationDate: s.LastModificationDate,
-            })),
-        });
+        const summaries = this.state.schedules
+          .filter((s) => !wanted || s.GroupName === wanted)
+          .map((s) => ({
+            Arn: s.Arn,
+            Name: s.Name,
+            GroupName: s.GroupName,
+            State: s.State,
+            Target: { Arn: s.Target.Arn },
+            CreationDate: s.CreationDate,
+            LastModificationDate: s.LastModificationDate,
+          }));
+        return [200, { Schedules: summaries }];
       }
-      send(404, { Message: `unsupported ${req.method} ${url.pathname}` }, 'ResourceNotFoundException');
+      return [404, { Message: `unsupported ${method} ${url.pathname}` }, 'ResourceNotFoundException'];
     } catch (error) {
-      if (error instanceof SchedulerError) return send(error.status, { Message: error.message }, error.type);
-      send(500, { Message: (error as Error).message }, 'InternalServerException');
+      if (error instanceof SchedulerError) return [error.status, { Message: error.message }, error.type];
+      return [500, { Message: (error as Error).message }, 'InternalServerException'];
     }
   }
 }

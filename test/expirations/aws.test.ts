@@ -78,7 +78,8 @@ describe('expirations, AWS path (EventBridge Scheduler API on the wire)', () => 
       },
     });
     // The input is the batch the state machine runs: the items, guarded by the application's status then.
-    expect(JSON.parse(String((call?.body.Target as { Input: string }).Input))).toEqual({
+    const target = (call?.body.Target ?? {}) as { Input?: string };
+    expect(JSON.parse(String(target.Input))).toEqual({
       reason: 'Credit application expired',
       requestedBy: 'ops@example.com',
       creditApplicationId: APP,
