@@ -20,8 +20,8 @@ const sfn = () => {
   return client;
 };
 
-const Post = z.object({ headers: IdempotencyHeaders });
-const Get = z.object({
+export const Post = z.object({ headers: IdempotencyHeaders });
+export const Get = z.object({
   path: z.object({
     batchId: z.string().check(z.regex(/^[A-Za-z0-9_-]{1,80}$/, 'must be a batch id as POST /v1/batches returned it')),
   }),

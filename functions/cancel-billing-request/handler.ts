@@ -15,7 +15,7 @@ import { type CancelBillingRequestInput, cancelBillingRequest } from '#shared/op
 
 type Input = { cancel: CancelBillingRequestInput; why: Why };
 
-const Api = z.object({
+export const Api = z.object({
   path: z.object({ billingRequestId: BillingRequestId }),
   headers: IdempotencyHeaders,
   body: z.optional(z.strictObject({ metadata: z.optional(GoCardlessMetadata), ...WhyFields })),

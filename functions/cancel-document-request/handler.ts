@@ -17,7 +17,7 @@ import type { Outcome } from '#shared/outcome.ts';
 
 type Input = { cancel: CancelDocumentRequestInput; why: Why };
 
-const Api = z.object({
+export const Api = z.object({
   path: z.object({ orgId: Uuid, requestId: Uuid }),
   headers: MyCreditAppHeaders,
   body: z.optional(z.strictObject(WhyFields)),

@@ -34,7 +34,7 @@ const Cancel = {
     .check(z.trim(), z.minLength(1, 'must not be empty (Auco emails it to the signers)'), z.maxLength(1000)),
   email: z.email('must be an email address (Auco records who cancelled)'),
 };
-const Api = z.object({
+export const Api = z.object({
   headers: IdempotencyHeaders,
   body: z.strictObject({ ...Cancel, requestedBy: z.optional(z.string().check(z.minLength(1), z.maxLength(320))) }),
 });

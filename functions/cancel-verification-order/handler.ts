@@ -18,7 +18,7 @@ import type { Outcome } from '#shared/outcome.ts';
 
 type Input = { cancel: CancelVerificationOrderInput; why: Why };
 
-const Api = z.object({
+export const Api = z.object({
   path: z.object({ orderId: TrueworkItem.shape.orderId }),
   headers: IdempotencyHeaders,
   body: z.strictObject({

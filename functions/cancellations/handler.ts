@@ -11,7 +11,7 @@ import { type LedgerQuery, targetKey } from '#shared/ledger.ts';
 import { defineHandler } from '#shared/middleware.ts';
 import { PROVIDERS } from '#shared/outcome.ts';
 
-const Query = z.strictObject({
+export const Query = z.strictObject({
   provider: z.optional(z.enum(PROVIDERS, { error: `must be one of ${PROVIDERS.join(', ')}` })),
   creditApplicationId: z.optional(Uuid),
   orgId: z.optional(Uuid),

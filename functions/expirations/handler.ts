@@ -39,7 +39,7 @@ const aws = () => {
 
 type Input = { kind: 'register'; body: unknown } | { kind: 'read' | 'delete'; id: string };
 
-const ById = z.object({ path: z.object({ id: Uuid }) });
+export const ById = z.object({ path: z.object({ id: Uuid }) });
 const Api = z.union([ById, z.object({ path: z.object({}) })]);
 
 interface Lookup {

@@ -12,7 +12,7 @@ import {
 
 type Input = { lookup: GetCreditApplicationInput; skipIfStatusIn?: string[] };
 
-const Api = z.object({
+export const Api = z.object({
   path: z.object({ creditApplicationId: Uuid }),
   headers: z.looseObject({
     'requester-organization-id': z.optional(z.guid('must be a uuid (your organization)')),

@@ -1,0 +1,154 @@
+/**
+ * The HTTP API on loopback: every route of `shared/routes.ts`, served by invoking the same Lambda handlers with
+ * real API Gateway HTTP API (payload format 2.0) events, as API Gateway would (open locally: no IAM signature).
+ * It also serves `GET /openapi.json`.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { matchPath, ROUTES } from '../shared/routes.ts';
+import { apiGatewayV2Event, lambdaContext } from './lambda-events.ts';
+import type { LocalLambda } from './state-machine.ts';
+
+/** API Gateway's payload limit. */
+const MAX_BODY_BYTES = 10 * 1024 * 1024;
+
+export interface AccessLogLine {
+  method: string;
+  path: string;
+  status: number;
+  ms: number;
+  summary?: string;
+}
+
+export interface LocalApiOptions {
+  functions: Record<string, LocalLambda>;
+  openapi: () => unknown;
+  onRequest?: (line: AccessLogLine) => void;
+  /** The Lambda timeout each invocation gets (25 s, as deployed). */
+  timeoutMs?: number;
+}
+
+export class LocalApi {
+  private readonly server: http.Server;
+  private readonly options: LocalApiOptions;
+  private readonly inFlight = new Set<Promise<unknown>>();
+  url = '';
+
+  constructor(options: LocalApiOptions) {
+    this.options = options;
+    this.server = http.createServer((req, res) => {
+      const work = this.handle(req, res).catch((error) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: 'internal_error', message: (error as Error).message }));
+      });
+      this.inFlight.add(work);
+      void work.finally(() => this.inFlight.delete(work));
+    });
+  }
+
+  async listen(port: number, host = '127.0.0.1'): Promise<string> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, resolve);
+    });
+    this.url = `http://${host}:${(this.server.address() as AddressInfo).port}`;
+    return this.url;
+  }
+
+  /** Stops accepting requests and waits (a bounded time) for those in flight. */
+  async close(graceMs = 5_000): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, graceMs))]);
+    this.server.closeAllConnections();
+    await closed;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const started = Date.now();
+    const url = new URL(req.url ?? '/', 'http://local');
+    const method = req.method ?? 'GET';
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      res.writeHead(status, { 'content-type': 'application/json', ...headers });
+      res.end(body === undefined ? undefined : JSON.stringify(body));
+      this.options.onRequest?.({ method, path: url.pathname, status, ms: Date.now() - started });
+    };
+    if (method === 'GET' && url.pathname === '/openapi.json') return send(200, this.options.openapi());
+
+    const candidates = ROUTES.map((route) => ({ route, params: matchPath(route.path, url.pathname) })).filter(
+      (c) => c.params,
+    );
+    const match = candidates.find((c) => c.route.method === method);
+    if (!match?.params) {
+      if (candidates.length) {
+        const allow = candidates.map((c) => c.route.method).join(', ');
+        return send(
+          405,
+          { error: 'method_not_allowed', message: `${method} is not allowed on ${url.pathname}; use ${allow}` },
+          { allow },
+        );
+      }
+      return send(404, {
+        error: 'not_found',
+        message: `No route for ${method} ${url.pathname}; the API is described at /openapi.json`,
+      });
+    }
+
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES)
+        return send(413, { error: 'payload_too_large', message: `The body exceeds ${MAX_BODY_BYTES} bytes` });
+      chunks.push(chunk);
+    }
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers))
+      if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(',') : v;
+    const event = apiGatewayV2Event({
+      method,
+      routeKey: `${match.route.method} ${match.route.path}`,
+      path: url.pathname,
+      pathParameters: match.params,
+      headers,
+      query: url.searchParams,
+      body: Buffer.concat(chunks).toString('utf8'),
+      sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+    });
+    const handler = this.options.functions[match.route.function];
+    if (!handler) return send(500, { error: 'internal_error', message: `no local function ${match.route.function}` });
+    const result = (await handler(
+      event as never,
+      lambdaContext(match.route.function, this.options.timeoutMs ?? 25_000),
+    )) as APIGatewayProxyStructuredResultV2;
+    const status = result.statusCode ?? 200;
+    res.writeHead(status, { 'content-type': 'application/json', ...(result.headers as Record<string, string>) });
+    res.end(result.body);
+    const body = parseSummary(result.body);
+    this.options.onRequest?.({
+      method,
+      path: url.pathname,
+      status,
+      ms: Date.now() - started,
+      ...(body ? { summary: body } : {}),
+    });
+  }
+}
+
+/** A word on what happened, for the access log: the outcome(s), the batch status, or the error. */
+function parseSummary(body: string | undefined): string | undefined {
+  if (!body) return undefined;
+  try {
+    const json = JSON.parse(body) as {
+      outcome?: string;
+      outcomes?: { outcome: string }[];
+      status?: string;
+      error?: string;
+    };
+    if (json.outcomes) return json.outcomes.map((o) => o.outcome).join(',');
+    return json.outcome ?? json.status ?? json.error;
+  } catch {
+    return undefined;
+  }
+}

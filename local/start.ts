@@ -1,0 +1,265 @@
+/**
+ * `npm start`: the whole system on one machine, no AWS account needed.
+ *
+ *   npm start [-- --port N] [--secrets FILE] [--data DIR] [--verbose]
+ *
+ * Starts the provider simulators (seeded with demo data) for every provider the secrets file leaves out, the
+ * local AWS side (S3, DynamoDB, Step Functions running the synthesized definition, Lambda, EventBridge Scheduler),
+ * and the HTTP API on 127.0.0.1 (port 3000, or --port / PORT), which invokes the same Lambda handlers with real
+ * API Gateway v2 events. Stops cleanly on SIGINT or SIGTERM.
+ */
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { setDefaultDeps } from '../shared/cancel.ts';
+import { ConfigurationError } from '../shared/errors.ts';
+import { setLogLevel } from '../shared/log.ts';
+import { PROVIDERS, type Provider } from '../shared/outcome.ts';
+import {
+  type ProviderSecret,
+  parseSecretsFile,
+  SecretStore,
+  StaticSecretSource,
+  setSecretStore,
+} from '../shared/secrets.ts';
+import { LocalApi } from './api.ts';
+import { startLocalCloud } from './cloud.ts';
+import { openApiDocument } from './openapi.ts';
+import { AUCO_DEMO, AucoSimulator } from './simulators/auco.ts';
+import type { Simulator } from './simulators/base.ts';
+import { GOCARDLESS_DEMO, GoCardlessSimulator } from './simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from './simulators/mycreditapp.ts';
+import { TRUEWORK_DEMO, TrueworkSimulator } from './simulators/truework.ts';
+
+const USAGE = `Usage: npm start [-- --port N] [--secrets FILE] [--data DIR] [--verbose]
+
+  --port N        the local API's port (default 3000, or PORT)
+  --secrets FILE  provider credentials, keyed by provider (README, "Configuration"); a provider given there is
+                  reached at its baseUrl, and simulators start only for the providers the file leaves out
+  --data DIR      where local S3 objects, DynamoDB tables and schedules are kept (default .local)
+  --verbose       the handlers' JSON logs too`;
+
+function fail(message: string): never {
+  console.error(`npm start: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function options() {
+  try {
+    const { values } = parseArgs({
+      options: {
+        port: { type: 'string' },
+        secrets: { type: 'string' },
+        data: { type: 'string' },
+        verbose: { type: 'boolean' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    });
+    if (values.help) {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    const portText = values.port ?? process.env.PORT ?? '3000';
+    const port = Number(portText);
+    if (!/^\d+$/.test(portText) || port > 65_535) fail(`--port must be a port number (0-65535), not "${portText}"`);
+    return {
+      port,
+      secrets: values.secrets,
+      data: resolve(values.data ?? join(import.meta.dirname, '..', '.local')),
+      verbose: values.verbose ?? false,
+    };
+  } catch (error) {
+    return fail((error as Error).message);
+  }
+}
+
+/** The providers' secrets from the file, validated before anything starts: unknown keys and missing fields named. */
+function readSecretsFile(file: string): Partial<{ [P in Provider]: ProviderSecret<P> }> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    return fail(`cannot read the secrets file ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return fail(`the secrets file ${file} is not valid JSON`);
+  }
+  try {
+    return parseSecretsFile(json, file);
+  } catch (error) {
+    if (error instanceof ConfigurationError) return fail(error.message);
+    throw error;
+  }
+}
+
+function simulatorFor(provider: Provider): { sim: Simulator; secret: (sim: Simulator) => Record<string, unknown> } {
+  switch (provider) {
+    case 'mycreditapp':
+      return {
+        sim: new MyCreditAppSimulator(),
+        secret: (s) => ({
+          clientId: MYCREDITAPP_DEMO.clientId,
+          clientSecret: MYCREDITAPP_DEMO.clientSecret,
+          baseUrl: s.url,
+          organizationId: MYCREDITAPP_DEMO.hostOrg,
+        }),
+      };
+    case 'auco':
+      return {
+        sim: new AucoSimulator(),
+        secret: (s) => ({ privateKey: AUCO_DEMO.privateKey, publicKey: AUCO_DEMO.publicKey, baseUrl: s.url }),
+      };
+    case 'truework': {
+      return {
+        sim: new TrueworkSimulator(),
+        secret: (s) => ({
+          apiKey: TRUEWORK_DEMO.apiKey,
+          baseUrl: s.url,
+          publicKeys: { [(s as TrueworkSimulator).keyId]: (s as TrueworkSimulator).publicKey },
+        }),
+      };
+    }
+    case 'gocardless':
+      return {
+        sim: new GoCardlessSimulator(),
+        secret: (s) => ({ accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: s.url }),
+      };
+  }
+}
+
+function examples(api: string, simulated: Set<Provider>): string[] {
+  const json = (v: unknown) => `'${JSON.stringify(v)}'`;
+  const post = (path: string, body: unknown) =>
+    `curl -s -X POST ${api}${path} -H 'content-type: application/json' -d ${json(body)}`;
+  const out: string[] = [];
+  if (simulated.has('gocardless'))
+    out.push(
+      post(`/v1/gocardless/billing-requests/${GOCARDLESS_DEMO.pending}/cancel`, { metadata: { reason: 'declined' } }),
+    );
+  if (simulated.has('truework'))
+    out.push(
+      post(`/v1/truework/orders/${TRUEWORK_DEMO.open}/cancel`, {
+        reason: 'other',
+        details: 'Credit application declined',
+      }),
+    );
+  const items = [
+    ...(simulated.has('auco') ? [{ provider: 'auco', code: AUCO_DEMO.created }] : []),
+    ...(simulated.has('mycreditapp')
+      ? [
+          {
+            provider: 'mycreditapp',
+            orgId: MYCREDITAPP_DEMO.hostOrg,
+            requestId: MYCREDITAPP_DEMO.pendingRequest,
+            requesterOrganizationId: MYCREDITAPP_DEMO.hostOrg,
+            targetOrganizationId: MYCREDITAPP_DEMO.guestOrg,
+          },
+        ]
+      : []),
+    ...(simulated.has('gocardless') ? [{ provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.ready }] : []),
+  ];
+  if (items.length)
+    out.push(
+      `${post('/v1/batches', { reason: 'Credit application declined', requestedBy: 'ops@example.com', items })}   # then: curl -s ${api}/v1/batches/<batchId>`,
+    );
+  if (out.length < 3) out.push(`curl -s ${api}/openapi.json   # every route, generated from the handlers' own schemas`);
+  return out;
+}
+
+async function main(): Promise<void> {
+  const opts = options();
+  const fromFile = opts.secrets ? readSecretsFile(opts.secrets) : {};
+  setLogLevel(opts.verbose ? 'info' : 'warn');
+  process.env.LOG_LEVEL = opts.verbose ? 'info' : 'warn';
+
+  const simulated = new Set(PROVIDERS.filter((p) => !(p in fromFile)));
+  const sims = new Map<Provider, Simulator>();
+  const secrets: Partial<Record<Provider, unknown>> = { ...fromFile };
+  for (const provider of simulated) {
+    const { sim, secret } = simulatorFor(provider);
+    await sim.start();
+    sims.set(provider, sim);
+    secrets[provider] = secret(sim);
+  }
+  const store = new SecretStore(new StaticSecretSource(secrets));
+  setSecretStore(store);
+
+  const cloud = await startLocalCloud({
+    s3Root: join(opts.data, 's3'),
+    dynamoPath: join(opts.data, 'dynamo'),
+    schedulesFile: join(opts.data, 'schedules.json'),
+  });
+  // The handlers' dependencies are built on first use: this secret store, and (LEDGER_TABLE, IDEMPOTENCY_TABLE,
+  // set by the local cloud) the ledger and idempotency records in the local DynamoDB.
+  setDefaultDeps(undefined);
+
+  const api = new LocalApi({
+    functions: cloud.functions,
+    openapi: () => openApiDocument(api.url),
+    onRequest: (line) =>
+      console.log(
+        `${new Date().toISOString().slice(11, 19)} ${line.method} ${line.path} -> ${line.status}${line.summary ? ` ${line.summary}` : ''} (${line.ms} ms)`,
+      ),
+  });
+  try {
+    await api.listen(opts.port);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    console.error(
+      `npm start: cannot listen on 127.0.0.1:${opts.port} (${code ?? (error as Error).message})${code === 'EADDRINUSE' ? '; choose another with --port N' : ''}`,
+    );
+    await Promise.all([cloud.stop(), ...[...sims.values()].map((s) => s.stop())]);
+    process.exit(1);
+  }
+
+  const lines = [
+    '',
+    'Provider cancellations: the whole system on this machine',
+    '',
+    `  API (every route of the contract)  ${api.url}`,
+    `  OpenAPI                            ${api.url}/openapi.json`,
+    ...PROVIDERS.map((p) => {
+      const sim = sims.get(p);
+      const target = sim
+        ? `${sim.url}   simulator (control: ${sim.origin}/__sim/stats)`
+        : `${(secrets[p] as { baseUrl?: string }).baseUrl ?? 'production URL'}   from ${opts.secrets}`;
+      return `  ${p.padEnd(35)}${target}`;
+    }),
+    `  Step Functions (synthesized definition, local runner)   ${cloud.stepFunctions.url}`,
+    `  EventBridge Scheduler (local, kept in ${join(opts.data, 'schedules.json')})`,
+    `  DynamoDB (dynalite), S3                ${cloud.dynamo.url}, ${cloud.s3.url}`,
+    `  Data                               ${opts.data}`,
+    '',
+    'Try:',
+    ...examples(api.url, simulated).map((e) => `  ${e}`),
+    '',
+    `Ready: ${api.url}   (Ctrl-C to stop)`,
+    '',
+  ];
+  console.log(lines.join('\n'));
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) {
+      console.error('npm start: stopping at once');
+      process.exit(1);
+    }
+    stopping = true;
+    console.log(`\n${signal}: stopping (finishing requests in flight)...`);
+    await api.close();
+    await cloud.stop();
+    await Promise.all([...sims.values()].map((s) => s.stop()));
+    console.log('Stopped.');
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}
+
+process.on('unhandledRejection', (error) => console.error('npm start: unhandled rejection', error));
+await main();
