@@ -159,6 +159,7 @@ export class CancellationsStack extends Stack {
     this.tables.grantLedger(summarize, 'write');
     this.tables.grantLedger(cancellations, 'query');
     this.tables.grantIdempotency(batches);
+    this.tables.grantLedger(batches, 'progress');
 
     this.functions = {
       CancelDocumentRequest: cancel.mycreditapp,

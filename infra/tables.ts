@@ -3,13 +3,13 @@
  * uses, on only the table (and index) it uses: `grantLedger` and `grantIdempotency` are the one place that decides.
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
-import { AttributeType, Billing, TableEncryptionV2, TableV2 } from 'aws-cdk-lib/aws-dynamodb';
+import { AttributeType, Billing, ProjectionType, TableEncryptionV2, TableV2 } from 'aws-cdk-lib/aws-dynamodb';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { IDEMPOTENCY_TABLE, LEDGER_TABLE } from '../shared/aws/tables.ts';
 
-export type LedgerAccess = 'write' | 'write-and-read-target' | 'query';
+export type LedgerAccess = 'write' | 'write-and-read-target' | 'query' | 'progress';
 
 export class CancellationTables extends Construct {
   readonly ledger: TableV2;
@@ -32,6 +32,13 @@ export class CancellationTables extends Construct {
           partitionKey: { name: LEDGER_TABLE.byCreditApplication.partitionKey, type: AttributeType.STRING },
           sortKey: { name: LEDGER_TABLE.byCreditApplication.sortKey, type: AttributeType.STRING },
         },
+        {
+          indexName: LEDGER_TABLE.byExecution.indexName,
+          partitionKey: { name: LEDGER_TABLE.byExecution.partitionKey, type: AttributeType.STRING },
+          sortKey: { name: LEDGER_TABLE.byExecution.sortKey, type: AttributeType.STRING },
+          projectionType: ProjectionType.INCLUDE,
+          nonKeyAttributes: ['provider', 'outcome'],
+        },
       ],
     });
     this.idempotency = new TableV2(this, 'Idempotency', {
@@ -46,19 +53,22 @@ export class CancellationTables extends Construct {
   }
 
   /** write: BatchWriteItem; write-and-read-target: and Query on the table (a target's history); query: Query on the
-   * table and its index. */
+   * table and the credit-application index; progress: Query on the execution index only. */
   grantLedger(fn: LambdaFunction, access: LedgerAccess): void {
-    const actions =
-      access === 'query'
-        ? ['dynamodb:Query']
-        : access === 'write'
-          ? ['dynamodb:BatchWriteItem']
-          : ['dynamodb:BatchWriteItem', 'dynamodb:Query'];
-    const resources =
-      access === 'query'
-        ? [this.ledger.tableArn, `${this.ledger.tableArn}/index/${LEDGER_TABLE.byCreditApplication.indexName}`]
-        : [this.ledger.tableArn];
-    fn.addToRolePolicy(new PolicyStatement({ actions, resources }));
+    const index = (name: string) => `${this.ledger.tableArn}/index/${name}`;
+    const grants: Record<LedgerAccess, { actions: string[]; resources: string[] }> = {
+      write: { actions: ['dynamodb:BatchWriteItem'], resources: [this.ledger.tableArn] },
+      'write-and-read-target': {
+        actions: ['dynamodb:BatchWriteItem', 'dynamodb:Query'],
+        resources: [this.ledger.tableArn],
+      },
+      query: {
+        actions: ['dynamodb:Query'],
+        resources: [this.ledger.tableArn, index(LEDGER_TABLE.byCreditApplication.indexName)],
+      },
+      progress: { actions: ['dynamodb:Query'], resources: [index(LEDGER_TABLE.byExecution.indexName)] },
+    };
+    fn.addToRolePolicy(new PolicyStatement(grants[access]));
     fn.addEnvironment('LEDGER_TABLE', this.ledger.tableName);
   }
 

@@ -28,11 +28,28 @@ export interface LedgerQuery {
   cursor?: string;
 }
 
+/** A running batch's progress: targets with an outcome other than `failed` so far, per provider. */
+export type Progress = Partial<Record<Provider, number>>;
+
 export interface Ledger {
   record(entries: LedgerEntry[]): Promise<void>;
+  /** Targets settled so far by one batch execution, per provider (attempts that failed and are retried excluded). */
+  progress(executionId: string): Promise<Progress>;
   /** The latest `canceled` or `already_canceled` entry for a target, if any. */
   lastCancellation(provider: Provider, target: Record<string, string>): Promise<LedgerEntry | undefined>;
   query(query: LedgerQuery): Promise<{ entries: LedgerEntry[]; cursor?: string }>;
+}
+
+/** Distinct targets per provider with an outcome other than `failed`. */
+export function countSettled(entries: { provider: Provider; outcome: string; key: string }[]): Progress {
+  const settled = new Map<Provider, Set<string>>();
+  for (const e of entries) {
+    if (e.outcome === 'failed') continue;
+    const set = settled.get(e.provider) ?? new Set<string>();
+    set.add(e.key);
+    settled.set(e.provider, set);
+  }
+  return Object.fromEntries([...settled].map(([p, set]) => [p, set.size]));
 }
 
 /** A stable key for a target: its id fields in a fixed order ("billingRequestId=BRQ123"). */
@@ -53,6 +70,14 @@ export class MemoryLedger implements Ledger {
 
   async record(entries: LedgerEntry[]): Promise<void> {
     this.entries.push(...entries);
+  }
+
+  async progress(executionId: string): Promise<Progress> {
+    return countSettled(
+      this.entries
+        .filter((e) => e.executionId === executionId)
+        .map((e) => ({ provider: e.provider, outcome: e.outcome, key: targetKey(e.target) })),
+    );
   }
 
   async lastCancellation(provider: Provider, target: Record<string, string>): Promise<LedgerEntry | undefined> {

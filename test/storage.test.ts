@@ -72,6 +72,32 @@ describe('audit ledger in DynamoDB', () => {
     expect((await ledger().lastCancellation('gocardless', target))?.requestId).toBe('first');
   });
 
+  it("counts a running batch's settled targets per provider, failed attempts and repeats excluded", async () => {
+    const executionId = 'arn:aws:states:eu-west-1:111111111111:execution:Batch:progress-1';
+    await ledger().record([
+      entry(1, { executionId, target: { billingRequestId: 'BRQP1' }, outcome: 'failed' }),
+      entry(2, { executionId, target: { billingRequestId: 'BRQP1' }, outcome: 'canceled' }),
+      entry(3, { executionId, target: { billingRequestId: 'BRQP2' }, outcome: 'not_found' }),
+      entry(4, { executionId, target: { billingRequestId: 'BRQP3' }, outcome: 'failed' }),
+      entry(5, {
+        executionId,
+        provider: 'auco',
+        operation: 'cancel-signing-processes',
+        target: { code: 'A1' },
+        outcome: 'canceled',
+      }),
+      entry(6, {
+        executionId,
+        provider: 'auco',
+        operation: 'cancel-signing-processes',
+        target: { code: 'A1' },
+        outcome: 'already_canceled',
+      }),
+      entry(7, { executionId: 'another', target: { billingRequestId: 'BRQP9' } }),
+    ]);
+    expect(await ledger().progress(executionId)).toEqual({ gocardless: 2, auco: 1 });
+  });
+
   it('queries every outcome of a credit application across providers', async () => {
     const creditApplicationId = 'b2a9f8d3-6e5c-4b1a-9d8e-7f6a5b4c3d99';
     await ledger().record([

@@ -8,6 +8,7 @@ import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws
 import * as z from 'zod/mini';
 import { putText, requireEnv } from '#shared/aws/s3.ts';
 import { INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
+import { defaultDeps } from '#shared/cancel.ts';
 import { IdempotencyHeaders } from '#shared/cancel-handler.ts';
 import { defineHandler, type Reply } from '#shared/middleware.ts';
 
@@ -98,6 +99,13 @@ async function read(batchId: string): Promise<Reply> {
       execution.status === 'SUCCEEDED'
         ? String(output?.status ?? 'completed')
         : (STATUS[execution.status ?? ''] ?? 'running');
+    // While it runs: how many targets each provider has settled so far, from the audit ledger.
+    const progress =
+      status === 'running'
+        ? await defaultDeps()
+            .ledger.progress(executionArn)
+            .catch(() => undefined)
+        : undefined;
     return {
       statusCode: 200,
       body: {
@@ -106,6 +114,7 @@ async function read(batchId: string): Promise<Reply> {
         executionStatus: execution.status,
         startedAt: execution.startDate?.toISOString(),
         ...(execution.stopDate ? { stoppedAt: execution.stopDate.toISOString() } : {}),
+        ...(progress ? { progress } : {}),
         ...(output ? { ...output, status } : {}),
         ...(execution.error ? { error: execution.error, cause: execution.cause } : {}),
       },

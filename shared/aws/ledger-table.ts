@@ -4,8 +4,8 @@
  * keys, so a new outcome field needs no migration.
  */
 import { randomUUID } from 'node:crypto';
-import type { Ledger, LedgerEntry, LedgerQuery } from '../ledger.ts';
-import { targetKey } from '../ledger.ts';
+import type { Ledger, LedgerEntry, LedgerQuery, Progress } from '../ledger.ts';
+import { countSettled, targetKey } from '../ledger.ts';
 import type { Provider } from '../outcome.ts';
 import { type DynamoDb, dynamoDb, type Item, marshallItem, unmarshallItem } from './dynamodb.ts';
 import { LEDGER_TABLE } from './tables.ts';
@@ -51,6 +51,33 @@ export class DynamoLedger implements Ledger {
         pending = answer.UnprocessedItems?.[this.table] ?? [];
       }
     }
+  }
+
+  async progress(executionId: string): Promise<Progress> {
+    const seen: { provider: Provider; outcome: string; key: string }[] = [];
+    let start: Item | undefined;
+    do {
+      const page = await this.db.call<{ Items?: Item[]; LastEvaluatedKey?: Item }>('Query', {
+        TableName: this.table,
+        IndexName: LEDGER_TABLE.byExecution.indexName,
+        KeyConditionExpression: '#k = :k',
+        ExpressionAttributeNames: {
+          '#k': LEDGER_TABLE.byExecution.partitionKey,
+          '#pk': LEDGER_TABLE.partitionKey,
+          '#o': 'outcome',
+          '#p': 'provider',
+        },
+        ExpressionAttributeValues: { ':k': { S: executionId } },
+        ProjectionExpression: '#pk, #o, #p',
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      });
+      for (const item of page.Items ?? []) {
+        const { pk, outcome, provider } = unmarshallItem(item) as { pk: string; outcome: string; provider: Provider };
+        seen.push({ provider, outcome, key: pk });
+      }
+      start = page.LastEvaluatedKey;
+    } while (start);
+    return countSettled(seen);
   }
 
   async lastCancellation(provider: Provider, target: Record<string, string>): Promise<LedgerEntry | undefined> {

@@ -4,6 +4,8 @@ export const LEDGER_TABLE = {
   sortKey: 'sk',
   /** Every outcome of one credit application, in time order. */
   byCreditApplication: { indexName: 'byCreditApplication', partitionKey: 'creditApplicationId', sortKey: 'at' },
+  /** Every outcome of one batch execution: its progress while it runs. */
+  byExecution: { indexName: 'byExecution', partitionKey: 'executionId', sortKey: 'at' },
 } as const;
 
 export const IDEMPOTENCY_TABLE = {
@@ -22,6 +24,7 @@ export function createTableInputs(names: { ledger: string; idempotency: string }
         { AttributeName: 'pk', AttributeType: 'S' },
         { AttributeName: 'sk', AttributeType: 'S' },
         { AttributeName: 'creditApplicationId', AttributeType: 'S' },
+        { AttributeName: 'executionId', AttributeType: 'S' },
         { AttributeName: 'at', AttributeType: 'S' },
       ],
       KeySchema: [
@@ -36,6 +39,14 @@ export function createTableInputs(names: { ledger: string; idempotency: string }
             { AttributeName: 'at', KeyType: 'RANGE' },
           ],
           Projection: { ProjectionType: 'ALL' },
+        },
+        {
+          IndexName: LEDGER_TABLE.byExecution.indexName,
+          KeySchema: [
+            { AttributeName: 'executionId', KeyType: 'HASH' },
+            { AttributeName: 'at', KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['provider', 'outcome'] },
         },
       ],
     },

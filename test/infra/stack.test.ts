@@ -121,6 +121,7 @@ describe('the stack', () => {
       CancelBillingRequest: writeAndRead,
       BatchSummarize: ['dynamodb:BatchWriteItem'],
       Cancellations: ['dynamodb:Query'],
+      Batches: ['dynamodb:Query'],
     });
     const records = ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'];
     expect(access(idempotency)).toEqual({
