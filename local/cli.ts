@@ -1,0 +1,330 @@
+/**
+ * `npm run cli -- ...`: the local API from a terminal.
+ *
+ *   cancel gocardless <billingRequestId> [--metadata key=value]...
+ *   cancel truework <orderId> [--reason other] [--details TEXT]
+ *   cancel auco <code>... --message TEXT --email ADDRESS
+ *   cancel mycreditapp <orgId> <requestId> --requester <uuid> --target <uuid>
+ *   lookup <creditApplicationId>
+ *   batch <file.json>            start a batch and follow it: a progress bar per provider, then a summary table
+ *   status <batchId>
+ *   ledger (--credit-application <id> | --provider <p> --target-id <id> [--org <uuid>])
+ *
+ * Options: --api URL (default http://127.0.0.1:3000, or API_URL), --json (machine-readable output),
+ * --idempotency-key KEY. Exit codes: 0 done (cancelled, already cancelled, completed), 1 any other outcome,
+ * 2 usage, 3 the API is not reachable.
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { identity } from '../shared/batch.ts';
+import type { BatchItem } from '../shared/items.ts';
+import { OUTCOMES, PROVIDERS, type Provider } from '../shared/outcome.ts';
+
+const USAGE = `Usage: npm run cli -- <command> [options]
+
+  cancel gocardless <billingRequestId> [--metadata key=value]...
+  cancel truework <orderId> [--reason other] [--details TEXT]
+  cancel auco <code>... --message TEXT --email ADDRESS
+  cancel mycreditapp <orgId> <requestId> --requester <uuid> --target <uuid>
+  lookup <creditApplicationId>
+  batch <file.json>              start a batch and follow it to the end
+  status <batchId>
+  ledger --credit-application <id> | --provider <provider> --target-id <id> [--org <uuid>]
+
+  --api URL            the local API (default http://127.0.0.1:3000, or API_URL)
+  --json               print the API's JSON answers only
+  --idempotency-key K  make a retried command return the first answer`;
+
+class Usage extends Error {}
+class Unreachable extends Error {}
+
+const { values: opts, positionals } = (() => {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      strict: true,
+      options: {
+        api: { type: 'string' },
+        json: { type: 'boolean' },
+        'idempotency-key': { type: 'string' },
+        metadata: { type: 'string', multiple: true },
+        reason: { type: 'string' },
+        details: { type: 'string' },
+        message: { type: 'string' },
+        email: { type: 'string' },
+        requester: { type: 'string' },
+        target: { type: 'string' },
+        'credit-application': { type: 'string' },
+        provider: { type: 'string' },
+        'target-id': { type: 'string' },
+        org: { type: 'string' },
+        help: { type: 'boolean' },
+      },
+    });
+  } catch (error) {
+    console.error(`cli: ${(error as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+})();
+
+const API = (opts.api ?? process.env.API_URL ?? 'http://127.0.0.1:3000').replace(/\/+$/, '');
+const json = opts.json ?? false;
+const say = (text: string) => {
+  if (!json) console.log(text);
+};
+
+interface Answer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+async function call(method: string, path: string, body?: unknown): Promise<Answer> {
+  let res: Response;
+  try {
+    res = await fetch(`${API}${path}`, {
+      method,
+      headers: {
+        'content-type': 'application/json',
+        ...(opts['idempotency-key'] ? { 'idempotency-key': opts['idempotency-key'] } : {}),
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch (error) {
+    throw new Unreachable(
+      `cannot reach the local API at ${API} (${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}). Is it running? Start it with: npm start`,
+    );
+  }
+  const text = await res.text();
+  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+}
+
+const DONE = new Set(['canceled', 'already_canceled', 'completed']);
+
+function printOutcome(answer: Answer): number {
+  if (json) console.log(JSON.stringify(answer.body));
+  const outcomes =
+    (answer.body.outcomes as Record<string, unknown>[] | undefined) ?? (answer.body.outcome ? [answer.body] : []);
+  if (!outcomes.length) {
+    say(`HTTP ${answer.status}: ${String(answer.body.message ?? answer.body.error ?? JSON.stringify(answer.body))}`);
+    for (const issue of (answer.body.issues as { path: string; message: string }[] | undefined) ?? [])
+      say(`  ${issue.path} ${issue.message}`);
+    return answer.status < 300 ? 0 : 1;
+  }
+  for (const o of outcomes) {
+    const target = Object.values((o.target as Record<string, string>) ?? {}).join('/');
+    say(
+      `${String(o.provider)} ${target}: ${String(o.outcome)}${o.providerStatus ? ` (${String(o.providerStatus)})` : ''}${o.message ? ` - ${String(o.message)}` : ''}`,
+    );
+  }
+  return outcomes.every((o) => DONE.has(String(o.outcome))) ? 0 : 1;
+}
+
+function need(value: string | undefined, what: string): string {
+  if (!value) throw new Usage(`${what} is required`);
+  return value;
+}
+
+async function cancel(args: string[]): Promise<number> {
+  const [provider, ...ids] = args;
+  switch (provider) {
+    case 'gocardless': {
+      const id = need(ids[0], 'a billing request id');
+      const metadata = Object.fromEntries(
+        (opts.metadata ?? []).map((kv) => {
+          const at = kv.indexOf('=');
+          if (at < 1) throw new Usage(`--metadata takes key=value, not "${kv}"`);
+          return [kv.slice(0, at), kv.slice(at + 1)];
+        }),
+      );
+      return printOutcome(
+        await call(
+          'POST',
+          `/v1/gocardless/billing-requests/${encodeURIComponent(id)}/cancel`,
+          Object.keys(metadata).length ? { metadata } : {},
+        ),
+      );
+    }
+    case 'truework':
+      return printOutcome(
+        await call('POST', `/v1/truework/orders/${encodeURIComponent(need(ids[0], 'an order id'))}/cancel`, {
+          reason: opts.reason ?? 'other',
+          ...(opts.details ? { details: opts.details } : {}),
+        }),
+      );
+    case 'auco':
+      if (!ids.length) throw new Usage('at least one document code is required');
+      return printOutcome(
+        await call('POST', '/v1/auco/documents/cancel', {
+          codes: ids,
+          message: need(opts.message, '--message'),
+          email: need(opts.email, '--email'),
+        }),
+      );
+    case 'mycreditapp': {
+      const [orgId, requestId] = [need(ids[0], 'an organization id'), need(ids[1], 'a document request id')];
+      const res = await fetch(
+        `${API}/v1/mycreditapp/organizations/${encodeURIComponent(orgId)}/document-requests/${encodeURIComponent(requestId)}/cancel`,
+        {
+          method: 'POST',
+          headers: {
+            'requester-organization-id': need(opts.requester, '--requester'),
+            'target-organization-id': need(opts.target, '--target'),
+          },
+        },
+      ).catch((error: Error) => {
+        throw new Unreachable(
+          `cannot reach the local API at ${API} (${error.message}). Is it running? Start it with: npm start`,
+        );
+      });
+      return printOutcome({ status: res.status, body: (await res.json()) as Record<string, unknown> });
+    }
+    default:
+      throw new Usage(`cancel takes a provider: ${PROVIDERS.join(', ')}`);
+  }
+}
+
+function bar(done: number, total: number, width = 30): string {
+  const filled = total ? Math.round((Math.min(done, total) / total) * width) : width;
+  return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(done).padStart(String(total).length)}/${total}`;
+}
+
+function summaryTable(summary: {
+  byProvider?: Record<string, Record<string, number>>;
+  byOutcome?: Record<string, number>;
+}): string {
+  const columns = OUTCOMES as readonly string[];
+  const head = ['provider'.padEnd(12), ...columns.map((c) => c.padStart(Math.max(c.length, 6)))].join(' ');
+  const row = (name: string, counts: Record<string, number> | undefined) =>
+    [name.padEnd(12), ...columns.map((c) => String(counts?.[c] ?? 0).padStart(Math.max(c.length, 6)))].join(' ');
+  const rows = Object.entries(summary.byProvider ?? {}).map(([p, counts]) => row(p, counts));
+  return [head, ...rows, row('total', summary.byOutcome)].join('\n');
+}
+
+async function batch(file: string): Promise<number> {
+  let input: { items?: BatchItem[] };
+  try {
+    input = JSON.parse(readFileSync(file, 'utf8')) as { items?: BatchItem[] };
+  } catch (error) {
+    throw new Usage(`cannot read the batch file ${file}: ${(error as Error).message}`);
+  }
+  const started = await call('POST', '/v1/batches', input);
+  if (started.status !== 202) return printOutcome(started);
+  const id = String(started.body.batchId);
+  say(`Batch ${id} started (${String(started.body.items)} items)`);
+  // Totals per provider, from the file (duplicates counted once, as the batch does).
+  const totals = new Map<Provider, Set<string>>();
+  for (const item of input.items ?? []) {
+    const set = totals.get(item.provider) ?? new Set<string>();
+    set.add(identity(item));
+    totals.set(item.provider, set);
+  }
+  const tty = process.stdout.isTTY && !json;
+  let drawn = 0;
+  let lastPrint = 0;
+  for (;;) {
+    const status = await call('GET', `/v1/batches/${id}`);
+    const running = status.body.status === 'running';
+    const progress = (status.body.progress ?? {}) as Record<string, number>;
+    const settled = (p: Provider) => (running ? (progress[p] ?? 0) : (totals.get(p)?.size ?? 0));
+    const lines = [...totals.keys()].map((p) => `${p.padEnd(12)} ${bar(settled(p), totals.get(p)?.size ?? 0)}`);
+    if (tty) {
+      if (drawn) process.stdout.write(`\x1b[${drawn}A`);
+      process.stdout.write(`${lines.map((l) => `\x1b[2K${l}`).join('\n')}\n`);
+      drawn = lines.length;
+    } else if (!json && (Date.now() - lastPrint > 2_000 || !running)) {
+      console.log(lines.join('\n'));
+      lastPrint = Date.now();
+    }
+    if (!running) {
+      if (json) console.log(JSON.stringify(status.body));
+      const summary = status.body.summary as Parameters<typeof summaryTable>[0] | undefined;
+      say(
+        `\nBatch ${id}: ${String(status.body.status)}${status.body.error ? ` (${String(status.body.error)}: ${String(status.body.cause)})` : ''}`,
+      );
+      if (summary) say(summaryTable(summary));
+      return status.body.status === 'completed' || status.body.status === 'skipped' ? 0 : 1;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function main(): Promise<number> {
+  const [command, ...args] = positionals;
+  if (opts.help || !command) {
+    console.log(USAGE);
+    return command || opts.help ? 0 : 2;
+  }
+  switch (command) {
+    case 'cancel':
+      return cancel(args);
+    case 'lookup': {
+      const answer = await call(
+        'GET',
+        `/v1/mycreditapp/credit-applications/${encodeURIComponent(need(args[0], 'a credit application id'))}`,
+      );
+      if (json) console.log(JSON.stringify(answer.body));
+      else if (answer.status === 200)
+        say(
+          `${String(answer.body.id)}: ${String(answer.body.status)} (terminal: ${String(answer.body.terminal)}, expired: ${String(answer.body.expired)}, expires_at: ${String(answer.body.expires_at)})`,
+        );
+      else return printOutcome(answer);
+      return answer.status === 200 ? 0 : 1;
+    }
+    case 'batch':
+      return batch(need(args[0], 'a batch file'));
+    case 'status': {
+      const answer = await call('GET', `/v1/batches/${encodeURIComponent(need(args[0], 'a batch id'))}`);
+      if (json) console.log(JSON.stringify(answer.body));
+      else {
+        say(`Batch ${String(answer.body.batchId ?? args[0])}: ${String(answer.body.status ?? answer.body.message)}`);
+        if (answer.body.summary) say(summaryTable(answer.body.summary as Parameters<typeof summaryTable>[0]));
+      }
+      return answer.status === 200 && DONE.has(String(answer.body.status)) ? 0 : 1;
+    }
+    case 'ledger': {
+      const query = opts['credit-application']
+        ? `creditApplicationId=${encodeURIComponent(opts['credit-application'])}`
+        : ledgerTarget(
+            need(opts.provider, '--provider (or --credit-application)'),
+            need(opts['target-id'], '--target-id'),
+          );
+      const answer = await call('GET', `/v1/cancellations?${query}`);
+      if (json) console.log(JSON.stringify(answer.body));
+      else if (answer.status !== 200) return printOutcome(answer);
+      else
+        for (const e of (answer.body.cancellations as Record<string, unknown>[]) ?? [])
+          say(
+            `${String(e.at)} ${String(e.provider)} ${Object.values(e.target as Record<string, string>).join('/')}: ${String(e.outcome)} (${String(e.source)}${e.requestedBy ? `, by ${String(e.requestedBy)}` : ''})`,
+          );
+      return answer.status === 200 ? 0 : 1;
+    }
+    default:
+      throw new Usage(`unknown command "${command}"`);
+  }
+}
+
+function ledgerTarget(provider: string, id: string): string {
+  const field: Record<string, string> = {
+    gocardless: 'billingRequestId',
+    truework: 'orderId',
+    auco: 'code',
+    mycreditapp: 'requestId',
+  };
+  const name = field[provider];
+  if (!name) throw new Usage(`--provider must be one of ${PROVIDERS.join(', ')}`);
+  return `provider=${provider}&${name}=${encodeURIComponent(id)}${provider === 'mycreditapp' ? `&orgId=${encodeURIComponent(need(opts.org, '--org (mycreditapp targets are org and request)'))}` : ''}`;
+}
+
+try {
+  process.exitCode = await main();
+} catch (error) {
+  if (error instanceof Usage) {
+    console.error(`cli: ${error.message}\n\n${USAGE}`);
+    process.exitCode = 2;
+  } else if (error instanceof Unreachable) {
+    console.error(`cli: ${error.message}`);
+    process.exitCode = 3;
+  } else {
+    throw error;
+  }
+}
