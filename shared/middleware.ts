@@ -38,8 +38,12 @@ export interface Reply {
 
 export interface HandlerSpec<Input, Result> {
   name: string;
-  /** Validates an API request (path, headers, query, body) and builds the input. */
-  api?: { schema: z.ZodMiniType; toInput: (parsed: never, request: ApiRequest, invocation: Invocation) => Input };
+  /** Validates an API request (path, headers, query, body) and builds the input. A function picks the schema per
+   * request, for a handler that serves several routes. */
+  api?: {
+    schema: z.ZodMiniType | ((request: ApiRequest) => z.ZodMiniType);
+    toInput: (parsed: never, request: ApiRequest, invocation: Invocation) => Input;
+  };
   /** Validates a Step Functions task input and builds the input. */
   task?: { schema: z.ZodMiniType; toInput: (parsed: never) => Input };
   run: (input: Input, invocation: Invocation) => Promise<Result>;
@@ -122,7 +126,8 @@ async function apiInvocation<Input, Result>(
     });
   const { request, issues } = apiRequest(event);
   if (issues.length) return invalidInputResponse(issues, invocation.requestId);
-  const parsed = z.safeParse(spec.api.schema, request);
+  const schema = typeof spec.api.schema === 'function' ? spec.api.schema(request) : spec.api.schema;
+  const parsed = z.safeParse(schema, request);
   if (!parsed.success) return invalidInputResponse(toInputIssues(parsed.error, request), invocation.requestId);
   try {
     const input = spec.api.toInput(parsed.data as never, request, invocation);

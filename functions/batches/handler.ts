@@ -27,8 +27,8 @@ export const Get = z.object({
     batchId: z.string().check(z.regex(/^[A-Za-z0-9_-]{1,80}$/, 'must be a batch id as POST /v1/batches returned it')),
   }),
 });
-/** One route validates its path, the other its headers (the body is validated as a batch, every item listed). */
-const Api = z.union([Get, Post]);
+/** GET validates its path, POST its headers (the body is validated as a batch, every item listed). */
+const schemaFor = (request: { method: string }) => (request.method === 'GET' ? Get : Post);
 
 type Input = { kind: 'start'; body: unknown; idempotencyKey?: string | undefined } | { kind: 'read'; batchId: string };
 
@@ -129,10 +129,10 @@ async function read(batchId: string): Promise<Reply> {
 export const handler = defineHandler<Input, Reply>({
   name: 'batches',
   api: {
-    schema: Api,
+    schema: schemaFor,
     toInput: (_p: never, request) =>
-      request.path.batchId !== undefined
-        ? { kind: 'read', batchId: request.path.batchId }
+      request.method === 'GET'
+        ? { kind: 'read', batchId: request.path.batchId ?? '' }
         : { kind: 'start', body: request.body, idempotencyKey: request.headers['idempotency-key'] },
   },
   idempotent: true,

@@ -40,7 +40,8 @@ const aws = () => {
 type Input = { kind: 'register'; body: unknown } | { kind: 'read' | 'delete'; id: string };
 
 export const ById = z.object({ path: z.object({ id: Uuid }) });
-const Api = z.union([ById, z.object({ path: z.object({}) })]);
+/** GET and DELETE validate the id in the path; POST's body is validated in full by `register`. */
+const schemaFor = (request: { method: string }) => (request.method === 'POST' ? z.object({}) : ById);
 
 interface Lookup {
   found: boolean;
@@ -250,11 +251,10 @@ async function read(id: string): Promise<Reply> {
 export const handler = defineHandler<Input, Reply>({
   name: 'expirations',
   api: {
-    schema: Api,
+    schema: schemaFor,
     toInput: (_p: never, request) => {
-      const id = request.path.id;
-      if (id === undefined) return { kind: 'register', body: request.body };
-      return { kind: request.method === 'DELETE' ? 'delete' : 'read', id };
+      if (request.method === 'POST') return { kind: 'register', body: request.body };
+      return { kind: request.method === 'DELETE' ? 'delete' : 'read', id: request.path.id ?? '' };
     },
   },
   run: async (input) => {
