@@ -7,6 +7,7 @@ import { type Deps, defaultDeps, type OperationContext } from './cancel.ts';
 import { TaskRetryableError } from './errors.ts';
 import type { LedgerEntry } from './ledger.ts';
 import { log } from './log.ts';
+import { emitOutcomeMetrics } from './metrics.ts';
 import type { Invocation, Reply } from './middleware.ts';
 import { httpStatusFor, httpStatusForAll, type Outcome } from './outcome.ts';
 
@@ -100,6 +101,8 @@ export function cancelRun<C, R extends Outcome | Outcome[]>(
     await deps.ledger
       .record(entries)
       .catch((error) => log.error('audit ledger write failed; entries follow', { error, entries }));
+    for (const entry of entries) log.info('cancellation outcome', { outcome: entry });
+    emitOutcomeMetrics(entries);
     return result;
   };
 }

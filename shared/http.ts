@@ -20,6 +20,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { RateLimitedError, TransientError } from './errors.ts';
+import { log } from './log.ts';
 
 export interface HttpRequest {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
@@ -241,6 +242,12 @@ export class HttpClient {
         failure = error;
       }
 
+      log.debug('provider call', {
+        method: request.method,
+        url: `${url.origin}${url.pathname}`,
+        attempt,
+        ...(response ? { status: response.status } : { error: failure?.message }),
+      });
       const transientReason = failure
         ? failure.message
         : response && isTransientStatus(response.status)

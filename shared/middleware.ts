@@ -110,7 +110,22 @@ export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
     },
   );
   return (event: unknown, context: Context) =>
-    withCorrelation({ ...correlationOf(event, context), operation: spec.name }, () => pipeline(event, context));
+    withCorrelation({ ...correlationOf(event, context), operation: spec.name }, async () => {
+      const started = Date.now();
+      try {
+        const result = await pipeline(event, context);
+        const status = (result as { statusCode?: number } | null)?.statusCode;
+        log.info('invocation done', {
+          source: isApiEvent(event) ? 'api' : 'task',
+          ...(status ? { status } : {}),
+          ms: Date.now() - started,
+        });
+        return result;
+      } catch (error) {
+        log.warn('invocation failed', { source: 'task', error, ms: Date.now() - started });
+        throw error;
+      }
+    });
 }
 
 async function apiInvocation<Input, Result>(

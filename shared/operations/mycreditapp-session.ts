@@ -5,6 +5,7 @@
  */
 import { type Deps, type OperationContext, sendOptions } from '../cancel.ts';
 import type { HttpRequest, HttpResponse } from '../http.ts';
+import { registerSecretValues } from '../log.ts';
 import { malformedSuccess } from '../providers/common.ts';
 import { apiRoot, isMaintenance, parseDetail, parseToken, tokenRequest } from '../providers/mycreditapp.ts';
 import type { ProviderSecret } from '../secrets.ts';
@@ -49,6 +50,8 @@ async function token(
     const said = parseDetail(response.body).messages.join('; ') || `HTTP ${response.status}`;
     return { refused: `mycreditapp refused the client credentials at /oauth2/token (${said})`, response };
   }
+  // The access token is a credential too: scrubbed from logs and outcomes like the client secret.
+  registerSecretValues([parsed.accessToken]);
   const lifeMs = parsed.expiresInSeconds * 1000;
   tokens.set(key, { accessToken: parsed.accessToken, renewAt: Date.now() + lifeMs - Math.min(60_000, lifeMs / 10) });
   return { accessToken: parsed.accessToken };

@@ -1,0 +1,226 @@
+/**
+ * No leaks: with known secret values configured, no log line, response or error of any path (successes,
+ * provider refusals, providers that echo our credentials back, crashes, configuration errors) contains them.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { handler as cancelBillingRequest } from '../../functions/cancel-billing-request/handler.ts';
+import { handler as cancelDocumentRequest } from '../../functions/cancel-document-request/handler.ts';
+import { handler as cancelSigningProcesses } from '../../functions/cancel-signing-processes/handler.ts';
+import { handler as cancelVerificationOrder } from '../../functions/cancel-verification-order/handler.ts';
+import { handler as getCreditApplication } from '../../functions/get-credit-application/handler.ts';
+import { AucoSimulator } from '../../local/simulators/auco.ts';
+import { GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO as D, MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
+import { TrueworkSimulator } from '../../local/simulators/truework.ts';
+import { log, setLogLevel, setLogSink } from '../../shared/log.ts';
+import { clearTokens } from '../../shared/operations/mycreditapp-session.ts';
+import { SecretStore, SecretsManagerSource } from '../../shared/secrets.ts';
+import { callApi, callTask } from '../support/invoke.ts';
+import { useSecrets } from '../support/providers.ts';
+import { startFakeSecretsManager } from '../support/secrets-manager.ts';
+
+const SECRETS = {
+  accessToken: 'sandbox_KNOWNSECRET_gocardless_0001',
+  apiKey: 'tw_sk_test_KNOWNSECRET_truework_0001',
+  privateKey: 'prk_KNOWNSECRET_auco_private_0001',
+  publicKey: 'puk_KNOWNSECRET_auco_public_0001',
+  clientSecret: 'KNOWNSECRET-mycreditapp-0001',
+  clientId: 'KNOWNSECRET-client-id-0001',
+};
+const sims = {
+  gocardless: new GoCardlessSimulator({ accessTokens: [SECRETS.accessToken] }),
+  truework: new TrueworkSimulator({ apiKeys: [SECRETS.apiKey] }),
+  auco: new AucoSimulator({ privateKeys: [SECRETS.privateKey], publicKeys: [SECRETS.publicKey] }),
+  mycreditapp: new MyCreditAppSimulator({ clientId: SECRETS.clientId, clientSecret: SECRETS.clientSecret }),
+};
+const seen: string[] = [];
+let restore: (line: string) => void;
+let accessToken = '';
+
+beforeAll(async () => {
+  await Promise.all(Object.values(sims).map((s) => s.start()));
+  restore = setLogSink((line) => seen.push(line));
+  setLogLevel('debug');
+  useSecrets({
+    gocardless: { accessToken: SECRETS.accessToken, baseUrl: sims.gocardless.url },
+    truework: { apiKey: SECRETS.apiKey, baseUrl: sims.truework.url },
+    auco: { privateKey: SECRETS.privateKey, publicKey: SECRETS.publicKey, baseUrl: sims.auco.url },
+    mycreditapp: { clientId: SECRETS.clientId, clientSecret: SECRETS.clientSecret, baseUrl: sims.mycreditapp.url },
+  });
+});
+afterAll(async () => {
+  setLogSink(restore);
+  setLogLevel('warn');
+  await Promise.all(Object.values(sims).map((s) => s.stop()));
+});
+
+/** Everything a caller or an operator could see from a call. */
+async function observe(call: () => Promise<unknown>): Promise<void> {
+  try {
+    seen.push(JSON.stringify(await call()));
+  } catch (error) {
+    seen.push(`${(error as Error).name}: ${(error as Error).message}\n${(error as Error).stack ?? ''}`);
+  }
+}
+
+const echo = (text: string) => ({
+  kind: 'status' as const,
+  status: 400,
+  body: {
+    error: { message: `bad credentials: ${text}` },
+    detail: [{ loc: [], msg: `token ${text}`, type: 'oauth', code: 'x' }],
+  },
+});
+
+describe('no secret in any log line, response or error', () => {
+  it('across successes, refusals, providers echoing our credentials, crashes and configuration errors', async () => {
+    // Successes, and the ordinary outcomes.
+    await observe(() =>
+      callApi(cancelBillingRequest, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        pathParameters: { billingRequestId: 'BRQ000DEMOPEND1' },
+      }),
+    );
+    await observe(() =>
+      callApi(cancelVerificationOrder, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        pathParameters: { orderId: 'ORDER_DEMO_OPEN' },
+        body: { reason: 'other' },
+      }),
+    );
+    await observe(() =>
+      callApi(cancelSigningProcesses, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        body: { codes: ['TR99AQMY31', 'TR99AQFIN1', 'NOPE1'], message: 'm', email: 'ops@example.com' },
+      }),
+    );
+    await observe(() =>
+      callApi(cancelDocumentRequest, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        pathParameters: { orgId: D.hostOrg, requestId: D.pendingRequest },
+        headers: { 'requester-organization-id': D.hostOrg, 'target-organization-id': D.guestOrg },
+      }),
+    );
+    await observe(() =>
+      callApi(getCreditApplication, {
+        method: 'GET',
+        route: 'r',
+        path: 'p',
+        pathParameters: { creditApplicationId: D.pendingApplication },
+      }),
+    );
+    accessToken = [...(sims.mycreditapp as unknown as { tokens: Map<string, number> }).tokens.keys()][0] ?? '';
+    expect(accessToken.length).toBeGreaterThan(20);
+
+    // Providers that answer errors echoing our credentials (a misbehaving proxy, a verbose sandbox).
+    sims.gocardless.inject({ fault: echo(`Bearer ${SECRETS.accessToken}`) });
+    await observe(() =>
+      callApi(cancelBillingRequest, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        pathParameters: { billingRequestId: 'BRQ000DEMOREADY' },
+      }),
+    );
+    sims.truework.inject({ fault: echo(SECRETS.apiKey) });
+    await observe(() =>
+      callApi(cancelVerificationOrder, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        pathParameters: { orderId: 'ORDER_DEMO_MIXED' },
+        body: { reason: 'other' },
+      }),
+    );
+    sims.auco.inject({
+      fault: { kind: 'status', status: 400, body: { message: `key ${SECRETS.privateKey} refused` } },
+      method: 'POST',
+    });
+    sims.auco.inject({
+      fault: { kind: 'status', status: 401, body: { message: `key ${SECRETS.publicKey} refused` } },
+      method: 'GET',
+      times: 2,
+    });
+    await observe(() =>
+      callApi(cancelSigningProcesses, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        body: { codes: ['TR99AQMY32'], message: 'm', email: 'ops@example.com' },
+      }),
+    );
+    sims.mycreditapp.inject({ fault: echo(`${SECRETS.clientSecret} ${accessToken}`), path: '/organizations' });
+    await observe(() =>
+      callApi(cancelDocumentRequest, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        pathParameters: { orgId: D.hostOrg, requestId: D.partialRequest },
+        headers: { 'requester-organization-id': D.hostOrg, 'target-organization-id': D.guestOrg },
+      }),
+    );
+    // A 5xx echoing a credential, retried until the retries run out, as a task (the error Step Functions sees).
+    sims.gocardless.inject({
+      fault: { kind: 'status', status: 500, body: `internal: ${SECRETS.accessToken}` },
+      times: Number.POSITIVE_INFINITY,
+    });
+    await observe(() =>
+      callTask(cancelBillingRequest, { item: { provider: 'gocardless', billingRequestId: 'BRQ000DEMOREADY' } }).then(
+        (r) => r.error ?? r.result,
+      ),
+    );
+    sims.gocardless.clearFaults();
+
+    // Wrong credentials, refused by each provider.
+    clearTokens();
+    useSecrets({
+      gocardless: { accessToken: `${SECRETS.accessToken}X`, baseUrl: sims.gocardless.url },
+      mycreditapp: {
+        clientId: SECRETS.clientId,
+        clientSecret: `${SECRETS.clientSecret}X`,
+        baseUrl: sims.mycreditapp.url,
+      },
+    });
+    await observe(() =>
+      callApi(cancelBillingRequest, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        pathParameters: { billingRequestId: 'BRQ000DEMOREADY' },
+      }),
+    );
+    await observe(() =>
+      callApi(cancelDocumentRequest, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        pathParameters: { orgId: D.hostOrg, requestId: D.partialRequest },
+        headers: { 'requester-organization-id': D.hostOrg, 'target-organization-id': D.guestOrg },
+      }),
+    );
+    // A bug that puts a secret in an exception: logged (redacted), answered 500 without internals.
+    log.error('an unexpected error', { error: new Error(`boom with ${SECRETS.privateKey} and ${accessToken}`) });
+    // A malformed secret in Secrets Manager that holds the credential.
+    const sm = await startFakeSecretsManager();
+    process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = sm.url;
+    sm.secrets.set('broken', `{"accessToken": "${SECRETS.accessToken}", oops`);
+    sm.secrets.set('wrong-shape', JSON.stringify({ accessToken: 42, extra: SECRETS.apiKey }));
+    await observe(() => new SecretStore(new SecretsManagerSource(() => 'broken')).get('gocardless'));
+    await observe(() => new SecretStore(new SecretsManagerSource(() => 'wrong-shape')).get('gocardless'));
+    delete process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER;
+    await sm.close();
+
+    const everything = seen.join('\n');
+    expect(seen.length).toBeGreaterThan(15);
+    expect(everything).toContain('[REDACTED]');
+    for (const value of [...Object.values(SECRETS), accessToken]) expect(everything, value).not.toContain(value);
+  });
+});
