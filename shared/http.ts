@@ -112,8 +112,10 @@ export function parseRequestedWait(
       // Epoch seconds (GitHub-style) are far larger than any sensible delta.
       return n > 1_000_000_000 ? Math.max(0, n * 1000 - reference) : n * 1000;
     }
+    // An HTTP-date has one-second precision (and so has the Date header it is compared with): the reset may be up
+    // to a second later than it reads. Waiting that second is cheaper than a 429 for retrying too early.
     const date = Date.parse(raw);
-    if (Number.isFinite(date)) return Math.max(0, date - reference);
+    if (Number.isFinite(date)) return Math.max(0, date - reference) + 1000;
   }
   return undefined;
 }

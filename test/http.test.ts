@@ -184,15 +184,18 @@ describe('wait and backoff arithmetic', () => {
   it('reads Retry-After as seconds or an HTTP-date, and RateLimit-Reset as a date', () => {
     const now = Date.parse('2026-11-22T10:00:00Z');
     expect(parseRequestedWait({ 'retry-after': '3' }, now)).toBe(3_000);
-    expect(parseRequestedWait({ 'retry-after': 'Sun, 22 Nov 2026 10:00:30 GMT' }, now)).toBe(30_000);
-    expect(parseRequestedWait({ 'ratelimit-reset': 'Sun, 22 Nov 2026 10:01:00 GMT' }, now)).toBe(60_000);
+    // HTTP-dates have one-second precision: a second is added so the retry does not land before the reset.
+    expect(parseRequestedWait({ 'retry-after': 'Sun, 22 Nov 2026 10:00:30 GMT' }, now)).toBe(31_000);
+    expect(parseRequestedWait({ 'ratelimit-reset': 'Sun, 22 Nov 2026 10:01:00 GMT' }, now)).toBe(61_000);
+    // A reset the clock has already passed still waits out the precision.
+    expect(parseRequestedWait({ 'ratelimit-reset': 'Sun, 22 Nov 2026 09:59:59 GMT' }, now)).toBe(1_000);
     // Relative to the server's Date header, not our clock.
     expect(
       parseRequestedWait(
         { date: 'Sun, 22 Nov 2026 09:59:00 GMT', 'ratelimit-reset': 'Sun, 22 Nov 2026 09:59:10 GMT' },
         now,
       ),
-    ).toBe(10_000);
+    ).toBe(11_000);
     expect(parseRequestedWait({ 'retry-after': 'soon' }, now)).toBeUndefined();
     expect(parseRequestedWait({}, now)).toBeUndefined();
   });

@@ -225,10 +225,10 @@ describe('batch state machine (synthesized definition, run locally)', () => {
         headers: { 'ratelimit-reset': soon() },
         body: { error: { type: 'invalid_api_usage' } },
       },
-      probability: 0.3,
-      times: 200,
+      probability: 0.1,
+      times: 15,
     });
-    gocardless.inject({ fault: { kind: 'status', status: 429, html: true }, probability: 0.2, times: 50 });
+    gocardless.inject({ fault: { kind: 'status', status: 429, html: true }, probability: 0.3, times: 100 });
     truework.inject({ fault: { kind: 'status', status: 503 }, probability: 0.2, times: 100 });
     mc.inject({ fault: { kind: 'reset' }, probability: 0.1, times: 50, path: '/organizations' });
     mc.inject({ fault: { kind: 'truncate' }, probability: 0.1, times: 30, path: '/organizations' });
@@ -308,7 +308,7 @@ describe('batch state machine (synthesized definition, run locally)', () => {
       expect(cancels.has(id)).toBe(r.outcome === 'canceled');
     }
     // The storms did happen.
-    expect(gocardless.requests.filter((r) => r.served === 'fault:429').length).toBeGreaterThan(20);
+    expect(gocardless.requests.filter((r) => r.served === 'fault:429').length).toBeGreaterThan(30);
     expect(truework.requests.filter((r) => r.served === 'fault:503').length).toBeGreaterThan(20);
   });
 });
