@@ -45,14 +45,20 @@ export function setDefaultDeps(deps: Deps | undefined): void {
   shared = deps;
 }
 
-/** Documented or chosen request rates per provider (PROVIDERS.md): Truework 10/s, GoCardless 1000/min.
- * mycreditapp and Auco publish none; these defaults are conservative and configurable. */
-export const DEFAULT_RATE_PER_SECOND: Record<Provider, number> = {
+/** Each provider's request budget per second: documented for Truework (10/s) and GoCardless (1000/min,
+ * PROVIDERS.md 3.3 and 4.4); mycreditapp and Auco publish none, so these two are ours, and conservative. */
+export const PROVIDER_LIMITS: Record<Provider, number> = {
   mycreditapp: 10,
   auco: 5,
   truework: 10,
   gocardless: 1000 / 60,
 };
+
+/** What we pace to by default: 95 % of each budget, so timing jitter between us and the provider's counter does not
+ * turn into 429s. */
+export const DEFAULT_RATE_PER_SECOND = Object.fromEntries(
+  Object.entries(PROVIDER_LIMITS).map(([p, r]) => [p, r * 0.95]),
+) as Record<Provider, number>;
 
 /** The rate this process spaces its requests to: `<PROVIDER>_RATE_PER_SECOND`, else the default.
  * In AWS each function gets the provider's rate divided by the batch map's concurrency (see infra). */
