@@ -109,7 +109,7 @@ async function pool<T, R>(items: T[], limit: number, work: (item: T, i: number) 
 }
 
 export class LocalStateMachine {
-  private readonly definition: StateMachineDefinition;
+  private readonly machine: StateMachine;
   private readonly distributed = new Map<string, { state: State; child: LocalStateMachine }>();
   /** Lambda task states and the function each invokes. */
   private readonly lambdaTasks = new Map<string, string>();
@@ -146,7 +146,9 @@ export class LocalStateMachine {
       }
       return undefined;
     });
-    this.definition = { ...options.definition, States: states as StateMachineDefinition['States'] };
+    const definition = { ...options.definition, States: states as StateMachineDefinition['States'] };
+    // Validated once here and reused by every execution: validating per child execution cost ~4 ms each.
+    this.machine = new StateMachine(definition, { validationOptions: { checkArn: false, checkPaths: false } });
   }
 
   /** Runs an execution; resolves with its output, rejects with the error that failed it. */
@@ -190,8 +192,7 @@ export class LocalStateMachine {
         },
       },
     };
-    const machine = new StateMachine(this.definition, { validationOptions: { checkArn: false, checkPaths: false } });
-    const run = machine.run(input as JsonValue, options);
+    const run = this.machine.run(input as JsonValue, options);
     const timer = timeoutMs ? setTimeout(() => run.abort(), timeoutMs) : undefined;
     const counting = (async () => {
       for await (const event of run.eventLogs) {

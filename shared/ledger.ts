@@ -67,9 +67,15 @@ export function targetMatches(target: Record<string, string>, wanted: string): b
 
 export class MemoryLedger implements Ledger {
   readonly entries: LedgerEntry[] = [];
+  /** The latest `canceled`/`already_canceled` entry per provider and target, so the lookup is not a scan. */
+  private readonly cancellations = new Map<string, LedgerEntry>();
 
   async record(entries: LedgerEntry[]): Promise<void> {
-    this.entries.push(...entries);
+    for (const e of entries) {
+      this.entries.push(e);
+      if (e.outcome === 'canceled' || e.outcome === 'already_canceled')
+        this.cancellations.set(`${e.provider} ${targetKey(e.target)}`, e);
+    }
   }
 
   async progress(executionId: string): Promise<Progress> {
@@ -81,18 +87,7 @@ export class MemoryLedger implements Ledger {
   }
 
   async lastCancellation(provider: Provider, target: Record<string, string>): Promise<LedgerEntry | undefined> {
-    const key = targetKey(target);
-    for (let i = this.entries.length - 1; i >= 0; i--) {
-      const e = this.entries[i];
-      if (
-        e &&
-        e.provider === provider &&
-        targetKey(e.target) === key &&
-        (e.outcome === 'canceled' || e.outcome === 'already_canceled')
-      )
-        return e;
-    }
-    return undefined;
+    return this.cancellations.get(`${provider} ${targetKey(target)}`);
   }
 
   async query(query: LedgerQuery): Promise<{ entries: LedgerEntry[]; cursor?: string }> {
