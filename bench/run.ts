@@ -1,0 +1,460 @@
+/**
+ * `npm run bench`: measures, never asserts. Prints a table and writes bench/results.json.
+ *
+ *   1. bundles and cold start, per function, built as deployed (the CDK's own esbuild bundles), against a bundle
+ *      that holds only the Secrets Manager client (the floor every function pays);
+ *   2. per-call overhead: a warm handler cancelling at a loopback simulator against a raw HTTP request to it;
+ *   3. batch throughput: 10,000 mixed items through the local runner against rate-limited simulators, time
+ *      scaled down by the same factor for every provider;
+ *   4. cost: state transitions per item on both paths, from the definition and from a local run, priced.
+ *
+ * Every figure is a median of repeated runs; a ratio is taken between medians of the same run. Options:
+ * --quick (fewer repetitions), --only=bundles,overhead,throughput,cost, --scale=N (time factor, default 10).
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { App } from 'aws-cdk-lib';
+import { build } from 'esbuild';
+import { buildApp } from '../infra/app.ts';
+import { PROJECT_ROOT } from '../infra/provider-function.ts';
+
+const run = promisify(execFile);
+const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]));
+const QUICK = args.has('quick');
+const ONLY = new Set((args.get('only') ?? 'bundles,overhead,throughput,cost').split(','));
+const SCALE = Number(args.get('scale') ?? 10);
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+const percentile = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))] as number;
+const round = (n: number, digits = 3) => Number(n.toFixed(digits));
+
+const results: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  machine: {
+    cpus: (await import('node:os')).cpus().length,
+    model: (await import('node:os')).cpus()[0]?.model,
+    node: process.version,
+  },
+};
+
+// ---------- 1. bundles and cold start ----------
+
+/** The same esbuild settings NodejsFunction runs for the stack (infra/provider-function.ts). */
+const DEPLOYED = {
+  bundle: true,
+  platform: 'node' as const,
+  format: 'esm' as const,
+  target: 'node24',
+  minify: true,
+  mainFields: ['module', 'main'],
+  banner: { js: "import{createRequire as __cr}from'module';const require=__cr(import.meta.url);" },
+};
+
+async function bundles() {
+  const outdir = mkdtempSync(join(tmpdir(), 'bench-cdk-'));
+  const app = new App({ outdir, context: { stage: 'bench' } });
+  const { stack } = buildApp(app, { nag: false });
+  const template = app.synth().getStackByName(stack.stackName).template as {
+    Resources: Record<
+      string,
+      { Type: string; Properties: { Code?: { S3Key?: string }; Environment?: { Variables?: { OPERATION?: string } } } }
+    >;
+  };
+  const files: Record<string, string> = {};
+  for (const r of Object.values(template.Resources)) {
+    const op = r.Properties.Environment?.Variables?.OPERATION;
+    const hash = r.Properties.Code?.S3Key?.replace(/\.zip$/, '');
+    if (r.Type === 'AWS::Lambda::Function' && op && hash) files[op] = join(outdir, `asset.${hash}`, 'index.mjs');
+  }
+  // The floor: only the Secrets Manager client, constructed and used, built the same way.
+  const floorDir = mkdtempSync(join(tmpdir(), 'bench-floor-'));
+  writeFileSync(
+    join(floorDir, 'floor.ts'),
+    "import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';\nconst client = new SecretsManagerClient({});\nexport const handler = async () => client.send(new GetSecretValueCommand({ SecretId: 'x' }));\n",
+  );
+  await build({
+    ...DEPLOYED,
+    entryPoints: [join(floorDir, 'floor.ts')],
+    outfile: join(floorDir, 'floor.mjs'),
+    nodePaths: [join(PROJECT_ROOT, 'node_modules')],
+  });
+  files['(floor: Secrets Manager client only)'] = join(floorDir, 'floor.mjs');
+
+  // Import time in fresh processes, round-robin across bundles so machine noise falls on all of them alike.
+  const runs = QUICK ? 5 : 21;
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(files).map((k) => [k, []]));
+  const script = (file: string) =>
+    `const t=performance.now();await import(${JSON.stringify(`file://${file}`)});process.stdout.write(String(performance.now()-t));`;
+  for (let i = 0; i < runs; i++) {
+    for (const [name, file] of Object.entries(files)) {
+      const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script(file)], {
+        cwd: tmpdir(),
+        env: { PATH: process.env.PATH ?? '', AWS_REGION: 'eu-west-1' },
+      });
+      times[name]?.push(Number(stdout));
+    }
+  }
+  const floorName = '(floor: Secrets Manager client only)';
+  const floorBytes = statSync(files[floorName] as string).size;
+  const floorImport = median(times[floorName] as number[]);
+  const rows = Object.entries(files).map(([name, file]) => {
+    const bytes = statSync(file).size;
+    const importMs = median(times[name] as number[]);
+    return {
+      function: name,
+      bytes,
+      importMsMedian: round(importMs, 1),
+      bytesRatioToSdkFloor: round(bytes / floorBytes),
+      importRatioToSdkFloor: round(importMs / floorImport),
+    };
+  });
+  results.bundles = {
+    runsPerBundle: runs,
+    floor: { bytes: floorBytes, importMsMedian: round(floorImport, 1) },
+    functions: rows,
+  };
+  console.log(`\n1. Bundles and cold start (median import of ${runs} fresh processes each)`);
+  console.table(rows);
+}
+
+// ---------- 2. per-call overhead ----------
+
+async function overhead() {
+  const { GoCardlessSimulator, GOCARDLESS_DEMO } = await import('../local/simulators/gocardless.ts');
+  const { handler } = await import('../functions/cancel-billing-request/handler.ts');
+  const { setDefaultDeps } = await import('../shared/cancel.ts');
+  const { HttpClient } = await import('../shared/http.ts');
+  const { MemoryLedger } = await import('../shared/ledger.ts');
+  const { SecretStore, StaticSecretSource } = await import('../shared/secrets.ts');
+  const { setLogLevel } = await import('../shared/log.ts');
+  const { lambdaContext } = await import('../local/lambda-events.ts');
+  setLogLevel('warn');
+  process.env.GOCARDLESS_RATE_PER_SECOND = '1000000';
+  const sim = new GoCardlessSimulator({ rateLimit: 10_000_000 });
+  await sim.start();
+  setDefaultDeps({
+    http: new HttpClient(),
+    ledger: new MemoryLedger(),
+    secrets: new SecretStore(
+      new StaticSecretSource({ gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: sim.url } }),
+    ),
+  });
+  const agent = new http.Agent({ keepAlive: true });
+  const url = new URL(sim.url);
+  const raw = (id: string) =>
+    new Promise<void>((resolve, reject) => {
+      const body = JSON.stringify({ data: {} });
+      const req = http.request(
+        {
+          host: url.hostname,
+          port: url.port,
+          method: 'POST',
+          path: `/billing_requests/${id}/actions/cancel`,
+          agent,
+          headers: {
+            authorization: `Bearer ${GOCARDLESS_DEMO.accessToken}`,
+            'gocardless-version': '2015-07-06',
+            accept: 'application/json',
+            'content-type': 'application/json',
+            'idempotency-key': `raw-${id}`,
+            'content-length': Buffer.byteLength(body),
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', resolve);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  const viaHandler = async (id: string) => {
+    const out = (await handler(
+      { item: { provider: 'gocardless', billingRequestId: id }, idempotencyKey: `bench-${id}` } as never,
+      lambdaContext('bench'),
+    )) as { outcome: string };
+    if (out.outcome !== 'canceled') throw new Error(`unexpected ${out.outcome}`);
+  };
+  const n = QUICK ? 500 : 3000;
+  const rounds = QUICK ? 3 : 7;
+  const rawTimes: number[] = [];
+  const handlerTimes: number[] = [];
+  const ratios: number[] = [];
+  let seq = 0;
+  const measure = async (fn: (id: string) => Promise<void>, into: number[]) => {
+    const ids = Array.from({ length: n }, () => `BRQBENCH${++seq}`);
+    for (const id of ids) sim.add(id, 'pending');
+    const times: number[] = [];
+    for (const id of ids) {
+      const t = process.hrtime.bigint();
+      await fn(id);
+      times.push(Number(process.hrtime.bigint() - t) / 1e6);
+    }
+    into.push(...times);
+    return median(times);
+  };
+  await measure(viaHandler, []); // warm up both paths
+  await measure(raw, []);
+  for (let r = 0; r < rounds; r++) {
+    const rawMedian = await measure(raw, rawTimes);
+    const handlerMedian = await measure(viaHandler, handlerTimes);
+    ratios.push(handlerMedian / rawMedian);
+  }
+  await sim.stop();
+  agent.destroy();
+  const row = {
+    rawMsMedian: round(median(rawTimes)),
+    rawMsP99: round(percentile(rawTimes, 99)),
+    handlerMsMedian: round(median(handlerTimes)),
+    handlerMsP99: round(percentile(handlerTimes, 99)),
+    overheadMsMedian: round(median(handlerTimes) - median(rawTimes)),
+    overheadRatio: round(median(ratios)),
+    calls: rawTimes.length,
+  };
+  results.overhead = row;
+  console.log(
+    `\n2. Per-call overhead: a warm handler vs a raw request to the same simulator endpoint (${rounds} rounds of ${n})`,
+  );
+  console.table([row]);
+}
+
+// ---------- 3. batch throughput ----------
+
+async function throughput() {
+  const { startLocalCloud } = await import('../local/cloud.ts');
+  const { GoCardlessSimulator, GOCARDLESS_DEMO } = await import('../local/simulators/gocardless.ts');
+  const { TrueworkSimulator, TRUEWORK_DEMO } = await import('../local/simulators/truework.ts');
+  const { AucoSimulator, AUCO_DEMO } = await import('../local/simulators/auco.ts');
+  const { MyCreditAppSimulator, MYCREDITAPP_DEMO: D } = await import('../local/simulators/mycreditapp.ts');
+  const { setDefaultDeps, DEFAULT_RATE_PER_SECOND, PROVIDER_LIMITS } = await import('../shared/cancel.ts');
+  const { HttpClient } = await import('../shared/http.ts');
+  const { MemoryLedger } = await import('../shared/ledger.ts');
+  const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
+  const { SecretStore, StaticSecretSource } = await import('../shared/secrets.ts');
+  const { setLogLevel } = await import('../shared/log.ts');
+  setLogLevel('error');
+  const items = QUICK ? 2_000 : 10_000;
+  // The providers' limits (documented for Truework and GoCardless; ours for the others), all scaled alike.
+  const sims = {
+    gocardless: new GoCardlessSimulator({
+      timeScale: SCALE,
+      rateLimit: PROVIDER_LIMITS.gocardless * 60,
+      windowMs: 60_000,
+    }),
+    truework: new TrueworkSimulator({
+      timeScale: SCALE,
+      ratePerSecond: PROVIDER_LIMITS.truework,
+      burst: PROVIDER_LIMITS.truework,
+    }),
+    auco: new AucoSimulator({ timeScale: SCALE, ratePerSecond: PROVIDER_LIMITS.auco }),
+    mycreditapp: new MyCreditAppSimulator({ timeScale: SCALE, ratePerSecond: PROVIDER_LIMITS.mycreditapp }),
+  };
+  await Promise.all(Object.values(sims).map((s) => s.start()));
+  for (const [p, rate] of Object.entries(DEFAULT_RATE_PER_SECOND))
+    process.env[`${p.toUpperCase()}_RATE_PER_SECOND`] = String(rate * SCALE);
+  setDefaultDeps({
+    http: new HttpClient(),
+    ledger: new MemoryLedger(),
+    secrets: new SecretStore(
+      new StaticSecretSource({
+        gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: sims.gocardless.url },
+        truework: { apiKey: TRUEWORK_DEMO.apiKey, baseUrl: sims.truework.url },
+        auco: { privateKey: AUCO_DEMO.privateKey, publicKey: AUCO_DEMO.publicKey, baseUrl: sims.auco.url },
+        mycreditapp: { clientId: D.clientId, clientSecret: D.clientSecret, baseUrl: sims.mycreditapp.url },
+      }),
+    ),
+  });
+  setIdempotencyStore(new MemoryIdempotencyStore());
+  const cloud = await startLocalCloud({});
+  const list: unknown[] = [];
+  const perProvider = { gocardless: 0, truework: 0, auco: 0, mycreditapp: 0 };
+  for (let i = 0; i < items; i++) {
+    const id = String(i).padStart(6, '0');
+    const p = (['gocardless', 'truework', 'auco', 'mycreditapp'] as const)[i % 4] as keyof typeof perProvider;
+    perProvider[p]++;
+    if (p === 'gocardless') {
+      sims.gocardless.add(`BRQ${id}`, 'pending');
+      list.push({ provider: 'gocardless', billingRequestId: `BRQ${id}` });
+    } else if (p === 'truework') {
+      sims.truework.add(`ORD${id}`, ['processing']);
+      list.push({ provider: 'truework', orderId: `ORD${id}` });
+    } else if (p === 'auco') {
+      sims.auco.add(`AU${id}`, 'CREATED');
+      list.push({ provider: 'auco', code: `AU${id}` });
+    } else {
+      const rid = `00000000-0000-4000-8000-000000${id}`;
+      sims.mycreditapp.addDocumentRequest(rid, 'pending');
+      list.push({
+        provider: 'mycreditapp',
+        orgId: D.hostOrg,
+        requestId: rid,
+        requesterOrganizationId: D.hostOrg,
+        targetOrganizationId: D.guestOrg,
+      });
+    }
+  }
+  // Requests each provider needs, and the time its (scaled) limit allows for them: the slowest is the bound.
+  const aucoCalls = Math.ceil(perProvider.auco / 50);
+  const requests = {
+    gocardless: perProvider.gocardless,
+    truework: perProvider.truework,
+    auco: aucoCalls,
+    mycreditapp: perProvider.mycreditapp + 1,
+  };
+  const bounds = Object.fromEntries(
+    Object.entries(requests).map(([p, r]) => [p, r / (PROVIDER_LIMITS[p as keyof typeof PROVIDER_LIMITS] * SCALE)]),
+  );
+  const bound = Math.max(...Object.values(bounds));
+  const baseline = process.memoryUsage().rss;
+  let peak = baseline;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 50);
+  const { handler: batches } = await import('../functions/batches/handler.ts');
+  const { apiGatewayV2Event, lambdaContext } = await import('../local/lambda-events.ts');
+  const started = Date.now();
+  const res = (await batches(
+    apiGatewayV2Event({
+      method: 'POST',
+      routeKey: 'POST /v1/batches',
+      path: '/v1/batches',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ reason: 'bench', requestedBy: 'ops@example.com', items: list }),
+    }) as never,
+    lambdaContext('batches'),
+  )) as { body: string };
+  const { batchId } = JSON.parse(res.body) as { batchId: string };
+  const execution = [...cloud.stepFunctions.executions.values()].find((e) => e.name === batchId);
+  await execution?.done;
+  const seconds = (Date.now() - started) / 1000;
+  clearInterval(sampler);
+  const output = JSON.parse(execution?.output ?? '{}') as {
+    summary?: { lost: number; byOutcome: Record<string, number> };
+  };
+  const sent = Object.values(sims).reduce((n, s) => n + s.requests.length, 0);
+  const limited = Object.values(sims).reduce((n, s) => n + s.requests.filter((r) => r.status === 429).length, 0);
+  const row = {
+    items,
+    scale: SCALE,
+    seconds: round(seconds, 2),
+    boundSeconds: round(bound, 2),
+    boundRatio: round(seconds / bound),
+    requests: sent,
+    http429: limited,
+    http429Percent: round((100 * limited) / sent, 2),
+    lost: output.summary?.lost ?? -1,
+    canceled: output.summary?.byOutcome.canceled ?? 0,
+    baselineRssMb: round(baseline / 1024 / 1024, 0),
+    peakRssMb: round(peak / 1024 / 1024, 0),
+    executionStatus: execution?.status,
+  };
+  results.throughput = {
+    ...row,
+    boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
+    stats: execution?.stats,
+  };
+  console.log(`\n3. Batch throughput: ${items} mixed items, rate limits on, time scaled ${SCALE}x`);
+  console.table([row]);
+  await cloud.stop();
+  await Promise.all(Object.values(sims).map((s) => s.stop()));
+  return execution?.stats;
+}
+
+// ---------- 4. cost ----------
+
+async function cost(manifestStats?: {
+  transitions: number;
+  childExecutions: number;
+  childTransitions: number;
+  retries: number;
+}) {
+  const { batchStateMachine } = await import('../local/asl.ts');
+  const { ITEMS_PER_CHILD } = await import('../infra/batch-state-machine.ts');
+  const { DEFAULT_RATE_PER_SECOND } = await import('../shared/cancel.ts');
+  const { BATCH_CONCURRENCY } = await import('../infra/batch-state-machine.ts');
+  // From the definition: an inline item enters its Cancel task (1), and its Caught state only when it fails;
+  // the execution itself enters Prepare, HasGuard, Mode, FanOutInline, 4 maps, Summarize.
+  const { definition } = batchStateMachine();
+  const fixedInline = 1 + 1 + 1 + 1 + 4 + 1;
+  const perItemInline = 1;
+  // A Distributed Map child is charged as one transition in the parent; Express children are charged per request
+  // and duration instead of per transition.
+  const fixedManifest = 1 + 1 + 1 + 1 + 4 * 2 + 1;
+  const PRICE = {
+    standardPerTransition: 0.025 / 1000,
+    expressPerRequest: 1 / 1_000_000,
+    expressPerGbSecond: 0.00001667,
+    expressGb: 64 / 1024,
+  };
+  const items = 10_000;
+  const children = Math.ceil(items / ITEMS_PER_CHILD);
+  // Express duration: a child takes its items one after another, each at its function's pace (rate / concurrency).
+  const childSeconds = (['mycreditapp', 'auco', 'truework', 'gocardless'] as const).reduce((s, p) => {
+    const n = p === 'auco' ? items / 4 / 50 : items / 4;
+    return s + (n * BATCH_CONCURRENCY[p]) / DEFAULT_RATE_PER_SECOND[p];
+  }, 0);
+  const inlineTransitions = fixedInline + perItemInline * items;
+  const standardChildTransitions = children * (1 + ITEMS_PER_CHILD * perItemInline);
+  const rows = [
+    {
+      path: 'inline (Standard)',
+      transitionsPerItem: round(inlineTransitions / items, 4),
+      usdPer10kItems: round(inlineTransitions * PRICE.standardPerTransition, 4),
+    },
+    {
+      path: 'Distributed Map, Express children',
+      transitionsPerItem: round((fixedManifest + children) / items, 4),
+      usdPer10kItems: round(
+        (fixedManifest + children) * PRICE.standardPerTransition +
+          children * PRICE.expressPerRequest +
+          childSeconds * PRICE.expressGb * PRICE.expressPerGbSecond,
+        4,
+      ),
+    },
+    {
+      path: 'Distributed Map, Standard children (not used)',
+      transitionsPerItem: round((fixedManifest + children + standardChildTransitions) / items, 4),
+      usdPer10kItems: round((fixedManifest + children + standardChildTransitions) * PRICE.standardPerTransition, 4),
+    },
+  ];
+  const measured = manifestStats
+    ? {
+        parentTransitions: manifestStats.transitions,
+        childExecutions: manifestStats.childExecutions,
+        childTransitions: manifestStats.childTransitions,
+        retries: manifestStats.retries,
+        parentTransitionsPerItem: round(
+          (manifestStats.transitions + manifestStats.childExecutions) / (QUICK ? 2_000 : 10_000),
+          4,
+        ),
+      }
+    : undefined;
+  results.cost = {
+    prices: PRICE,
+    fromDefinition: rows,
+    fromLocalRun: measured,
+    states: Object.keys(definition.States).length,
+    note: 'Lambda invocations are not included.',
+  };
+  console.log('\n4. Cost per 10,000 items at list prices (state machine only; Lambda not included)');
+  console.table(rows);
+  if (measured) console.table([measured]);
+}
+
+if (ONLY.has('bundles')) await bundles();
+if (ONLY.has('overhead')) await overhead();
+const stats = ONLY.has('throughput') ? await throughput() : undefined;
+if (ONLY.has('cost')) await cost(stats);
+
+mkdirSync(new URL('.', import.meta.url), { recursive: true });
+writeFileSync(new URL('./results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
+console.log('\nwrote bench/results.json');
