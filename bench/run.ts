@@ -128,6 +128,13 @@ async function bundles() {
 
 // ---------- 2. per-call overhead ----------
 
+/** Logs as in production (level info, every line built and redacted), sent nowhere instead of to stdout. */
+async function quietLogs() {
+  const { setLogLevel, setLogSink } = await import('../shared/log.ts');
+  setLogLevel('info');
+  setLogSink(() => {});
+}
+
 async function overhead() {
   const { GoCardlessSimulator, GOCARDLESS_DEMO } = await import('../local/simulators/gocardless.ts');
   const { handler } = await import('../functions/cancel-billing-request/handler.ts');
@@ -135,9 +142,8 @@ async function overhead() {
   const { HttpClient } = await import('../shared/http.ts');
   const { MemoryLedger } = await import('../shared/ledger.ts');
   const { SecretStore, StaticSecretSource } = await import('../shared/secrets.ts');
-  const { setLogLevel } = await import('../shared/log.ts');
   const { lambdaContext } = await import('../local/lambda-events.ts');
-  setLogLevel('warn');
+  await quietLogs();
   process.env.GOCARDLESS_RATE_PER_SECOND = '1000000';
   const sim = new GoCardlessSimulator({ rateLimit: 10_000_000 });
   await sim.start();
@@ -240,8 +246,7 @@ async function throughput() {
   const { MemoryLedger } = await import('../shared/ledger.ts');
   const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
   const { SecretStore, StaticSecretSource } = await import('../shared/secrets.ts');
-  const { setLogLevel } = await import('../shared/log.ts');
-  setLogLevel('error');
+  await quietLogs();
   const items = QUICK ? 2_000 : 10_000;
   // The providers' limits (documented for Truework and GoCardless; ours for the others), all scaled alike.
   const sims = {

@@ -319,7 +319,8 @@ export class HttpClient {
     const wait = this.pacer.reserve(pace.key, pace.perSecond);
     if (Date.now() + wait >= deadline)
       throw new RateLimitedError({ retryAfterMs: wait, status: 429, attempts, ambiguous });
-    if (wait > 0) await sleep(wait, signal);
+    // Timers do not fire sooner than 1 ms: a shorter wait is spent by the time the request is on the wire.
+    if (wait >= 1) await sleep(wait, signal);
   }
 
   private attempt(url: URL, request: HttpRequest, deadline: number, signal?: AbortSignal): Promise<RawResponse> {

@@ -178,6 +178,20 @@ describe('HttpClient retry rules', () => {
     const span = server.requests.at(-1)!.at - server.requests[0]!.at;
     expect(span).toBeGreaterThanOrEqual(5 * 50 - 10);
   });
+
+  it('keeps a sub-millisecond pace over many requests (waits under 1 ms are carried, not slept)', async () => {
+    // 2,500/s is 0.4 ms apart: no single wait reaches a timer's 1 ms, but the slots still add up.
+    server.script(reply(200, {}));
+    const client = new HttpClient(fast);
+    const started = Date.now();
+    await Promise.all(
+      Array.from({ length: 250 }, () =>
+        client.send({ method: 'GET', url: `${server.url}/x` }, { pace: { key: 'fast', perSecond: 2_500 } }),
+      ),
+    );
+    expect(server.requests).toHaveLength(250);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(249 * 0.4 - 2);
+  });
 });
 
 describe('wait and backoff arithmetic', () => {
