@@ -11,7 +11,6 @@ import {
   type SimResponse,
   Simulator,
   type SimulatorBaseOptions,
-  TokenBucket,
 } from './base.ts';
 
 export type DocumentStatus = 'CREATED' | 'REJECTED' | 'EXPIRED' | 'FINISH';
@@ -54,7 +53,6 @@ export class AucoSimulator extends Simulator {
   readonly documents = new Map<string, AucoDocument>();
   /** The cancel messages and emails Auco would have mailed to signers and recorded. */
   readonly notices: { code: string; message: string; email: string }[] = [];
-  private bucket: TokenBucket | undefined;
 
   constructor(options: Partial<AucoSimOptions> & SimulatorBaseOptions = {}) {
     super(options);
@@ -71,23 +69,14 @@ export class AucoSimulator extends Simulator {
       ...rest,
     };
     this.initialOptions = { ...this.options };
-    this.applyRate();
   }
 
   protected override get rootPath(): string {
     return '/v1.5/ext';
   }
 
-  private applyRate(): void {
-    this.bucket =
-      this.options.ratePerSecond > 0
-        ? new TokenBucket(this.options.ratePerSecond * this.timeScale, this.options.ratePerSecond)
-        : undefined;
-  }
-
   override reset(): void {
     Object.assign(this.options, this.initialOptions);
-    this.applyRate();
     this.notices.length = 0;
     super.reset();
   }
@@ -112,12 +101,12 @@ export class AucoSimulator extends Simulator {
 
   protected configure(update: Record<string, unknown>): Record<string, unknown> {
     applyOptions(this.options, update);
-    this.applyRate();
     return { ...this.options };
   }
 
   protected handle(req: SimRequest): SimResponse {
-    if (this.bucket && !this.bucket.take()) return { status: 429, body: { message: 'Too many requests' } };
+    if (this.throttle(this.options.ratePerSecond) !== undefined)
+      return { status: 429, body: { message: 'Too many requests' } };
     const key = String(req.headers.authorization ?? '');
     if (req.method === 'POST' && req.path === '/document/cancel') {
       if (!this.options.privateKeys.includes(key))

@@ -87,6 +87,7 @@ export abstract class Simulator {
   private server: http.Server | undefined;
   private baseUrl = '';
   protected readonly timeScale: number;
+  private limiter: TokenBucket | undefined;
   private readonly host: string;
   private readonly port: number;
   abstract readonly name: string;
@@ -162,10 +163,20 @@ export abstract class Simulator {
   }
 
   reset(): void {
+    this.limiter = undefined;
     this.requests.length = 0;
     this.effectiveCancels.clear();
     this.clearFaults();
     this.seed();
+  }
+
+  /** Takes a request token at `perSecond` (times the time scale), up to `burst` at once. Returns undefined when the
+   * request may go ahead, else the milliseconds until it could; a rate of 0 is no limit. */
+  protected throttle(perSecond: number, burst = perSecond): number | undefined {
+    if (!(perSecond > 0)) return undefined;
+    const rate = perSecond * this.timeScale;
+    if (this.limiter?.rate !== rate || this.limiter.burst !== burst) this.limiter = new TokenBucket(rate, burst);
+    return this.limiter.take() ? undefined : this.limiter.waitMs();
   }
 
   /** Requests whose path (relative to the root) matches. */
@@ -356,7 +367,7 @@ function truncate(res: http.ServerResponse, response: SimResponse, record: Recor
 }
 
 /** A token bucket: `rate` tokens per second, up to `burst`. */
-export class TokenBucket {
+class TokenBucket {
   private tokens: number;
   private updated = Date.now();
   rate: number;

@@ -12,7 +12,6 @@ import {
   type SimResponse,
   Simulator,
   type SimulatorBaseOptions,
-  TokenBucket,
 } from './base.ts';
 
 export type DocumentStatus = 'pending' | 'partially' | 'completed' | 'expired' | 'canceled';
@@ -84,7 +83,6 @@ export class MyCreditAppSimulator extends Simulator {
   readonly documentRequests = new Map<string, DocumentRequest>();
   readonly creditApplications = new Map<string, Record<string, unknown>>();
   private readonly tokens = new Map<string, number>();
-  private bucket: TokenBucket | undefined;
 
   constructor(options: Partial<MyCreditAppSimOptions> & SimulatorBaseOptions = {}) {
     super(options);
@@ -104,23 +102,14 @@ export class MyCreditAppSimulator extends Simulator {
       ...rest,
     };
     this.initialOptions = { ...this.options };
-    this.applyRate();
   }
 
   protected override get rootPath(): string {
     return `/${this.options.apiVersion}`;
   }
 
-  private applyRate(): void {
-    this.bucket =
-      this.options.ratePerSecond > 0
-        ? new TokenBucket(this.options.ratePerSecond * this.timeScale, this.options.ratePerSecond)
-        : undefined;
-  }
-
   override reset(): void {
     Object.assign(this.options, this.initialOptions);
-    this.applyRate();
     this.tokens.clear();
     super.reset();
   }
@@ -211,7 +200,6 @@ export class MyCreditAppSimulator extends Simulator {
 
   protected configure(update: Record<string, unknown>): Record<string, unknown> {
     applyOptions(this.options, update);
-    this.applyRate();
     return { ...this.options };
   }
 
@@ -228,9 +216,10 @@ export class MyCreditAppSimulator extends Simulator {
   }
 
   protected handle(req: SimRequest): SimResponse {
-    if (this.bucket && !this.bucket.take()) {
+    const wait = this.throttle(this.options.ratePerSecond);
+    if (wait !== undefined) {
       const headers: Record<string, string> = this.options.retryAfterHeader
-        ? { 'retry-after': String(Math.max(1, Math.ceil((this.bucket.waitMs() || 1000) / 1000))) }
+        ? { 'retry-after': String(Math.max(1, Math.ceil((wait || 1000) / 1000))) }
         : {};
       return this.detail(429, [{ msg: 'Too many requests', type: 'rate_limit', code: 'rate_limit_exceeded' }], headers);
     }

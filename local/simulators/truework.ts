@@ -5,14 +5,7 @@
  * is 404 or 400, and whether a 429 carries Retry-After.
  */
 import { createHash, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import {
-  applyOptions,
-  type SimRequest,
-  type SimResponse,
-  Simulator,
-  type SimulatorBaseOptions,
-  TokenBucket,
-} from './base.ts';
+import { applyOptions, type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
 
 export type VerificationState =
   | 'pending-approval'
@@ -74,7 +67,6 @@ export class TrueworkSimulator extends Simulator {
   /** The simulator's Ed25519 public key, base64 raw: what `truework.publicKeys` holds to trust it. */
   readonly publicKey: string;
   private readonly privateKey: KeyObject;
-  private bucket: TokenBucket;
 
   constructor(options: Partial<TrueworkSimOptions> & SimulatorBaseOptions = {}) {
     super(options);
@@ -94,12 +86,10 @@ export class TrueworkSimulator extends Simulator {
     this.privateKey = pair.privateKey;
     const jwk = pair.publicKey.export({ format: 'jwk' });
     this.publicKey = Buffer.from(jwk.x ?? '', 'base64url').toString('base64');
-    this.bucket = new TokenBucket(this.options.ratePerSecond * this.timeScale, this.options.burst);
   }
 
   override reset(): void {
     Object.assign(this.options, this.initialOptions);
-    this.bucket = new TokenBucket(this.options.ratePerSecond * this.timeScale, this.options.burst);
     super.reset();
   }
 
@@ -136,7 +126,6 @@ export class TrueworkSimulator extends Simulator {
 
   protected configure(update: Record<string, unknown>): Record<string, unknown> {
     applyOptions(this.options, update);
-    this.bucket = new TokenBucket(this.options.ratePerSecond * this.timeScale, this.options.burst);
     return { ...this.options };
   }
 
@@ -164,9 +153,10 @@ export class TrueworkSimulator extends Simulator {
   }
 
   protected handle(req: SimRequest): SimResponse {
-    if (!this.bucket.take()) {
+    const wait = this.throttle(this.options.ratePerSecond, this.options.burst);
+    if (wait !== undefined) {
       const headers: Record<string, string> = this.options.retryAfterHeader
-        ? { 'retry-after': String(Math.max(1, Math.ceil(this.bucket.waitMs() / 1000))) }
+        ? { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) }
         : {};
       return this.error(429, 'Too many requests', {}, headers);
     }

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { base, type Deps, defaultDeps, type OperationContext, sendOptions, settle } from '../cancel.ts';
 import type { Outcome } from '../outcome.ts';
-import { malformedSuccess, requestIdOf } from '../providers/common.ts';
+import { answerFields, malformedSuccess, requestIdOf } from '../providers/common.ts';
 import {
   cancelRequest,
   classifyCancel,
@@ -41,15 +41,9 @@ export function cancelBillingRequest(
       (r) => r.classification.kind === 'unauthorized',
     );
     const error = parseGoCardlessError(response.body);
-    const common = {
-      httpStatus: response.status,
-      attempts: response.attempts,
-      ...((error?.requestId ?? requestIdOf(response))
-        ? { providerRequestId: error?.requestId ?? requestIdOf(response) }
-        : {}),
-      // A conflict on our own key means an earlier request of this cancellation took effect.
-      ambiguous: response.ambiguous || conflict,
-    };
+    const common = answerFields(response, error?.requestId ?? requestIdOf(response));
+    // A conflict on our own key means an earlier request of this cancellation took effect.
+    common.ambiguous ||= conflict;
     if (classification.kind === 'decided') {
       const { kind: _, ...fields } = classification;
       return { ...common, ...fields };

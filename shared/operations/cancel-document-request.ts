@@ -1,7 +1,7 @@
 /** Cancel a mycreditapp document request: the I/O around the pure adapter in `shared/providers/mycreditapp.ts`. */
 import { base, type Deps, defaultDeps, type OperationContext, settle } from '../cancel.ts';
 import type { Outcome } from '../outcome.ts';
-import { requestIdOf } from '../providers/common.ts';
+import { answerFields } from '../providers/common.ts';
 import { cancelRequest, classifyCancel, type OrganizationHeaders } from '../providers/mycreditapp.ts';
 import { authorized } from './mycreditapp-session.ts';
 
@@ -26,13 +26,7 @@ export function cancelDocumentRequest(
         (a) => a.kind === 'unauthorized',
       );
       const { response } = answer;
-      const requestId = requestIdOf(response);
-      const common = {
-        httpStatus: response.status,
-        attempts: response.attempts,
-        ambiguous: response.ambiguous,
-        ...(requestId ? { providerRequestId: requestId } : {}),
-      };
+      const common = answerFields(response);
       if (answer.kind === 'unauthorized') return { ...common, outcome: 'rejected', message: answer.message };
       const classification = classifyCancel(response, startedAt);
       if (classification.kind !== 'decided') return { ...common, outcome: 'rejected', message: classification.message };

@@ -21,7 +21,7 @@ import {
   malformedStatus,
   statusRequest,
 } from '../providers/auco.ts';
-import { requestIdOf } from '../providers/common.ts';
+import { answerFields } from '../providers/common.ts';
 
 export interface CancelSigningProcessesInput {
   codes: string[];
@@ -79,13 +79,7 @@ async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationCon
       const outcome = await settle(base('auco', 'cancel-signing-processes', { code }), async (): Promise<Settled> => {
         if (!('response' in result)) return result;
         const { response } = result;
-        const requestId = requestIdOf(response);
-        const common = {
-          httpStatus: response.status,
-          attempts: response.attempts,
-          ambiguous: response.ambiguous,
-          ...(requestId ? { providerRequestId: requestId } : {}),
-        };
+        const common = answerFields(response);
         if ('unauthorized' in result) return { ...common, outcome: 'rejected', message: result.unauthorized };
         if (result.canceled.has(code)) return { ...common, outcome: 'canceled', message: 'Signing process cancelled' };
         const state = result.states.get(code);

@@ -2,7 +2,7 @@
 import { base, type Deps, defaultDeps, type OperationContext, type Settled, sendOptions, settle } from '../cancel.ts';
 import type { HttpRequest, HttpResponse } from '../http.ts';
 import type { Outcome } from '../outcome.ts';
-import { type Classification, decided, malformedSuccess, requestIdOf } from '../providers/common.ts';
+import { answerFields, type Classification, decided, malformedSuccess } from '../providers/common.ts';
 import {
   cancelRequest,
   classifyCancel,
@@ -41,13 +41,7 @@ export function cancelVerificationOrder(
         },
         (r) => r.classification.kind === 'unauthorized',
       );
-      const requestId = requestIdOf(response);
-      const common = {
-        httpStatus: response.status,
-        attempts: response.attempts,
-        ambiguous: response.ambiguous,
-        ...(requestId ? { providerRequestId: requestId } : {}),
-      };
+      const common = answerFields(response);
       if (classification.kind !== 'decided') return { ...common, outcome: 'rejected', message: classification.message };
       const { kind: _, ...fields } = classification;
       return {

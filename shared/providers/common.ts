@@ -2,7 +2,7 @@
  * What the provider adapters share: reading answers defensively, and the shape of a classification.
  * Adapters are pure: they build requests and classify answers; `shared/cancel.ts` does the I/O.
  */
-import type { RawResponse } from '../http.ts';
+import type { HttpResponse, RawResponse } from '../http.ts';
 import type { Outcome, OutcomeKind } from '../outcome.ts';
 
 /** The answer's body as JSON, or undefined when it is empty or not JSON (an HTML error page, a truncated body). */
@@ -33,8 +33,22 @@ export function malformedSuccess(response: RawResponse): string | undefined {
 }
 
 /** The provider's request id from the usual headers, for support tickets. */
-export function requestIdOf(response: RawResponse): string | undefined {
+export function requestIdOf(response: Pick<RawResponse, 'headers'>): string | undefined {
   return response.headers['x-request-id'] ?? response.headers['request-id'] ?? response.headers['x-correlation-id'];
+}
+
+/** What every outcome records from the provider's final answer. `requestId` overrides the headers' (GoCardless
+ * puts its own in the error body). */
+export function answerFields(
+  response: Pick<HttpResponse, 'status' | 'headers' | 'attempts' | 'ambiguous'>,
+  requestId = requestIdOf(response),
+): { httpStatus: number; attempts: number; ambiguous: boolean; providerRequestId?: string } {
+  return {
+    httpStatus: response.status,
+    attempts: response.attempts,
+    ambiguous: response.ambiguous,
+    ...(requestId ? { providerRequestId: requestId } : {}),
+  };
 }
 
 /** Trims a provider's text for an outcome message: one line, bounded. */
