@@ -1,6 +1,6 @@
 /** A loopback server for an AWS JSON-protocol service (`X-Amz-Target: <Prefix>.<Operation>`), as the SDK calls it. */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from '../listen.ts';
 
 export class AwsServiceError extends Error {
   readonly type: string;
@@ -43,13 +43,5 @@ export async function startJsonService(
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenOnLoopback(server, port);
 }

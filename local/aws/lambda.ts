@@ -4,8 +4,8 @@
  * or 200 with `X-Amz-Function-Error: Unhandled` and the error payload.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { lambdaContext } from '../lambda-events.ts';
+import { listenOnLoopback } from '../listen.ts';
 import type { LocalLambda } from '../state-machine.ts';
 
 export async function startLocalLambda(
@@ -43,13 +43,5 @@ export async function startLocalLambda(
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
-  };
+  return listenOnLoopback(server);
 }

@@ -63,6 +63,35 @@ async function observe(call: () => Promise<unknown>): Promise<void> {
   }
 }
 
+/** Each route as a caller would call it. */
+const cancel = {
+  billing: (billingRequestId: string) =>
+    callApi(cancelBillingRequest, { method: 'POST', route: 'r', path: 'p', pathParameters: { billingRequestId } }),
+  order: (orderId: string) =>
+    callApi(cancelVerificationOrder, {
+      method: 'POST',
+      route: 'r',
+      path: 'p',
+      pathParameters: { orderId },
+      body: { reason: 'other' },
+    }),
+  signing: (codes: string[]) =>
+    callApi(cancelSigningProcesses, {
+      method: 'POST',
+      route: 'r',
+      path: 'p',
+      body: { codes, message: 'm', email: 'ops@example.com' },
+    }),
+  document: (requestId: string) =>
+    callApi(cancelDocumentRequest, {
+      method: 'POST',
+      route: 'r',
+      path: 'p',
+      pathParameters: { orgId: D.hostOrg, requestId },
+      headers: { 'requester-organization-id': D.hostOrg, 'target-organization-id': D.guestOrg },
+    }),
+};
+
 const echo = (text: string) => ({
   kind: 'status' as const,
   status: 400,
@@ -75,40 +104,10 @@ const echo = (text: string) => ({
 describe('no secret in any log line, response or error', () => {
   it('across successes, refusals, providers echoing our credentials, crashes and configuration errors', async () => {
     // Successes, and the ordinary outcomes.
-    await observe(() =>
-      callApi(cancelBillingRequest, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        pathParameters: { billingRequestId: 'BRQ000DEMOPEND1' },
-      }),
-    );
-    await observe(() =>
-      callApi(cancelVerificationOrder, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        pathParameters: { orderId: 'ORDER_DEMO_OPEN' },
-        body: { reason: 'other' },
-      }),
-    );
-    await observe(() =>
-      callApi(cancelSigningProcesses, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        body: { codes: ['TR99AQMY31', 'TR99AQFIN1', 'NOPE1'], message: 'm', email: 'ops@example.com' },
-      }),
-    );
-    await observe(() =>
-      callApi(cancelDocumentRequest, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        pathParameters: { orgId: D.hostOrg, requestId: D.pendingRequest },
-        headers: { 'requester-organization-id': D.hostOrg, 'target-organization-id': D.guestOrg },
-      }),
-    );
+    await observe(() => cancel.billing('BRQ000DEMOPEND1'));
+    await observe(() => cancel.order('ORDER_DEMO_OPEN'));
+    await observe(() => cancel.signing(['TR99AQMY31', 'TR99AQFIN1', 'NOPE1']));
+    await observe(() => cancel.document(D.pendingRequest));
     await observe(() =>
       callApi(getCreditApplication, {
         method: 'GET',
@@ -122,24 +121,9 @@ describe('no secret in any log line, response or error', () => {
 
     // Providers that answer errors echoing our credentials (a misbehaving proxy, a verbose sandbox).
     sims.gocardless.inject({ fault: echo(`Bearer ${SECRETS.accessToken}`) });
-    await observe(() =>
-      callApi(cancelBillingRequest, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        pathParameters: { billingRequestId: 'BRQ000DEMOREADY' },
-      }),
-    );
+    await observe(() => cancel.billing('BRQ000DEMOREADY'));
     sims.truework.inject({ fault: echo(SECRETS.apiKey) });
-    await observe(() =>
-      callApi(cancelVerificationOrder, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        pathParameters: { orderId: 'ORDER_DEMO_MIXED' },
-        body: { reason: 'other' },
-      }),
-    );
+    await observe(() => cancel.order('ORDER_DEMO_MIXED'));
     sims.auco.inject({
       fault: { kind: 'status', status: 400, body: { message: `key ${SECRETS.privateKey} refused` } },
       method: 'POST',
@@ -149,24 +133,9 @@ describe('no secret in any log line, response or error', () => {
       method: 'GET',
       times: 2,
     });
-    await observe(() =>
-      callApi(cancelSigningProcesses, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        body: { codes: ['TR99AQMY32'], message: 'm', email: 'ops@example.com' },
-      }),
-    );
+    await observe(() => cancel.signing(['TR99AQMY32']));
     sims.mycreditapp.inject({ fault: echo(`${SECRETS.clientSecret} ${accessToken}`), path: '/organizations' });
-    await observe(() =>
-      callApi(cancelDocumentRequest, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        pathParameters: { orgId: D.hostOrg, requestId: D.partialRequest },
-        headers: { 'requester-organization-id': D.hostOrg, 'target-organization-id': D.guestOrg },
-      }),
-    );
+    await observe(() => cancel.document(D.partialRequest));
     // A 5xx echoing a credential, retried until the retries run out, as a task (the error Step Functions sees).
     sims.gocardless.inject({
       fault: { kind: 'status', status: 500, body: `internal: ${SECRETS.accessToken}` },
@@ -189,23 +158,8 @@ describe('no secret in any log line, response or error', () => {
         baseUrl: sims.mycreditapp.url,
       },
     });
-    await observe(() =>
-      callApi(cancelBillingRequest, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        pathParameters: { billingRequestId: 'BRQ000DEMOREADY' },
-      }),
-    );
-    await observe(() =>
-      callApi(cancelDocumentRequest, {
-        method: 'POST',
-        route: 'r',
-        path: 'p',
-        pathParameters: { orgId: D.hostOrg, requestId: D.partialRequest },
-        headers: { 'requester-organization-id': D.hostOrg, 'target-organization-id': D.guestOrg },
-      }),
-    );
+    await observe(() => cancel.billing('BRQ000DEMOREADY'));
+    await observe(() => cancel.document(D.partialRequest));
     // A bug that puts a secret in an exception: logged (redacted), answered 500 without internals.
     log.error('an unexpected error', { error: new Error(`boom with ${SECRETS.privateKey} and ${accessToken}`) });
     // A malformed secret in Secrets Manager that holds the credential.

@@ -1,7 +1,7 @@
 /** A scripted HTTP server on 127.0.0.1: each request takes the next responder from the script (the last one
  * repeats), and every request is recorded. Enough to prove client behaviour over real sockets. */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from '../../local/listen.ts';
 
 export interface Recorded {
   method: string;
@@ -44,20 +44,15 @@ export async function startLoopback(...initial: Responder[]): Promise<Loopback> 
       else res.writeHead(500).end('no responder scripted');
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { url, close } = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     requests,
     script(...r) {
       responders = r;
       next = 0;
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close,
   };
 }
 

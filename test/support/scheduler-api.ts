@@ -3,7 +3,7 @@
  * request: what the AWS path of the expirations function sends is asserted on the wire.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from '../../local/listen.ts';
 
 export interface RecordedCall {
   method: string;
@@ -50,15 +50,11 @@ export async function startSchedulerApi() {
       send(200, found);
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { url, close } = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url,
     schedules,
     calls,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      }),
+    close,
   };
 }

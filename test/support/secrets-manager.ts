@@ -1,6 +1,6 @@
 /** A loopback server speaking the Secrets Manager GetSecretValue wire protocol (AWS JSON 1.1, TOOLING.md 5). */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback } from '../../local/listen.ts';
 
 export interface FakeSecretsManager {
   url: string;
@@ -48,16 +48,11 @@ export async function startFakeSecretsManager(): Promise<FakeSecretsManager> {
       });
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const { url, close } = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${port}`,
+    url,
     secrets,
     calls,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    close,
   };
 }
