@@ -42,17 +42,9 @@ export interface Why {
 }
 
 /** The why of a task input: its own fields, else its batch's. */
-export function whyFromTask(p: {
-  idempotencyKey?: string | undefined;
-  reason?: string | undefined;
-  requestedBy?: string | undefined;
-  creditApplicationId?: string | undefined;
-  index?: number | undefined;
-  indexes?: number[] | undefined;
-  batch?:
-    | { reason?: string | undefined; requestedBy?: string | undefined; creditApplicationId?: string | undefined }
-    | undefined;
-}): Why {
+export function whyFromTask(
+  p: Why & { batch?: Pick<Why, 'reason' | 'requestedBy' | 'creditApplicationId'> | undefined },
+): Why {
   return {
     idempotencyKey: p.idempotencyKey,
     reason: p.reason ?? p.batch?.reason,
