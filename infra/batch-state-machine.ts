@@ -41,6 +41,7 @@ import {
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { RETRYABLE_ERROR_NAME } from '../shared/errors.ts';
 import { PROVIDERS, type Provider } from '../shared/outcome.ts';
 
 /** ResultWriterV2 is silently left out of the definition without this flag (TOOLING.md 1). */
@@ -50,9 +51,9 @@ export const RESULT_WRITER_V2_FLAG = '@aws-cdk/aws-stepfunctions:useDistributedM
 export const BATCH_CONCURRENCY: Record<Provider, number> = { mycreditapp: 5, auco: 2, truework: 5, gocardless: 8 };
 /** Items per Distributed Map child workflow (ItemBatcher). */
 export const ITEMS_PER_CHILD = 25;
-/** Error names the item task retries; everything else is caught. Must match `shared/errors.ts`. */
-const RATE_LIMITED = ['Provider.RateLimited'];
-const TRANSIENT = ['Provider.Transient', 'Provider.Timeout'];
+/** Error names the item task retries; everything else is caught. */
+const RATE_LIMITED = [RETRYABLE_ERROR_NAME.rate_limited];
+const TRANSIENT = [RETRYABLE_ERROR_NAME.transient, RETRYABLE_ERROR_NAME.timeout];
 const LAMBDA_SERVICE = [
   'Lambda.ServiceException',
   'Lambda.AWSLambdaException',

@@ -8,10 +8,18 @@
  */
 import { createHash } from 'node:crypto';
 import * as z from 'zod/mini';
-import { type InputIssue, InvalidInputError } from './errors.ts';
+import { type InputIssue, InvalidInputError, RETRYABLE_ERROR_NAME } from './errors.ts';
 import { toInputIssues } from './issues.ts';
-import { type AucoItem, BatchItem, Uuid } from './items.ts';
-import { countOutcomes, type Operation, type Outcome, type OutcomeKind, PROVIDERS, type Provider } from './outcome.ts';
+import { type AucoItem, BatchItem, text, Uuid } from './items.ts';
+import {
+  countOutcomes,
+  type Failure,
+  type Operation,
+  type Outcome,
+  type OutcomeKind,
+  PROVIDERS,
+  type Provider,
+} from './outcome.ts';
 import { CREDIT_APPLICATION_STATUSES } from './providers/mycreditapp.ts';
 
 /** Items an inline batch may hold: their outcomes must fit the 256 KB Step Functions state. Larger: a manifest. */
@@ -54,7 +62,7 @@ export const BatchRequest = z
     reason: z
       .string()
       .check(z.trim(), z.minLength(1, 'must say why (it is recorded, and sent to Auco signers)'), z.maxLength(1000)),
-    requestedBy: z.optional(z.string().check(z.trim(), z.minLength(1), z.maxLength(320))),
+    requestedBy: z.optional(text(320)),
     guard: z.optional(Guard),
     /** Ties every outcome to a credit application in the audit ledger (defaults to the guard's). */
     creditApplicationId: z.optional(Uuid),
@@ -312,6 +320,12 @@ export function causeMessage(cause: string | undefined): string {
   return cause;
 }
 
+/** The failure a caught error stands for: ours by name, a task timeout as `timeout`, anything else `transient`. */
+const FAILURE_OF_ERROR: Record<string, Failure> = {
+  ...Object.fromEntries(Object.entries(RETRYABLE_ERROR_NAME).map(([failure, name]) => [name, failure])),
+  'States.Timeout': 'timeout',
+};
+
 /** The outcomes a caught task stands for: the ones its `Provider.*` error carries, else `failed` for each item. */
 export function caughtOutcomes(
   task: PreparedTask & { error: { Error: string; Cause?: string } },
@@ -327,12 +341,7 @@ export function caughtOutcomes(
     }
   }
   const provider = task.item.provider;
-  const failure =
-    task.error.Error === 'Provider.RateLimited'
-      ? 'rate_limited'
-      : task.error.Error === 'Provider.Timeout' || task.error.Error === 'States.Timeout'
-        ? 'timeout'
-        : 'transient';
+  const failure = FAILURE_OF_ERROR[task.error.Error] ?? 'transient';
   const failed = (target: Record<string, string>): Outcome => ({
     provider,
     operation: OPERATION_OF[provider],

@@ -4,7 +4,8 @@
  */
 import * as z from 'zod/mini';
 import { type Deps, defaultDeps, type OperationContext } from './cancel.ts';
-import { TaskRetryableError } from './errors.ts';
+import { RETRYABLE_ERROR_NAME, TaskRetryableError } from './errors.ts';
+import { text } from './items.ts';
 import type { LedgerEntry } from './ledger.ts';
 import { log } from './log.ts';
 import { emitOutcomeMetrics } from './metrics.ts';
@@ -26,7 +27,7 @@ export const MyCreditAppHeaders = z.looseObject({
 
 /** Who asked and why, optional on every cancel body: recorded with the outcome. */
 export const WhyFields = {
-  reason: z.optional(z.string().check(z.trim(), z.minLength(1, 'must not be empty'), z.maxLength(1000))),
+  reason: z.optional(text(1000)),
   requestedBy: z.optional(z.string().check(z.minLength(1), z.maxLength(320))),
 };
 
@@ -123,12 +124,6 @@ export function outcomesReply(outcomes: Outcome[], extra: Record<string, unknown
   };
 }
 
-const ERROR_NAME = {
-  rate_limited: 'Provider.RateLimited',
-  timeout: 'Provider.Timeout',
-  transient: 'Provider.Transient',
-} as const;
-
 /**
  * The task result: the outcome(s), or, when any failed transiently, a `Provider.*` error whose message is the
  * JSON of every outcome, so Step Functions retries with backoff and, once retries are spent, its Catch still
@@ -137,7 +132,7 @@ const ERROR_NAME = {
 export function taskResult<T extends Outcome | Outcome[]>(result: T, input?: { why: Why }) {
   const outcomes: Outcome[] = Array.isArray(result) ? result : [result];
   const failed = outcomes.find((o) => o.outcome === 'failed');
-  if (failed) throw new TaskRetryableError(ERROR_NAME[failed.failure ?? 'transient'], JSON.stringify(result));
+  if (failed) throw new TaskRetryableError(RETRYABLE_ERROR_NAME[failed.failure ?? 'transient'], JSON.stringify(result));
   const why = input?.why;
   if (why?.indexes && Array.isArray(result)) return { indexes: why.indexes, outcomes: result };
   if (why?.index !== undefined && !Array.isArray(result)) return { index: why.index, outcome: result };

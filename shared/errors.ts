@@ -3,8 +3,9 @@
  * a misconfiguration, invalid input, or a transient failure handed to Step Functions to retry later.
  *
  * `name` is what Step Functions matches in Retry/Catch (`ErrorEquals`), so the names are part of the
- * state-machine contract: change them only together with `infra/batch-state-machine.ts`.
+ * state-machine contract (`infra/batch-state-machine.ts` builds its Retry lists from RETRYABLE_ERROR_NAME).
  */
+import type { Failure } from './outcome.ts';
 
 /** One problem with an input, with the path of the field it concerns ("items[3].orderId"). */
 export interface InputIssue {
@@ -61,17 +62,18 @@ export class TransientError extends Error {
   }
 }
 
-/** Error names Step Functions retries: transient provider trouble, never invalid input or configuration. */
-export const RETRYABLE_ERROR_NAMES = ['Provider.RateLimited', 'Provider.Transient', 'Provider.Timeout'] as const;
+/** The error a task raises for each kind of `failed` outcome: the names Step Functions retries (the batch
+ * definition's Retry lists are built from these), never invalid input or configuration. */
+export const RETRYABLE_ERROR_NAME = {
+  rate_limited: 'Provider.RateLimited',
+  transient: 'Provider.Transient',
+  timeout: 'Provider.Timeout',
+} as const satisfies Record<Failure, string>;
 
 /** Thrown in a Step Functions task for a `failed` outcome, so the state machine retries it with backoff. */
 export class TaskRetryableError extends Error {
-  constructor(name: (typeof RETRYABLE_ERROR_NAMES)[number], message: string) {
+  constructor(name: (typeof RETRYABLE_ERROR_NAME)[Failure], message: string) {
     super(message);
     this.name = name;
   }
-}
-
-export function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -5,7 +5,7 @@
  */
 import * as z from 'zod/mini';
 import { DEFAULT_SKIP_IF_STATUS_IN, Guard } from './batch.ts';
-import { Uuid } from './items.ts';
+import { text, Uuid } from './items.ts';
 import { parseTimestamp } from './providers/common.ts';
 
 /** How far ahead an expiration may be scheduled: a date years away is a mistake, not a plan. */
@@ -26,8 +26,8 @@ const Timestamp = z.pipe(
 
 export const ExpirationRequest = z.strictObject({
   creditApplicationId: Uuid,
-  reason: z.optional(z.string().check(z.trim(), z.minLength(1), z.maxLength(1000))),
-  requestedBy: z.optional(z.string().check(z.trim(), z.minLength(1), z.maxLength(320))),
+  reason: z.optional(text(1000)),
+  requestedBy: z.optional(text(320)),
   /** When to cancel; by default the application's own `expires_at`, read through the lookup function. */
   expiresAt: z.optional(Timestamp),
   /** Skip the cancellations when the application is then in one of these statuses (default: approved, finalized). */
@@ -41,10 +41,6 @@ export type ExpirationRequest = z.infer<typeof ExpirationRequest>;
 /** The schedule of a credit application: one per application, so a new registration replaces the old. */
 export function scheduleName(creditApplicationId: string): string {
   return `expire-${creditApplicationId}`;
-}
-
-export function applicationOf(name: string): string | undefined {
-  return /^expire-(.+)$/.exec(name)?.[1];
 }
 
 /** EventBridge Scheduler's one-time expression, in UTC to the second: `at(2026-12-01T09:00:00)`. */

@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import { DynamoError, dynamoDb, unmarshallItem } from './aws/dynamodb.ts';
 import { IDEMPOTENCY_TABLE } from './aws/tables.ts';
+import { sleep } from './http.ts';
 import { log } from './log.ts';
 
 export type Begin =
@@ -181,7 +182,7 @@ export async function onceFor<T>(
     if (begin.kind === 'in_progress') {
       if (Date.now() + 100 >= deadline)
         throw new IdempotencyInProgressError('A request with this Idempotency-Key is still in progress; retry shortly');
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
       continue;
     }
     let result: T;

@@ -7,7 +7,8 @@ import * as z from 'zod/mini';
 
 /** 8-4-4-4-12 hex. Lenient on the version and variant bits: ids from sandboxes and tests are not always RFC 9562. */
 export const Uuid = z.guid('must be a uuid (8-4-4-4-12 hex digits)');
-const text = (max: number) => z.string().check(z.trim(), z.minLength(1, 'must not be empty'), z.maxLength(max));
+/** Free text: trimmed, not empty, at most `max` characters. */
+export const text = (max: number) => z.string().check(z.trim(), z.minLength(1, 'must not be empty'), z.maxLength(max));
 const safeId = (max: number) =>
   z.string().check(z.regex(/^[A-Za-z0-9_-]+$/, 'may hold only letters, digits, "-" and "_"'), z.maxLength(max));
 

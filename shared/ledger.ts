@@ -5,7 +5,7 @@
  *
  * `MemoryLedger` serves tests and a local run without a table; `shared/aws/ledger-table.ts` is the DynamoDB one.
  */
-import type { Outcome, Provider } from './outcome.ts';
+import { isCanceled, type Outcome, type Provider } from './outcome.ts';
 
 export interface LedgerEntry extends Outcome {
   /** ISO time the outcome was settled. */
@@ -73,8 +73,7 @@ export class MemoryLedger implements Ledger {
   async record(entries: LedgerEntry[]): Promise<void> {
     for (const e of entries) {
       this.entries.push(e);
-      if (e.outcome === 'canceled' || e.outcome === 'already_canceled')
-        this.cancellations.set(`${e.provider} ${targetKey(e.target)}`, e);
+      if (isCanceled(e)) this.cancellations.set(`${e.provider} ${targetKey(e.target)}`, e);
     }
   }
 

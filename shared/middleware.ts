@@ -122,17 +122,14 @@ export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
   return (event: unknown, context: Context) =>
     withCorrelation({ ...correlationOf(event, context), operation: spec.name }, async () => {
       const started = Date.now();
+      const source = isApiEvent(event) ? 'api' : 'task';
       try {
         const result = await pipeline(event, context);
         const status = (result as { statusCode?: number } | null)?.statusCode;
-        log.info('invocation done', {
-          source: isApiEvent(event) ? 'api' : 'task',
-          ...(status ? { status } : {}),
-          ms: Date.now() - started,
-        });
+        log.info('invocation done', { source, ...(status ? { status } : {}), ms: Date.now() - started });
         return result;
       } catch (error) {
-        log.warn('invocation failed', { source: 'task', error, ms: Date.now() - started });
+        log.warn('invocation failed', { source, error, ms: Date.now() - started });
         throw error;
       }
     });

@@ -53,7 +53,6 @@ export const SecretSchemas = {
 } as const;
 
 export type ProviderSecret<P extends Provider> = z.infer<(typeof SecretSchemas)[P]>;
-export type AnyProviderSecret = { [P in Provider]: ProviderSecret<P> }[Provider];
 
 function describeIssues(error: z.core.$ZodError, input: unknown): string[] {
   return toInputIssues(error, input).map((i) => (i.path ? `field "${i.path}" ${i.message}` : i.message));

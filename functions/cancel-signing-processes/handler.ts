@@ -7,6 +7,7 @@ import {
   outcomesReply,
   taskResult,
   type Why,
+  WhyFields,
   whyFromTask,
 } from '#shared/cancel-handler.ts';
 import { AucoCode, TaskContext } from '#shared/items.ts';
@@ -36,7 +37,7 @@ const Cancel = {
 };
 export const Api = z.object({
   headers: IdempotencyHeaders,
-  body: z.strictObject({ ...Cancel, requestedBy: z.optional(z.string().check(z.minLength(1), z.maxLength(320))) }),
+  body: z.strictObject({ ...Cancel, requestedBy: WhyFields.requestedBy }),
 });
 /** A chunk of Auco items from a batch: the codes, and the message and email every code of the chunk shares. */
 const Task = z.strictObject({ item: z.strictObject({ provider: z.literal('auco'), ...Cancel }), ...TaskContext });

@@ -6,6 +6,7 @@ import {
   outcomeReply,
   taskResult,
   type Why,
+  WhyFields,
   whyFromTask,
 } from '#shared/cancel-handler.ts';
 import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/items.ts';
@@ -25,7 +26,7 @@ export const Api = z.object({
     /** Truework's cancellation reason (validated here, before anything is sent). */
     reason: TrueworkReason,
     details: z.optional(z.nullable(z.string().check(z.maxLength(1000)))),
-    requestedBy: z.optional(z.string().check(z.minLength(1), z.maxLength(320))),
+    requestedBy: WhyFields.requestedBy,
   }),
 });
 const Task = z.strictObject({ item: TrueworkItem, ...TaskContext });

@@ -9,7 +9,9 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
+import { parseAtExpression } from '../../shared/expirations.ts';
 import { log } from '../../shared/log.ts';
+import { AwsServiceError } from './json-service.ts';
 
 export interface LocalSchedule {
   Name: string;
@@ -51,17 +53,6 @@ interface State {
 /** Starts the target (the state machine); throws when it cannot. */
 export type StartTarget = (targetArn: string, input: string) => Promise<string> | string;
 
-class SchedulerError extends Error {
-  readonly type: string;
-  readonly status: number;
-  constructor(type: string, message: string, status: number) {
-    super(message);
-    this.type = type;
-    this.status = status;
-  }
-}
-
-const AT = /^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$/;
 /** setTimeout's longest delay: later schedules are re-armed. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -134,28 +125,28 @@ export class LocalScheduler {
 
   private validate(body: Record<string, unknown>): void {
     const expression = String(body.ScheduleExpression ?? '');
-    if (!AT.test(expression))
-      throw new SchedulerError(
+    if (parseAtExpression(expression) === undefined)
+      throw new AwsServiceError(
         'ValidationException',
         `ScheduleExpression must be at(yyyy-mm-ddThh:mm:ss) locally, not ${expression}`,
         400,
       );
     const target = body.Target as LocalSchedule['Target'] | undefined;
     if (!target?.Arn || !target.RoleArn)
-      throw new SchedulerError('ValidationException', 'Target.Arn and Target.RoleArn are required', 400);
+      throw new AwsServiceError('ValidationException', 'Target.Arn and Target.RoleArn are required', 400);
     if (!(body.FlexibleTimeWindow as { Mode?: string } | undefined)?.Mode)
-      throw new SchedulerError('ValidationException', 'FlexibleTimeWindow is required', 400);
+      throw new AwsServiceError('ValidationException', 'FlexibleTimeWindow is required', 400);
     const zone = body.ScheduleExpressionTimezone;
     if (zone !== undefined && zone !== 'UTC')
-      throw new SchedulerError('ValidationException', 'only UTC schedules are supported locally', 400);
+      throw new AwsServiceError('ValidationException', 'only UTC schedules are supported locally', 400);
   }
 
   private upsert(name: string, body: Record<string, unknown>, update: boolean): LocalSchedule {
     const group = String(body.GroupName ?? 'default');
     const existing = this.find(group, name);
     if (update && !existing)
-      throw new SchedulerError('ResourceNotFoundException', `Schedule ${name} does not exist.`, 404);
-    if (!update && existing) throw new SchedulerError('ConflictException', `Schedule ${name} already exists.`, 409);
+      throw new AwsServiceError('ResourceNotFoundException', `Schedule ${name} does not exist.`, 404);
+    if (!update && existing) throw new AwsServiceError('ConflictException', `Schedule ${name} already exists.`, 409);
     this.validate(body);
     const now = Date.now() / 1000;
     const schedule: LocalSchedule = {
@@ -197,7 +188,7 @@ export class LocalScheduler {
     const previous = this.timers.get(key);
     if (previous) clearTimeout(previous);
     if (schedule.State !== 'ENABLED') return;
-    const at = Date.parse(`${AT.exec(schedule.ScheduleExpression)?.[1]}Z`);
+    const at = parseAtExpression(schedule.ScheduleExpression) ?? Date.now();
     const delay = Math.max(0, at - Date.now());
     const timer = setTimeout(
       () => (delay > MAX_TIMER_MS ? this.arm(schedule) : void this.fire(schedule)),
@@ -210,7 +201,7 @@ export class LocalScheduler {
   private async fire(schedule: LocalSchedule): Promise<void> {
     this.timers.delete(this.key(schedule.GroupName, schedule.Name));
     if (this.find(schedule.GroupName, schedule.Name) !== schedule) return; // replaced or deleted meanwhile
-    const at = AT.exec(schedule.ScheduleExpression)?.[1] ?? '';
+    const at = schedule.ScheduleExpression.slice('at('.length, -1); // validated on create: at(yyyy-mm-ddThh:mm:ss)
     const attempts = 1 + Math.min(schedule.Target.RetryPolicy?.MaximumRetryAttempts ?? 185, 5);
     let lastError = '';
     for (let attempt = 1; attempt <= attempts; attempt++) {
@@ -298,7 +289,7 @@ export class LocalScheduler {
       }
       return [404, { Message: `unsupported ${method} ${url.pathname}` }, 'ResourceNotFoundException'];
     } catch (error) {
-      if (error instanceof SchedulerError) return [error.status, { Message: error.message }, error.type];
+      if (error instanceof AwsServiceError) return [error.status, { Message: error.message }, error.type];
       return [500, { Message: (error as Error).message }, 'InternalServerException'];
     }
   }

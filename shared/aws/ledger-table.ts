@@ -4,9 +4,10 @@
  * keys, so a new outcome field needs no migration.
  */
 import { randomUUID } from 'node:crypto';
+import { sleep } from '../http.ts';
 import type { Ledger, LedgerEntry, LedgerQuery, Progress } from '../ledger.ts';
 import { countSettled, targetKey } from '../ledger.ts';
-import type { Provider } from '../outcome.ts';
+import { isCanceled, type OutcomeKind, type Provider } from '../outcome.ts';
 import { type DynamoDb, dynamoDb, type Item, marshallItem, unmarshallItem } from './dynamodb.ts';
 import { LEDGER_TABLE } from './tables.ts';
 
@@ -44,7 +45,7 @@ export class DynamoLedger implements Ledger {
       for (let attempt = 0; pending.length; attempt++) {
         if (attempt === 5)
           throw new Error(`DynamoDB left ${pending.length} ledger entries unprocessed after 5 attempts`);
-        if (attempt) await new Promise((r) => setTimeout(r, 50 * 2 ** attempt));
+        if (attempt) await sleep(50 * 2 ** attempt);
         const answer = await this.db.call<{ UnprocessedItems?: Record<string, unknown[]> }>('BatchWriteItem', {
           RequestItems: { [this.table]: pending },
         });
@@ -94,7 +95,7 @@ export class DynamoLedger implements Ledger {
       });
       for (const item of page.Items ?? []) {
         const { outcome, entry } = unmarshallItem(item) as { outcome: string; entry: string };
-        if (outcome === 'canceled' || outcome === 'already_canceled') return JSON.parse(entry) as LedgerEntry;
+        if (isCanceled({ outcome: outcome as OutcomeKind })) return JSON.parse(entry) as LedgerEntry;
       }
       start = page.LastEvaluatedKey;
     } while (start);

@@ -121,8 +121,6 @@ export function isMaintenance(response: RawResponse): string | undefined {
     : undefined;
 }
 
-export const DOCUMENT_STATUSES = ['pending', 'partially', 'completed', 'expired', 'canceled'] as const;
-
 function documentStatus(value: unknown): string | undefined {
   const status = asString(value)?.toLowerCase();
   return status === 'cancelled' ? 'canceled' : status;
