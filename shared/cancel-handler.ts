@@ -6,7 +6,7 @@ import * as z from 'zod/mini';
 import { type Deps, defaultDeps, type OperationContext } from './cancel.ts';
 import { RETRYABLE_ERROR_NAME, TaskRetryableError } from './errors.ts';
 import { text } from './items.ts';
-import type { LedgerEntry } from './ledger.ts';
+import { type LedgerEntry, recordOrLog } from './ledger.ts';
 import { log } from './log.ts';
 import { emitOutcomeMetrics } from './metrics.ts';
 import type { Invocation, Reply } from './middleware.ts';
@@ -91,9 +91,7 @@ export function cancelRun<C, R extends Outcome | Outcome[]>(
       ...(ctx.reason ? { reason: ctx.reason } : {}),
       ...(input.why.creditApplicationId ? { creditApplicationId: input.why.creditApplicationId } : {}),
     }));
-    await deps.ledger
-      .record(entries)
-      .catch((error) => log.error('audit ledger write failed; entries follow', { error, entries }));
+    await recordOrLog(deps.ledger, entries);
     for (const entry of entries) log.info('cancellation outcome', { outcome: entry });
     emitOutcomeMetrics(entries);
     return result;

@@ -9,6 +9,7 @@ import { HttpClient, type SendOptions } from './http.ts';
 import { type Ledger, MemoryLedger } from './ledger.ts';
 import { log, redact } from './log.ts';
 import type { Operation, Outcome, Provider } from './outcome.ts';
+import type { answerFields, Classification } from './providers/common.ts';
 import { type SecretStore, secretStore } from './secrets.ts';
 
 export interface OperationContext {
@@ -86,6 +87,17 @@ export type Settled = Omit<Outcome, 'durationMs' | keyof OutcomeBase> & {
    * state (`not_cancelable`): the ledger tells whether an earlier request of ours already cancelled it. */
   uncertainRepeat?: boolean;
 };
+
+/** An outcome from an adapter's last word: a decision as it stands (a `failed` one is transient); an answer still
+ * unauthorized after the refresh, or still undecided, is `rejected` with what the provider said. */
+export function fromClassification(
+  common: ReturnType<typeof answerFields>,
+  classification: Classification & { uncertainRepeat?: boolean },
+): Settled {
+  if (classification.kind !== 'decided') return { ...common, outcome: 'rejected', message: classification.message };
+  const { kind: _, ...fields } = classification;
+  return { ...common, ...fields, ...(fields.outcome === 'failed' ? { failure: 'transient' } : {}) };
+}
 
 export function base(provider: Provider, operation: Operation, target: Record<string, string>): OutcomeBase {
   return { provider, operation, target };

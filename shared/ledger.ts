@@ -5,6 +5,7 @@
  *
  * `MemoryLedger` serves tests and a local run without a table; `shared/aws/ledger-table.ts` is the DynamoDB one.
  */
+import { log } from './log.ts';
 import { isCanceled, type Outcome, type Provider } from './outcome.ts';
 
 export interface LedgerEntry extends Outcome {
@@ -38,6 +39,14 @@ export interface Ledger {
   /** The latest `canceled` or `already_canceled` entry for a target, if any. */
   lastCancellation(provider: Provider, target: Record<string, string>): Promise<LedgerEntry | undefined>;
   query(query: LedgerQuery): Promise<{ entries: LedgerEntry[]; cursor?: string }>;
+}
+
+/** Records outcomes that already happened: a failed write must not undo them, so the entries go to the error
+ * log in full instead, where they are not lost. */
+export async function recordOrLog(ledger: Ledger, entries: LedgerEntry[]): Promise<void> {
+  await ledger
+    .record(entries)
+    .catch((error) => log.error('audit ledger write failed; entries follow', { error, entries }));
 }
 
 /** Distinct targets per provider with an outcome other than `failed`. */

@@ -5,7 +5,7 @@
  * Distributed Maps to read.
  */
 import * as z from 'zod/mini';
-import { getText, putText, requireEnv } from '#shared/aws/s3.ts';
+import { getText, putJsonl, putText, requireEnv } from '#shared/aws/s3.ts';
 import { type Prepared, parseBatchFields, parseManifest, prepareBatch, validateBatch } from '#shared/batch.ts';
 import { InvalidInputError } from '#shared/errors.ts';
 import { defineHandler } from '#shared/middleware.ts';
@@ -37,7 +37,7 @@ async function prepareManifest({ input, executionId, executionName }: Input): Pr
     const tasks = prepared.groups[provider];
     if (!tasks.length) continue;
     const key = `${prefix}/tasks/${provider}.jsonl`;
-    await putText(bucket, key, `${tasks.map((t) => JSON.stringify(t)).join('\n')}\n`, 'application/x-ndjson');
+    await putJsonl(bucket, key, tasks);
     manifests[provider] = { bucket, key, count: tasks.length };
   }
   const preparedKey = `${prefix}/prepared.json`;

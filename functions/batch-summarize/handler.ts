@@ -7,7 +7,7 @@
  * give `failed` outcomes for their items) and writes `results.jsonl` and `summary.json` beside the batch's tasks.
  */
 import * as z from 'zod/mini';
-import { getText, putText, requireEnv } from '#shared/aws/s3.ts';
+import { getText, putJsonl, putText, requireEnv } from '#shared/aws/s3.ts';
 import {
   type BatchResult,
   caughtOutcomes,
@@ -17,9 +17,9 @@ import {
   summarize,
 } from '#shared/batch.ts';
 import { defaultDeps } from '#shared/cancel.ts';
-import type { LedgerEntry } from '#shared/ledger.ts';
-import { log } from '#shared/log.ts';
+import { type LedgerEntry, recordOrLog } from '#shared/ledger.ts';
 import { defineHandler } from '#shared/middleware.ts';
+import { parseJson } from '#shared/providers/common.ts';
 
 const Inline = z.looseObject({
   mode: z.literal('inline'),
@@ -69,39 +69,33 @@ async function recordCrashes(
       ...(typeof batch.requestedBy === 'string' ? { requestedBy: batch.requestedBy } : {}),
       ...(typeof batch.creditApplicationId === 'string' ? { creditApplicationId: batch.creditApplicationId } : {}),
     }));
-  if (entries.length)
-    await defaultDeps()
-      .ledger.record(entries)
-      .catch((error) => log.error('audit ledger write failed; entries follow', { error, entries }));
+  if (entries.length) await recordOrLog(defaultDeps().ledger, entries);
 }
 
-function parseJson<T>(text: string | undefined, fallback: T): T {
-  try {
-    return text ? (JSON.parse(text) as T) : fallback;
-  } catch {
-    return fallback;
-  }
+/** The JSON in `text`, or `fallback` when there is none or it is not JSON. */
+function jsonOr<T>(text: string | undefined, fallback: T): T {
+  return (parseJson(text ?? '') as T | undefined) ?? fallback;
 }
 
 /** The iterations of one Distributed Map run, read from its ResultWriter manifest. */
 async function readMapRun(written: unknown): Promise<IterationResult[]> {
   const details = (written as { ResultWriterDetails?: { Bucket?: string; Key?: string } } | null)?.ResultWriterDetails;
   if (!details?.Bucket || !details.Key) return [];
-  const manifest = parseJson<{ ResultFiles?: Record<string, { Key: string }[]> }>(
+  const manifest = jsonOr<{ ResultFiles?: Record<string, { Key: string }[]> }>(
     await getText(details.Bucket, details.Key, 'map run manifest'),
     {},
   );
   const iterations: IterationResult[] = [];
   for (const [status, files] of Object.entries(manifest.ResultFiles ?? {})) {
     for (const file of files) {
-      const children = parseJson<ChildResult[]>(await getText(details.Bucket, file.Key, 'map run results'), []);
+      const children = jsonOr<ChildResult[]>(await getText(details.Bucket, file.Key, 'map run results'), []);
       for (const child of children) {
         if (status === 'SUCCEEDED') {
-          iterations.push(...parseJson<IterationResult[]>(child.Output, []));
+          iterations.push(...jsonOr<IterationResult[]>(child.Output, []));
           continue;
         }
         // A child that failed or never ran: every item of its batch is failed, with the child's error.
-        const batch = parseJson<{ Items?: PreparedTask[] }>(child.Input, {});
+        const batch = jsonOr<{ Items?: PreparedTask[] }>(child.Input, {});
         const error = {
           Error: child.Error ?? `Child.${status}`,
           Cause: child.Cause ?? `the child workflow ended ${status}`,
@@ -118,7 +112,7 @@ async function summarizeManifest(
 ): Promise<
   Omit<BatchResult, 'results'> & { results: { bucket: string; key: string; count: number }; guard?: unknown }
 > {
-  const prepared = parseJson<{ total: number; unique: number; duplicates: [number, number][] }>(
+  const prepared = jsonOr<{ total: number; unique: number; duplicates: [number, number][] }>(
     await getText(state.prepared.bucket, state.prepared.key, 'prepared batch'),
     { total: 0, unique: 0, duplicates: [] },
   );
@@ -127,12 +121,7 @@ async function summarizeManifest(
   const { results, ...rest } = summarize(prepared, collectOutcomes(iterations));
   const bucket = requireEnv('BATCH_BUCKET');
   const base = state.prepared.key.replace(/\/prepared\.json$/, '');
-  await putText(
-    bucket,
-    `${base}/results.jsonl`,
-    `${results.map((r) => JSON.stringify(r)).join('\n')}\n`,
-    'application/x-ndjson',
-  );
+  await putJsonl(bucket, `${base}/results.jsonl`, results);
   await putText(bucket, `${base}/summary.json`, JSON.stringify(rest));
   const guard = (state as { guardResult?: unknown }).guardResult;
   return {

@@ -6,7 +6,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
-import { putText, requireEnv } from '#shared/aws/s3.ts';
+import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
 import { INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
 import { defaultDeps } from '#shared/cancel.ts';
 import { IdempotencyHeaders } from '#shared/cancel-handler.ts';
@@ -46,7 +46,7 @@ async function start(body: unknown, idempotencyKey: string | undefined): Promise
   if (items.length > INLINE_LIMIT) {
     const bucket = requireEnv('BATCH_BUCKET');
     const key = `requests/${name}.jsonl`;
-    await putText(bucket, key, `${items.map((i) => JSON.stringify(i)).join('\n')}\n`, 'application/x-ndjson');
+    await putJsonl(bucket, key, items);
     const { items: _items, ...fields } = request;
     input = { ...fields, manifest: { bucket, key } };
   }

@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-scheduler';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
-import { putText, requireEnv } from '#shared/aws/s3.ts';
+import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
 import { INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
 import { type InputIssue, InvalidInputError } from '#shared/errors.ts';
 import {
@@ -143,7 +143,7 @@ async function register(body: unknown): Promise<Reply> {
   if (Buffer.byteLength(JSON.stringify(items)) > MAX_INLINE_INPUT_BYTES) {
     const bucket = requireEnv('BATCH_BUCKET');
     const key = `expirations/${request.creditApplicationId}/${Date.now()}.jsonl`;
-    await putText(bucket, key, `${request.items.map((i) => JSON.stringify(i)).join('\n')}\n`, 'application/x-ndjson');
+    await putJsonl(bucket, key, request.items);
     items = { bucket, key };
   }
   const batch = expirationBatch(request, items);

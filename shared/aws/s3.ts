@@ -34,6 +34,11 @@ export async function putText(
   await s3().send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
 }
 
+/** Writes rows as JSON Lines: one JSON value per line, each line ended. */
+export async function putJsonl(bucket: string, key: string, rows: readonly unknown[]): Promise<void> {
+  await putText(bucket, key, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`, 'application/x-ndjson');
+}
+
 export function requireEnv(name: string): string {
   const value = process.env[name];
   if (!value) throw new ConfigurationError(`${name} is not set (the stack sets it; locally \`npm start\` does)`);

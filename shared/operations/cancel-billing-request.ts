@@ -1,8 +1,16 @@
 /** Cancel a GoCardless billing request: the I/O around the pure adapter in `shared/providers/gocardless.ts`. */
 import { randomUUID } from 'node:crypto';
-import { base, type Deps, defaultDeps, type OperationContext, sendOptions, settle } from '../cancel.ts';
+import {
+  base,
+  type Deps,
+  defaultDeps,
+  fromClassification,
+  type OperationContext,
+  sendOptions,
+  settle,
+} from '../cancel.ts';
 import type { Outcome } from '../outcome.ts';
-import { answerFields, malformedSuccess, requestIdOf } from '../providers/common.ts';
+import { answerFields, malformedSuccess } from '../providers/common.ts';
 import {
   cancelRequest,
   classifyCancel,
@@ -27,27 +35,22 @@ export function cancelBillingRequest(
     // One key per logical cancellation: every retry of it, in this Lambda or from Step Functions, reuses it.
     const key = idempotencyKeyFor(billingRequestId, ctx.idempotencyKey ?? randomUUID());
     const options = sendOptions('gocardless', ctx, { isTransient: malformedSuccess });
-    const { response, classification, conflict } = await deps.secrets.withSecret(
+    const { response, classification, readBack } = await deps.secrets.withSecret(
       'gocardless',
       async (secret) => {
         const response = await deps.http.send(cancelRequest(secret, input, key), options);
         const first = classifyCancel(response);
-        if (first.kind !== 'check-state') return { response, classification: first, conflict: false };
+        if (first.kind !== 'check-state') return { response, classification: first, readBack: false };
         // "invalid_state" does not say which state: read the billing request back (PROVIDERS.md 4.3, 4.5).
-        const readBack = await deps.http.send(getRequest(secret, billingRequestId), options);
-        const conflict = parseGoCardlessError(response.body)?.reasons.includes('idempotent_creation_conflict') ?? false;
-        return { response, classification: classifyReadBack(readBack, first.message), conflict };
+        const state = await deps.http.send(getRequest(secret, billingRequestId), options);
+        return { response, classification: classifyReadBack(state, first.message), readBack: true };
       },
       (r) => r.classification.kind === 'unauthorized',
     );
-    const error = parseGoCardlessError(response.body);
-    const common = answerFields(response, error?.requestId ?? requestIdOf(response));
-    // A conflict on our own key means an earlier request of this cancellation took effect.
-    common.ambiguous ||= conflict;
-    if (classification.kind === 'decided') {
-      const { kind: _, ...fields } = classification;
-      return { ...common, ...fields };
-    }
-    return { ...common, outcome: 'rejected', message: classification.message };
+    const error = response.status >= 300 ? parseGoCardlessError(response.body) : undefined;
+    const common = answerFields(response, error?.requestId);
+    // A refusal that was a conflict on our own key means an earlier request of this cancellation took effect.
+    common.ambiguous ||= readBack && (error?.reasons.includes('idempotent_creation_conflict') ?? false);
+    return fromClassification(common, classification);
   });
 }

@@ -1,5 +1,5 @@
 /** Cancel a mycreditapp document request: the I/O around the pure adapter in `shared/providers/mycreditapp.ts`. */
-import { base, type Deps, defaultDeps, type OperationContext, settle } from '../cancel.ts';
+import { base, type Deps, defaultDeps, fromClassification, type OperationContext, settle } from '../cancel.ts';
 import type { Outcome } from '../outcome.ts';
 import { answerFields } from '../providers/common.ts';
 import { cancelRequest, classifyCancel, type OrganizationHeaders } from '../providers/mycreditapp.ts';
@@ -28,19 +28,7 @@ export function cancelDocumentRequest(
       const { response } = answer;
       const common = answerFields(response);
       if (answer.kind === 'unauthorized') return { ...common, outcome: 'rejected', message: answer.message };
-      const classification = classifyCancel(response, startedAt);
-      if (classification.kind !== 'decided') return { ...common, outcome: 'rejected', message: classification.message };
-      const {
-        kind: _,
-        uncertainRepeat,
-        ...fields
-      } = classification as typeof classification & { uncertainRepeat?: boolean };
-      return {
-        ...common,
-        ...fields,
-        ...(fields.outcome === 'failed' ? { failure: 'transient' as const } : {}),
-        uncertainRepeat: uncertainRepeat ?? false,
-      };
+      return fromClassification(common, classifyCancel(response, startedAt));
     },
     { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey },
   );

@@ -1,5 +1,13 @@
 /** Cancel a Truework verification order: the I/O around the pure adapter in `shared/providers/truework.ts`. */
-import { base, type Deps, defaultDeps, type OperationContext, type Settled, sendOptions, settle } from '../cancel.ts';
+import {
+  base,
+  type Deps,
+  defaultDeps,
+  fromClassification,
+  type OperationContext,
+  sendOptions,
+  settle,
+} from '../cancel.ts';
 import type { HttpRequest, HttpResponse } from '../http.ts';
 import type { Outcome } from '../outcome.ts';
 import { answerFields, type Classification, decided, malformedSuccess } from '../providers/common.ts';
@@ -30,8 +38,7 @@ export function cancelVerificationOrder(
       const { response, classification } = await deps.secrets.withSecret(
         'truework',
         async (secret) => {
-          const response = await deps.http.send(cancelRequest(secret, input), options);
-          const forged = verified(response, secret);
+          const { response, forged } = await sendVerified(deps, cancelRequest(secret, input), options, secret);
           if (forged) return { response, classification: forged };
           const first = classifyCancel(response);
           if (first.kind !== 'check-state') return { response, classification: first };
@@ -41,16 +48,11 @@ export function cancelVerificationOrder(
         },
         (r) => r.classification.kind === 'unauthorized',
       );
-      const common = answerFields(response);
-      if (classification.kind !== 'decided') return { ...common, outcome: 'rejected', message: classification.message };
-      const { kind: _, ...fields } = classification;
       return {
-        ...common,
-        ...fields,
-        ...(fields.outcome === 'failed' ? { failure: 'transient' } : {}),
+        ...fromClassification(answerFields(response), classification),
         // A fully cancelled order echoed with 200 reads exactly like the first cancel (PROVIDERS.md 3.6, item 6).
         uncertainRepeat: response.status < 300,
-      } satisfies Settled;
+      };
     },
     { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey },
   );

@@ -4,7 +4,7 @@
  * credentials themselves are refused (they may have been rotated).
  */
 import { type Deps, type OperationContext, sendOptions } from '../cancel.ts';
-import type { HttpRequest, HttpResponse } from '../http.ts';
+import type { HttpRequest, HttpResponse, SendOptions } from '../http.ts';
 import { registerSecretValues } from '../log.ts';
 import { malformedSuccess } from '../providers/common.ts';
 import { apiRoot, isMaintenance, parseDetail, parseToken, tokenRequest } from '../providers/mycreditapp.ts';
@@ -17,12 +17,12 @@ interface CachedToken {
 }
 
 const tokens = new Map<string, CachedToken>();
-const cacheKey = (secret: ProviderSecret<'mycreditapp'>) =>
-  `${apiRoot(secret)}|${secret.clientId}|${secret.clientSecret.length}`;
+const cacheKey = (root: string, secret: ProviderSecret<'mycreditapp'>) =>
+  `${root}|${secret.clientId}|${secret.clientSecret.length}`;
 
 /** What `authorized` gives back: the provider's answer, or the refusal of our credentials. */
 export type Authorized =
-  | { kind: 'answer'; response: HttpResponse; root: string }
+  | { kind: 'answer'; response: HttpResponse }
   | { kind: 'unauthorized'; message: string; response: HttpResponse };
 
 function transient(response: { status: number; body: string; headers: Record<string, string | undefined> }) {
@@ -34,16 +34,13 @@ type TokenResult = { accessToken: string } | { refused: string; response: HttpRe
 async function token(
   secret: ProviderSecret<'mycreditapp'>,
   deps: Deps,
-  ctx: OperationContext,
+  key: string,
+  options: SendOptions,
   force: boolean,
 ): Promise<TokenResult> {
-  const key = cacheKey(secret);
   const cached = tokens.get(key);
   if (cached && !force && cached.renewAt > Date.now()) return { accessToken: cached.accessToken };
-  const response = await deps.http.send(
-    tokenRequest(secret),
-    sendOptions('mycreditapp', ctx, { isTransient: transient }),
-  );
+  const response = await deps.http.send(tokenRequest(secret), options);
   const parsed = response.status < 300 ? parseToken(response) : undefined;
   if (!parsed) {
     tokens.delete(key);
@@ -68,13 +65,14 @@ export async function authorized(
   build: (root: string, accessToken: string) => HttpRequest,
 ): Promise<Authorized> {
   const root = apiRoot(secret);
+  const key = cacheKey(root, secret);
   const options = sendOptions('mycreditapp', ctx, { isTransient: transient });
   for (const force of [false, true]) {
-    const t = await token(secret, deps, ctx, force);
+    const t = await token(secret, deps, key, options, force);
     if ('refused' in t) return { kind: 'unauthorized', message: t.refused, response: t.response };
     const response = await deps.http.send(build(root, t.accessToken), options);
-    if (response.status !== 401) return { kind: 'answer', response, root };
-    tokens.delete(cacheKey(secret));
+    if (response.status !== 401) return { kind: 'answer', response };
+    tokens.delete(key);
     if (force)
       return {
         kind: 'unauthorized',

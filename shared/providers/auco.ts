@@ -11,7 +11,7 @@
 import type { HttpRequest, RawResponse } from '../http.ts';
 import type { OutcomeKind } from '../outcome.ts';
 import type { ProviderSecret } from '../secrets.ts';
-import { asObject, asString, brief, parseJson } from './common.ts';
+import { asObject, asString, brief, parseJson, rootOf } from './common.ts';
 
 export const AUCO_LIVE_URL = 'https://api.auco.ai/v1.5/ext';
 /** Codes per provider call: Auco documents no maximum; configurable with AUCO_MAX_CODES_PER_CALL. */
@@ -19,7 +19,7 @@ export const DEFAULT_MAX_CODES_PER_CALL = 50;
 
 type Secret = ProviderSecret<'auco'>;
 
-const root = (secret: Secret) => (secret.baseUrl ?? AUCO_LIVE_URL).replace(/\/+$/, '');
+const root = (secret: Secret) => rootOf(secret, AUCO_LIVE_URL);
 
 export function cancelRequest(secret: Secret, input: { codes: string[]; message: string; email: string }): HttpRequest {
   return {

@@ -37,6 +37,11 @@ export function requestIdOf(response: Pick<RawResponse, 'headers'>): string | un
   return response.headers['x-request-id'] ?? response.headers['request-id'] ?? response.headers['x-correlation-id'];
 }
 
+/** Where requests go: the secret's `baseUrl` (a sandbox, a simulator), else the provider's live URL; no trailing `/`. */
+export function rootOf(secret: { baseUrl?: string | undefined }, liveUrl: string): string {
+  return (secret.baseUrl ?? liveUrl).replace(/\/+$/, '');
+}
+
 /** What every outcome records from the provider's final answer. `requestId` overrides the headers' (GoCardless
  * puts its own in the error body). */
 export function answerFields(
@@ -69,7 +74,7 @@ export type Classification =
 export const decided = (
   outcome: OutcomeKind,
   fields: Pick<Outcome, 'providerStatus' | 'message' | 'details'> = {},
-): Classification => ({ kind: 'decided', outcome, ...fields });
+): Extract<Classification, { kind: 'decided' }> => ({ kind: 'decided', outcome, ...fields });
 
 /** Parses a timestamp; one without a timezone (mycreditapp's `2025-01-02T12:00:00.123456`) is UTC. */
 export function parseTimestamp(value: string): number {

@@ -12,7 +12,7 @@
 import { createHash } from 'node:crypto';
 import type { HttpRequest, RawResponse } from '../http.ts';
 import type { ProviderSecret } from '../secrets.ts';
-import { asObject, asString, brief, type Classification, decided, parseJson } from './common.ts';
+import { asObject, asString, brief, type Classification, decided, parseJson, rootOf } from './common.ts';
 
 export const GOCARDLESS_LIVE_URL = 'https://api.gocardless.com';
 export const GOCARDLESS_VERSION = '2015-07-06';
@@ -26,7 +26,7 @@ export interface GoCardlessError {
   requestId?: string;
 }
 
-const root = (secret: Secret) => (secret.baseUrl ?? GOCARDLESS_LIVE_URL).replace(/\/+$/, '');
+const root = (secret: Secret) => rootOf(secret, GOCARDLESS_LIVE_URL);
 
 function headers(secret: Secret): Record<string, string> {
   return {

@@ -282,24 +282,20 @@ export type LookupClassification =
 
 export function classifyLookup(response: RawResponse, now = Date.now()): LookupClassification {
   const { status } = response;
-  const detail = parseDetail(response.body);
-  const said = detail.messages.join('; ') || brief(response.body) || `HTTP ${status}`;
-  if (status === 401) return { kind: 'unauthorized', message: `mycreditapp rejected the credentials (${said})` };
-  if (status === 404)
-    return decided('not_found', {
-      message: `mycreditapp does not know this credit application (${said})`,
-    }) as LookupClassification;
-  if (status >= 300)
-    return decided('rejected', {
-      message: `mycreditapp refused the lookup (HTTP ${status}: ${said})`,
-    }) as LookupClassification;
+  if (status >= 300) {
+    const said = parseDetail(response.body).messages.join('; ') || brief(response.body) || `HTTP ${status}`;
+    if (status === 401) return { kind: 'unauthorized', message: `mycreditapp rejected the credentials (${said})` };
+    if (status === 404)
+      return decided('not_found', { message: `mycreditapp does not know this credit application (${said})` });
+    return decided('rejected', { message: `mycreditapp refused the lookup (HTTP ${status}: ${said})` });
+  }
   const json = parseJson(response.body);
   const parsed = z.safeParse(CreditApplication, json);
   if (!parsed.success) {
     const issues = toInputIssues(parsed.error, json).map((i) => `${i.path || 'body'} ${i.message}`);
     return decided('rejected', {
       message: `mycreditapp answered with an application we cannot read: ${issues.join('; ')}`,
-    }) as LookupClassification;
+    });
   }
   const application = parsed.data;
   const expiresAt = application.expires_at ? Date.parse(application.expires_at) : undefined;

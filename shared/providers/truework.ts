@@ -14,7 +14,7 @@ import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import type { HttpRequest, RawResponse } from '../http.ts';
 import type { OutcomeKind } from '../outcome.ts';
 import type { ProviderSecret } from '../secrets.ts';
-import { asObject, asString, brief, type Classification, decided, parseJson } from './common.ts';
+import { asObject, asString, brief, type Classification, decided, parseJson, rootOf } from './common.ts';
 
 export const TRUEWORK_LIVE_URL = 'https://api.truework.com';
 export const TRUEWORK_API_VERSION = '2023-10-30';
@@ -27,7 +27,7 @@ export interface VerificationRequestState {
   state: string;
 }
 
-const root = (secret: Secret) => (secret.baseUrl ?? TRUEWORK_LIVE_URL).replace(/\/+$/, '');
+const root = (secret: Secret) => rootOf(secret, TRUEWORK_LIVE_URL);
 
 function headers(secret: Secret): Record<string, string> {
   const version = secret.apiVersion ?? TRUEWORK_API_VERSION;
