@@ -4,10 +4,10 @@
  * It also serves `GET /openapi.json`.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { matchPath, ROUTES } from '../shared/routes.ts';
 import { apiGatewayV2Event, lambdaContext } from './lambda-events.ts';
+import { listenOnLoopback } from './listen.ts';
 import type { LocalLambda } from './state-machine.ts';
 
 /** API Gateway's payload limit. */
@@ -48,11 +48,8 @@ export class LocalApi {
   }
 
   async listen(port: number, host = '127.0.0.1'): Promise<string> {
-    await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, resolve);
-    });
-    this.url = `http://${host}:${(this.server.address() as AddressInfo).port}`;
+    // Its own close (below) lets requests in flight finish first.
+    this.url = (await listenOnLoopback(this.server, port, host)).url;
     return this.url;
   }
 

@@ -2,10 +2,10 @@
  * DynamoDB on loopback: dynalite (the real DynamoDB wire protocol and validation), in memory or in a directory,
  * with the ledger and idempotency tables created as the stack declares them.
  */
-import type { AddressInfo } from 'node:net';
 import dynalite from 'dynalite';
 import { DynamoDb, DynamoError } from '../../shared/aws/dynamodb.ts';
 import { createTableInputs } from '../../shared/aws/tables.ts';
+import { listenOnLoopback } from '../listen.ts';
 
 export const LOCAL_TABLES = { ledger: 'cancellations-ledger', idempotency: 'cancellations-idempotency' } as const;
 
@@ -22,8 +22,7 @@ export async function startLocalDynamo(options: { path?: string; port?: number }
     updateTableMs: 0,
     ...(options.path ? { path: options.path } : {}),
   });
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { url, close } = await listenOnLoopback(server, options.port);
   const db = new DynamoDb({ endpoint: url });
   for (const input of createTableInputs(LOCAL_TABLES)) {
     await db.call('CreateTable', input).catch((error) => {
@@ -34,10 +33,6 @@ export async function startLocalDynamo(options: { path?: string; port?: number }
   return {
     url,
     tables: LOCAL_TABLES,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      }),
+    stop: close,
   };
 }

@@ -5,16 +5,14 @@
  */
 import http from 'node:http';
 import { lambdaContext } from '../lambda-events.ts';
-import { listenOnLoopback } from '../listen.ts';
+import { listenOnLoopback, withBody } from '../listen.ts';
 import type { LocalLambda } from '../state-machine.ts';
 
 export async function startLocalLambda(
   functions: Record<string, LocalLambda>,
 ): Promise<{ url: string; close: () => Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', async () => {
+  const server = http.createServer(
+    withBody(async (req, res, body) => {
       const match = /^\/2015-03-31\/functions\/([^/]+)\/invocations$/.exec(
         new URL(req.url ?? '/', 'http://lambda').pathname,
       );
@@ -28,7 +26,7 @@ export async function startLocalLambda(
         return void res.end(JSON.stringify({ Type: 'User', message: `Function not found: ${name}` }));
       }
       try {
-        const event = JSON.parse(Buffer.concat(chunks).toString('utf8') || 'null') as never;
+        const event = JSON.parse(body || 'null') as never;
         const result = await handler(event, lambdaContext(name));
         res.writeHead(200, { 'content-type': 'application/json', 'x-amz-executed-version': '$LATEST' });
         res.end(JSON.stringify(result ?? null));
@@ -41,7 +39,7 @@ export async function startLocalLambda(
         });
         res.end(JSON.stringify({ errorType: e.name, errorMessage: e.message, trace: [] }));
       }
-    });
-  });
+    }),
+  );
   return listenOnLoopback(server);
 }

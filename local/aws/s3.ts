@@ -6,12 +6,12 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { dirname, join, relative } from 'node:path';
+import { listenOnLoopback, withBody } from '../listen.ts';
 
 export class LocalS3 {
   private readonly memory = new Map<string, string>();
-  private server: http.Server | undefined;
+  private closeServer: (() => Promise<void>) | undefined;
   url = '';
   private readonly root: string | undefined;
 
@@ -77,24 +77,17 @@ export class LocalS3 {
   }
 
   async start(port = 0, host = '127.0.0.1'): Promise<string> {
-    this.server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => this.serve(req, res, Buffer.concat(chunks).toString('utf8')));
-    });
-    await new Promise<void>((resolve) => this.server?.listen(port, host, resolve));
-    this.url = `http://${host}:${(this.server.address() as AddressInfo).port}`;
-    return this.url;
+    const server = http.createServer(withBody((req, res, body) => this.serve(req, res, body)));
+    const { url, close } = await listenOnLoopback(server, port, host);
+    this.closeServer = close;
+    this.url = url;
+    return url;
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    if (server)
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+    const close = this.closeServer;
+    this.closeServer = undefined;
+    await close?.();
   }
 
   private serve(req: http.IncomingMessage, res: http.ServerResponse, body: string): void {

@@ -7,10 +7,10 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import { parseAtExpression } from '../../shared/expirations.ts';
 import { log } from '../../shared/log.ts';
+import { listenOnLoopback, withBody } from '../listen.ts';
 import { AwsServiceError } from './json-service.ts';
 
 export interface LocalSchedule {
@@ -59,7 +59,7 @@ const MAX_TIMER_MS = 2_147_483_647;
 export class LocalScheduler {
   private readonly state: State = { schedules: [], fired: [], deadLetters: [] };
   private readonly timers = new Map<string, NodeJS.Timeout>();
-  private server: http.Server | undefined;
+  private closeServer: (() => Promise<void>) | undefined;
   private readonly file: string | undefined;
   private readonly start: StartTarget;
   /** Milliseconds between attempts to start a target that failed (the service backs off; locally, quickly). */
@@ -83,13 +83,10 @@ export class LocalScheduler {
   }
 
   async listen(port = 0): Promise<string> {
-    this.server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => this.serve(req, res, Buffer.concat(chunks).toString('utf8')));
-    });
-    await new Promise<void>((resolve) => this.server?.listen(port, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    const server = http.createServer(withBody((req, res, body) => this.serve(req, res, body)));
+    const { url, close } = await listenOnLoopback(server, port);
+    this.closeServer = close;
+    this.url = url;
     // Arm every kept schedule; overdue ones fire now.
     for (const s of this.state.schedules) this.arm(s);
     return this.url;
@@ -98,14 +95,9 @@ export class LocalScheduler {
   async close(): Promise<void> {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
-    const server = this.server;
-    this.server = undefined;
-    if (server) {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    }
+    const close = this.closeServer;
+    this.closeServer = undefined;
+    await close?.();
   }
 
   private key(group: string, name: string): string {

@@ -13,7 +13,7 @@
  *   PUT    /__sim/resources/{id}    set a resource's state (provider-specific body)
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOnLoopback, withBody } from '../listen.ts';
 
 export type Fault =
   | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string>; html?: boolean }
@@ -84,7 +84,7 @@ export abstract class Simulator {
   /** Cancels that changed state, per resource id: exactly one each is the invariant tests check. */
   readonly effectiveCancels = new Map<string, number>();
   private rules: (FaultRule & { remaining: number })[] = [];
-  private server: http.Server | undefined;
+  private closeServer: (() => Promise<void>) | undefined;
   private baseUrl = '';
   protected readonly timeScale: number;
   private limiter: TokenBucket | undefined;
@@ -123,34 +123,25 @@ export abstract class Simulator {
 
   async start(): Promise<string> {
     this.seed();
-    this.server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        this.dispatch(req, res, Buffer.concat(chunks).toString('utf8')).catch((error) => {
+    const server = http.createServer(
+      withBody((req, res, body) =>
+        this.dispatch(req, res, body).catch((error) => {
           if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
           res.end(`simulator error: ${(error as Error).message}`);
-        });
-      });
-    });
-    this.server.keepAliveTimeout = 30_000;
-    await new Promise<void>((resolve, reject) => {
-      this.server?.once('error', reject);
-      this.server?.listen(this.port, this.host, resolve);
-    });
-    const { port } = this.server.address() as AddressInfo;
-    this.baseUrl = `http://${this.host}:${port}`;
+        }),
+      ),
+    );
+    server.keepAliveTimeout = 30_000;
+    const { url, close } = await listenOnLoopback(server, this.port, this.host);
+    this.closeServer = close;
+    this.baseUrl = url;
     return this.url;
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    this.server = undefined;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    const close = this.closeServer;
+    this.closeServer = undefined;
+    await close?.();
   }
 
   /** Queues a fault (see FaultRule). */

@@ -1,7 +1,7 @@
 /** A scripted HTTP server on 127.0.0.1: each request takes the next responder from the script (the last one
  * repeats), and every request is recorded. Enough to prove client behaviour over real sockets. */
 import http from 'node:http';
-import { listenOnLoopback } from '../../local/listen.ts';
+import { listenOnLoopback, withBody } from '../../local/listen.ts';
 
 export interface Recorded {
   method: string;
@@ -26,11 +26,8 @@ export async function startLoopback(...initial: Responder[]): Promise<Loopback> 
   let responders = initial;
   let next = 0;
   const requests: Recorded[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
+  const server = http.createServer(
+    withBody((req, res, body) => {
       requests.push({
         method: req.method ?? '',
         url: req.url ?? '',
@@ -42,8 +39,8 @@ export async function startLoopback(...initial: Responder[]): Promise<Loopback> 
       const responder = responders[Math.min(next++, responders.length - 1)];
       if (responder) responder(req, res, body);
       else res.writeHead(500).end('no responder scripted');
-    });
-  });
+    }),
+  );
   const { url, close } = await listenOnLoopback(server);
   return {
     url,

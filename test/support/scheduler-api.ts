@@ -3,7 +3,7 @@
  * request: what the AWS path of the expirations function sends is asserted on the wire.
  */
 import http from 'node:http';
-import { listenOnLoopback } from '../../local/listen.ts';
+import { listenOnLoopback, withBody } from '../../local/listen.ts';
 
 export interface RecordedCall {
   method: string;
@@ -15,12 +15,10 @@ export interface RecordedCall {
 export async function startSchedulerApi() {
   const schedules = new Map<string, Record<string, unknown>>();
   const calls: RecordedCall[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+  const server = http.createServer(
+    withBody((req, res, text) => {
       const url = new URL(req.url ?? '/', 'http://scheduler');
-      const body = chunks.length ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>) : {};
+      const body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
       calls.push({ method: req.method ?? '', path: url.pathname, query: Object.fromEntries(url.searchParams), body });
       const name = decodeURIComponent(url.pathname.replace(/^\/schedules\//, ''));
       const group = url.searchParams.get('groupName') ?? String(body.GroupName ?? 'default');
@@ -48,8 +46,8 @@ export async function startSchedulerApi() {
         return send(200, {});
       }
       send(200, found);
-    });
-  });
+    }),
+  );
   const { url, close } = await listenOnLoopback(server);
   return {
     url,

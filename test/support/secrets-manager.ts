@@ -1,6 +1,6 @@
 /** A loopback server speaking the Secrets Manager GetSecretValue wire protocol (AWS JSON 1.1, TOOLING.md 5). */
 import http from 'node:http';
-import { listenOnLoopback } from '../../local/listen.ts';
+import { listenOnLoopback, withBody } from '../../local/listen.ts';
 
 export interface FakeSecretsManager {
   url: string;
@@ -13,10 +13,8 @@ export interface FakeSecretsManager {
 export async function startFakeSecretsManager(): Promise<FakeSecretsManager> {
   const secrets = new Map<string, string | { error: string }>();
   const calls: string[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+  const server = http.createServer(
+    withBody((req, res, body) => {
       const target = req.headers['x-amz-target'];
       const send = (status: number, body: unknown) => {
         res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
@@ -28,7 +26,7 @@ export async function startFakeSecretsManager(): Promise<FakeSecretsManager> {
       ) {
         return send(400, { __type: 'UnknownOperationException', message: `unsupported ${target}` });
       }
-      const { SecretId } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { SecretId: string };
+      const { SecretId } = JSON.parse(body) as { SecretId: string };
       calls.push(SecretId);
       const value = secrets.get(SecretId);
       if (value === undefined)
@@ -46,8 +44,8 @@ export async function startFakeSecretsManager(): Promise<FakeSecretsManager> {
         VersionStages: ['AWSCURRENT'],
         CreatedDate: 1.7e9,
       });
-    });
-  });
+    }),
+  );
   const { url, close } = await listenOnLoopback(server);
   return {
     url,
