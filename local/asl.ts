@@ -8,8 +8,7 @@ import { App } from 'aws-cdk-lib';
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
 import { buildApp } from '../infra/app.ts';
 
-export const LOCAL_REGION = 'eu-west-1';
-export const LOCAL_ACCOUNT = '111111111111';
+import { LOCAL_ACCOUNT, LOCAL_REGION, localFunctionArn } from './lambda-events.ts';
 
 type Resources = Record<string, { Type: string; Properties?: Record<string, unknown> }>;
 export interface Template {
@@ -28,7 +27,7 @@ function functionArn(resources: Resources, logicalId: string): string {
     resources[logicalId]?.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined
   )?.Variables;
   const name = typeof variables?.OPERATION === 'string' ? variables.OPERATION : logicalId;
-  return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:${name}`;
+  return localFunctionArn(name);
 }
 
 /** Resolves the intrinsics CDK puts in a definition: Fn::Join, Ref and Fn::GetAtt (TOOLING.md 3). */

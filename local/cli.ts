@@ -18,7 +18,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { identity } from '../shared/batch.ts';
 import type { BatchItem } from '../shared/items.ts';
-import { OUTCOMES, PROVIDERS, type Provider } from '../shared/outcome.ts';
+import { isCanceled, OUTCOMES, type Outcome, PROVIDERS, type Provider } from '../shared/outcome.ts';
 
 const USAGE = `Usage: npm run cli -- <command> [options]
 
@@ -78,7 +78,12 @@ interface Answer {
   body: Record<string, unknown>;
 }
 
-async function call(method: string, path: string, body?: unknown): Promise<Answer> {
+async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
   let res: Response;
   try {
     res = await fetch(`${API}${path}`, {
@@ -86,6 +91,7 @@ async function call(method: string, path: string, body?: unknown): Promise<Answe
       headers: {
         'content-type': 'application/json',
         ...(opts['idempotency-key'] ? { 'idempotency-key': opts['idempotency-key'] } : {}),
+        ...headers,
       },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
@@ -97,8 +103,6 @@ async function call(method: string, path: string, body?: unknown): Promise<Answe
   const text = await res.text();
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
-
-const DONE = new Set(['canceled', 'already_canceled', 'completed']);
 
 function printOutcome(answer: Answer): number {
   if (json) console.log(JSON.stringify(answer.body));
@@ -116,7 +120,7 @@ function printOutcome(answer: Answer): number {
       `${String(o.provider)} ${target}: ${String(o.outcome)}${o.providerStatus ? ` (${String(o.providerStatus)})` : ''}${o.message ? ` - ${String(o.message)}` : ''}`,
     );
   }
-  return outcomes.every((o) => DONE.has(String(o.outcome))) ? 0 : 1;
+  return outcomes.every((o) => isCanceled(o as Pick<Outcome, 'outcome'>)) ? 0 : 1;
 }
 
 function need(value: string | undefined, what: string): string {
@@ -162,21 +166,17 @@ async function cancel(args: string[]): Promise<number> {
       );
     case 'mycreditapp': {
       const [orgId, requestId] = [need(ids[0], 'an organization id'), need(ids[1], 'a document request id')];
-      const res = await fetch(
-        `${API}/v1/mycreditapp/organizations/${encodeURIComponent(orgId)}/document-requests/${encodeURIComponent(requestId)}/cancel`,
-        {
-          method: 'POST',
-          headers: {
+      return printOutcome(
+        await call(
+          'POST',
+          `/v1/mycreditapp/organizations/${encodeURIComponent(orgId)}/document-requests/${encodeURIComponent(requestId)}/cancel`,
+          undefined,
+          {
             'requester-organization-id': need(opts.requester, '--requester'),
             'target-organization-id': need(opts.target, '--target'),
           },
-        },
-      ).catch((error: Error) => {
-        throw new Unreachable(
-          `cannot reach the local API at ${API} (${error.message}). Is it running? Start it with: npm start`,
-        );
-      });
-      return printOutcome({ status: res.status, body: (await res.json()) as Record<string, unknown> });
+        ),
+      );
     }
     default:
       throw new Usage(`cancel takes a provider: ${PROVIDERS.join(', ')}`);
@@ -279,7 +279,7 @@ async function main(): Promise<number> {
         say(`Batch ${String(answer.body.batchId ?? args[0])}: ${String(answer.body.status ?? answer.body.message)}`);
         if (answer.body.summary) say(summaryTable(answer.body.summary as Parameters<typeof summaryTable>[0]));
       }
-      return answer.status === 200 && DONE.has(String(answer.body.status)) ? 0 : 1;
+      return answer.status === 200 && answer.body.status === 'completed' ? 0 : 1;
     }
     case 'ledger': {
       const query = opts['credit-application']

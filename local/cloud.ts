@@ -4,13 +4,14 @@
  * reach them through the AWS SDK's own endpoint variables (AWS_ENDPOINT_URL_<SERVICE>), so their code is the code
  * that runs in Lambda.
  */
-import { batchStateMachine, LOCAL_ACCOUNT, LOCAL_REGION } from './asl.ts';
+import { batchStateMachine } from './asl.ts';
 import { type LocalDynamo, startLocalDynamo } from './aws/dynamodb.ts';
 import { startLocalLambda } from './aws/lambda.ts';
 import { LocalS3 } from './aws/s3.ts';
 import { LocalScheduler } from './aws/scheduler.ts';
 import { LocalStepFunctions } from './aws/stepfunctions.ts';
 import { loadFunctions } from './functions.ts';
+import { LOCAL_ACCOUNT, LOCAL_REGION } from './lambda-events.ts';
 import { type LocalLambda, type LocalRunnerOptions, LocalStateMachine } from './state-machine.ts';
 
 export interface LocalCloudOptions {

@@ -37,7 +37,7 @@ export function apiGatewayV2Event(input: ApiEventInput): APIGatewayProxyEventV2 
       ? { pathParameters: input.pathParameters }
       : {}),
     requestContext: {
-      accountId: '111111111111',
+      accountId: LOCAL_ACCOUNT,
       apiId: 'local',
       domainName: headers.host ?? 'localhost',
       domainPrefix: 'localhost',
@@ -59,6 +59,21 @@ export function apiGatewayV2Event(input: ApiEventInput): APIGatewayProxyEventV2 
   };
 }
 
+/** The account and region everything local pretends to run in. */
+export const LOCAL_REGION = 'eu-west-1';
+export const LOCAL_ACCOUNT = '111111111111';
+
+/** The ARN a local function is invoked by: its operation name (the function's folder). */
+export function localFunctionArn(name: string): string {
+  return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:${name}`;
+}
+
+/** A function error as Lambda reports it: the payload Step Functions shows as an error's Cause. */
+export function lambdaErrorPayload(error: unknown): { errorType: string; errorMessage: string; trace: string[] } {
+  const e = error as Partial<Error>;
+  return { errorType: e.name ?? 'Error', errorMessage: e.message ?? String(error), trace: [] };
+}
+
 /** A Lambda context with a real deadline: `getRemainingTimeInMillis` counts down from `timeoutMs`. */
 export function lambdaContext(functionName: string, timeoutMs = 30_000): Context {
   const deadline = Date.now() + timeoutMs;
@@ -67,7 +82,7 @@ export function lambdaContext(functionName: string, timeoutMs = 30_000): Context
     callbackWaitsForEmptyEventLoop: false,
     functionName,
     functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:eu-west-1:111111111111:function:${functionName}`,
+    invokedFunctionArn: localFunctionArn(functionName),
     memoryLimitInMB: '256',
     awsRequestId,
     logGroupName: `/aws/lambda/${functionName}`,

@@ -175,7 +175,6 @@ async function main(): Promise<void> {
   const opts = options();
   const fromFile = opts.secrets ? readSecretsFile(opts.secrets) : {};
   setLogLevel(opts.verbose ? 'info' : 'warn');
-  process.env.LOG_LEVEL = opts.verbose ? 'info' : 'warn';
 
   const simulated = new Set(PROVIDERS.filter((p) => !(p in fromFile)));
   const sims = new Map<Provider, Simulator>();

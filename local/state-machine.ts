@@ -14,7 +14,13 @@ import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
 import { type RunOptions, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import type { LocalS3 } from './aws/s3.ts';
-import { lambdaContext } from './lambda-events.ts';
+import { lambdaContext, lambdaErrorPayload } from './lambda-events.ts';
+
+/** A failed run as Step Functions reports it: aws-local-stepfunctions puts the state's error on `cause`. */
+export function executionFailure(error: unknown): { error: string; cause: string } {
+  const e = error as Error & { cause?: { name?: string; message?: string } };
+  return { error: e.cause?.name ?? e.name, cause: e.cause?.message ?? e.message };
+}
 
 export type LocalLambda = (event: never, context: Context) => Promise<unknown>;
 type JsonValue = Parameters<StateMachine['run']>[0];
@@ -113,13 +119,15 @@ export class LocalStateMachine {
   private readonly distributed = new Map<string, { state: State; child: LocalStateMachine }>();
   /** Lambda task states and the function each invokes. */
   private readonly lambdaTasks = new Map<string, string>();
-  private readonly retryStates: string[] = [];
+  /** Every retrying state's interval, when the options replace them (tests). */
+  private readonly retryIntervalOverrides: Record<string, number> = {};
   private readonly options: LocalRunnerOptions;
 
   constructor(options: LocalRunnerOptions) {
     this.options = options;
     const states = walk(options.definition.States as Record<string, State>, (name, state) => {
-      if (state.Retry) this.retryStates.push(name);
+      if (state.Retry && options.retryIntervalMs !== undefined)
+        this.retryIntervalOverrides[name] = options.retryIntervalMs;
       const processor = state.ItemProcessor as
         | { ProcessorConfig?: { Mode?: string }; StartAt: string; States: StateMachineDefinition['States'] }
         | undefined;
@@ -175,13 +183,7 @@ export class LocalStateMachine {
     const options: RunOptions = {
       overrides: {
         taskResourceLocalHandlers: handlers,
-        ...(this.options.retryIntervalMs !== undefined
-          ? {
-              retryIntervalOverrides: Object.fromEntries(
-                this.retryStates.map((s) => [s, this.options.retryIntervalMs as number]),
-              ),
-            }
-          : {}),
+        ...(this.options.retryIntervalMs !== undefined ? { retryIntervalOverrides: this.retryIntervalOverrides } : {}),
       },
       context: {
         Execution: {
@@ -235,11 +237,9 @@ export class LocalStateMachine {
       return result === undefined ? null : (JSON.parse(JSON.stringify(result)) as JsonValue);
     } catch (error) {
       // As Step Functions reports a Lambda error: the name is the Error, the Lambda error payload the Cause.
-      const e = error as Error;
-      const shaped = new Error(
-        JSON.stringify({ errorType: e.name ?? 'Error', errorMessage: e.message ?? String(error), trace: [] }),
-      );
-      shaped.name = e.name && e.name !== 'Error' ? e.name : 'Error';
+      const payload = lambdaErrorPayload(error);
+      const shaped = new Error(JSON.stringify(payload));
+      shaped.name = payload.errorType || 'Error';
       throw shaped;
     } finally {
       clearTimeout(timer);
@@ -303,13 +303,13 @@ export class LocalStateMachine {
           StopDate: new Date().toISOString(),
         };
       } catch (error) {
-        const e = error as Error & { cause?: { name?: string; message?: string } };
+        const failure = executionFailure(error);
         return {
           ExecutionArn: childArn,
           Input: JSON.stringify(childInput),
           Status: 'FAILED',
-          Error: e.cause?.name ?? e.name,
-          Cause: e.cause?.message ?? e.message,
+          Error: failure.error,
+          Cause: failure.cause,
           StartDate: started.toISOString(),
           StopDate: new Date().toISOString(),
         };

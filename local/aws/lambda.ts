@@ -4,7 +4,7 @@
  * or 200 with `X-Amz-Function-Error: Unhandled` and the error payload.
  */
 import http from 'node:http';
-import { lambdaContext } from '../lambda-events.ts';
+import { lambdaContext, lambdaErrorPayload } from '../lambda-events.ts';
 import { listenOnLoopback, withBody } from '../listen.ts';
 import type { LocalLambda } from '../state-machine.ts';
 
@@ -31,13 +31,12 @@ export async function startLocalLambda(
         res.writeHead(200, { 'content-type': 'application/json', 'x-amz-executed-version': '$LATEST' });
         res.end(JSON.stringify(result ?? null));
       } catch (error) {
-        const e = error as Error;
         res.writeHead(200, {
           'content-type': 'application/json',
           'x-amz-function-error': 'Unhandled',
           'x-amz-executed-version': '$LATEST',
         });
-        res.end(JSON.stringify({ errorType: e.name, errorMessage: e.message, trace: [] }));
+        res.end(JSON.stringify(lambdaErrorPayload(error)));
       }
     }),
   );

@@ -10,6 +10,7 @@ import http from 'node:http';
 import { dirname } from 'node:path';
 import { parseAtExpression } from '../../shared/expirations.ts';
 import { log } from '../../shared/log.ts';
+import { LOCAL_ACCOUNT, LOCAL_REGION } from '../lambda-events.ts';
 import { listenOnLoopback, withBody } from '../listen.ts';
 import { AwsServiceError } from './json-service.ts';
 
@@ -144,7 +145,7 @@ export class LocalScheduler {
     const schedule: LocalSchedule = {
       Name: name,
       GroupName: group,
-      Arn: `arn:aws:scheduler:eu-west-1:111111111111:schedule/${group}/${name}`,
+      Arn: `arn:aws:scheduler:${LOCAL_REGION}:${LOCAL_ACCOUNT}:schedule/${group}/${name}`,
       ScheduleExpression: String(body.ScheduleExpression),
       ...(body.ScheduleExpressionTimezone
         ? { ScheduleExpressionTimezone: String(body.ScheduleExpressionTimezone) }

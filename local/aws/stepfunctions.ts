@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { LocalStateMachine, RunStats } from '../state-machine.ts';
-import { newStats } from '../state-machine.ts';
+import { executionFailure, newStats } from '../state-machine.ts';
 import { AwsServiceError, startJsonService } from './json-service.ts';
 
 export interface LocalExecution {
@@ -63,10 +63,9 @@ export class LocalStepFunctions {
         execution.status = 'SUCCEEDED';
         execution.output = JSON.stringify(output);
       })
-      .catch((error: Error & { cause?: { name?: string; message?: string } }) => {
+      .catch((error: unknown) => {
         execution.status = 'FAILED';
-        execution.error = error.cause?.name ?? error.name;
-        execution.cause = error.cause?.message ?? error.message;
+        ({ error: execution.error, cause: execution.cause } = executionFailure(error));
       })
       .finally(() => {
         execution.stopDate = new Date();
