@@ -14,13 +14,14 @@
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { build } from 'esbuild';
 import { buildApp } from '../infra/app.ts';
 import { PROJECT_ROOT } from '../infra/provider-function.ts';
+import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
 
 const run = promisify(execFile);
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]));
@@ -40,8 +41,8 @@ const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 const results: Record<string, unknown> = {
   date: new Date().toISOString(),
   machine: {
-    cpus: (await import('node:os')).cpus().length,
-    model: (await import('node:os')).cpus()[0]?.model,
+    cpus: cpus().length,
+    model: cpus()[0]?.model,
     node: process.version,
   },
 };
@@ -58,6 +59,8 @@ const DEPLOYED = {
   mainFields: ['module', 'main'],
   banner: { js: "import{createRequire as __cr}from'module';const require=__cr(import.meta.url);" },
 };
+
+const FLOOR = '(floor: Secrets Manager client only)';
 
 async function bundles() {
   const outdir = mkdtempSync(join(tmpdir(), 'bench-cdk-'));
@@ -87,7 +90,7 @@ async function bundles() {
     outfile: join(floorDir, 'floor.mjs'),
     nodePaths: [join(PROJECT_ROOT, 'node_modules')],
   });
-  files['(floor: Secrets Manager client only)'] = join(floorDir, 'floor.mjs');
+  files[FLOOR] = join(floorDir, 'floor.mjs');
 
   // Import time in fresh processes, round-robin across bundles so machine noise falls on all of them alike.
   const runs = QUICK ? 5 : 21;
@@ -103,9 +106,8 @@ async function bundles() {
       times[name]?.push(Number(stdout));
     }
   }
-  const floorName = '(floor: Secrets Manager client only)';
-  const floorBytes = statSync(files[floorName] as string).size;
-  const floorImport = median(times[floorName] as number[]);
+  const floorBytes = statSync(files[FLOOR] as string).size;
+  const floorImport = median(times[FLOOR] as number[]);
   const rows = Object.entries(files).map(([name, file]) => {
     const bytes = statSync(file).size;
     const importMs = median(times[name] as number[]);
@@ -150,9 +152,7 @@ async function overhead() {
   setDefaultDeps({
     http: new HttpClient(),
     ledger: new MemoryLedger(),
-    secrets: new SecretStore(
-      new StaticSecretSource({ gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: sim.url } }),
-    ),
+    secrets: new SecretStore(new StaticSecretSource({ gocardless: sim.demoSecret() })),
   });
   const agent = new http.Agent({ keepAlive: true });
   const url = new URL(sim.url);
@@ -237,9 +237,9 @@ async function overhead() {
 
 async function throughput() {
   const { startLocalCloud } = await import('../local/cloud.ts');
-  const { GoCardlessSimulator, GOCARDLESS_DEMO } = await import('../local/simulators/gocardless.ts');
-  const { TrueworkSimulator, TRUEWORK_DEMO } = await import('../local/simulators/truework.ts');
-  const { AucoSimulator, AUCO_DEMO } = await import('../local/simulators/auco.ts');
+  const { GoCardlessSimulator } = await import('../local/simulators/gocardless.ts');
+  const { TrueworkSimulator } = await import('../local/simulators/truework.ts');
+  const { AucoSimulator } = await import('../local/simulators/auco.ts');
   const { MyCreditAppSimulator, MYCREDITAPP_DEMO: D } = await import('../local/simulators/mycreditapp.ts');
   const { setDefaultDeps, DEFAULT_RATE_PER_SECOND, PROVIDER_LIMITS } = await import('../shared/cancel.ts');
   const { HttpClient } = await import('../shared/http.ts');
@@ -271,10 +271,9 @@ async function throughput() {
     ledger: new MemoryLedger(),
     secrets: new SecretStore(
       new StaticSecretSource({
-        gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: sims.gocardless.url },
-        truework: { apiKey: TRUEWORK_DEMO.apiKey, baseUrl: sims.truework.url },
-        auco: { privateKey: AUCO_DEMO.privateKey, publicKey: AUCO_DEMO.publicKey, baseUrl: sims.auco.url },
-        mycreditapp: { clientId: D.clientId, clientSecret: D.clientSecret, baseUrl: sims.mycreditapp.url },
+        ...Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()])),
+        // As measured: Truework's answers not signature-checked.
+        truework: { ...sims.truework.demoSecret(), publicKeys: undefined },
       }),
     ),
   });
@@ -308,7 +307,7 @@ async function throughput() {
     }
   }
   // Requests each provider needs, and the time its (scaled) limit allows for them: the slowest is the bound.
-  const aucoCalls = Math.ceil(perProvider.auco / 50);
+  const aucoCalls = Math.ceil(perProvider.auco / DEFAULT_MAX_CODES_PER_CALL);
   const requests = {
     gocardless: perProvider.gocardless,
     truework: perProvider.truework,
@@ -383,9 +382,8 @@ async function cost(manifestStats?: {
   retries: number;
 }) {
   const { batchStateMachine } = await import('../local/asl.ts');
-  const { ITEMS_PER_CHILD } = await import('../infra/batch-state-machine.ts');
   const { DEFAULT_RATE_PER_SECOND } = await import('../shared/cancel.ts');
-  const { BATCH_CONCURRENCY } = await import('../infra/batch-state-machine.ts');
+  const { BATCH_CONCURRENCY, ITEMS_PER_CHILD } = await import('../infra/batch-state-machine.ts');
   // From the definition: an inline item enters its Cancel task (1), and its Caught state only when it fails;
   // the execution itself enters Prepare, HasGuard, Mode, FanOutInline, 4 maps, Summarize.
   const { definition } = batchStateMachine();
@@ -404,7 +402,7 @@ async function cost(manifestStats?: {
   const children = Math.ceil(items / ITEMS_PER_CHILD);
   // Express duration: a child takes its items one after another, each at its function's pace (rate / concurrency).
   const childSeconds = (['mycreditapp', 'auco', 'truework', 'gocardless'] as const).reduce((s, p) => {
-    const n = p === 'auco' ? items / 4 / 50 : items / 4;
+    const n = p === 'auco' ? items / 4 / DEFAULT_MAX_CODES_PER_CALL : items / 4;
     return s + (n * BATCH_CONCURRENCY[p]) / DEFAULT_RATE_PER_SECOND[p];
   }, 0);
   const inlineTransitions = fixedInline + perItemInline * items;

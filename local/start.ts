@@ -97,40 +97,12 @@ function readSecretsFile(file: string): Partial<{ [P in Provider]: ProviderSecre
   }
 }
 
-function simulatorFor(provider: Provider): { sim: Simulator; secret: (sim: Simulator) => Record<string, unknown> } {
-  switch (provider) {
-    case 'mycreditapp':
-      return {
-        sim: new MyCreditAppSimulator(),
-        secret: (s) => ({
-          clientId: MYCREDITAPP_DEMO.clientId,
-          clientSecret: MYCREDITAPP_DEMO.clientSecret,
-          baseUrl: s.url,
-          organizationId: MYCREDITAPP_DEMO.hostOrg,
-        }),
-      };
-    case 'auco':
-      return {
-        sim: new AucoSimulator(),
-        secret: (s) => ({ privateKey: AUCO_DEMO.privateKey, publicKey: AUCO_DEMO.publicKey, baseUrl: s.url }),
-      };
-    case 'truework': {
-      return {
-        sim: new TrueworkSimulator(),
-        secret: (s) => ({
-          apiKey: TRUEWORK_DEMO.apiKey,
-          baseUrl: s.url,
-          publicKeys: { [(s as TrueworkSimulator).keyId]: (s as TrueworkSimulator).publicKey },
-        }),
-      };
-    }
-    case 'gocardless':
-      return {
-        sim: new GoCardlessSimulator(),
-        secret: (s) => ({ accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: s.url }),
-      };
-  }
-}
+const SIMULATORS: Record<Provider, () => Simulator> = {
+  mycreditapp: () => new MyCreditAppSimulator(),
+  auco: () => new AucoSimulator(),
+  truework: () => new TrueworkSimulator(),
+  gocardless: () => new GoCardlessSimulator(),
+};
 
 function examples(api: string, simulated: Set<Provider>): string[] {
   const json = (v: unknown) => `'${JSON.stringify(v)}'`;
@@ -180,10 +152,14 @@ async function main(): Promise<void> {
   const sims = new Map<Provider, Simulator>();
   const secrets: Partial<Record<Provider, unknown>> = { ...fromFile };
   for (const provider of simulated) {
-    const { sim, secret } = simulatorFor(provider);
+    const sim = SIMULATORS[provider]();
     await sim.start();
     sims.set(provider, sim);
-    secrets[provider] = secret(sim);
+    // The demo organization answers lookups that name none.
+    secrets[provider] = {
+      ...sim.demoSecret(),
+      ...(provider === 'mycreditapp' ? { organizationId: MYCREDITAPP_DEMO.hostOrg } : {}),
+    };
   }
   const store = new SecretStore(new StaticSecretSource(secrets));
   setSecretStore(store);

@@ -81,6 +81,10 @@ export class AucoSimulator extends Simulator {
     super.reset();
   }
 
+  demoSecret(): Record<string, unknown> {
+    return { privateKey: AUCO_DEMO.privateKey, publicKey: AUCO_DEMO.publicKey, baseUrl: this.url };
+  }
+
   seed(): void {
     this.documents.clear();
     this.add(AUCO_DEMO.created, 'CREATED');

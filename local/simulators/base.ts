@@ -116,6 +116,8 @@ export abstract class Simulator {
   protected abstract handle(req: SimRequest): SimResponse | Promise<SimResponse>;
   /** Restores the seeded demo data. */
   abstract seed(): void;
+  /** The provider secret that reaches this simulator with its demo credentials (once started). */
+  abstract demoSecret(): Record<string, unknown>;
   /** Sets one resource's state from a control request; returns false when the id is unknown. */
   protected abstract setResource(id: string, body: unknown): boolean;
   /** Applies options from a control request; returns the options now in force. */

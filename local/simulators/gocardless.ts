@@ -86,6 +86,10 @@ export class GoCardlessSimulator extends Simulator {
     super.reset();
   }
 
+  demoSecret(): Record<string, unknown> {
+    return { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: this.url };
+  }
+
   seed(): void {
     this.billingRequests.clear();
     this.idempotency.clear();

@@ -114,6 +114,10 @@ export class MyCreditAppSimulator extends Simulator {
     super.reset();
   }
 
+  demoSecret(): Record<string, unknown> {
+    return { clientId: MYCREDITAPP_DEMO.clientId, clientSecret: MYCREDITAPP_DEMO.clientSecret, baseUrl: this.url };
+  }
+
   seed(): void {
     this.documentRequests.clear();
     this.creditApplications.clear();

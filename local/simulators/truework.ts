@@ -93,6 +93,11 @@ export class TrueworkSimulator extends Simulator {
     super.reset();
   }
 
+  /** With the simulator's signing key, so answers are verified as a configured deployment would. */
+  demoSecret(): Record<string, unknown> {
+    return { apiKey: TRUEWORK_DEMO.apiKey, baseUrl: this.url, publicKeys: { [this.keyId]: this.publicKey } };
+  }
+
   seed(): void {
     this.orders.clear();
     this.add(TRUEWORK_DEMO.open, ['pending-approval', 'processing']);

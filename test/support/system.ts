@@ -1,9 +1,9 @@
 /** The four provider simulators, secrets pointing at them, and the local cloud: the system on loopback. */
 import { type LocalCloud, type LocalCloudOptions, startLocalCloud } from '../../local/cloud.ts';
-import { AUCO_DEMO, AucoSimulator } from '../../local/simulators/auco.ts';
-import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
-import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
-import { TRUEWORK_DEMO, TrueworkSimulator } from '../../local/simulators/truework.ts';
+import { AucoSimulator } from '../../local/simulators/auco.ts';
+import { GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
+import { MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
+import { TrueworkSimulator } from '../../local/simulators/truework.ts';
 import { HttpClient } from '../../shared/http.ts';
 import { useSecrets } from './providers.ts';
 
@@ -28,20 +28,7 @@ export async function startTestSystem(
     mycreditapp: new MyCreditAppSimulator(),
   };
   await Promise.all(Object.values(sims).map((s) => s.start()));
-  const secrets = {
-    gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: sims.gocardless.url },
-    truework: {
-      apiKey: TRUEWORK_DEMO.apiKey,
-      baseUrl: sims.truework.url,
-      publicKeys: { [sims.truework.keyId]: sims.truework.publicKey },
-    },
-    auco: { privateKey: AUCO_DEMO.privateKey, publicKey: AUCO_DEMO.publicKey, baseUrl: sims.auco.url },
-    mycreditapp: {
-      clientId: MYCREDITAPP_DEMO.clientId,
-      clientSecret: MYCREDITAPP_DEMO.clientSecret,
-      baseUrl: sims.mycreditapp.url,
-    },
-  };
+  const secrets = Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()]));
   const wire = () => useSecrets(secrets, new HttpClient({ retry: { baseDelayMs: 5, maxDelayMs: 50 } }));
   wire();
   const cloud = await startLocalCloud(options);
