@@ -4,14 +4,7 @@
  * all-failed call answers (200 or 400, and the 400's body), what an unknown code does, how a status read of an
  * unknown code answers, and whether `email` must belong to an enrolled user.
  */
-import {
-  applyOptions,
-  INVALID_JSON,
-  type SimRequest,
-  type SimResponse,
-  Simulator,
-  type SimulatorBaseOptions,
-} from './base.ts';
+import { INVALID_JSON, type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
 
 export type DocumentStatus = 'CREATED' | 'REJECTED' | 'EXPIRED' | 'FINISH';
 
@@ -46,29 +39,26 @@ export const AUCO_DEMO = {
   expired: 'TR99AQEXP1',
 } as const;
 
-export class AucoSimulator extends Simulator {
+export class AucoSimulator extends Simulator<AucoSimOptions> {
   readonly name = 'auco';
-  readonly options: AucoSimOptions;
-  private readonly initialOptions: AucoSimOptions;
   readonly documents = new Map<string, AucoDocument>();
   /** The cancel messages and emails Auco would have mailed to signers and recorded. */
   readonly notices: { code: string; message: string; email: string }[] = [];
 
   constructor(options: Partial<AucoSimOptions> & SimulatorBaseOptions = {}) {
-    super(options);
-    const { host: _h, port: _p, timeScale: _t, ...rest } = options;
-    this.options = {
-      privateKeys: [AUCO_DEMO.privateKey],
-      publicKeys: [AUCO_DEMO.publicKey],
-      allFailed: '200',
-      allFailedBody: 'counts',
-      unknownCode: 'error',
-      unknownStatus: '404',
-      enrolledEmails: [],
-      ratePerSecond: 0,
-      ...rest,
-    };
-    this.initialOptions = { ...this.options };
+    super(
+      {
+        privateKeys: [AUCO_DEMO.privateKey],
+        publicKeys: [AUCO_DEMO.publicKey],
+        allFailed: '200',
+        allFailedBody: 'counts',
+        unknownCode: 'error',
+        unknownStatus: '404',
+        enrolledEmails: [],
+        ratePerSecond: 0,
+      },
+      options,
+    );
   }
 
   protected override get rootPath(): string {
@@ -76,7 +66,6 @@ export class AucoSimulator extends Simulator {
   }
 
   override reset(): void {
-    Object.assign(this.options, this.initialOptions);
     this.notices.length = 0;
     super.reset();
   }
@@ -101,11 +90,6 @@ export class AucoSimulator extends Simulator {
   protected setResource(id: string, body: unknown): boolean {
     this.add(id, ((body as { status?: DocumentStatus }).status ?? 'CREATED') as DocumentStatus);
     return true;
-  }
-
-  protected configure(update: Record<string, unknown>): Record<string, unknown> {
-    applyOptions(this.options, update);
-    return { ...this.options };
   }
 
   protected handle(req: SimRequest): SimResponse {

@@ -79,7 +79,8 @@ export interface SimulatorBaseOptions {
 
 const MASK = /^(authorization|x-api-key)$/i;
 
-export abstract class Simulator {
+/** A provider simulator; `O` are its provider-specific options (PROVIDERS.md's unknowns among them). */
+export abstract class Simulator<O extends object = object> {
   readonly requests: RecordedRequest[] = [];
   /** Cancels that changed state, per resource id: exactly one each is the invariant tests check. */
   readonly effectiveCancels = new Map<string, number>();
@@ -91,11 +92,17 @@ export abstract class Simulator {
   private readonly host: string;
   private readonly port: number;
   abstract readonly name: string;
+  /** The options in force: the defaults, the constructor's, then control requests' (`POST /__sim/options`). */
+  readonly options: O;
+  private readonly initialOptions: O;
 
-  constructor(options: SimulatorBaseOptions = {}) {
-    this.host = options.host ?? '127.0.0.1';
-    this.port = options.port ?? 0;
-    this.timeScale = options.timeScale ?? 1;
+  constructor(defaults: O, options: Partial<O> & SimulatorBaseOptions = {}) {
+    const { host, port, timeScale, ...rest } = options;
+    this.host = host ?? '127.0.0.1';
+    this.port = port ?? 0;
+    this.timeScale = timeScale ?? 1;
+    this.options = { ...defaults, ...(rest as Partial<O>) };
+    this.initialOptions = { ...this.options };
   }
 
   /** The root URL clients use (some providers add a path, such as `/v1.5/ext`). */
@@ -121,7 +128,14 @@ export abstract class Simulator {
   /** Sets one resource's state from a control request; returns false when the id is unknown. */
   protected abstract setResource(id: string, body: unknown): boolean;
   /** Applies options from a control request; returns the options now in force. */
-  protected abstract configure(options: Record<string, unknown>): Record<string, unknown>;
+  protected configure(update: Record<string, unknown>): O {
+    applyOptions(this.options, update);
+    this.optionsChanged();
+    return { ...this.options };
+  }
+
+  /** After the options change (a control request, a reset): rebuild what depends on them. */
+  protected optionsChanged(): void {}
 
   async start(): Promise<string> {
     this.seed();
@@ -155,8 +169,11 @@ export abstract class Simulator {
     this.rules = [];
   }
 
+  /** Restores the seeded data and the options the simulator started with, and forgets requests and faults. */
   reset(): void {
     this.limiter = undefined;
+    Object.assign(this.options, this.initialOptions);
+    this.optionsChanged();
     this.requests.length = 0;
     this.effectiveCancels.clear();
     this.clearFaults();

@@ -6,7 +6,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
-  applyOptions,
   INVALID_JSON,
   type SimRequest,
   type SimResponse,
@@ -48,9 +47,8 @@ export const GOCARDLESS_DEMO = {
   cancelled: 'BRQ000DEMOCANCL',
 } as const;
 
-export class GoCardlessSimulator extends Simulator {
+export class GoCardlessSimulator extends Simulator<GoCardlessSimOptions> {
   readonly name = 'gocardless';
-  readonly options: GoCardlessSimOptions;
   readonly billingRequests = new Map<string, BillingRequest>();
   readonly events: {
     resource_type: string;
@@ -58,32 +56,30 @@ export class GoCardlessSimulator extends Simulator {
     links: { billing_request: string };
     details: Record<string, string>;
   }[] = [];
-  private window: SlidingWindow;
+  private window = this.newWindow();
   private readonly idempotency = new Map<string, { status: number; body: unknown }>();
 
   constructor(options: Partial<GoCardlessSimOptions> & SimulatorBaseOptions = {}) {
-    super(options);
-    this.options = {
-      accessTokens: [GOCARDLESS_DEMO.accessToken],
-      rateLimit: 1000,
-      windowMs: 60_000,
-      rateLimitBody: 'json',
-      invalidStateReason: 'cancellation_failed',
-      idempotencyReplay: '409',
-      enforceVersion: true,
-      ...Object.fromEntries(Object.entries(options).filter(([k]) => !['host', 'port', 'timeScale'].includes(k))),
-    };
-    this.initialOptions = { ...this.options };
-    this.window = new SlidingWindow(this.options.rateLimit, this.options.windowMs / this.timeScale);
+    super(
+      {
+        accessTokens: [GOCARDLESS_DEMO.accessToken],
+        rateLimit: 1000,
+        windowMs: 60_000,
+        rateLimitBody: 'json',
+        invalidStateReason: 'cancellation_failed',
+        idempotencyReplay: '409',
+        enforceVersion: true,
+      },
+      options,
+    );
   }
 
-  private readonly initialOptions: GoCardlessSimOptions;
+  private newWindow(): SlidingWindow {
+    return new SlidingWindow(this.options.rateLimit, this.options.windowMs / this.timeScale);
+  }
 
-  /** Restores the seeded data and the options the simulator started with. */
-  override reset(): void {
-    Object.assign(this.options, this.initialOptions);
-    this.window = new SlidingWindow(this.options.rateLimit, this.options.windowMs / this.timeScale);
-    super.reset();
+  protected override optionsChanged(): void {
+    this.window = this.newWindow();
   }
 
   demoSecret(): Record<string, unknown> {
@@ -110,12 +106,6 @@ export class GoCardlessSimulator extends Simulator {
     if (existing) existing.status = status;
     else this.add(id, status);
     return true;
-  }
-
-  protected configure(update: Record<string, unknown>): Record<string, unknown> {
-    applyOptions(this.options, update);
-    this.window = new SlidingWindow(this.options.rateLimit, this.options.windowMs / this.timeScale);
-    return { ...this.options };
   }
 
   private error(

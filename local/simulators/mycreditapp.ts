@@ -5,14 +5,7 @@
  * wording of a refusal, the API version segment, and an optional rate limit.
  */
 import { createHmac, randomUUID } from 'node:crypto';
-import {
-  applyOptions,
-  INVALID_JSON,
-  type SimRequest,
-  type SimResponse,
-  Simulator,
-  type SimulatorBaseOptions,
-} from './base.ts';
+import { INVALID_JSON, type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
 
 export type DocumentStatus = 'pending' | 'partially' | 'completed' | 'expired' | 'canceled';
 
@@ -76,32 +69,29 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** mycreditapp's own examples carry no timezone: `2025-01-02T12:00:00.123456`. */
 const naive = (ms: number) => new Date(ms).toISOString().replace('Z', '000');
 
-export class MyCreditAppSimulator extends Simulator {
+export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
   readonly name = 'mycreditapp';
-  readonly options: MyCreditAppSimOptions;
-  private readonly initialOptions: MyCreditAppSimOptions;
   readonly documentRequests = new Map<string, DocumentRequest>();
   readonly creditApplications = new Map<string, Record<string, unknown>>();
   private readonly tokens = new Map<string, number>();
 
   constructor(options: Partial<MyCreditAppSimOptions> & SimulatorBaseOptions = {}) {
-    super(options);
-    const { host: _h, port: _p, timeScale: _t, ...rest } = options;
-    this.options = {
-      clientId: MYCREDITAPP_DEMO.clientId,
-      clientSecret: MYCREDITAPP_DEMO.clientSecret,
-      apiVersion: 'v1-beta',
-      tokenTtlSeconds: 3600,
-      repeatCancel: '200',
-      terminalStatus: '409',
-      refusalWording: 'descriptive',
-      maintenance: false,
-      maintenanceStatus: 503,
-      ratePerSecond: 0,
-      retryAfterHeader: false,
-      ...rest,
-    };
-    this.initialOptions = { ...this.options };
+    super(
+      {
+        clientId: MYCREDITAPP_DEMO.clientId,
+        clientSecret: MYCREDITAPP_DEMO.clientSecret,
+        apiVersion: 'v1-beta',
+        tokenTtlSeconds: 3600,
+        repeatCancel: '200',
+        terminalStatus: '409',
+        refusalWording: 'descriptive',
+        maintenance: false,
+        maintenanceStatus: 503,
+        ratePerSecond: 0,
+        retryAfterHeader: false,
+      },
+      options,
+    );
   }
 
   protected override get rootPath(): string {
@@ -109,7 +99,6 @@ export class MyCreditAppSimulator extends Simulator {
   }
 
   override reset(): void {
-    Object.assign(this.options, this.initialOptions);
     this.tokens.clear();
     super.reset();
   }
@@ -200,11 +189,6 @@ export class MyCreditAppSimulator extends Simulator {
     if (existing) existing.status = (b.status ?? 'pending') as DocumentStatus;
     else this.addDocumentRequest(id, (b.status ?? 'pending') as DocumentStatus);
     return true;
-  }
-
-  protected configure(update: Record<string, unknown>): Record<string, unknown> {
-    applyOptions(this.options, update);
-    return { ...this.options };
   }
 
   private detail(

@@ -5,7 +5,7 @@
  * is 404 or 400, and whether a 429 carries Retry-After.
  */
 import { createHash, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { applyOptions, type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
+import { type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
 
 export type VerificationState =
   | 'pending-approval'
@@ -58,10 +58,8 @@ export const TRUEWORK_DEMO = {
   canceled: 'ORDER_DEMO_CANCELED',
 } as const;
 
-export class TrueworkSimulator extends Simulator {
+export class TrueworkSimulator extends Simulator<TrueworkSimOptions> {
   readonly name = 'truework';
-  readonly options: TrueworkSimOptions;
-  private readonly initialOptions: TrueworkSimOptions;
   readonly orders = new Map<string, Order>();
   readonly keyId = 'sim-1';
   /** The simulator's Ed25519 public key, base64 raw: what `truework.publicKeys` holds to trust it. */
@@ -69,28 +67,22 @@ export class TrueworkSimulator extends Simulator {
   private readonly privateKey: KeyObject;
 
   constructor(options: Partial<TrueworkSimOptions> & SimulatorBaseOptions = {}) {
-    super(options);
-    const { host: _h, port: _p, timeScale: _t, ...rest } = options;
-    this.options = {
-      apiKeys: [TRUEWORK_DEMO.apiKey],
-      ratePerSecond: 10,
-      burst: 10,
-      retryAfterHeader: false,
-      terminalOrder: '200',
-      notFound: '404',
-      sign: true,
-      ...rest,
-    };
-    this.initialOptions = { ...this.options };
+    super(
+      {
+        apiKeys: [TRUEWORK_DEMO.apiKey],
+        ratePerSecond: 10,
+        burst: 10,
+        retryAfterHeader: false,
+        terminalOrder: '200',
+        notFound: '404',
+        sign: true,
+      },
+      options,
+    );
     const pair = generateKeyPairSync('ed25519');
     this.privateKey = pair.privateKey;
     const jwk = pair.publicKey.export({ format: 'jwk' });
     this.publicKey = Buffer.from(jwk.x ?? '', 'base64url').toString('base64');
-  }
-
-  override reset(): void {
-    Object.assign(this.options, this.initialOptions);
-    super.reset();
   }
 
   /** With the simulator's signing key, so answers are verified as a configured deployment would. */
@@ -127,11 +119,6 @@ export class TrueworkSimulator extends Simulator {
     const states = (body as { states?: VerificationState[] }).states ?? ['pending-approval'];
     this.add(id, states);
     return true;
-  }
-
-  protected configure(update: Record<string, unknown>): Record<string, unknown> {
-    applyOptions(this.options, update);
-    return { ...this.options };
   }
 
   /** Signs like Truework: `date` and `content-length` lines, then the body (PROVIDERS.md 3.4). */
