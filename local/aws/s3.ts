@@ -1,10 +1,10 @@
 /**
- * A local S3 for `npm start` and the tests: objects in a directory (or in memory), and the few REST calls the
- * batch functions and the local Distributed Map make (path-style GetObject, PutObject, HeadObject, DeleteObject,
- * ListObjectsV2), so the functions use the real AWS SDK client against it.
+ * A local S3 for `npm start` and the tests: objects in a directory (or in memory), and the REST calls the batch
+ * functions make (path-style GetObject, HeadObject and PutObject), so they use the real AWS SDK client against it.
+ * The local Distributed Map reads and writes the same objects in process.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join, relative } from 'node:path';
 import { listenOnLoopback, withBody } from '../listen.ts';
@@ -46,36 +46,6 @@ export class LocalS3 {
     writeFileSync(file, body);
   }
 
-  delete(bucket: string, key: string): void {
-    if (!this.root) this.memory.delete(`${bucket}/${key}`);
-    else rmSync(this.path(bucket, key), { force: true });
-  }
-
-  list(bucket: string, prefix = ''): string[] {
-    if (!this.root) {
-      return [...this.memory.keys()]
-        .filter((k) => k.startsWith(`${bucket}/${prefix}`))
-        .map((k) => k.slice(bucket.length + 1));
-    }
-    const base = join(this.root, bucket);
-    const out: string[] = [];
-    const walk = (dir: string) => {
-      let entries: string[] = [];
-      try {
-        entries = readdirSync(dir);
-      } catch {
-        return;
-      }
-      for (const name of entries) {
-        const full = join(dir, name);
-        if (statSync(full).isDirectory()) walk(full);
-        else out.push(relative(base, full).split('\\').join('/'));
-      }
-    };
-    walk(base);
-    return out.filter((k) => k.startsWith(prefix)).sort();
-  }
-
   async start(port = 0, host = '127.0.0.1'): Promise<string> {
     const server = http.createServer(withBody((req, res, body) => this.serve(req, res, body)));
     const { url, close } = await listenOnLoopback(server, port, host);
@@ -106,24 +76,9 @@ export class LocalS3 {
       error(400, 'InvalidRequest', 'path-style requests only: /bucket/key');
       return;
     }
-    if (!key && req.method === 'GET' && url.searchParams.get('list-type') === '2') {
-      const keys = this.list(bucket, url.searchParams.get('prefix') ?? '');
-      const contents = keys
-        .map((k) => `<Contents><Key>${k}</Key><Size>${Buffer.byteLength(this.get(bucket, k) ?? '')}</Size></Contents>`)
-        .join('');
-      res.writeHead(200, { 'content-type': 'application/xml' });
-      return void res.end(
-        `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>${bucket}</Name><KeyCount>${keys.length}</KeyCount><IsTruncated>false</IsTruncated>${contents}</ListBucketResult>`,
-      );
-    }
     if (req.method === 'PUT') {
       this.put(bucket, key, body);
       res.writeHead(200, { etag: `"${createHash('md5').update(body).digest('hex')}"` });
-      return void res.end();
-    }
-    if (req.method === 'DELETE') {
-      this.delete(bucket, key);
-      res.writeHead(204);
       return void res.end();
     }
     const object = this.get(bucket, key);

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import http from 'node:http';
 import { dirname } from 'node:path';
 import { parseAtExpression } from '../../shared/expirations.ts';
+import { sleep } from '../../shared/http.ts';
 import { log } from '../../shared/log.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION } from '../lambda-events.ts';
 import { listenOnLoopback, withBody } from '../listen.ts';
@@ -194,6 +195,14 @@ export class LocalScheduler {
   private async fire(schedule: LocalSchedule): Promise<void> {
     this.timers.delete(this.key(schedule.GroupName, schedule.Name));
     if (this.find(schedule.GroupName, schedule.Name) !== schedule) return; // replaced or deleted meanwhile
+    await this.deliver(schedule);
+    // A one-time schedule is done with, whether its target started or its event went to the dead-letter queue.
+    if (schedule.ActionAfterCompletion === 'DELETE') this.remove(schedule.GroupName, schedule.Name);
+    else this.save();
+  }
+
+  /** Starts the target, retrying as the schedule's policy allows; records it as fired or as a dead letter. */
+  private async deliver(schedule: LocalSchedule): Promise<void> {
     const at = schedule.ScheduleExpression.slice('at('.length, -1); // validated on create: at(yyyy-mm-ddThh:mm:ss)
     const attempts = 1 + Math.min(schedule.Target.RetryPolicy?.MaximumRetryAttempts ?? 185, 5);
     let lastError = '';
@@ -208,15 +217,13 @@ export class LocalScheduler {
           executionArn,
         });
         log.info('schedule fired', { schedule: schedule.Name, executionArn });
-        if (schedule.ActionAfterCompletion === 'DELETE') this.remove(schedule.GroupName, schedule.Name);
-        else this.save();
         return;
       } catch (error) {
         lastError = (error as Error).message;
-        if (attempt < attempts) await new Promise((r) => setTimeout(r, this.retryDelayMs));
+        if (attempt < attempts) await sleep(this.retryDelayMs);
       }
     }
-    // Out of retries: the event goes to the dead-letter queue, and the one-time schedule is done with.
+    // Out of retries: the event goes to the dead-letter queue.
     this.state.deadLetters.push({
       name: schedule.Name,
       group: schedule.GroupName,
@@ -229,8 +236,6 @@ export class LocalScheduler {
       schedule: schedule.Name,
       error: lastError,
     });
-    if (schedule.ActionAfterCompletion === 'DELETE') this.remove(schedule.GroupName, schedule.Name);
-    else this.save();
   }
 
   private serve(req: http.IncomingMessage, res: http.ServerResponse, raw: string): void {

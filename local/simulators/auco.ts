@@ -110,6 +110,14 @@ export class AucoSimulator extends Simulator<AucoSimOptions> {
         if (this.options.unknownStatus === '200') return { status: 200, text: '', type: 'application/json' };
         return { status: Number(this.options.unknownStatus), body: { message: 'Document not found' } };
       }
+      // The signers appear both under `data` and at the top level (PROVIDERS.md, GET /document).
+      const signProfile = [
+        {
+          name: 'Signer One',
+          email: 'signer@shipper.example',
+          status: doc.status === 'FINISH' ? 'FINISH' : 'NOTIFICATION',
+        },
+      ];
       return {
         status: 200,
         body: {
@@ -117,22 +125,8 @@ export class AucoSimulator extends Simulator<AucoSimOptions> {
           name: doc.name,
           code: doc.code,
           status: doc.status,
-          data: {
-            signProfile: [
-              {
-                name: 'Signer One',
-                email: 'signer@shipper.example',
-                status: doc.status === 'FINISH' ? 'FINISH' : 'NOTIFICATION',
-              },
-            ],
-          },
-          signProfile: [
-            {
-              name: 'Signer One',
-              email: 'signer@shipper.example',
-              status: doc.status === 'FINISH' ? 'FINISH' : 'NOTIFICATION',
-            },
-          ],
+          data: { signProfile },
+          signProfile,
         },
       };
     }

@@ -376,6 +376,11 @@ function truncate(res: http.ServerResponse, response: SimResponse, record: Recor
   res.socket?.destroy();
 }
 
+/** A Retry-After value (whole seconds, at least 1) for a wait in milliseconds. */
+export function retryAfterSeconds(waitMs: number): string {
+  return String(Math.max(1, Math.ceil(waitMs / 1000)));
+}
+
 /** A token bucket: `rate` tokens per second, up to `burst`. */
 class TokenBucket {
   private tokens: number;

@@ -5,7 +5,14 @@
  * wording of a refusal, the API version segment, and an optional rate limit.
  */
 import { createHmac, randomUUID } from 'node:crypto';
-import { INVALID_JSON, type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
+import {
+  INVALID_JSON,
+  retryAfterSeconds,
+  type SimRequest,
+  type SimResponse,
+  Simulator,
+  type SimulatorBaseOptions,
+} from './base.ts';
 
 export type DocumentStatus = 'pending' | 'partially' | 'completed' | 'expired' | 'canceled';
 
@@ -68,6 +75,11 @@ export const MYCREDITAPP_DEMO = {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** mycreditapp's own examples carry no timezone: `2025-01-02T12:00:00.123456`. */
 const naive = (ms: number) => new Date(ms).toISOString().replace('Z', '000');
+
+/** FastAPI's validation item for a value that is not a UUID. */
+function uuidIssue(where: string, name: string) {
+  return { loc: [where, name], msg: 'Input should be a valid UUID', type: 'uuid_parsing', code: 'validation_error' };
+}
 
 export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
   readonly name = 'mycreditapp';
@@ -207,7 +219,7 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     const wait = this.throttle(this.options.ratePerSecond);
     if (wait !== undefined) {
       const headers: Record<string, string> = this.options.retryAfterHeader
-        ? { 'retry-after': String(Math.max(1, Math.ceil((wait || 1000) / 1000))) }
+        ? { 'retry-after': retryAfterSeconds(wait) }
         : {};
       return this.detail(429, [{ msg: 'Too many requests', type: 'rate_limit', code: 'rate_limit_exceeded' }], headers);
     }
@@ -227,15 +239,7 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     const app = /^\/credit-applications\/([^/]+)$/.exec(req.path);
     if (app && req.method === 'GET') {
       const id = decodeURIComponent(app[1] ?? '');
-      if (!UUID.test(id))
-        return this.detail(422, [
-          {
-            loc: ['path', 'credit_application_id'],
-            msg: 'Input should be a valid UUID',
-            type: 'uuid_parsing',
-            code: 'validation_error',
-          },
-        ]);
+      if (!UUID.test(id)) return this.detail(422, [uuidIssue('path', 'credit_application_id')]);
       const found = this.creditApplications.get(id);
       return found
         ? { status: 200, body: found }
@@ -292,30 +296,13 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     const requester = req.headers['requester-organization-id'];
     const target = req.headers['target-organization-id'];
     const issues = [
-      ['requester-organization-id', requester],
-      ['target-organization-id', target],
+      ['header', 'requester-organization-id', requester],
+      ['header', 'target-organization-id', target],
+      ['path', 'org_id', orgId],
+      ['path', 'request_id', requestId],
     ]
-      .filter(([, v]) => typeof v !== 'string' || !UUID.test(v))
-      .map(([name]) => ({
-        loc: ['header', name as string],
-        msg: 'Input should be a valid UUID',
-        type: 'uuid_parsing',
-        code: 'validation_error',
-      }));
-    if (!UUID.test(orgId))
-      issues.push({
-        loc: ['path', 'org_id'],
-        msg: 'Input should be a valid UUID',
-        type: 'uuid_parsing',
-        code: 'validation_error',
-      });
-    if (!UUID.test(requestId))
-      issues.push({
-        loc: ['path', 'request_id'],
-        msg: 'Input should be a valid UUID',
-        type: 'uuid_parsing',
-        code: 'validation_error',
-      });
+      .filter(([, , v]) => typeof v !== 'string' || !UUID.test(v))
+      .map(([where, name]) => uuidIssue(where as string, name as string));
     if (issues.length) return this.detail(422, issues);
     const request = this.documentRequests.get(requestId);
     if (!request)

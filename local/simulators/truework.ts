@@ -5,7 +5,7 @@
  * is 404 or 400, and whether a 429 carries Retry-After.
  */
 import { createHash, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
+import { retryAfterSeconds, type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
 
 export type VerificationState =
   | 'pending-approval'
@@ -148,7 +148,7 @@ export class TrueworkSimulator extends Simulator<TrueworkSimOptions> {
     const wait = this.throttle(this.options.ratePerSecond, this.options.burst);
     if (wait !== undefined) {
       const headers: Record<string, string> = this.options.retryAfterHeader
-        ? { 'retry-after': String(Math.max(1, Math.ceil(wait / 1000))) }
+        ? { 'retry-after': retryAfterSeconds(wait) }
         : {};
       return this.error(429, 'Too many requests', {}, headers);
     }
