@@ -39,7 +39,7 @@ import {
   StateMachineType,
   TaskInput,
 } from 'aws-cdk-lib/aws-stepfunctions';
-import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { RETRYABLE_ERROR_NAME } from '../shared/errors.ts';
 import { PROVIDERS, type Provider } from '../shared/outcome.ts';
@@ -93,12 +93,12 @@ export class BatchStateMachine extends Construct {
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
     });
 
-    const invoke = (name: string, fn: IFunction, payload?: TaskInput) =>
+    const invoke = (name: string, fn: IFunction, extra: Partial<LambdaInvokeProps> = {}) =>
       new LambdaInvoke(this, name, {
         lambdaFunction: fn,
         payloadResponseOnly: true,
         retryOnServiceExceptions: false,
-        ...(payload ? { payload } : {}),
+        ...extra,
       }).addRetry({
         errors: LAMBDA_SERVICE,
         interval: Duration.seconds(1),
@@ -148,15 +148,13 @@ export class BatchStateMachine extends Construct {
       batch: JsonPath.objectAt(batchPath),
     });
 
-    const prepare = invoke(
-      'Prepare',
-      props.prepare,
-      TaskInput.fromObject({
+    const prepare = invoke('Prepare', props.prepare, {
+      payload: TaskInput.fromObject({
         input: JsonPath.entirePayload,
         executionId: JsonPath.executionId,
         executionName: JsonPath.executionName,
       }),
-    );
+    });
     const summarize = invoke('Summarize', props.summarize);
 
     const inline = new Parallel(this, 'FanOutInline', { resultPath: '$.groups' });
@@ -216,27 +214,14 @@ export class BatchStateMachine extends Construct {
       new Choice(this, 'HasGuard')
         .when(
           Condition.isPresent('$.guard'),
-          new LambdaInvoke(this, 'Guard', {
-            lambdaFunction: props.lookup,
-            payloadResponseOnly: true,
-            retryOnServiceExceptions: false,
-            // InputPath, not a payload path: a payload path renders as `"Parameters": "$.guard"`, which is not ASL.
-            inputPath: '$.guard',
-            resultPath: '$.guardResult',
-          })
+          // InputPath, not a payload path: a payload path renders as `"Parameters": "$.guard"`, which is not ASL.
+          invoke('Guard', props.lookup, { inputPath: '$.guard', resultPath: '$.guardResult' })
             .addRetry({
               errors: [...RATE_LIMITED, ...TRANSIENT],
               interval: Duration.seconds(5),
               backoffRate: 2,
               maxAttempts: 4,
               maxDelay: Duration.seconds(60),
-              jitterStrategy: JitterType.FULL,
-            })
-            .addRetry({
-              errors: LAMBDA_SERVICE,
-              interval: Duration.seconds(1),
-              backoffRate: 2,
-              maxAttempts: 4,
               jitterStrategy: JitterType.FULL,
             })
             .next(

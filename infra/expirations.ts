@@ -65,13 +65,7 @@ export class Expirations extends Construct {
           'scheduler:GetSchedule',
           'scheduler:DeleteSchedule',
         ],
-        resources: [
-          Stack.of(this).formatArn({
-            service: 'scheduler',
-            resource: 'schedule',
-            resourceName: `${this.group.scheduleGroupName}/*`,
-          }),
-        ],
+        resources: [schedulesOfGroup],
       }),
     );
     fn.addToRolePolicy(

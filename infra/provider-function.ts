@@ -37,7 +37,7 @@ export interface ProviderFunctionProps {
 export class ProviderFunction extends NodejsFunction {
   /** The function's own log group (explicit, with retention), also what `logGroup` returns. */
   readonly functionLogGroup: LogGroup;
-  readonly operation: string;
+  readonly operation: ProviderFunctionProps['operation'];
 
   constructor(scope: Construct, id: string, props: ProviderFunctionProps) {
     const logGroup = new LogGroup(scope, `${id}Logs`, {

@@ -8,6 +8,7 @@ import type { Construct } from 'constructs';
 import { DEFAULT_RATE_PER_SECOND } from '../shared/cancel.ts';
 import type { Provider } from '../shared/outcome.ts';
 import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
+import { FUNCTIONS, type FunctionName } from '../shared/routes.ts';
 import { BATCH_CONCURRENCY, BatchStateMachine, RESULT_WRITER_V2_FLAG } from './batch-state-machine.ts';
 import { Expirations } from './expirations.ts';
 import { CancellationsApi } from './http-api.ts';
@@ -36,12 +37,15 @@ export class CancellationsStack extends Stack {
     const removalPolicy = props.stage === 'prod' ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
     const namespace = `ProviderCancellations/${props.stage}`;
     this.secrets = new ProviderSecrets(this, 'Secrets', { removalPolicy });
-    const make = (id: string, fn: Omit<ProviderFunctionProps, 'removalPolicy'>) =>
-      new ProviderFunction(this, id, {
+    const functions: Record<string, ProviderFunction> = {};
+    const make = (id: string, fn: Omit<ProviderFunctionProps, 'removalPolicy'>) => {
+      functions[id] = new ProviderFunction(this, id, {
         removalPolicy,
         ...fn,
         environment: { METRICS_NAMESPACE: namespace, ...fn.environment },
       });
+      return functions[id];
+    };
 
     /** Each function paces its provider at the provider's rate over the batch map's concurrency, so all of them
      * together stay within the provider's budget (infra/batch-state-machine.ts). */
@@ -161,30 +165,17 @@ export class CancellationsStack extends Stack {
     this.tables.grantIdempotency(batches);
     this.tables.grantLedger(batches, 'progress');
 
-    this.functions = {
-      CancelDocumentRequest: cancel.mycreditapp,
-      GetCreditApplication: lookup,
-      CancelSigningProcesses: cancel.auco,
-      CancelVerificationOrder: cancel.truework,
-      CancelBillingRequest: cancel.gocardless,
-      BatchPrepare: prepare,
-      BatchSummarize: summarize,
-      Batches: batches,
-      Cancellations: cancellations,
-      Expirations: expirationsFn,
-    };
+    this.functions = functions;
+    // Each route's function, by its operation (shared/routes.ts).
+    const byOperation = new Map(Object.values(functions).map((fn) => [fn.operation, fn]));
+    const routed = FUNCTIONS.map((name) => {
+      const fn = byOperation.get(name);
+      if (!fn) throw new Error(`No function has operation ${name}, which shared/routes.ts routes to`);
+      return [name, fn] as const;
+    });
     this.api = new CancellationsApi(this, 'Http', {
       removalPolicy,
-      functions: {
-        'cancel-document-request': cancel.mycreditapp,
-        'get-credit-application': lookup,
-        'cancel-signing-processes': cancel.auco,
-        'cancel-verification-order': cancel.truework,
-        'cancel-billing-request': cancel.gocardless,
-        batches,
-        cancellations,
-        expirations: expirationsFn,
-      },
+      functions: Object.fromEntries(routed) as Record<FunctionName, ProviderFunction>,
     });
     new Monitoring(this, 'Monitoring', {
       functions: this.functions,
