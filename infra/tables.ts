@@ -37,7 +37,7 @@ export class CancellationTables extends Construct {
           partitionKey: { name: LEDGER_TABLE.byExecution.partitionKey, type: AttributeType.STRING },
           sortKey: { name: LEDGER_TABLE.byExecution.sortKey, type: AttributeType.STRING },
           projectionType: ProjectionType.INCLUDE,
-          nonKeyAttributes: ['provider', 'outcome'],
+          nonKeyAttributes: [...LEDGER_TABLE.byExecution.projected],
         },
       ],
     });

@@ -4,8 +4,13 @@ export const LEDGER_TABLE = {
   sortKey: 'sk',
   /** Every outcome of one credit application, in time order. */
   byCreditApplication: { indexName: 'byCreditApplication', partitionKey: 'creditApplicationId', sortKey: 'at' },
-  /** Every outcome of one batch execution: its progress while it runs. */
-  byExecution: { indexName: 'byExecution', partitionKey: 'executionId', sortKey: 'at' },
+  /** Every outcome of one batch execution: its progress while it runs (only what progress counts is projected). */
+  byExecution: {
+    indexName: 'byExecution',
+    partitionKey: 'executionId',
+    sortKey: 'at',
+    projected: ['provider', 'outcome'],
+  },
 } as const;
 
 export const IDEMPOTENCY_TABLE = {
@@ -14,47 +19,44 @@ export const IDEMPOTENCY_TABLE = {
   ttlAttribute: 'expiration',
 } as const;
 
+const hashAndRange = (index: { partitionKey: string; sortKey: string }) => [
+  { AttributeName: index.partitionKey, KeyType: 'HASH' },
+  { AttributeName: index.sortKey, KeyType: 'RANGE' },
+];
+
 /** CreateTable inputs for local tables (dynalite), equal to what the stack declares. */
 export function createTableInputs(names: { ledger: string; idempotency: string }): Record<string, unknown>[] {
+  const { byCreditApplication, byExecution } = LEDGER_TABLE;
+  const keys = new Set([
+    LEDGER_TABLE.partitionKey,
+    LEDGER_TABLE.sortKey,
+    ...hashAndRange(byCreditApplication).map((k) => k.AttributeName),
+    ...hashAndRange(byExecution).map((k) => k.AttributeName),
+  ]);
   return [
     {
       TableName: names.ledger,
       BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [
-        { AttributeName: 'pk', AttributeType: 'S' },
-        { AttributeName: 'sk', AttributeType: 'S' },
-        { AttributeName: 'creditApplicationId', AttributeType: 'S' },
-        { AttributeName: 'executionId', AttributeType: 'S' },
-        { AttributeName: 'at', AttributeType: 'S' },
-      ],
-      KeySchema: [
-        { AttributeName: 'pk', KeyType: 'HASH' },
-        { AttributeName: 'sk', KeyType: 'RANGE' },
-      ],
+      AttributeDefinitions: [...keys].map((AttributeName) => ({ AttributeName, AttributeType: 'S' })),
+      KeySchema: hashAndRange(LEDGER_TABLE),
       GlobalSecondaryIndexes: [
         {
-          IndexName: LEDGER_TABLE.byCreditApplication.indexName,
-          KeySchema: [
-            { AttributeName: 'creditApplicationId', KeyType: 'HASH' },
-            { AttributeName: 'at', KeyType: 'RANGE' },
-          ],
+          IndexName: byCreditApplication.indexName,
+          KeySchema: hashAndRange(byCreditApplication),
           Projection: { ProjectionType: 'ALL' },
         },
         {
-          IndexName: LEDGER_TABLE.byExecution.indexName,
-          KeySchema: [
-            { AttributeName: 'executionId', KeyType: 'HASH' },
-            { AttributeName: 'at', KeyType: 'RANGE' },
-          ],
-          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: ['provider', 'outcome'] },
+          IndexName: byExecution.indexName,
+          KeySchema: hashAndRange(byExecution),
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: [...byExecution.projected] },
         },
       ],
     },
     {
       TableName: names.idempotency,
       BillingMode: 'PAY_PER_REQUEST',
-      AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
-      KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+      AttributeDefinitions: [{ AttributeName: IDEMPOTENCY_TABLE.partitionKey, AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: IDEMPOTENCY_TABLE.partitionKey, KeyType: 'HASH' }],
     },
   ];
 }
