@@ -131,14 +131,17 @@ export function failedOutcome(error: RateLimitedError | TransientError): Settled
  *   was still in flight when this request began, and our own lost attempt cancelled it;
  * - an answer that a repeat could also have produced (`uncertainRepeat`) is checked against the ledger: a target
  *   an earlier, different request already cancelled is `already_canceled`;
- * - secret values are scrubbed from the message, and the duration is stamped.
+ * - secret values are scrubbed from the message, and the duration is stamped (from `started`, by default now:
+ *   work shared by several outcomes, such as one Auco call for many codes, counts from its own start).
  */
 export async function settle(
   outcomeBase: OutcomeBase,
   work: () => Promise<Settled>,
-  repeat?: { ledger: Ledger; idempotencyKey: string | undefined },
+  {
+    repeat,
+    started = Date.now(),
+  }: { repeat?: { ledger: Ledger; idempotencyKey: string | undefined }; started?: number } = {},
 ): Promise<Outcome> {
-  const started = Date.now();
   const { ambiguous, uncertainRepeat, ...rest } = await catchTransient(work);
   // The outcome right after the target, so records read the same way everywhere.
   const { outcome: kind, ...fields } = rest;

@@ -30,6 +30,6 @@ export function cancelDocumentRequest(
       if (answer.kind === 'unauthorized') return { ...common, outcome: 'rejected', message: answer.message };
       return fromClassification(common, classifyCancel(response, startedAt));
     },
-    { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey },
+    { repeat: { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey } },
   );
 }

@@ -75,20 +75,23 @@ async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationCon
     ),
   );
   return Promise.all(
-    input.codes.map(async (code) => {
-      const outcome = await settle(base('auco', 'cancel-signing-processes', { code }), async (): Promise<Settled> => {
-        if (!('response' in result)) return result;
-        const { response } = result;
-        const common = answerFields(response);
-        if ('unauthorized' in result) return { ...common, outcome: 'rejected', message: result.unauthorized };
-        if (result.canceled.has(code)) return { ...common, outcome: 'canceled', message: 'Signing process cancelled' };
-        const state = result.states.get(code);
-        return state
-          ? { ...common, ...state }
-          : { ...common, outcome: 'rejected', message: 'Auco gave no answer for this code' };
-      });
-      outcome.durationMs = Date.now() - started;
-      return outcome;
-    }),
+    input.codes.map((code) =>
+      settle(
+        base('auco', 'cancel-signing-processes', { code }),
+        async (): Promise<Settled> => {
+          if (!('response' in result)) return result;
+          const { response } = result;
+          const common = answerFields(response);
+          if ('unauthorized' in result) return { ...common, outcome: 'rejected', message: result.unauthorized };
+          if (result.canceled.has(code))
+            return { ...common, outcome: 'canceled', message: 'Signing process cancelled' };
+          const state = result.states.get(code);
+          return state
+            ? { ...common, ...state }
+            : { ...common, outcome: 'rejected', message: 'Auco gave no answer for this code' };
+        },
+        { started },
+      ),
+    ),
   );
 }

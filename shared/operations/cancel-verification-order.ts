@@ -54,7 +54,7 @@ export function cancelVerificationOrder(
         uncertainRepeat: response.status < 300,
       };
     },
-    { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey },
+    { repeat: { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey } },
   );
 }
 
