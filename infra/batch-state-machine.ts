@@ -43,12 +43,17 @@ import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfuncti
 import { Construct } from 'constructs';
 import { RETRYABLE_ERROR_NAME } from '../shared/errors.ts';
 import { PROVIDERS, type Provider } from '../shared/outcome.ts';
+import { batchConcurrency } from './budget.ts';
 
 /** ResultWriterV2 is silently left out of the definition without this flag (TOOLING.md 1). */
 export const RESULT_WRITER_V2_FLAG = '@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2';
 
-/** Concurrent cancellations per provider in a batch (the map's MaxConcurrency). */
-export const BATCH_CONCURRENCY: Record<Provider, number> = { mycreditapp: 5, auco: 2, truework: 5, gocardless: 8 };
+/** Concurrent cancellations per provider in one batch (the map's MaxConcurrency): the cancel function's reserved
+ * concurrency (infra/budget.ts). Several batches at once are bounded by the reservation itself, not by this. */
+export const BATCH_CONCURRENCY = Object.fromEntries(PROVIDERS.map((p) => [p, batchConcurrency(p)])) as Record<
+  Provider,
+  number
+>;
 /** Items per Distributed Map child workflow (ItemBatcher). */
 export const ITEMS_PER_CHILD = 25;
 /** Error names the item task retries; everything else is caught. */
@@ -58,9 +63,12 @@ const LAMBDA_SERVICE = [
   'Lambda.ServiceException',
   'Lambda.AWSLambdaException',
   'Lambda.SdkClientException',
-  'Lambda.TooManyRequestsException',
   'Lambda.ClientExecutionTimeoutException',
 ];
+/** A function at its reserved concurrency is throttled before it runs (nothing happened): retried patiently, since
+ * many executions at once (200 expirations at midnight) queue on a few containers by design (infra/budget.ts).
+ * 1 s doubling to 30 s, full jitter, 40 attempts: about 18 minutes of waiting at most. */
+export const THROTTLED = 'Lambda.TooManyRequestsException';
 
 const pascal = (s: string) => s.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase());
 
@@ -99,13 +107,22 @@ export class BatchStateMachine extends Construct {
         payloadResponseOnly: true,
         retryOnServiceExceptions: false,
         ...extra,
-      }).addRetry({
-        errors: LAMBDA_SERVICE,
-        interval: Duration.seconds(1),
-        backoffRate: 2,
-        maxAttempts: 4,
-        jitterStrategy: JitterType.FULL,
-      });
+      })
+        .addRetry({
+          errors: [THROTTLED],
+          interval: Duration.seconds(1),
+          backoffRate: 2,
+          maxDelay: Duration.seconds(30),
+          maxAttempts: 40,
+          jitterStrategy: JitterType.FULL,
+        })
+        .addRetry({
+          errors: LAMBDA_SERVICE,
+          interval: Duration.seconds(1),
+          backoffRate: 2,
+          maxAttempts: 4,
+          jitterStrategy: JitterType.FULL,
+        });
 
     /** The per-item chain, shared by the inline maps and the Distributed Map children. */
     const cancelItem = (provider: Provider, suffix: string): IChainable =>

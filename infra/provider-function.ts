@@ -30,6 +30,9 @@ export interface ProviderFunctionProps {
    */
   readonly timeout?: Duration;
   readonly environment?: Record<string, string>;
+  /** Containers this function may run at once: a provider function's share of its provider's budget
+   * (infra/budget.ts). Unreserved functions draw on the account's concurrency. */
+  readonly reservedConcurrentExecutions?: number;
   readonly logRetention?: RetentionDays;
   readonly removalPolicy?: RemovalPolicy;
 }
@@ -58,6 +61,9 @@ export class ProviderFunction extends NodejsFunction {
       runtime: Runtime.NODEJS_24_X,
       architecture: Architecture.ARM_64,
       memorySize: props.memorySize ?? 256,
+      ...(props.reservedConcurrentExecutions !== undefined
+        ? { reservedConcurrentExecutions: props.reservedConcurrentExecutions }
+        : {}),
       timeout: props.timeout ?? Duration.seconds(25),
       role,
       logGroup,

@@ -5,11 +5,11 @@
 import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
-import { DEFAULT_RATE_PER_SECOND } from '../shared/cancel.ts';
 import type { Provider } from '../shared/outcome.ts';
 import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
 import { FUNCTIONS, type FunctionName } from '../shared/routes.ts';
-import { BATCH_CONCURRENCY, BatchStateMachine, RESULT_WRITER_V2_FLAG } from './batch-state-machine.ts';
+import { BatchStateMachine, RESULT_WRITER_V2_FLAG } from './batch-state-machine.ts';
+import { containerRate, reservedConcurrency } from './budget.ts';
 import { Expirations } from './expirations.ts';
 import { CancellationsApi } from './http-api.ts';
 import { Monitoring } from './monitoring.ts';
@@ -39,20 +39,20 @@ export class CancellationsStack extends Stack {
     this.secrets = new ProviderSecrets(this, 'Secrets', { removalPolicy });
     const functions: Record<string, ProviderFunction> = {};
     const make = (id: string, fn: Omit<ProviderFunctionProps, 'removalPolicy'>) => {
+      const reserved = reservedConcurrency(fn.operation);
       functions[id] = new ProviderFunction(this, id, {
         removalPolicy,
+        ...(reserved ? { reservedConcurrentExecutions: reserved } : {}),
         ...fn,
         environment: { METRICS_NAMESPACE: namespace, ...fn.environment },
       });
       return functions[id];
     };
 
-    /** Each function paces its provider at the provider's rate over the batch map's concurrency, so all of them
-     * together stay within the provider's budget (infra/batch-state-machine.ts). */
+    /** Each container paces its provider at its share of the provider's budget; with the reserved concurrency of
+     * every function that calls the provider, all of them together stay within it (infra/budget.ts). */
     const pace = (provider: Provider) => ({
-      [`${provider.toUpperCase()}_RATE_PER_SECOND`]: String(
-        DEFAULT_RATE_PER_SECOND[provider] / BATCH_CONCURRENCY[provider],
-      ),
+      [`${provider.toUpperCase()}_RATE_PER_SECOND`]: String(containerRate(provider)),
     });
     const auco = { AUCO_MAX_CODES_PER_CALL: String(DEFAULT_MAX_CODES_PER_CALL) };
 

@@ -55,14 +55,18 @@ export const PROVIDER_LIMITS: Record<Provider, number> = {
   gocardless: 1000 / 60,
 };
 
-/** What we pace to by default: 95 % of each budget, so timing jitter between us and the provider's counter does not
- * turn into 429s. */
+/** The share of each budget we pace to: 95 %, so timing jitter between us and the provider's counter does not turn
+ * into 429s. */
+export const RATE_MARGIN = 0.95;
+
+/** What one process paces to when nothing says otherwise (a single process: the CLI's tests, a script). */
 export const DEFAULT_RATE_PER_SECOND = Object.fromEntries(
-  Object.entries(PROVIDER_LIMITS).map(([p, r]) => [p, r * 0.95]),
+  Object.entries(PROVIDER_LIMITS).map(([p, r]) => [p, r * RATE_MARGIN]),
 ) as Record<Provider, number>;
 
-/** The rate this process spaces its requests to: `<PROVIDER>_RATE_PER_SECOND`, else the default.
- * In AWS each function gets the provider's rate divided by the batch map's concurrency (see infra). */
+/** The rate this container spaces its requests to: `<PROVIDER>_RATE_PER_SECOND`, else the default. In AWS each
+ * container gets its share of the provider's budget (infra/budget.ts: limit × margin ÷ the reserved concurrency of
+ * every function that calls the provider), so all containers together stay within the budget. */
 export function rateFor(provider: Provider): number {
   const configured = Number(process.env[`${provider.toUpperCase()}_RATE_PER_SECOND`]);
   return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_RATE_PER_SECOND[provider];

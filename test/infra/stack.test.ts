@@ -7,6 +7,9 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
 import type { CancellationsStack } from '../../infra/stack.ts';
+import { extractStateMachine, type Template as ResolvableTemplate } from '../../local/asl.ts';
+import { PROVIDER_LIMITS } from '../../shared/cancel.ts';
+import { PROVIDERS } from '../../shared/outcome.ts';
 import { ROUTES } from '../../shared/routes.ts';
 
 let stack: CancellationsStack;
@@ -216,6 +219,72 @@ describe('the stack', () => {
       AccessLogSettings: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('requestId') },
       DefaultRouteSettings: { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
     });
+  });
+
+  it('one rate budget per provider, provable from the template: Σ reserved concurrency × per-container rate ≤ limit', () => {
+    const functions = ofType('AWS::Lambda::Function').map(([id, r]) => ({
+      id,
+      reserved: r.Properties.ReservedConcurrentExecutions as number | undefined,
+      env: ((r.Properties.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ??
+        {}) as Record<string, unknown>,
+    }));
+    for (const provider of PROVIDERS) {
+      const variable = `${provider.toUpperCase()}_RATE_PER_SECOND`;
+      const callers = functions.filter((f) => variable in f.env);
+      expect(callers.length, provider).toBeGreaterThan(0);
+      let worst = 0;
+      for (const f of callers) {
+        // Every function that calls the provider is bounded: an unreserved one could scale to the account limit.
+        expect(f.reserved, `${f.id} calls ${provider} without reserved concurrency`).toBeGreaterThan(0);
+        const rate = Number(f.env[variable]);
+        expect(rate, f.id).toBeGreaterThan(0);
+        worst += (f.reserved ?? 0) * rate;
+      }
+      expect(worst, `${provider}: worst-case requests per second`).toBeLessThanOrEqual(PROVIDER_LIMITS[provider]);
+      // With today's margin: the whole budget is used when every container is busy, and nothing more.
+      expect(worst / PROVIDER_LIMITS[provider], provider).toBeCloseTo(0.95, 6);
+    }
+    // mycreditapp's budget is shared by the cancel and the lookup.
+    expect(functions.filter((f) => 'MYCREDITAPP_RATE_PER_SECOND' in f.env)).toHaveLength(2);
+  });
+
+  it('every Lambda task retries throttling (TooManyRequestsException) with backoff; maps fan out no wider than the reservation', () => {
+    const { definition } = extractStateMachine(template.toJSON() as ResolvableTemplate);
+    const tasks: { name: string; state: Record<string, unknown> }[] = [];
+    const maps: { name: string; state: Record<string, unknown> }[] = [];
+    const visit = (states: Record<string, Record<string, unknown>>) => {
+      for (const [name, state] of Object.entries(states)) {
+        if (state.Type === 'Task' && String(state.Resource).includes(':lambda:')) tasks.push({ name, state });
+        if (state.Type === 'Map') maps.push({ name, state });
+        for (const branch of (state.Branches as { States: Record<string, Record<string, unknown>> }[] | undefined) ??
+          [])
+          visit(branch.States);
+        const processor = state.ItemProcessor as { States: Record<string, Record<string, unknown>> } | undefined;
+        if (processor) visit(processor.States);
+      }
+    };
+    visit(definition.States as unknown as Record<string, Record<string, unknown>>);
+    expect(tasks.length).toBeGreaterThanOrEqual(11);
+    for (const { name, state } of tasks) {
+      const retry = (state.Retry as { ErrorEquals: string[]; MaxAttempts: number; BackoffRate: number }[]).find((r) =>
+        r.ErrorEquals.includes('Lambda.TooManyRequestsException'),
+      );
+      expect(retry, name).toBeDefined();
+      expect(retry?.MaxAttempts, name).toBeGreaterThanOrEqual(20);
+      expect(retry?.BackoffRate, name).toBeGreaterThan(1);
+    }
+    const reserved = Object.fromEntries(
+      ofType('AWS::Lambda::Function').map(([, r]) => [
+        (r.Properties.Environment as { Variables: { OPERATION: string } }).Variables.OPERATION,
+        r.Properties.ReservedConcurrentExecutions as number | undefined,
+      ]),
+    );
+    const fanOut = maps.filter((m) => /^(Inline|Distributed)/.test(m.name));
+    expect(fanOut).toHaveLength(2 * PROVIDERS.length);
+    for (const { name, state } of fanOut) {
+      const fn = String(JSON.stringify(state).match(/function:(cancel-[a-z-]+)/)?.[1]);
+      expect(state.MaxConcurrency, name).toBeLessThanOrEqual(reserved[fn] ?? 0);
+    }
   });
 
   it('the state machine logs ALL with execution data, is traced, and uses Express children for its Distributed Maps', () => {
