@@ -38,9 +38,11 @@ export class LocalApi {
   constructor(options: LocalApiOptions) {
     this.options = options;
     this.server = http.createServer((req, res) => {
-      const work = this.handle(req, res).catch((error) => {
+      const work = this.handle(req, res).catch(() => {
+        // As API Gateway answers when the Lambda integration fails (a throttled function at its reserved
+        // concurrency, a crash, a timeout): 500 and nothing about why; the caller retries with backoff.
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: 'internal_error', message: (error as Error).message }));
+        res.end(JSON.stringify({ message: 'Internal Server Error' }));
       });
       this.inFlight.add(work);
       void work.finally(() => this.inFlight.delete(work));

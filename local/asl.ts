@@ -79,9 +79,16 @@ export function extractStateMachine(template: Template): ExtractedMachine {
   return { definition, bucket };
 }
 
+let template: Template | undefined;
+/** This checkout's stack, synthesized once per process. */
+export function localTemplate(): Template {
+  template ??= synthesizeTemplate();
+  return template;
+}
+
 let cached: ExtractedMachine | undefined;
 /** The definition of this checkout's stack, synthesized once per process. */
 export function batchStateMachine(): ExtractedMachine {
-  cached ??= extractStateMachine(synthesizeTemplate());
+  cached ??= extractStateMachine(localTemplate());
   return cached;
 }

@@ -1,16 +1,21 @@
 /**
  * The AWS side of the system on one machine: S3, DynamoDB (dynalite), Step Functions (the synthesized definition,
- * run locally) and, for expirations, Lambda and EventBridge Scheduler endpoints, all on loopback. The handlers run in this process and
- * reach them through the AWS SDK's own endpoint variables (AWS_ENDPOINT_URL_<SERVICE>), so their code is the code
- * that runs in Lambda.
+ * run locally), Lambda (every function in its own containers, with the template's reserved concurrency, timeout,
+ * memory and environment: local/lambda/service.ts) and EventBridge Scheduler, all on loopback. The handlers reach
+ * them through the AWS SDK's own endpoint variables (AWS_ENDPOINT_URL_<SERVICE>), so their code is the code that
+ * runs in Lambda.
  */
-import { batchStateMachine } from './asl.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { batchStateMachine, localTemplate } from './asl.ts';
 import { type LocalDynamo, startLocalDynamo } from './aws/dynamodb.ts';
 import { startLocalLambda } from './aws/lambda.ts';
 import { LocalS3 } from './aws/s3.ts';
 import { LocalScheduler } from './aws/scheduler.ts';
 import { LocalStepFunctions } from './aws/stepfunctions.ts';
-import { loadFunctions } from './functions.ts';
+import { functionSpecs } from './functions.ts';
+import { LocalLambdaService } from './lambda/service.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION } from './lambda-events.ts';
 import { type LocalLambda, type LocalRunnerOptions, LocalStateMachine } from './state-machine.ts';
 
@@ -23,6 +28,12 @@ export interface LocalCloudOptions {
   schedulesFile?: string;
   retryIntervalMs?: number;
   intercept?: LocalRunnerOptions['intercept'];
+  /** Provider secrets, keyed by provider, for the containers (a private temporary file, SECRETS_FILE). */
+  secrets?: Record<string, unknown>;
+  /** Set in every Lambda container last (tests: faster pacing). */
+  env?: Record<string, string>;
+  /** Concurrent invocations of the unreserved functions together (the local account's pool; default 50). */
+  unreservedConcurrency?: number;
 }
 
 export interface LocalCloud {
@@ -32,6 +43,7 @@ export interface LocalCloud {
   stepFunctions: LocalStepFunctions;
   machine: LocalStateMachine;
   functions: Record<string, LocalLambda>;
+  lambda: LocalLambdaService;
   bucket: string;
   env: Record<string, string>;
   stop(): Promise<void>;
@@ -50,7 +62,21 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
   await s3.start();
   const dynamo = await startLocalDynamo(options.dynamoPath ? { path: options.dynamoPath } : {});
   const { definition, bucket } = batchStateMachine();
-  const functions = await loadFunctions();
+  // Provider credentials for the containers, in a file only this user can read, removed on stop.
+  const secretsDir = options.secrets ? mkdtempSync(join(tmpdir(), 'cancellations-secrets-')) : undefined;
+  if (secretsDir) writeFileSync(join(secretsDir, 'secrets.json'), JSON.stringify(options.secrets), { mode: 0o600 });
+  const containerEnv: Record<string, string> = {};
+  const lambdaService = new LocalLambdaService(functionSpecs(localTemplate()), {
+    env: containerEnv,
+    ...(options.unreservedConcurrency !== undefined ? { unreservedConcurrency: options.unreservedConcurrency } : {}),
+  });
+  const functions: Record<string, LocalLambda> = Object.fromEntries(
+    lambdaService.functionNames.map((name) => [
+      name,
+      (event: never, context: { getRemainingTimeInMillis(): number }) =>
+        lambdaService.invoke(name, event, context.getRemainingTimeInMillis()),
+    ]),
+  );
   const machine = new LocalStateMachine({
     definition,
     functions,
@@ -82,6 +108,8 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     LOOKUP_FUNCTION_NAME: 'get-credit-application',
   };
   Object.assign(process.env, env);
+  // Containers start on demand with the cloud's endpoints, the secrets file, then the caller's overrides.
+  Object.assign(containerEnv, env, secretsDir ? { SECRETS_FILE: join(secretsDir, 'secrets.json') } : {}, options.env);
   return {
     s3,
     dynamo,
@@ -89,10 +117,13 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     stepFunctions,
     machine,
     functions,
+    lambda: lambdaService,
     bucket,
     env,
     async stop() {
       await Promise.all([s3.stop(), stepFunctions.close(), dynamo.stop(), lambda.close(), scheduler.close()]);
+      await lambdaService.stop();
+      if (secretsDir) rmSync(secretsDir, { recursive: true, force: true });
     },
   };
 }

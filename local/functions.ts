@@ -1,19 +1,33 @@
-/** Every Lambda handler of the project, by function name (its folder under functions/), loaded in-process. */
-import { readdirSync } from 'node:fs';
+/**
+ * Every Lambda function of the stack as the local Lambda service runs it: its handler (`functions/<operation>/`),
+ * and, from the synthesized template, its reserved concurrency, timeout, memory and plain environment values
+ * (references to other resources, such as table names, are the local cloud's to set).
+ */
 import { fileURLToPath } from 'node:url';
-import type { LocalLambda } from './state-machine.ts';
+import type { Template } from './asl.ts';
+import type { FunctionSpec } from './lambda/service.ts';
 
 const FUNCTIONS_DIR = fileURLToPath(new URL('../functions/', import.meta.url));
 
-export async function loadFunctions(): Promise<Record<string, LocalLambda>> {
-  const names = readdirSync(FUNCTIONS_DIR, { withFileTypes: true })
-    .filter((d) => d.isDirectory())
-    .map((d) => d.name);
-  const entries = await Promise.all(
-    names.map(async (name) => {
-      const module = (await import(`../functions/${name}/handler.ts`)) as { handler: LocalLambda };
-      return [name, module.handler] as const;
-    }),
-  );
-  return Object.fromEntries(entries);
+export function functionSpecs(template: Template): FunctionSpec[] {
+  return Object.values(template.Resources)
+    .filter((r) => r.Type === 'AWS::Lambda::Function')
+    .map((r) => {
+      const p = r.Properties ?? {};
+      const variables = ((p.Environment as { Variables?: Record<string, unknown> } | undefined)?.Variables ??
+        {}) as Record<string, unknown>;
+      const env = Object.fromEntries(
+        Object.entries(variables).filter((e): e is [string, string] => typeof e[1] === 'string'),
+      );
+      const name = env.OPERATION;
+      if (!name) throw new Error('a function in the template has no OPERATION variable');
+      return {
+        name,
+        handler: `${FUNCTIONS_DIR}${name}/handler.ts`,
+        ...(typeof p.ReservedConcurrentExecutions === 'number' ? { reserved: p.ReservedConcurrentExecutions } : {}),
+        timeoutMs: (typeof p.Timeout === 'number' ? p.Timeout : 3) * 1000,
+        memoryMb: typeof p.MemorySize === 'number' ? p.MemorySize : 128,
+        env,
+      };
+    });
 }

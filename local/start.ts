@@ -11,17 +11,10 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { setDefaultDeps } from '../shared/cancel.ts';
 import { ConfigurationError } from '../shared/errors.ts';
 import { setLogLevel } from '../shared/log.ts';
 import { PROVIDERS, type Provider } from '../shared/outcome.ts';
-import {
-  type ProviderSecret,
-  parseSecretsFile,
-  SecretStore,
-  StaticSecretSource,
-  setSecretStore,
-} from '../shared/secrets.ts';
+import { type ProviderSecret, parseSecretsFile } from '../shared/secrets.ts';
 import { LocalApi } from './api.ts';
 import { startLocalCloud } from './cloud.ts';
 import { openApiDocument } from './openapi.ts';
@@ -161,17 +154,16 @@ async function main(): Promise<void> {
       ...(provider === 'mycreditapp' ? { organizationId: MYCREDITAPP_DEMO.hostOrg } : {}),
     };
   }
-  const store = new SecretStore(new StaticSecretSource(secrets));
-  setSecretStore(store);
-
+  // Every handler runs in its own Lambda containers (local/lambda/service.ts), with the environment the stack
+  // gives it: these secrets (a private file), the ledger and idempotency tables in the local DynamoDB.
   const cloud = await startLocalCloud({
     s3Root: join(opts.data, 's3'),
     dynamoPath: join(opts.data, 'dynamo'),
     schedulesFile: join(opts.data, 'schedules.json'),
+    secrets,
+    // The handlers' JSON logs only with --verbose; no EMF metric lines on a terminal.
+    env: { LOG_LEVEL: opts.verbose ? 'info' : 'warn', METRICS_NAMESPACE: '' },
   });
-  // The handlers' dependencies are built on first use: this secret store, and (LEDGER_TABLE, IDEMPOTENCY_TABLE,
-  // set by the local cloud) the ledger and idempotency records in the local DynamoDB.
-  setDefaultDeps(undefined);
 
   const api = new LocalApi({
     functions: cloud.functions,

@@ -4,6 +4,7 @@
  * or 200 with `X-Amz-Function-Error: Unhandled` and the error payload.
  */
 import http from 'node:http';
+import { TooManyRequestsError } from '../lambda/service.ts';
 import { lambdaContext, lambdaErrorPayload } from '../lambda-events.ts';
 import { listenOnLoopback, withBody } from '../listen.ts';
 import type { LocalLambda } from '../state-machine.ts';
@@ -31,6 +32,11 @@ export async function startLocalLambda(
         res.writeHead(200, { 'content-type': 'application/json', 'x-amz-executed-version': '$LATEST' });
         res.end(JSON.stringify(result ?? null));
       } catch (error) {
+        if (error instanceof TooManyRequestsError) {
+          // Throttled before it ran: Lambda's 429, which the SDK retries with backoff on its own.
+          res.writeHead(429, { 'content-type': 'application/json', 'x-amzn-errortype': 'TooManyRequestsException' });
+          return void res.end(JSON.stringify({ Type: 'User', message: 'Rate Exceeded.', Reason: error.reason }));
+        }
         res.writeHead(200, {
           'content-type': 'application/json',
           'x-amz-function-error': 'Unhandled',

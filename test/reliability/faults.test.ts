@@ -19,8 +19,8 @@ beforeAll(async () => {
   system = await startTestSystem();
 });
 afterAll(() => system.stop());
-beforeEach(() => {
-  system.reset();
+beforeEach(async () => {
+  await system.reset();
   clearTokens();
 });
 

@@ -23,6 +23,8 @@ beforeAll(async () => {
   for (const name of RATES) process.env[name] = '1000';
   system = await startTestSystem({
     retryIntervalMs: 5,
+    // The containers pace as fast as the simulators allow (the stack's own shares are asserted in test/infra).
+    env: Object.fromEntries(RATES.map((name) => [name, '1000'])),
     intercept: async (_fn, event, invoke) => {
       const index = (event as { index?: number }).index;
       if (index !== undefined && crash.has(index))
@@ -35,8 +37,8 @@ afterAll(async () => {
   await system.stop();
   for (const name of RATES) delete process.env[name];
 });
-beforeEach(() => {
-  system.reset();
+beforeEach(async () => {
+  await system.reset();
   crash.clear();
 });
 

@@ -14,7 +14,7 @@ export interface TestSystem {
   mycreditapp: MyCreditAppSimulator;
   cloud: LocalCloud;
   secrets: Record<string, unknown>;
-  reset(): void;
+  reset(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -31,14 +31,21 @@ export async function startTestSystem(
   const secrets = Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()]));
   const wire = () => useSecrets(secrets, new HttpClient({ retry: { baseDelayMs: 5, maxDelayMs: 50 } }));
   wire();
-  const cloud = await startLocalCloud(options);
+  // The containers read the same secrets from a file; their logs stay at the tests' level, metrics off.
+  const cloud = await startLocalCloud({
+    ...options,
+    secrets,
+    env: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn', METRICS_NAMESPACE: '', ...options.env },
+  });
   return {
     ...sims,
     cloud,
     secrets,
-    reset() {
+    async reset() {
       for (const s of Object.values(sims)) s.reset();
       wire();
+      // Every test starts with cold containers: no token, pacer hold or retry budget carried over from the last.
+      await cloud.lambda.reset();
     },
     async stop() {
       await cloud.stop();

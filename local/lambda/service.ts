@@ -1,0 +1,250 @@
+/**
+ * The local Lambda service: every function runs in its own containers (worker threads, local/lambda/container.ts),
+ * each with its own module state, created on demand (a cold start) and reused warm, at most one invocation at a
+ * time per container, and at most the function's reserved concurrency at once. An invocation beyond it is
+ * throttled before it runs, as Lambda throttles it (TooManyRequestsException): the state machine retries it as its
+ * definition says, the local Lambda endpoint answers 429, the local API answers as API Gateway does.
+ *
+ * What each function is comes from the synthesized template (local/functions.ts): its handler, reserved
+ * concurrency, timeout, memory (the worker's heap limit) and environment, so a container runs with the settings
+ * the stack deploys, not with kinder ones.
+ */
+import { Worker } from 'node:worker_threads';
+
+export interface FunctionSpec {
+  name: string;
+  /** Absolute path of the handler module (`functions/<name>/handler.ts`). */
+  handler: string;
+  /** Reserved concurrency; undefined draws on the unreserved pool. */
+  reserved?: number;
+  timeoutMs: number;
+  memoryMb: number;
+  /** The function's own environment (the template's plain values). */
+  env: Record<string, string>;
+}
+
+export interface LocalLambdaOptions {
+  /** Concurrent invocations of all unreserved functions together (the account's unreserved pool). */
+  unreservedConcurrency?: number;
+  /** Set in every container after the function's own environment (local endpoints, test overrides). */
+  env?: Record<string, string>;
+}
+
+/** A throttled invocation: the function is at its reserved concurrency (or the account at its limit). */
+export class TooManyRequestsError extends Error {
+  override readonly name = 'Lambda.TooManyRequestsException';
+  readonly reason: 'ReservedFunctionConcurrentInvocationLimitExceeded' | 'ConcurrentInvocationLimitExceeded';
+  constructor(fn: string, reason: TooManyRequestsError['reason']) {
+    super(`Rate Exceeded. (${fn}: ${reason})`);
+    this.reason = reason;
+  }
+}
+
+/** What Lambda reports for an invocation that did not end with the handler's answer. */
+export class LambdaInvocationError extends Error {
+  constructor(name: string, message: string) {
+    super(message);
+    this.name = name;
+  }
+}
+
+export interface FunctionStats {
+  invocations: number;
+  coldStarts: number;
+  throttles: number;
+  /** The most invocations in flight at once. */
+  peakConcurrency: number;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+}
+
+class Container {
+  readonly worker: Worker;
+  readonly ready: Promise<void>;
+  busy = false;
+  dead = false;
+  private readonly pending = new Map<number, Pending>();
+  private next = 0;
+
+  constructor(spec: FunctionSpec, env: Record<string, string>, onDeath: (c: Container) => void) {
+    this.worker = new Worker(new URL('./container.ts', import.meta.url), {
+      workerData: { name: spec.name, handler: spec.handler },
+      env,
+      resourceLimits: { maxOldGenerationSizeMb: spec.memoryMb },
+    });
+    this.worker.unref();
+    let markReady: () => void = () => {};
+    let failInit: (error: Error) => void = () => {};
+    this.ready = new Promise<void>((resolve, reject) => {
+      markReady = resolve;
+      failInit = reject;
+    });
+    this.ready.catch(() => {});
+    this.worker.on(
+      'message',
+      (message: { ready?: true; id?: number; result?: string; error?: Record<string, unknown> }) => {
+        if (message.ready) return markReady();
+        const pending = message.id === undefined ? undefined : this.pending.get(message.id);
+        if (!pending || message.id === undefined) return;
+        this.pending.delete(message.id);
+        if (message.error) {
+          const payload = message.error as { errorType?: string; errorMessage?: string };
+          pending.reject(
+            Object.assign(new LambdaInvocationError(payload.errorType ?? 'Error', payload.errorMessage ?? ''), {
+              payload: message.error,
+            }),
+          );
+        } else pending.resolve(JSON.parse(message.result ?? 'null'));
+      },
+    );
+    const die = (error: Error) => {
+      if (this.dead) return;
+      this.dead = true;
+      failInit(error);
+      for (const p of this.pending.values()) p.reject(error);
+      this.pending.clear();
+      onDeath(this);
+    };
+    // An exception at import (INIT), or one that escapes the handler (an unhandled rejection), ends the container.
+    this.worker.on('error', (error) =>
+      die(new LambdaInvocationError(error.name === 'Error' ? 'Runtime.ExitError' : error.name, error.message)),
+    );
+    this.worker.on('exit', (code) =>
+      die(new LambdaInvocationError('Runtime.ExitError', `the container exited (code ${code}) before answering`)),
+    );
+  }
+
+  invoke(event: unknown, timeoutMs: number): Promise<unknown> {
+    const id = ++this.next;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ id, event, timeoutMs });
+    });
+  }
+
+  terminate(): Promise<number> {
+    this.dead = true;
+    return this.worker.terminate();
+  }
+}
+
+export class LocalLambdaService {
+  private readonly specs: Map<string, FunctionSpec>;
+  private readonly containers = new Map<string, Container[]>();
+  private readonly inFlight = new Map<string, number>();
+  private readonly counters = new Map<string, FunctionStats>();
+  private unreservedInFlight = 0;
+  private readonly options: LocalLambdaOptions;
+
+  constructor(specs: FunctionSpec[], options: LocalLambdaOptions = {}) {
+    this.specs = new Map(specs.map((s) => [s.name, s]));
+    this.options = options;
+  }
+
+  get functionNames(): string[] {
+    return [...this.specs.keys()];
+  }
+
+  spec(name: string): FunctionSpec | undefined {
+    return this.specs.get(name);
+  }
+
+  stats(name: string): FunctionStats {
+    let s = this.counters.get(name);
+    if (!s) {
+      s = { invocations: 0, coldStarts: 0, throttles: 0, peakConcurrency: 0 };
+      this.counters.set(name, s);
+    }
+    return s;
+  }
+
+  /** Invokes a function synchronously (RequestResponse): its result, or an error named as Lambda names it. */
+  async invoke(name: string, event: unknown, timeoutMs?: number): Promise<unknown> {
+    const spec = this.specs.get(name);
+    if (!spec) throw new LambdaInvocationError('Lambda.ResourceNotFoundException', `Function not found: ${name}`);
+    const stats = this.stats(name);
+    const running = this.inFlight.get(name) ?? 0;
+    const unreservedLimit = this.options.unreservedConcurrency ?? 50;
+    if (spec.reserved !== undefined ? running >= spec.reserved : this.unreservedInFlight >= unreservedLimit) {
+      stats.throttles++;
+      throw new TooManyRequestsError(
+        name,
+        spec.reserved !== undefined
+          ? 'ReservedFunctionConcurrentInvocationLimitExceeded'
+          : 'ConcurrentInvocationLimitExceeded',
+      );
+    }
+    this.inFlight.set(name, running + 1);
+    if (spec.reserved === undefined) this.unreservedInFlight++;
+    stats.invocations++;
+    stats.peakConcurrency = Math.max(stats.peakConcurrency, running + 1);
+    try {
+      const container = this.take(spec, stats);
+      container.busy = true;
+      try {
+        await container.ready;
+        return await this.withTimeout(container, event, Math.min(timeoutMs ?? spec.timeoutMs, spec.timeoutMs));
+      } finally {
+        container.busy = false;
+      }
+    } finally {
+      this.inFlight.set(name, (this.inFlight.get(name) ?? 1) - 1);
+      if (spec.reserved === undefined) this.unreservedInFlight--;
+    }
+  }
+
+  /** An idle warm container of the function, else a new one (a cold start). */
+  private take(spec: FunctionSpec, stats: FunctionStats): Container {
+    const list = this.containers.get(spec.name) ?? [];
+    this.containers.set(spec.name, list);
+    const warm = list.find((c) => !c.busy && !c.dead);
+    if (warm) return warm;
+    stats.coldStarts++;
+    const env = {
+      ...(process.env as Record<string, string>),
+      ...spec.env,
+      ...this.options.env,
+      AWS_LAMBDA_FUNCTION_NAME: spec.name,
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(spec.memoryMb),
+    };
+    const container = new Container(spec, env, (dead) => {
+      const at = list.indexOf(dead);
+      if (at >= 0) list.splice(at, 1);
+    });
+    list.push(container);
+    return container;
+  }
+
+  /** Lambda ends an invocation that outlives the function's timeout, and with it the container's state. */
+  private async withTimeout(container: Container, event: unknown, timeoutMs: number) {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        void container.terminate();
+        reject(
+          new LambdaInvocationError('Lambda.Unknown', `Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`),
+        );
+      }, timeoutMs + 100);
+    });
+    try {
+      return await Promise.race([container.invoke(event, timeoutMs), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Ends every container: the next invocation of each function is a cold start. */
+  async reset(): Promise<void> {
+    const all = [...this.containers.values()].flat();
+    this.containers.clear();
+    this.counters.clear();
+    await Promise.all(all.map((c) => c.terminate()));
+  }
+
+  async stop(): Promise<void> {
+    await this.reset();
+  }
+}
