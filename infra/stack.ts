@@ -9,7 +9,7 @@ import type { Provider } from '../shared/outcome.ts';
 import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
 import { FUNCTIONS, type FunctionName } from '../shared/routes.ts';
 import { BatchStateMachine, RESULT_WRITER_V2_FLAG } from './batch-state-machine.ts';
-import { containerRate, reservedConcurrency } from './budget.ts';
+import { containerRate, providerOf, reservedConcurrency } from './budget.ts';
 import { Expirations } from './expirations.ts';
 import { CancellationsApi } from './http-api.ts';
 import { Monitoring } from './monitoring.ts';
@@ -51,8 +51,8 @@ export class CancellationsStack extends Stack {
 
     /** Each container paces its provider at its share of the provider's budget; with the reserved concurrency of
      * every function that calls the provider, all of them together stay within it (infra/budget.ts). */
-    const pace = (provider: Provider) => ({
-      [`${provider.toUpperCase()}_RATE_PER_SECOND`]: String(containerRate(provider)),
+    const pace = (operation: FunctionName) => ({
+      [`${String(providerOf(operation)).toUpperCase()}_RATE_PER_SECOND`]: String(containerRate(operation)),
     });
     const auco = { AUCO_MAX_CODES_PER_CALL: String(DEFAULT_MAX_CODES_PER_CALL) };
 
@@ -60,28 +60,28 @@ export class CancellationsStack extends Stack {
       mycreditapp: make('CancelDocumentRequest', {
         operation: 'cancel-document-request',
         description: 'Cancel a mycreditapp document request',
-        environment: pace('mycreditapp'),
+        environment: pace('cancel-document-request'),
       }).bindSecret(this.secrets.secrets.mycreditapp),
       auco: make('CancelSigningProcesses', {
         operation: 'cancel-signing-processes',
         description: 'Cancel Auco signing processes',
-        environment: { ...pace('auco'), ...auco },
+        environment: { ...pace('cancel-signing-processes'), ...auco },
       }).bindSecret(this.secrets.secrets.auco),
       truework: make('CancelVerificationOrder', {
         operation: 'cancel-verification-order',
         description: 'Cancel a Truework verification order',
-        environment: pace('truework'),
+        environment: pace('cancel-verification-order'),
       }).bindSecret(this.secrets.secrets.truework),
       gocardless: make('CancelBillingRequest', {
         operation: 'cancel-billing-request',
         description: 'Cancel a GoCardless billing request',
-        environment: pace('gocardless'),
+        environment: pace('cancel-billing-request'),
       }).bindSecret(this.secrets.secrets.gocardless),
     } satisfies Record<Provider, ProviderFunction>;
     const lookup = make('GetCreditApplication', {
       operation: 'get-credit-application',
       description: 'Read a mycreditapp credit application',
-      environment: pace('mycreditapp'),
+      environment: pace('get-credit-application'),
     }).bindSecret(this.secrets.secrets.mycreditapp);
     // Prepare and Summarize parse and write whole manifests (up to 100,000 items): more memory and time.
     const big = { memorySize: 1024, timeout: Duration.minutes(5) };

@@ -34,6 +34,8 @@ export interface LocalCloudOptions {
   env?: Record<string, string>;
   /** Concurrent invocations of the unreserved functions together (the local account's pool; default 50). */
   unreservedConcurrency?: number;
+  /** Replaces functions' reserved concurrency (tests: a throttle on demand). */
+  reserved?: Record<string, number>;
 }
 
 export interface LocalCloud {
@@ -66,7 +68,10 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
   const secretsDir = options.secrets ? mkdtempSync(join(tmpdir(), 'cancellations-secrets-')) : undefined;
   if (secretsDir) writeFileSync(join(secretsDir, 'secrets.json'), JSON.stringify(options.secrets), { mode: 0o600 });
   const containerEnv: Record<string, string> = {};
-  const lambdaService = new LocalLambdaService(functionSpecs(localTemplate()), {
+  const specs = functionSpecs(localTemplate()).map((spec) =>
+    options.reserved?.[spec.name] !== undefined ? { ...spec, reserved: options.reserved[spec.name] } : spec,
+  );
+  const lambdaService = new LocalLambdaService(specs, {
     env: containerEnv,
     ...(options.unreservedConcurrency !== undefined ? { unreservedConcurrency: options.unreservedConcurrency } : {}),
   });

@@ -1,0 +1,102 @@
+/**
+ * The local Lambda service behaves like Lambda where it matters here: each function runs in its own containers with
+ * their own module state, created on demand and reused warm, at most its reserved concurrency at once; beyond that
+ * an invocation is throttled, and the state machine runner retries the throttle as the definition says.
+ */
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LocalLambdaService, TooManyRequestsError } from '../local/lambda/service.ts';
+import { startTestSystem, type TestSystem } from './support/system.ts';
+
+const counter = (reserved: number | undefined, timeoutMs = 5_000) => ({
+  name: 'counter',
+  handler: fileURLToPath(new URL('./fixtures/lambda/counter.ts', import.meta.url)),
+  ...(reserved !== undefined ? { reserved } : {}),
+  timeoutMs,
+  memoryMb: 128,
+  env: { FIXTURE_VALUE: 'from the template' },
+});
+
+type Answer = { invocations: number; container: number; value: string | null };
+
+describe('local Lambda service', () => {
+  let service: LocalLambdaService;
+  afterEach(() => service.stop());
+
+  it('runs each container with its own module state, reuses it warm, and throttles beyond the reserved concurrency', async () => {
+    service = new LocalLambdaService([counter(2)]);
+    // Two at once: two containers (two cold starts), each counting from its own module state.
+    const [a, b] = (await Promise.all([
+      service.invoke('counter', { waitMs: 200 }),
+      service.invoke('counter', { waitMs: 200 }),
+    ])) as Answer[];
+    expect(a?.container).not.toBe(b?.container);
+    expect([a?.invocations, b?.invocations]).toEqual([1, 1]);
+    expect(a?.value).toBe('from the template');
+    // Then one at a time: a warm container, whose state carried over.
+    const c = (await service.invoke('counter', {})) as Answer;
+    expect([a?.container, b?.container]).toContain(c.container);
+    expect(c.invocations).toBe(2);
+    // A third at once, beyond the reservation of 2: throttled before it runs.
+    const slow = [service.invoke('counter', { waitMs: 300 }), service.invoke('counter', { waitMs: 300 })];
+    await expect(service.invoke('counter', {})).rejects.toBeInstanceOf(TooManyRequestsError);
+    await Promise.all(slow);
+    expect(service.stats('counter')).toMatchObject({ coldStarts: 2, throttles: 1, peakConcurrency: 2 });
+  });
+
+  it('a timeout ends the invocation and its container: the next one starts cold', async () => {
+    service = new LocalLambdaService([counter(1, 300)]);
+    await service.invoke('counter', {});
+    await expect(service.invoke('counter', { waitMs: 2_000 })).rejects.toMatchObject({
+      name: 'Lambda.Unknown',
+      message: 'Task timed out after 0.30 seconds',
+    });
+    const after = (await service.invoke('counter', {})) as Answer;
+    expect(after.invocations).toBe(1);
+    expect(service.stats('counter').coldStarts).toBe(2);
+  });
+
+  it("a handler error is the invocation's error; the container stays warm", async () => {
+    service = new LocalLambdaService([counter(1)]);
+    await expect(service.invoke('counter', { crash: true })).rejects.toMatchObject({
+      name: 'TypeError',
+      message: 'a bug in the handler',
+    });
+    expect(((await service.invoke('counter', {})) as Answer).invocations).toBe(2);
+  });
+});
+
+describe('the state machine retries a throttled task as its definition says', () => {
+  let system: TestSystem;
+  beforeAll(async () => {
+    system = await startTestSystem({
+      retryIntervalMs: 20,
+      // One container for the GoCardless function, so a second execution's task is throttled while the first runs.
+      reserved: { 'cancel-billing-request': 1 },
+      env: { GOCARDLESS_RATE_PER_SECOND: '1000' },
+    });
+  });
+  afterAll(() => system.stop());
+
+  it('two executions at once on one container: a throttle, retried, and both items cancelled once', async () => {
+    system.gocardless.add('BRQ000THROTTLE1', 'pending');
+    system.gocardless.add('BRQ000THROTTLE2', 'pending');
+    // The first cancel takes a while at the provider, holding the only container.
+    system.gocardless.inject({ fault: { kind: 'delay', ms: 150 }, times: 1, method: 'POST' });
+    const start = (id: string, name: string) =>
+      system.cloud.stepFunctions.start(
+        JSON.stringify({ reason: 'declined', items: [{ provider: 'gocardless', billingRequestId: id }] }),
+        name,
+      );
+    const executions = [start('BRQ000THROTTLE1', 'throttle-1'), start('BRQ000THROTTLE2', 'throttle-2')];
+    await Promise.all(executions.map((e) => e.done));
+    for (const e of executions) {
+      expect(e.status).toBe('SUCCEEDED');
+      expect(JSON.parse(e.output ?? '{}').results[0].outcome).toBe('canceled');
+    }
+    const stats = system.cloud.lambda.stats('cancel-billing-request');
+    expect(stats.throttles).toBeGreaterThan(0);
+    expect(stats.peakConcurrency).toBe(1);
+    expect(Object.fromEntries(system.gocardless.effectiveCancels)).toEqual({ BRQ000THROTTLE1: 1, BRQ000THROTTLE2: 1 });
+  });
+});
