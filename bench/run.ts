@@ -26,7 +26,7 @@ import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
 const run = promisify(execFile);
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]));
 const QUICK = args.has('quick');
-const ONLY = new Set((args.get('only') ?? 'bundles,overhead,throughput,cost').split(','));
+const ONLY = new Set((args.get('only') ?? 'bundles,overhead,throughput,cost,storm').split(','));
 const SCALE = Number(args.get('scale') ?? 10);
 
 const median = (xs: number[]) => {
@@ -235,20 +235,14 @@ async function overhead() {
 
 // ---------- 3. batch throughput ----------
 
-async function throughput() {
-  const { startLocalCloud } = await import('../local/cloud.ts');
+/** The four simulators with each provider's limit (documented for Truework and GoCardless; ours for the others),
+ * time sped up SCALE times for every provider alike, and the secrets that reach them. */
+async function limitedSimulators() {
   const { GoCardlessSimulator } = await import('../local/simulators/gocardless.ts');
   const { TrueworkSimulator } = await import('../local/simulators/truework.ts');
   const { AucoSimulator } = await import('../local/simulators/auco.ts');
-  const { MyCreditAppSimulator, MYCREDITAPP_DEMO: D } = await import('../local/simulators/mycreditapp.ts');
-  const { setDefaultDeps, DEFAULT_RATE_PER_SECOND, PROVIDER_LIMITS } = await import('../shared/cancel.ts');
-  const { HttpClient } = await import('../shared/http.ts');
-  const { MemoryLedger } = await import('../shared/ledger.ts');
-  const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
-  const { SecretStore, StaticSecretSource } = await import('../shared/secrets.ts');
-  await quietLogs();
-  const items = QUICK ? 2_000 : 10_000;
-  // The providers' limits (documented for Truework and GoCardless; ours for the others), all scaled alike.
+  const { MyCreditAppSimulator, MYCREDITAPP_DEMO } = await import('../local/simulators/mycreditapp.ts');
+  const { PROVIDER_LIMITS } = await import('../shared/cancel.ts');
   const sims = {
     gocardless: new GoCardlessSimulator({
       timeScale: SCALE,
@@ -264,25 +258,24 @@ async function throughput() {
     mycreditapp: new MyCreditAppSimulator({ timeScale: SCALE, ratePerSecond: PROVIDER_LIMITS.mycreditapp }),
   };
   await Promise.all(Object.values(sims).map((s) => s.start()));
-  for (const [p, rate] of Object.entries(DEFAULT_RATE_PER_SECOND))
-    process.env[`${p.toUpperCase()}_RATE_PER_SECOND`] = String(rate * SCALE);
-  setDefaultDeps({
-    http: new HttpClient(),
-    ledger: new MemoryLedger(),
-    secrets: new SecretStore(
-      new StaticSecretSource({
-        ...Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()])),
-        // As measured: Truework's answers not signature-checked.
-        truework: { ...sims.truework.demoSecret(), publicKeys: undefined },
-      }),
-    ),
-  });
-  setIdempotencyStore(new MemoryIdempotencyStore());
-  const cloud = await startLocalCloud({});
-  const list: unknown[] = [];
+  const secrets = {
+    ...Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()])),
+    // As measured: Truework's answers not signature-checked; the guard's organization from the secret.
+    truework: { ...sims.truework.demoSecret(), publicKeys: undefined },
+    mycreditapp: { ...sims.mycreditapp.demoSecret(), organizationId: MYCREDITAPP_DEMO.hostOrg },
+  };
+  return { sims, secrets, limits: PROVIDER_LIMITS, D: MYCREDITAPP_DEMO };
+}
+
+type Sims = Awaited<ReturnType<typeof limitedSimulators>>['sims'];
+
+let documentRequests = 0;
+/** A mixed item list (round robin over the providers), each item seeded at its simulator. */
+function mixedItems(sims: Sims, D: { hostOrg: string; guestOrg: string }, count: number, prefix: string) {
+  const list: Record<string, unknown>[] = [];
   const perProvider = { gocardless: 0, truework: 0, auco: 0, mycreditapp: 0 };
-  for (let i = 0; i < items; i++) {
-    const id = String(i).padStart(6, '0');
+  for (let i = 0; i < count; i++) {
+    const id = `${prefix}${String(i).padStart(6, '0')}`;
     const p = (['gocardless', 'truework', 'auco', 'mycreditapp'] as const)[i % 4] as keyof typeof perProvider;
     perProvider[p]++;
     if (p === 'gocardless') {
@@ -295,7 +288,7 @@ async function throughput() {
       sims.auco.add(`AU${id}`, 'CREATED');
       list.push({ provider: 'auco', code: `AU${id}` });
     } else {
-      const rid = `00000000-0000-4000-8000-000000${id}`;
+      const rid = `00000000-0000-4000-8000-${String(++documentRequests).padStart(12, '0')}`;
       sims.mycreditapp.addDocumentRequest(rid, 'pending');
       list.push({
         provider: 'mycreditapp',
@@ -306,23 +299,52 @@ async function throughput() {
       });
     }
   }
+  return { list, perProvider };
+}
+
+/** Samples this process's RSS (worker-thread containers included) until stopped. */
+function rssSampler() {
+  const baseline = process.memoryUsage().rss;
+  let peak = baseline;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 50);
+  return {
+    baselineMb: round(baseline / 1024 / 1024, 0),
+    stop: () => {
+      clearInterval(timer);
+      return round(peak / 1024 / 1024, 0);
+    },
+  };
+}
+
+async function throughput() {
+  const { startLocalCloud } = await import('../local/cloud.ts');
+  const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
+  const { DEFAULT_MAX_CODES_PER_CALL: AUCO_CHUNK } = await import('../shared/providers/auco.ts');
+  await quietLogs();
+  const items = QUICK ? 2_000 : 10_000;
+  const { sims, secrets, limits, D } = await limitedSimulators();
+  // The POST itself runs in this process (its idempotency record in memory); the batch runs in Lambda containers.
+  setIdempotencyStore(new MemoryIdempotencyStore());
+  const cloud = await startLocalCloud({
+    secrets,
+    timeScale: SCALE,
+    env: { LOG_LEVEL: 'warn', METRICS_NAMESPACE: '' },
+  });
+  const { list, perProvider } = mixedItems(sims, D, items, 'T');
   // Requests each provider needs, and the time its (scaled) limit allows for them: the slowest is the bound.
-  const aucoCalls = Math.ceil(perProvider.auco / DEFAULT_MAX_CODES_PER_CALL);
   const requests = {
     gocardless: perProvider.gocardless,
     truework: perProvider.truework,
-    auco: aucoCalls,
+    auco: Math.ceil(perProvider.auco / AUCO_CHUNK),
     mycreditapp: perProvider.mycreditapp + 1,
   };
   const bounds = Object.fromEntries(
-    Object.entries(requests).map(([p, r]) => [p, r / (PROVIDER_LIMITS[p as keyof typeof PROVIDER_LIMITS] * SCALE)]),
+    Object.entries(requests).map(([p, r]) => [p, r / (limits[p as keyof typeof limits] * SCALE)]),
   );
   const bound = Math.max(...Object.values(bounds));
-  const baseline = process.memoryUsage().rss;
-  let peak = baseline;
-  const sampler = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss);
-  }, 50);
+  const rss = rssSampler();
   const { handler: batches } = await import('../functions/batches/handler.ts');
   const { apiGatewayV2Event, lambdaContext } = await import('../local/lambda-events.ts');
   const started = Date.now();
@@ -340,7 +362,7 @@ async function throughput() {
   const execution = [...cloud.stepFunctions.executions.values()].find((e) => e.name === batchId);
   await execution?.done;
   const seconds = (Date.now() - started) / 1000;
-  clearInterval(sampler);
+  const peakMb = rss.stop();
   const output = JSON.parse(execution?.output ?? '{}') as {
     summary?: { lost: number; byOutcome: Record<string, number> };
   };
@@ -357,8 +379,8 @@ async function throughput() {
     http429Percent: round((100 * limited) / sent, 2),
     lost: output.summary?.lost ?? -1,
     canceled: output.summary?.byOutcome.canceled ?? 0,
-    baselineRssMb: round(baseline / 1024 / 1024, 0),
-    peakRssMb: round(peak / 1024 / 1024, 0),
+    baselineRssMb: rss.baselineMb,
+    peakRssMb: peakMb,
     executionStatus: execution?.status,
   };
   results.throughput = {
@@ -373,6 +395,210 @@ async function throughput() {
   return execution?.stats;
 }
 
+// ---------- 5. storm ----------
+
+/** The highest count of `times` in any window of `windowMs` (a sliding window over sorted times). */
+function peakInWindow(times: number[], windowMs: number): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let peak = 0;
+  for (let i = 0, j = 0; j < sorted.length; j++) {
+    while ((sorted[j] as number) - (sorted[i] as number) >= windowMs) i++;
+    peak = Math.max(peak, j - i + 1);
+  }
+  return peak;
+}
+
+/**
+ * The worst night: expirations due in the same minute (each guarding a 10-item mixed list), 3 batches of 2,000
+ * items started together, and API cancels at 5/s throughout, all against rate-limited simulators, every function
+ * in its own containers at its reserved concurrency. Measures whether one budget per provider holds.
+ */
+async function storm() {
+  const { startLocalCloud } = await import('../local/cloud.ts');
+  const { LocalApi } = await import('../local/api.ts');
+  const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
+  const { DEFAULT_MAX_CODES_PER_CALL: AUCO_CHUNK } = await import('../shared/providers/auco.ts');
+  await quietLogs();
+  const expirations = QUICK ? 50 : 200;
+  const batchItems = QUICK ? 500 : 2_000;
+  const { sims, secrets, limits, D } = await limitedSimulators();
+  setIdempotencyStore(new MemoryIdempotencyStore());
+  const cloud = await startLocalCloud({
+    secrets,
+    timeScale: SCALE,
+    env: { LOG_LEVEL: 'error', METRICS_NAMESPACE: '' },
+  });
+  const api = new LocalApi({ functions: cloud.functions, openapi: () => ({}) });
+  await api.listen(0);
+  const { handler: expirationsFn } = await import('../functions/expirations/handler.ts');
+  const { handler: batchesFn } = await import('../functions/batches/handler.ts');
+  const { apiGatewayV2Event, lambdaContext } = await import('../local/lambda-events.ts');
+  const post = async (fn: typeof batchesFn, path: string, body: unknown) =>
+    JSON.parse(
+      (
+        (await fn(
+          apiGatewayV2Event({
+            method: 'POST',
+            routeKey: `POST ${path}`,
+            path,
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(body),
+          }) as never,
+          lambdaContext('bench', 25_000),
+        )) as { body: string }
+      ).body,
+    ) as Record<string, unknown>;
+
+  // What each provider must receive at least: item cancels (Auco in chunks), one lookup per guard, a token.
+  const perProvider = { gocardless: 0, truework: 0, auco: 0, mycreditapp: 0 };
+  let aucoCalls = 0;
+  const add = (counts: typeof perProvider, aucoGroups: number) => {
+    for (const [p, n] of Object.entries(counts)) perProvider[p as keyof typeof perProvider] += n;
+    aucoCalls += aucoGroups;
+  };
+  // Expirations due within the same (scaled) minute, registered ahead as a user would.
+  const due = Date.now() + 8_000;
+  for (let e = 0; e < expirations; e++) {
+    const application = `00000000-0000-4000-9000-${String(e).padStart(12, '0')}`;
+    sims.mycreditapp.addCreditApplication(application, 'pending', due + 86_400_000);
+    const { list, perProvider: counts } = mixedItems(sims, D, 10, `E${e}x`);
+    add(counts, Math.ceil(counts.auco / AUCO_CHUNK));
+    const answer = await post(expirationsFn, '/v1/expirations', {
+      creditApplicationId: application,
+      reason: 'Credit application expired',
+      requestedBy: 'ops@example.com',
+      expiresAt: new Date(due + (e % 60) * (1000 / SCALE)).toISOString(),
+      items: list,
+    });
+    if (answer.status !== 'scheduled') throw new Error(`expiration not scheduled: ${JSON.stringify(answer)}`);
+  }
+  const batchLists = [0, 1, 2].map((b) => mixedItems(sims, D, batchItems, `B${b}x`));
+  for (const { perProvider: counts } of batchLists) add(counts, Math.ceil(counts.auco / AUCO_CHUNK));
+  const lookups = expirations;
+  perProvider.mycreditapp += lookups;
+
+  for (const s of Object.values(sims)) s.requests.length = 0;
+  const rss = rssSampler();
+  while (Date.now() < due) await new Promise((r) => setTimeout(r, 20));
+  const started = Date.now();
+  const batchIds = await Promise.all(
+    batchLists.map(
+      async ({ list }, b) =>
+        (await post(batchesFn, '/v1/batches', { reason: `storm ${b}`, requestedBy: 'ops@example.com', items: list }))
+          .batchId as string,
+    ),
+  );
+  // API cancels at 5/s (scaled) until the batches are done: a fresh GoCardless or Truework item each.
+  let apiStop = false;
+  const apiAnswers: number[] = [];
+  const apiLoop = (async () => {
+    for (let n = 0; !apiStop; n++) {
+      const next = started + (n * 1000) / (5 * SCALE);
+      await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+      const id = `API${String(n).padStart(6, '0')}`;
+      const gc = n % 2 === 0;
+      if (gc) sims.gocardless.add(`BRQ${id}`, 'pending');
+      else sims.truework.add(`ORD${id}`, ['processing']);
+      perProvider[gc ? 'gocardless' : 'truework']++;
+      void fetch(
+        gc
+          ? `${api.url}/v1/gocardless/billing-requests/BRQ${id}/cancel`
+          : `${api.url}/v1/truework/orders/ORD${id}/cancel`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(gc ? {} : { reason: 'other' }),
+        },
+      )
+        .then((r) => apiAnswers.push(r.status))
+        .catch(() => apiAnswers.push(0));
+    }
+  })();
+  // Every execution: the three batches and the expirations the scheduler starts.
+  const executionsOf = () => [...cloud.stepFunctions.executions.values()];
+  while (
+    cloud.scheduler.fired.length < expirations ||
+    executionsOf().length < expirations + 3 ||
+    executionsOf().some((e) => e.status === 'RUNNING')
+  )
+    await new Promise((r) => setTimeout(r, 100));
+  apiStop = true;
+  await apiLoop;
+  const seconds = (Date.now() - started) / 1000;
+  const peakMb = rss.stop();
+  let lost = 0;
+  let items = 0;
+  const outcomes: Record<string, number> = {};
+  for (const e of executionsOf()) {
+    const input = JSON.parse(e.input) as { items?: unknown[]; manifest?: unknown };
+    const output = JSON.parse(e.output ?? '{}') as {
+      status?: string;
+      summary?: { total: number; lost: number; byOutcome: Record<string, number> };
+    };
+    const total = output.summary?.total ?? input.items?.length ?? batchItems;
+    items += total;
+    if (e.status !== 'SUCCEEDED' || !output.summary) lost += total;
+    else lost += output.summary.lost;
+    for (const [o, n] of Object.entries(output.summary?.byOutcome ?? {})) outcomes[o] = (outcomes[o] ?? 0) + n;
+  }
+  const failures = executionsOf().filter((e) => e.status !== 'SUCCEEDED');
+  for (const e of failures.slice(0, 3))
+    console.error(`execution ${e.name} ${e.status}: ${e.error}: ${e.cause?.slice(0, 400)}`);
+  const apiCalls = apiAnswers.length;
+  const requests = Object.values(sims).reduce((n, s) => n + s.requests.length, 0);
+  const limited = Object.values(sims).reduce((n, s) => n + s.requests.filter((r) => r.status === 429).length, 0);
+  const peakRatio = Object.fromEntries(
+    Object.entries(sims).map(([p, sim]) => {
+      const windowS = p === 'gocardless' ? 60 : 1;
+      const peak = peakInWindow(
+        sim.requests.map((r) => r.at),
+        (windowS * 1000) / SCALE,
+      );
+      return [p, round(peak / (limits[p as keyof typeof limits] * windowS), 3)];
+    }),
+  );
+  const bounds = Object.fromEntries(
+    Object.entries(perProvider).map(([p, n]) => {
+      const r = p === 'auco' ? aucoCalls : p === 'mycreditapp' ? n + 1 : n;
+      return [p, r / (limits[p as keyof typeof limits] * SCALE)];
+    }),
+  );
+  const bound = Math.max(...Object.values(bounds));
+  const lambda = Object.fromEntries(cloud.lambda.functionNames.map((name) => [name, cloud.lambda.stats(name)]));
+  const row = {
+    scale: SCALE,
+    executions: executionsOf().length,
+    items: items + apiCalls,
+    apiCalls,
+    apiNot2xx: apiAnswers.filter((s) => s < 200 || s >= 300).length,
+    lost,
+    seconds: round(seconds, 2),
+    boundSeconds: round(bound, 2),
+    boundRatio: round(seconds / bound),
+    requests,
+    http429Percent: round((100 * limited) / requests, 2),
+    peakRateRatio: round(Math.max(...Object.values(peakRatio)), 3),
+    baselineRssMb: rss.baselineMb,
+    peakRssMb: peakMb,
+  };
+  results.storm = {
+    ...row,
+    peakRateRatioByProvider: peakRatio,
+    boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
+    outcomes,
+    lambda,
+    batchIds,
+  };
+  console.log(
+    `\n5. Storm: ${expirations} expirations due in the same minute, 3 batches of ${batchItems}, API cancels at 5/s; time scaled ${SCALE}x`,
+  );
+  console.table([row]);
+  console.table(Object.entries(lambda).map(([fn, s]) => ({ function: fn, ...s })));
+  await api.close();
+  await cloud.stop();
+  await Promise.all(Object.values(sims).map((s) => s.stop()));
+}
+
 // ---------- 4. cost ----------
 
 async function cost(manifestStats?: {
@@ -382,8 +608,8 @@ async function cost(manifestStats?: {
   retries: number;
 }) {
   const { batchStateMachine } = await import('../local/asl.ts');
-  const { DEFAULT_RATE_PER_SECOND } = await import('../shared/cancel.ts');
-  const { BATCH_CONCURRENCY, ITEMS_PER_CHILD } = await import('../infra/batch-state-machine.ts');
+  const { ITEMS_PER_CHILD } = await import('../infra/batch-state-machine.ts');
+  const { containerRate, PROVIDER_FUNCTIONS } = await import('../infra/budget.ts');
   // From the definition: an inline item enters its Cancel task (1), and its Caught state only when it fails;
   // the execution itself enters Prepare, HasGuard, Mode, FanOutInline, 4 maps, Summarize.
   const { definition } = batchStateMachine();
@@ -403,7 +629,7 @@ async function cost(manifestStats?: {
   // Express duration: a child takes its items one after another, each at its function's pace (rate / concurrency).
   const childSeconds = (['mycreditapp', 'auco', 'truework', 'gocardless'] as const).reduce((s, p) => {
     const n = p === 'auco' ? items / 4 / DEFAULT_MAX_CODES_PER_CALL : items / 4;
-    return s + (n * BATCH_CONCURRENCY[p]) / DEFAULT_RATE_PER_SECOND[p];
+    return s + n / containerRate(PROVIDER_FUNCTIONS[p][0]?.fn ?? '');
   }, 0);
   const inlineTransitions = fixedInline + perItemInline * items;
   const standardChildTransitions = children * (1 + ITEMS_PER_CHILD * perItemInline);
@@ -457,6 +683,7 @@ if (ONLY.has('bundles')) await bundles();
 if (ONLY.has('overhead')) await overhead();
 const stats = ONLY.has('throughput') ? await throughput() : undefined;
 if (ONLY.has('cost')) await cost(stats);
+if (ONLY.has('storm')) await storm();
 
 mkdirSync(new URL('.', import.meta.url), { recursive: true });
 writeFileSync(new URL('./results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);

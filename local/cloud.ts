@@ -32,10 +32,13 @@ export interface LocalCloudOptions {
   secrets?: Record<string, unknown>;
   /** Set in every Lambda container last (tests: faster pacing). */
   env?: Record<string, string>;
-  /** Concurrent invocations of the unreserved functions together (the local account's pool; default 50). */
+  /** Concurrent invocations of the unreserved functions together (the local account's pool; default 16). */
   unreservedConcurrency?: number;
   /** Replaces functions' reserved concurrency (tests: a throttle on demand). */
   reserved?: Record<string, number>;
+  /** Time runs this many times faster (benchmarks): the definition's retry and wait times are divided by it, and
+   * every function's `<PROVIDER>_RATE_PER_SECOND` multiplied, as the simulators' limits are. */
+  timeScale?: number;
 }
 
 export interface LocalCloud {
@@ -68,9 +71,14 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
   const secretsDir = options.secrets ? mkdtempSync(join(tmpdir(), 'cancellations-secrets-')) : undefined;
   if (secretsDir) writeFileSync(join(secretsDir, 'secrets.json'), JSON.stringify(options.secrets), { mode: 0o600 });
   const containerEnv: Record<string, string> = {};
-  const specs = functionSpecs(localTemplate()).map((spec) =>
-    options.reserved?.[spec.name] !== undefined ? { ...spec, reserved: options.reserved[spec.name] } : spec,
-  );
+  const scale = options.timeScale ?? 1;
+  const specs = functionSpecs(localTemplate()).map((spec) => ({
+    ...spec,
+    ...(options.reserved?.[spec.name] !== undefined ? { reserved: options.reserved[spec.name] } : {}),
+    env: Object.fromEntries(
+      Object.entries(spec.env).map(([k, v]) => [k, k.endsWith('_RATE_PER_SECOND') ? String(Number(v) * scale) : v]),
+    ),
+  }));
   const lambdaService = new LocalLambdaService(specs, {
     env: containerEnv,
     ...(options.unreservedConcurrency !== undefined ? { unreservedConcurrency: options.unreservedConcurrency } : {}),
@@ -88,6 +96,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     s3,
     ...(options.retryIntervalMs !== undefined ? { retryIntervalMs: options.retryIntervalMs } : {}),
     ...(options.intercept ? { intercept: options.intercept } : {}),
+    ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
   });
   const stepFunctions = new LocalStepFunctions(machine, LOCAL_STATE_MACHINE_ARN);
   await stepFunctions.listen();

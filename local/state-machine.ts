@@ -33,6 +33,9 @@ export interface LocalRunnerOptions {
   s3: LocalS3;
   /** Replaces every Retry interval with this many milliseconds (tests). Omitted: the definition's intervals. */
   retryIntervalMs?: number;
+  /** Runs time this many times faster: every Retry interval and maximum delay and every Wait is divided by it
+   * (benchmarks, where the simulators' rate limits are sped up alike). Backoff and jitter stay as defined. */
+  timeScale?: number;
   /** Lambda timeout per invocation (the functions' 25 s by default). */
   lambdaTimeoutMs?: number;
   /** Wraps every function invocation: fault injection in tests. */
@@ -125,9 +128,11 @@ export class LocalStateMachine {
 
   constructor(options: LocalRunnerOptions) {
     this.options = options;
+    const scale = options.timeScale ?? 1;
     const states = walk(options.definition.States as Record<string, State>, (name, state) => {
       if (state.Retry && options.retryIntervalMs !== undefined)
         this.retryIntervalOverrides[name] = options.retryIntervalMs;
+      if (scale !== 1) state = scaled(state, scale);
       const processor = state.ItemProcessor as
         | { ProcessorConfig?: { Mode?: string }; StartAt: string; States: StateMachineDefinition['States'] }
         | undefined;
@@ -152,7 +157,7 @@ export class LocalStateMachine {
       if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.startsWith('arn:aws:lambda:')) {
         this.lambdaTasks.set(name, state.Resource.split(':').at(-1) ?? '');
       }
-      return undefined;
+      return scale !== 1 ? state : undefined;
     });
     const definition = { ...options.definition, States: states as StateMachineDefinition['States'] };
     // Validated once here and reused by every execution: validating per child execution cost ~4 ms each.
@@ -344,6 +349,20 @@ export class LocalStateMachine {
     );
     return { MapRunArn: mapRunArn, ResultWriterDetails: { Bucket, Key: manifestKey } };
   }
+}
+
+/** A state with its Retry intervals, maximum delays and Wait seconds divided by `scale`. */
+function scaled(state: State, scale: number): State {
+  const out: State = { ...state };
+  if (Array.isArray(state.Retry)) {
+    out.Retry = (state.Retry as Record<string, unknown>[]).map((r) => ({
+      ...r,
+      IntervalSeconds: ((r.IntervalSeconds as number | undefined) ?? 1) / scale,
+      ...(typeof r.MaxDelaySeconds === 'number' ? { MaxDelaySeconds: r.MaxDelaySeconds / scale } : {}),
+    }));
+  }
+  if (state.Type === 'Wait' && typeof state.Seconds === 'number') out.Seconds = state.Seconds / scale;
+  return out;
 }
 
 export function newStats(): RunStats {

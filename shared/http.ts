@@ -170,6 +170,12 @@ class Pacer {
     this.next.set(key, slot + 1000 / perSecond);
     return slot - now;
   }
+  /** A request that left later than its slot (a late timer, a busy event loop) pushes the next slot back by as much,
+   * so the spacing holds between the requests actually sent, and no window sees a burst. */
+  sent(key: string, perSecond: number, at = Date.now()): void {
+    const next = at + 1000 / perSecond;
+    if (next > (this.next.get(key) ?? 0)) this.next.set(key, next);
+  }
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -320,7 +326,10 @@ export class HttpClient {
     if (Date.now() + wait >= deadline)
       throw new RateLimitedError({ retryAfterMs: wait, status: 429, attempts, ambiguous });
     // Timers do not fire sooner than 1 ms: a shorter wait is spent by the time the request is on the wire.
-    if (wait >= 1) await sleep(wait, signal);
+    if (wait >= 1) {
+      await sleep(wait, signal);
+      this.pacer.sent(pace.key, pace.perSecond);
+    }
   }
 
   private attempt(url: URL, request: HttpRequest, deadline: number, signal?: AbortSignal): Promise<RawResponse> {

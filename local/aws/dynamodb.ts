@@ -1,11 +1,10 @@
 /**
  * DynamoDB on loopback: dynalite (the real DynamoDB wire protocol and validation), in memory or in a directory,
- * with the ledger and idempotency tables created as the stack declares them.
+ * in a process of its own, with the ledger and idempotency tables created as the stack declares them.
  */
-import dynalite from 'dynalite';
+import { fork } from 'node:child_process';
 import { DynamoDb, DynamoError } from '../../shared/aws/dynamodb.ts';
 import { createTableInputs } from '../../shared/aws/tables.ts';
-import { listenOnLoopback } from '../listen.ts';
 
 export const LOCAL_TABLES = { ledger: 'cancellations-ledger', idempotency: 'cancellations-idempotency' } as const;
 
@@ -16,13 +15,22 @@ export interface LocalDynamo {
 }
 
 export async function startLocalDynamo(options: { path?: string; port?: number } = {}): Promise<LocalDynamo> {
-  const server = dynalite({
-    createTableMs: 0,
-    deleteTableMs: 0,
-    updateTableMs: 0,
-    ...(options.path ? { path: options.path } : {}),
+  const child = fork(
+    new URL('./dynamodb-process.ts', import.meta.url),
+    [options.path ?? '', String(options.port ?? 0)],
+    {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('message', (m: { url: string }) => resolve(m.url));
+    child.once('exit', (code) => reject(new Error(`local DynamoDB (dynalite) exited (code ${code}) before listening`)));
   });
-  const { url, close } = await listenOnLoopback(server, options.port);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const close = async () => {
+    if (child.exitCode === null) child.kill();
+    await exited;
+  };
   const db = new DynamoDb({ endpoint: url });
   for (const input of createTableInputs(LOCAL_TABLES)) {
     await db.call('CreateTable', input).catch((error) => {

@@ -167,7 +167,7 @@ export class LocalLambdaService {
     if (!spec) throw new LambdaInvocationError('Lambda.ResourceNotFoundException', `Function not found: ${name}`);
     const stats = this.stats(name);
     const running = this.inFlight.get(name) ?? 0;
-    const unreservedLimit = this.options.unreservedConcurrency ?? 50;
+    const unreservedLimit = this.options.unreservedConcurrency ?? 16;
     if (spec.reserved !== undefined ? running >= spec.reserved : this.unreservedInFlight >= unreservedLimit) {
       stats.throttles++;
       throw new TooManyRequestsError(
