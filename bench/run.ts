@@ -609,7 +609,8 @@ async function cost(manifestStats?: {
 }) {
   const { batchStateMachine } = await import('../local/asl.ts');
   const { ITEMS_PER_CHILD } = await import('../infra/batch-state-machine.ts');
-  const { containerRate, PROVIDER_FUNCTIONS } = await import('../infra/budget.ts');
+  const { batchConcurrency } = await import('../infra/budget.ts');
+  const { DEFAULT_RATE_PER_SECOND } = await import('../shared/cancel.ts');
   // From the definition: an inline item enters its Cancel task (1), and its Caught state only when it fails;
   // the execution itself enters Prepare, HasGuard, Mode, FanOutInline, 4 maps, Summarize.
   const { definition } = batchStateMachine();
@@ -629,7 +630,7 @@ async function cost(manifestStats?: {
   // Express duration: a child takes its items one after another, each at its function's pace (rate / concurrency).
   const childSeconds = (['mycreditapp', 'auco', 'truework', 'gocardless'] as const).reduce((s, p) => {
     const n = p === 'auco' ? items / 4 / DEFAULT_MAX_CODES_PER_CALL : items / 4;
-    return s + n / containerRate(PROVIDER_FUNCTIONS[p][0]?.fn ?? '');
+    return s + (n * batchConcurrency(p)) / DEFAULT_RATE_PER_SECOND[p];
   }, 0);
   const inlineTransitions = fixedInline + perItemInline * items;
   const standardChildTransitions = children * (1 + ITEMS_PER_CHILD * perItemInline);

@@ -1,35 +1,35 @@
 /**
  * One rate budget per provider, whatever runs at once (DESIGN.md 4, README "Architecture").
  *
- * Lambda's reserved concurrency is the semaphore: a function never runs more containers than it reserves, and
- * every container paces its own calls at its share of the provider's budget, so the worst case (every container
- * of every function that calls a provider busy at once, from any number of executions and API calls) is
+ * Lambda's reserved concurrency bounds the containers: a function never runs more at once than it reserves, however
+ * many executions and API calls want it (the rest are throttled, Lambda.TooManyRequestsException, and retried).
+ * Within that bound, requests are paced in one of two ways, both provable from the template:
  *
- *   Σ over the provider's functions of reserved concurrency × per-container rate = limit × RATE_MARGIN ≤ limit.
+ * - A provider called by one function: each container paces at its share of the budget, so every container busy
+ *   at once sends Σ reserved × rate = limit × RATE_MARGIN ≤ limit.
+ * - A provider whose budget several functions share (mycreditapp: the cancels and the lookup): one budget metered
+ *   across all of their containers through a DynamoDB item (RATE_BUDGET_TABLE, shared/aws/rate-budget.ts), at
+ *   limit × RATE_MARGIN. Static shares would strand budget: the lookup's share idles while a batch cancels, and
+ *   200 guards at midnight crawl through a small share (measured: README, Performance, storm). The price is one
+ *   conditional write per request to that provider.
  *
- * An invocation beyond the reserved concurrency is throttled (Lambda.TooManyRequestsException), which the state
- * machine retries with backoff and an API caller sees as a 5xx to retry: throttling is part of the design.
- * A shared token bucket (DynamoDB) was not needed for the bound: it would add a write per provider call and a
- * hot key, and the bound it gives is the same one, provable from the template only through this table anyway.
+ * No request to a provider goes out unmetered: a shared budget that cannot be read fails the request as transient.
  */
 import { PROVIDER_LIMITS, RATE_MARGIN } from '../shared/cancel.ts';
 import type { Provider } from '../shared/outcome.ts';
 import type { FunctionName } from '../shared/routes.ts';
 
-/** Every function that calls a provider: its reserved concurrency (containers at once) and its share of the
- * provider's budget (the shares of a provider add up to 1). A provider's cancel function comes first: the batch
- * maps fan out to it. */
-export const PROVIDER_FUNCTIONS: Record<Provider, readonly { fn: FunctionName; reserved: number; share: number }[]> = {
-  // The lookup (batch guards, expirations, API reads) shares mycreditapp's budget with the cancels. A static share
-  // cannot be lent while idle, so it is small: one container at 0.7 requests/s reads 200 applications in under five
-  // minutes (200 expirations at midnight), while the cancels keep 92.5 % of the budget (README, Performance: storm).
+/** Every function that calls a provider, with its reserved concurrency (containers at once). A provider's cancel
+ * function comes first: the batch maps fan out to it. */
+export const PROVIDER_FUNCTIONS: Record<Provider, readonly { fn: FunctionName; reserved: number }[]> = {
+  // The lookup (batch guards, expirations, API reads) shares mycreditapp's budget with the cancels.
   mycreditapp: [
-    { fn: 'cancel-document-request', reserved: 5, share: 0.925 },
-    { fn: 'get-credit-application', reserved: 1, share: 0.075 },
+    { fn: 'cancel-document-request', reserved: 5 },
+    { fn: 'get-credit-application', reserved: 2 },
   ],
-  auco: [{ fn: 'cancel-signing-processes', reserved: 2, share: 1 }],
-  truework: [{ fn: 'cancel-verification-order', reserved: 5, share: 1 }],
-  gocardless: [{ fn: 'cancel-billing-request', reserved: 8, share: 1 }],
+  auco: [{ fn: 'cancel-signing-processes', reserved: 2 }],
+  truework: [{ fn: 'cancel-verification-order', reserved: 5 }],
+  gocardless: [{ fn: 'cancel-billing-request', reserved: 8 }],
 };
 
 /** The provider each function calls, if any. */
@@ -48,13 +48,19 @@ export function reservedConcurrency(fn: string): number | undefined {
   return provider ? PROVIDER_FUNCTIONS[provider].find((f) => f.fn === fn)?.reserved : undefined;
 }
 
-/** Requests per second one container of a function may send to its provider: the function's share of the budget
- * over its reserved concurrency, so Σ reserved × rate = limit × margin for every provider. */
-export function containerRate(fn: string): number {
+/** Whether several functions share the provider's budget, metered across their containers. */
+export function sharedBudget(provider: Provider): boolean {
+  return PROVIDER_FUNCTIONS[provider].length > 1;
+}
+
+/** `<PROVIDER>_RATE_PER_SECOND` of a function: the whole budget, metered across containers, where the budget is
+ * shared; otherwise this container's share of it (the budget over the function's reserved concurrency). */
+export function paceOf(fn: string): number {
   const provider = providerOf(fn);
   const entry = provider ? PROVIDER_FUNCTIONS[provider].find((f) => f.fn === fn) : undefined;
   if (!provider || !entry) throw new Error(`${fn} calls no provider (infra/budget.ts)`);
-  return (PROVIDER_LIMITS[provider] * RATE_MARGIN * entry.share) / entry.reserved;
+  const budget = PROVIDER_LIMITS[provider] * RATE_MARGIN;
+  return sharedBudget(provider) ? budget : budget / entry.reserved;
 }
 
 /** A batch map's MaxConcurrency: the provider's cancel function's reserved concurrency (more would only be

@@ -9,7 +9,7 @@ import type { Provider } from '../shared/outcome.ts';
 import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
 import { FUNCTIONS, type FunctionName } from '../shared/routes.ts';
 import { BatchStateMachine, RESULT_WRITER_V2_FLAG } from './batch-state-machine.ts';
-import { containerRate, providerOf, reservedConcurrency } from './budget.ts';
+import { paceOf, providerOf, reservedConcurrency, sharedBudget } from './budget.ts';
 import { Expirations } from './expirations.ts';
 import { CancellationsApi } from './http-api.ts';
 import { Monitoring } from './monitoring.ts';
@@ -49,10 +49,10 @@ export class CancellationsStack extends Stack {
       return functions[id];
     };
 
-    /** Each container paces its provider at its share of the provider's budget; with the reserved concurrency of
-     * every function that calls the provider, all of them together stay within it (infra/budget.ts). */
+    /** Each function's pace of its provider: its containers' share of the budget, or the whole budget metered across
+     * containers where several functions share it (infra/budget.ts). */
     const pace = (operation: FunctionName) => ({
-      [`${String(providerOf(operation)).toUpperCase()}_RATE_PER_SECOND`]: String(containerRate(operation)),
+      [`${String(providerOf(operation)).toUpperCase()}_RATE_PER_SECOND`]: String(paceOf(operation)),
     });
     const auco = { AUCO_MAX_CODES_PER_CALL: String(DEFAULT_MAX_CODES_PER_CALL) };
 
@@ -159,6 +159,11 @@ export class CancellationsStack extends Stack {
     for (const fn of Object.values(cancel)) {
       this.tables.grantLedger(fn, 'write-and-read-target');
       this.tables.grantIdempotency(fn);
+    }
+    // A budget several functions share is metered across all their containers in one table.
+    for (const fn of [...Object.values(cancel), lookup]) {
+      const provider = providerOf(fn.operation);
+      if (provider && sharedBudget(provider)) this.tables.grantRateBudget(fn);
     }
     this.tables.grantLedger(summarize, 'write');
     this.tables.grantLedger(cancellations, 'query');

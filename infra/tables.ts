@@ -7,13 +7,14 @@ import { AttributeType, Billing, ProjectionType, TableEncryptionV2, TableV2 } fr
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
-import { IDEMPOTENCY_TABLE, LEDGER_TABLE } from '../shared/aws/tables.ts';
+import { IDEMPOTENCY_TABLE, LEDGER_TABLE, RATE_BUDGET_TABLE } from '../shared/aws/tables.ts';
 
 export type LedgerAccess = 'write' | 'write-and-read-target' | 'query' | 'progress';
 
 export class CancellationTables extends Construct {
   readonly ledger: TableV2;
   readonly idempotency: TableV2;
+  readonly rateBudget: TableV2;
 
   constructor(scope: Construct, id: string, props: { removalPolicy: RemovalPolicy }) {
     super(scope, id);
@@ -50,6 +51,22 @@ export class CancellationTables extends Construct {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false },
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    this.rateBudget = new TableV2(this, 'RateBudget', {
+      partitionKey: { name: RATE_BUDGET_TABLE.partitionKey, type: AttributeType.STRING },
+      billing: Billing.onDemand(),
+      encryption: TableEncryptionV2.awsManagedKey(),
+      // One item per shared provider budget, rewritten with every request: nothing worth recovering.
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+  }
+
+  /** Meters a provider budget several functions share: UpdateItem on the budget table, nothing else. */
+  grantRateBudget(fn: LambdaFunction): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({ actions: ['dynamodb:UpdateItem'], resources: [this.rateBudget.tableArn] }),
+    );
+    fn.addEnvironment('RATE_BUDGET_TABLE', this.rateBudget.tableName);
   }
 
   /** write: BatchWriteItem; write-and-read-target: and Query on the table (a target's history); query: Query on the

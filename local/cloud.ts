@@ -71,6 +71,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
   const secretsDir = options.secrets ? mkdtempSync(join(tmpdir(), 'cancellations-secrets-')) : undefined;
   if (secretsDir) writeFileSync(join(secretsDir, 'secrets.json'), JSON.stringify(options.secrets), { mode: 0o600 });
   const containerEnv: Record<string, string> = {};
+  const resources: Record<string, string> = {};
   const scale = options.timeScale ?? 1;
   const specs = functionSpecs(localTemplate()).map((spec) => ({
     ...spec,
@@ -81,6 +82,8 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
   }));
   const lambdaService = new LocalLambdaService(specs, {
     env: containerEnv,
+    resources,
+    ...(secretsDir ? { secretsFile: join(secretsDir, 'secrets.json') } : {}),
     ...(options.unreservedConcurrency !== undefined ? { unreservedConcurrency: options.unreservedConcurrency } : {}),
   });
   const functions: Record<string, LocalLambda> = Object.fromEntries(
@@ -114,6 +117,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     STATE_MACHINE_ARN: LOCAL_STATE_MACHINE_ARN,
     LEDGER_TABLE: dynamo.tables.ledger,
     IDEMPOTENCY_TABLE: dynamo.tables.idempotency,
+    RATE_BUDGET_TABLE: dynamo.tables.rateBudget,
     AWS_ENDPOINT_URL_LAMBDA: lambda.url,
     AWS_ENDPOINT_URL_SCHEDULER: scheduler.url,
     SCHEDULE_GROUP: 'cancellations',
@@ -122,8 +126,10 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     LOOKUP_FUNCTION_NAME: 'get-credit-application',
   };
   Object.assign(process.env, env);
-  // Containers start on demand with the cloud's endpoints, the secrets file, then the caller's overrides.
-  Object.assign(containerEnv, env, secretsDir ? { SECRETS_FILE: join(secretsDir, 'secrets.json') } : {}, options.env);
+  // Containers start on demand: the endpoints (in this process's environment), the resources their template names,
+  // the secrets file for functions given a secret, then the caller's overrides.
+  Object.assign(resources, Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('AWS_ENDPOINT_URL'))));
+  Object.assign(containerEnv, options.env);
   return {
     s3,
     dynamo,

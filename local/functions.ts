@@ -1,7 +1,8 @@
 /**
  * Every Lambda function of the stack as the local Lambda service runs it: its handler (`functions/<operation>/`),
- * and, from the synthesized template, its reserved concurrency, timeout, memory and plain environment values
- * (references to other resources, such as table names, are the local cloud's to set).
+ * and, from the synthesized template, its reserved concurrency, timeout, memory and plain environment values; the
+ * variables that refer to other resources (table names, the secret) the local cloud fills in, for exactly the
+ * functions the template gives them to.
  */
 import { fileURLToPath } from 'node:url';
 import type { Template } from './asl.ts';
@@ -19,6 +20,7 @@ export function functionSpecs(template: Template): FunctionSpec[] {
       const env = Object.fromEntries(
         Object.entries(variables).filter((e): e is [string, string] => typeof e[1] === 'string'),
       );
+      const references = Object.keys(variables).filter((k) => typeof variables[k] !== 'string');
       const name = env.OPERATION;
       if (!name) throw new Error('a function in the template has no OPERATION variable');
       return {
@@ -28,6 +30,7 @@ export function functionSpecs(template: Template): FunctionSpec[] {
         timeoutMs: (typeof p.Timeout === 'number' ? p.Timeout : 3) * 1000,
         memoryMb: typeof p.MemorySize === 'number' ? p.MemorySize : 128,
         env,
+        references,
       };
     });
 }

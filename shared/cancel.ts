@@ -4,8 +4,9 @@
  */
 
 import { DynamoLedger } from './aws/ledger-table.ts';
+import { DynamoRateBudget } from './aws/rate-budget.ts';
 import { RateLimitedError, TransientError } from './errors.ts';
-import { HttpClient, type SendOptions } from './http.ts';
+import { HttpClient, type SendOptions, type SharedPace } from './http.ts';
 import { type Ledger, MemoryLedger } from './ledger.ts';
 import { log, redact } from './log.ts';
 import type { Operation, Outcome, Provider } from './outcome.ts';
@@ -26,6 +27,8 @@ export interface Deps {
   http: HttpClient;
   secrets: SecretStore;
   ledger: Ledger;
+  /** The providers' budgets shared across containers (RATE_BUDGET_TABLE); without it, each process paces alone. */
+  budget?: SharedPace;
 }
 
 let shared: Deps | undefined;
@@ -33,10 +36,12 @@ let shared: Deps | undefined;
 /** One HTTP client, secret store and ledger per process (per warm Lambda), so connections and caches are reused. */
 export function defaultDeps(): Deps {
   const table = process.env.LEDGER_TABLE;
+  const budget = process.env.RATE_BUDGET_TABLE;
   shared ??= {
     http: new HttpClient(),
     secrets: secretStore(),
     ledger: table ? new DynamoLedger(table) : new MemoryLedger(),
+    ...(budget ? { budget: new DynamoRateBudget(budget) } : {}),
   };
   return shared;
 }
@@ -64,19 +69,24 @@ export const DEFAULT_RATE_PER_SECOND = Object.fromEntries(
   Object.entries(PROVIDER_LIMITS).map(([p, r]) => [p, r * RATE_MARGIN]),
 ) as Record<Provider, number>;
 
-/** The rate this container spaces its requests to: `<PROVIDER>_RATE_PER_SECOND`, else the default. In AWS each
- * container gets its share of the provider's budget (infra/budget.ts: limit × margin ÷ the reserved concurrency of
- * every function that calls the provider), so all containers together stay within the budget. */
+/** The rate requests to a provider are spaced to: `<PROVIDER>_RATE_PER_SECOND`, else the default. In AWS it is this
+ * container's share of the provider's budget (limit × margin ÷ reserved concurrency), or, where several functions
+ * share the budget through RATE_BUDGET_TABLE, the budget's whole rate, metered across containers (infra/budget.ts). */
 export function rateFor(provider: Provider): number {
   const configured = Number(process.env[`${provider.toUpperCase()}_RATE_PER_SECOND`]);
   return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_RATE_PER_SECOND[provider];
 }
 
-export function sendOptions(provider: Provider, ctx: OperationContext, extra: SendOptions = {}): SendOptions {
+export function sendOptions(
+  provider: Provider,
+  ctx: OperationContext,
+  deps: Pick<Deps, 'budget'>,
+  extra: SendOptions = {},
+): SendOptions {
   return {
     signal: ctx.signal,
     deadline: ctx.deadline,
-    pace: { key: provider, perSecond: rateFor(provider) },
+    pace: { key: provider, perSecond: rateFor(provider), ...(deps.budget ? { shared: deps.budget } : {}) },
     ...extra,
   };
 }

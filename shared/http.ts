@@ -60,8 +60,15 @@ export interface SendOptions {
   retry?: Partial<RetryPolicy>;
   /** Names a response that must be retried although its status says otherwise (a malformed body, maintenance). */
   isTransient?: (response: RawResponse) => string | undefined;
-  /** Spaces requests sharing `key` to at most `perSecond`. */
-  pace?: { key: string; perSecond: number };
+  /** Spaces requests sharing `key` to at most `perSecond`: in this process, or, with `shared`, across every
+   * container that shares the budget. */
+  pace?: { key: string; perSecond: number; shared?: SharedPace | undefined };
+}
+
+/** A budget shared beyond this process (shared/aws/rate-budget.ts): takes the next slot for `key` and says how long
+ * to wait for it, or undefined (taking nothing) when the queue reaches further than `horizonMs`. */
+export interface SharedPace {
+  reserve(key: string, perSecond: number, horizonMs: number): Promise<number | undefined>;
 }
 
 export interface HttpClientOptions {
@@ -322,7 +329,9 @@ export class HttpClient {
       throw new RateLimitedError({ retryAfterMs: held, status: 429, attempts, ambiguous });
     }
     if (held > 0) await sleep(held, signal);
-    const wait = this.pacer.reserve(pace.key, pace.perSecond);
+    const wait = pace.shared
+      ? await this.sharedSlot(pace.shared, pace, Math.min(policy.maxWaitMs, deadline - Date.now()), attempts, ambiguous)
+      : this.pacer.reserve(pace.key, pace.perSecond);
     if (Date.now() + wait >= deadline)
       throw new RateLimitedError({ retryAfterMs: wait, status: 429, attempts, ambiguous });
     // Timers do not fire sooner than 1 ms: a shorter wait is spent by the time the request is on the wire.
@@ -330,6 +339,28 @@ export class HttpClient {
       await sleep(wait, signal);
       this.pacer.sent(pace.key, pace.perSecond);
     }
+  }
+
+  /** A slot of the shared budget. Its queue too long for this invocation, or the budget unreadable: nothing is sent
+   * (no request may go out unmetered), and the caller is told to come back later. */
+  private async sharedSlot(
+    shared: SharedPace,
+    pace: NonNullable<SendOptions['pace']>,
+    horizonMs: number,
+    attempts: number,
+    ambiguous: boolean,
+  ): Promise<number> {
+    let wait: number | undefined;
+    try {
+      wait = await shared.reserve(pace.key, pace.perSecond, Math.max(0, horizonMs));
+    } catch (error) {
+      throw new TransientError(`the shared rate budget of ${pace.key} is unreachable (${(error as Error).message})`, {
+        attempts,
+        ambiguous,
+      });
+    }
+    if (wait === undefined) throw new RateLimitedError({ retryAfterMs: horizonMs, status: 429, attempts, ambiguous });
+    return wait;
   }
 
   private attempt(url: URL, request: HttpRequest, deadline: number, signal?: AbortSignal): Promise<RawResponse> {

@@ -6,7 +6,11 @@ import { fork } from 'node:child_process';
 import { DynamoDb, DynamoError } from '../../shared/aws/dynamodb.ts';
 import { createTableInputs } from '../../shared/aws/tables.ts';
 
-export const LOCAL_TABLES = { ledger: 'cancellations-ledger', idempotency: 'cancellations-idempotency' } as const;
+export const LOCAL_TABLES = {
+  ledger: 'cancellations-ledger',
+  idempotency: 'cancellations-idempotency',
+  rateBudget: 'cancellations-rate-budget',
+} as const;
 
 export interface LocalDynamo {
   url: string;

@@ -21,13 +21,20 @@ export interface FunctionSpec {
   memoryMb: number;
   /** The function's own environment (the template's plain values). */
   env: Record<string, string>;
+  /** Variables the template gives it that refer to other resources (LEDGER_TABLE, SECRET_ID...). */
+  references?: string[];
 }
 
 export interface LocalLambdaOptions {
   /** Concurrent invocations of all unreserved functions together (the account's unreserved pool). */
   unreservedConcurrency?: number;
-  /** Set in every container after the function's own environment (local endpoints, test overrides). */
+  /** Set in every container after the function's own environment (test overrides). */
   env?: Record<string, string>;
+  /** The local values of resource references (LEDGER_TABLE...): a container gets one only where the template names
+   * it, as in AWS, so a function the stack forgot to configure fails here too. */
+  resources?: Record<string, string>;
+  /** What a function the template gives a secret (SECRET_ID) reads instead: the local secrets file. */
+  secretsFile?: string;
 }
 
 /** A throttled invocation: the function is at its reserved concurrency (or the account at its limit). */
@@ -203,13 +210,20 @@ export class LocalLambdaService {
     const warm = list.find((c) => !c.busy && !c.dead);
     if (warm) return warm;
     stats.coldStarts++;
-    const env = {
-      ...(process.env as Record<string, string>),
-      ...spec.env,
-      ...this.options.env,
+    const env = { ...(process.env as Record<string, string>) };
+    const resources = this.options.resources ?? {};
+    for (const name of Object.keys(resources)) delete env[name];
+    delete env.SECRET_ID;
+    delete env.SECRETS_FILE;
+    for (const name of spec.references ?? []) {
+      const value = resources[name];
+      if (value !== undefined) env[name] = value;
+    }
+    if (spec.references?.includes('SECRET_ID') && this.options.secretsFile) env.SECRETS_FILE = this.options.secretsFile;
+    Object.assign(env, spec.env, this.options.env, {
       AWS_LAMBDA_FUNCTION_NAME: spec.name,
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(spec.memoryMb),
-    };
+    });
     const container = new Container(spec, env, (dead) => {
       const at = list.indexOf(dead);
       if (at >= 0) list.splice(at, 1);

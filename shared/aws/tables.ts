@@ -19,13 +19,20 @@ export const IDEMPOTENCY_TABLE = {
   ttlAttribute: 'expiration',
 } as const;
 
+/** Each shared provider budget's next free request slot (shared/aws/rate-budget.ts). */
+export const RATE_BUDGET_TABLE = { partitionKey: 'pk' } as const;
+
 const hashAndRange = (index: { partitionKey: string; sortKey: string }) => [
   { AttributeName: index.partitionKey, KeyType: 'HASH' },
   { AttributeName: index.sortKey, KeyType: 'RANGE' },
 ];
 
 /** CreateTable inputs for local tables (dynalite), equal to what the stack declares. */
-export function createTableInputs(names: { ledger: string; idempotency: string }): Record<string, unknown>[] {
+export function createTableInputs(names: {
+  ledger: string;
+  idempotency: string;
+  rateBudget: string;
+}): Record<string, unknown>[] {
   const { byCreditApplication, byExecution } = LEDGER_TABLE;
   const keys = new Set([
     LEDGER_TABLE.partitionKey,
@@ -57,6 +64,12 @@ export function createTableInputs(names: { ledger: string; idempotency: string }
       BillingMode: 'PAY_PER_REQUEST',
       AttributeDefinitions: [{ AttributeName: IDEMPOTENCY_TABLE.partitionKey, AttributeType: 'S' }],
       KeySchema: [{ AttributeName: IDEMPOTENCY_TABLE.partitionKey, KeyType: 'HASH' }],
+    },
+    {
+      TableName: names.rateBudget,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [{ AttributeName: RATE_BUDGET_TABLE.partitionKey, AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: RATE_BUDGET_TABLE.partitionKey, KeyType: 'HASH' }],
     },
   ];
 }

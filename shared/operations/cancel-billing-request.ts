@@ -34,7 +34,7 @@ export function cancelBillingRequest(
   return settle(base('gocardless', 'cancel-billing-request', { billingRequestId }), async () => {
     // One key per logical cancellation: every retry of it, in this Lambda or from Step Functions, reuses it.
     const key = idempotencyKeyFor(billingRequestId, ctx.idempotencyKey ?? randomUUID());
-    const options = sendOptions('gocardless', ctx, { isTransient: malformedSuccess });
+    const options = sendOptions('gocardless', ctx, deps, { isTransient: malformedSuccess });
     const { response, classification, readBack } = await deps.secrets.withSecret(
       'gocardless',
       async (secret) => {

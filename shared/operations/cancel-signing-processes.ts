@@ -51,8 +51,8 @@ export async function cancelSigningProcesses(
 
 async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationContext, deps: Deps): Promise<Outcome[]> {
   const started = Date.now();
-  const options = sendOptions('auco', ctx, { isTransient: malformedCounts });
-  const statusOptions = sendOptions('auco', ctx, { isTransient: malformedStatus });
+  const options = sendOptions('auco', ctx, deps, { isTransient: malformedCounts });
+  const statusOptions = sendOptions('auco', ctx, deps, { isTransient: malformedStatus });
   const result = await catchTransient(() =>
     deps.secrets.withSecret(
       'auco',

@@ -34,7 +34,7 @@ export function cancelVerificationOrder(
   return settle(
     base('truework', 'cancel-verification-order', { orderId: input.orderId }),
     async () => {
-      const options = sendOptions('truework', ctx, { isTransient: malformedSuccess });
+      const options = sendOptions('truework', ctx, deps, { isTransient: malformedSuccess });
       const { response, classification } = await deps.secrets.withSecret(
         'truework',
         async (secret) => {

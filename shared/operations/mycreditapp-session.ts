@@ -66,7 +66,7 @@ export async function authorized(
 ): Promise<Authorized> {
   const root = apiRoot(secret);
   const key = cacheKey(root, secret);
-  const options = sendOptions('mycreditapp', ctx, { isTransient: transient });
+  const options = sendOptions('mycreditapp', ctx, deps, { isTransient: transient });
   for (const force of [false, true]) {
     const t = await token(secret, deps, key, options, force);
     if ('refused' in t) return { kind: 'unauthorized', message: t.refused, response: t.response };

@@ -185,7 +185,8 @@ describe('npm start, with all four simulators', () => {
     const id = 'a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d';
     const registered = await api.send(system.url, 'POST', '/v1/expirations', {
       creditApplicationId: id,
-      expiresAt: new Date(Date.now() + 2_000).toISOString(),
+      // Far enough ahead to still be ahead once the expirations function's container has cold-started.
+      expiresAt: new Date(Date.now() + 6_000).toISOString(),
       items: [{ provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending }],
     });
     expect(registered).toMatchObject({ status: 201, body: { status: 'scheduled' } });

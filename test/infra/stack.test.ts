@@ -221,7 +221,7 @@ describe('the stack', () => {
     });
   });
 
-  it('one rate budget per provider, provable from the template: Σ reserved concurrency × per-container rate ≤ limit', () => {
+  it('one rate budget per provider, provable from the template, whatever runs at once', () => {
     const functions = ofType('AWS::Lambda::Function').map(([id, r]) => ({
       id,
       reserved: r.Properties.ReservedConcurrentExecutions as number | undefined,
@@ -232,20 +232,37 @@ describe('the stack', () => {
       const variable = `${provider.toUpperCase()}_RATE_PER_SECOND`;
       const callers = functions.filter((f) => variable in f.env);
       expect(callers.length, provider).toBeGreaterThan(0);
-      let worst = 0;
-      for (const f of callers) {
-        // Every function that calls the provider is bounded: an unreserved one could scale to the account limit.
-        expect(f.reserved, `${f.id} calls ${provider} without reserved concurrency`).toBeGreaterThan(0);
-        const rate = Number(f.env[variable]);
-        expect(rate, f.id).toBeGreaterThan(0);
-        worst += (f.reserved ?? 0) * rate;
+      // Every function that calls the provider is bounded: an unreserved one could scale to the account's limit.
+      for (const f of callers) expect(f.reserved, `${f.id} calls ${provider} unreserved`).toBeGreaterThan(0);
+      const rates = callers.map((f) => Number(f.env[variable]));
+      const metered = callers.filter((f) => 'RATE_BUDGET_TABLE' in f.env);
+      let worst: number;
+      if (metered.length) {
+        // One budget metered across every container of every caller: all of them, one table, one rate.
+        expect(metered, `${provider}: every caller meters through the shared budget`).toHaveLength(callers.length);
+        expect(new Set(metered.map((f) => JSON.stringify(f.env.RATE_BUDGET_TABLE))).size, provider).toBe(1);
+        expect(new Set(rates).size, provider).toBe(1);
+        worst = rates[0] as number;
+      } else {
+        // Each container at its share: every container busy at once.
+        worst = callers.reduce((sum, f) => sum + (f.reserved ?? 0) * Number(f.env[variable]), 0);
       }
       expect(worst, `${provider}: worst-case requests per second`).toBeLessThanOrEqual(PROVIDER_LIMITS[provider]);
-      // With today's margin: the whole budget is used when every container is busy, and nothing more.
+      // With today's margin: the whole budget is usable, and nothing more.
       expect(worst / PROVIDER_LIMITS[provider], provider).toBeCloseTo(0.95, 6);
     }
-    // mycreditapp's budget is shared by the cancel and the lookup.
-    expect(functions.filter((f) => 'MYCREDITAPP_RATE_PER_SECOND' in f.env)).toHaveLength(2);
+    // mycreditapp's budget is shared by the cancel and the lookup, metered across both.
+    const mycreditapp = functions.filter((f) => 'MYCREDITAPP_RATE_PER_SECOND' in f.env);
+    expect(mycreditapp).toHaveLength(2);
+    for (const f of mycreditapp) expect(f.env.RATE_BUDGET_TABLE).toEqual({ Ref: idOf(stack.tables.rateBudget) });
+    // The budget table: UpdateItem only, and only for the functions that meter through it.
+    const grants = ofType('AWS::IAM::Policy').flatMap(([, p]) =>
+      (
+        p.Properties.PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown }[] }
+      ).Statement.filter((st) => JSON.stringify(st.Resource).includes(idOf(stack.tables.rateBudget))),
+    );
+    expect(grants).toHaveLength(2);
+    for (const g of grants) expect(g.Action).toBe('dynamodb:UpdateItem');
   });
 
   it('every Lambda task retries throttling (TooManyRequestsException) with backoff; maps fan out no wider than the reservation', () => {
