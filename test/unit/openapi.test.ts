@@ -38,8 +38,15 @@ async function redocly(doc: unknown): Promise<string[]> {
   const file = join(mkdtempSync(join(tmpdir(), 'openapi-')), 'openapi.json');
   writeFileSync(file, JSON.stringify(doc));
   const lint = await run(
-    join(ROOT, 'node_modules/.bin/redocly'),
-    ['lint', file, '--extends=recommended', '--format=json', '--max-problems=1000'],
+    process.execPath,
+    [
+      join(ROOT, 'node_modules/@redocly/cli/bin/cli.js'),
+      'lint',
+      file,
+      '--extends=recommended',
+      '--format=json',
+      '--max-problems=1000',
+    ],
     { cwd: ROOT, env: { ...process.env, REDOCLY_TELEMETRY: 'off', REDOCLY_SUPPRESS_UPDATE_NOTICE: 'true' } },
   ).catch((error: { stdout?: string }) => ({ stdout: error.stdout ?? '' }));
   const report = JSON.parse(lint.stdout) as {
