@@ -19,14 +19,20 @@ import { OPERATIONS, OUTCOMES, OutcomeSchema, PROVIDERS } from '../shared/outcom
 import { ROUTES } from '../shared/routes.ts';
 
 type Json = Record<string, unknown>;
+/** The schemas named under components.schemas: wherever one of them appears, the document refers to it. */
+const COMPONENTS = z.registry<{ id: string }>();
+const toJson = { io: 'input', unrepresentable: 'any', target: 'draft-2020-12', metadata: COMPONENTS } as const;
 const schema = (s: z.core.$ZodType): Json => {
-  const { $schema: _, ...rest } = z.toJSONSchema(s, {
-    io: 'input',
-    unrepresentable: 'any',
-    target: 'draft-2020-12',
-  }) as Json;
-  return rest;
+  // A named schema inside comes out as `$defs` (the same as components.schemas): refer to the component instead.
+  const { $schema: _, $defs: __, ...rest } = z.toJSONSchema(s, toJson) as Json;
+  return JSON.parse(JSON.stringify(rest).replaceAll('"#/$defs/', '"#/components/schemas/')) as Json;
 };
+function components(): Record<string, Json> {
+  const { schemas } = z.toJSONSchema(COMPONENTS, { ...toJson, uri: (id) => `#/components/schemas/${id}` }) as {
+    schemas: Record<string, Json>;
+  };
+  return Object.fromEntries(Object.entries(schemas).map(([id, { $schema: _, $id: __, ...rest }]) => [id, rest]));
+}
 
 // ---- responses (what the handlers answer) ----
 const Issue = z.object({ path: z.string(), message: z.string() });
@@ -83,7 +89,8 @@ const BatchStatus = z.looseObject({
   executionStatus: z.string(),
   startedAt: z.string(),
   stoppedAt: z.optional(z.string()),
-  summary: z.optional(z.looseObject({ total: z.number() })),
+  // A batch its guard skipped counts its items only.
+  summary: z.optional(z.union([Summary, z.object({ total: z.number(), unique: z.number() })])),
   results: z.optional(
     z.union([z.array(ItemResult), z.object({ bucket: z.string(), key: z.string(), count: z.number() })]),
   ),
@@ -109,6 +116,19 @@ const LedgerEntry = z.looseObject({
   source: z.enum(['api', 'task']),
 });
 const CancellationsPage = z.object({ cancellations: z.array(LedgerEntry), next: z.optional(z.string()) });
+for (const [id, s] of Object.entries({
+  Outcome: OutcomeSchema,
+  Outcomes,
+  Error: ErrorBody,
+  CreditApplication,
+  BatchItem,
+  BatchStarted,
+  BatchStatus,
+  BatchSummary: Summary,
+  Expiration,
+  CancellationsPage,
+}))
+  COMPONENTS.add(s, { id });
 
 const json = (ref: string, description: string) => ({
   description,
@@ -190,6 +210,9 @@ const REQUESTS: Record<string, z.core.$ZodType> = {
   'GET /v1/cancellations': z.object({ query: cancellationsQuery }),
 };
 
+/** Routes whose body holds batch items. */
+const BATCH_ITEMS = new Set(['POST /v1/batches', 'POST /v1/expirations']);
+
 function parameters(request: Json): Json[] {
   const parts = (request.properties ?? {}) as Record<string, Json>;
   const out: Json[] = [];
@@ -214,12 +237,30 @@ function parameters(request: Json): Json[] {
   return out;
 }
 
-export function openApiDocument(serverUrl = 'http://127.0.0.1:3000'): Json {
+/** Every route needs IAM authorization in AWS: a request signed with SigV4, as API Gateway imports and exports it. */
+const SIGV4 = {
+  type: 'apiKey',
+  name: 'Authorization',
+  in: 'header',
+  description:
+    'AWS Signature Version 4 (service execute-api) by credentials allowed execute-api:Invoke on the route. npm start does not check it.',
+  'x-amazon-apigateway-authtype': 'awsSigv4',
+};
+
+/**
+ * The document. Its servers are the deployed stack (the `ApiUrl` output of `npm run deploy`) and `npm start`: at
+ * `local` when given (the URL a running `npm start` serves it from), otherwise on its default port.
+ */
+export function openApiDocument(local?: string): Json {
   const paths: Record<string, Json> = {};
   for (const route of ROUTES) {
     const key = `${route.method} ${route.path}`;
     const request = schema(REQUESTS[key] ?? (REQUESTS[route.function] as z.core.$ZodType));
     const body = (request.properties as Record<string, Json> | undefined)?.body;
+    // The handler takes `items` as a list of anything and checks each as a batch item, so that every problem is
+    // listed by index: the document names what each item must be.
+    const items = (body?.properties as Record<string, Json> | undefined)?.items;
+    if (BATCH_ITEMS.has(key) && items) items.items = { $ref: '#/components/schemas/BatchItem' };
     const operation: Json = {
       operationId: `${route.method.toLowerCase()}${route.path.replace(/\{(\w+)\}/g, 'By$1').replace(/(^|[/-])(\w)/g, (_m, _s, c: string) => c.toUpperCase())}`,
       summary: route.summary,
@@ -234,6 +275,7 @@ export function openApiDocument(serverUrl = 'http://127.0.0.1:3000'): Json {
           }
         : {}),
       responses: RESPONSES[key] ?? RESPONSES[route.function],
+      security: [{ sigv4: [] }],
       'x-lambda-function': route.function,
     };
     paths[route.path] = { ...paths[route.path], [route.method.toLowerCase()]: operation };
@@ -243,24 +285,28 @@ export function openApiDocument(serverUrl = 'http://127.0.0.1:3000'): Json {
     info: {
       title: 'Provider cancellations',
       version: '1.0.0',
+      license: { name: 'MIT', identifier: 'MIT' },
       description:
         'Cancel in-flight work at mycreditapp, Auco, Truework and GoCardless. In AWS every route needs IAM (SigV4) authorization; locally (npm start) it is open on loopback. Failures of transient kind answer 503/504 with Retry-After where the provider said how long.',
     },
-    servers: [{ url: serverUrl }],
-    paths,
-    components: {
-      schemas: {
-        Outcome: schema(OutcomeSchema),
-        Outcomes: schema(Outcomes),
-        Error: schema(ErrorBody),
-        CreditApplication: schema(CreditApplication),
-        BatchItem: schema(BatchItem),
-        BatchStarted: schema(BatchStarted),
-        BatchStatus: schema(BatchStatus),
-        BatchSummary: schema(Summary),
-        Expiration: schema(Expiration),
-        CancellationsPage: schema(CancellationsPage),
+    servers: [
+      {
+        url: 'https://{apiId}.execute-api.{region}.amazonaws.com',
+        description: 'The deployed stack (its ApiUrl output): every request signed with SigV4',
+        variables: {
+          apiId: { default: 'abcdef1234', description: 'The HTTP API id (the host name in the ApiUrl output)' },
+          region: { default: 'us-east-1', description: 'The AWS region the stack is deployed in' },
+        },
       },
-    },
+      local
+        ? { url: local, description: 'npm start: the handlers and provider simulators on this machine' }
+        : {
+            url: 'http://127.0.0.1:{port}',
+            description: 'npm start: the handlers and provider simulators on this machine',
+            variables: { port: { default: '3000', description: 'npm start --port N (or PORT)' } },
+          },
+    ],
+    paths,
+    components: { schemas: components(), securitySchemes: { sigv4: SIGV4 } },
   };
 }

@@ -1,4 +1,4 @@
-/** Spawns `npm start` as a user would, and checks answers against the OpenAPI document it serves. */
+/** Spawns `npm start` as a user would, and drives it with a client generated from the OpenAPI document it serves. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
+import createClient, { type Client } from 'openapi-fetch';
+import type { paths } from './api.generated.ts';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -80,13 +82,12 @@ export async function refusedStart(args: string[]): Promise<{ code: number | nul
   return { code, output };
 }
 
-export interface Exchange {
-  status: number;
-  body: Record<string, unknown> & { outcome?: string; outcomes?: { outcome: string }[] };
-  headers: Headers;
-}
+/** The client the end-to-end tests drive `npm start` with: openapi-fetch over the types openapi-typescript generated
+ * from the document (api.generated.ts), so a call the document does not describe fails the typecheck. */
+export type ApiClient = Client<paths>;
 
-/** Checks requests and responses against the OpenAPI document the running system serves. */
+/** Checks requests and answers against the OpenAPI document the running system serves, as middleware of a
+ * generated client: an answer the document does not describe fails the call. */
 export class ContractChecker {
   private readonly ajv = new Ajv2020({ strict: false, allErrors: true });
   private readonly doc: {
@@ -101,6 +102,7 @@ export class ContractChecker {
       >
     >;
   };
+  /** Every exchange checked, as `METHOD /template STATUS`. */
   readonly checked: string[] = [];
 
   constructor(doc: unknown) {
@@ -109,12 +111,11 @@ export class ContractChecker {
     this.ajv.addSchema({ $id: 'openapi.json', ...(doc as object) });
   }
 
-  private template(path: string): string {
-    for (const template of Object.keys(this.doc.paths)) {
-      const pattern = new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`);
-      if (pattern.test(path)) return template;
-    }
-    throw new Error(`${path} is not in the OpenAPI document`);
+  /** Every operation of the document, as `METHOD /template`. */
+  operations(): string[] {
+    return Object.entries(this.doc.paths).flatMap(([path, methods]) =>
+      Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`),
+    );
   }
 
   private validate(pointer: string, value: unknown, what: string): void {
@@ -126,45 +127,44 @@ export class ContractChecker {
       );
   }
 
-  /** Sends a request, checking its body against the document first (unless it is meant to be invalid) and the
-   * answer after. */
-  async send(
-    base: string,
-    method: string,
-    path: string,
-    body?: unknown,
-    headers: Record<string, string> = {},
-    options: { invalidRequest?: boolean } = {},
-  ): Promise<Exchange> {
-    const template = this.template(path.split('?')[0] ?? path);
-    const escaped = template.replace(/~/g, '~0').replace(/\//g, '~1');
-    const op = this.doc.paths[template]?.[method.toLowerCase()];
-    if (!op) throw new Error(`${method} ${template} is not in the OpenAPI document`);
-    if (body !== undefined && op.requestBody && !options.invalidRequest)
-      this.validate(
-        `/paths/${escaped}/${method.toLowerCase()}/requestBody/content/application~1json/schema`,
-        body,
-        `request ${method} ${path}`,
-      );
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: { 'content-type': 'application/json', ...headers },
-      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+  /** A generated client for the API at `baseUrl`. Request bodies are checked against the document first, unless
+   * `invalidRequests` (to send what the document forbids); every answer after. */
+  client(baseUrl: string, options: { invalidRequests?: boolean } = {}): ApiClient {
+    const client = createClient<paths>({ baseUrl });
+    const operation = (method: string, template: string) => {
+      const op = this.doc.paths[template]?.[method.toLowerCase()];
+      if (!op) throw new Error(`${method} ${template} is not in the OpenAPI document`);
+      return { op, pointer: `/paths/${template.replace(/~/g, '~0').replace(/\//g, '~1')}/${method.toLowerCase()}` };
+    };
+    client.use({
+      onRequest: async ({ request, schemaPath }) => {
+        const { op, pointer } = operation(request.method, schemaPath);
+        const text = await request.clone().text();
+        if (text && op.requestBody && !options.invalidRequests)
+          this.validate(
+            `${pointer}/requestBody/content/application~1json/schema`,
+            JSON.parse(text),
+            `request ${request.method} ${request.url}`,
+          );
+      },
+      onResponse: async ({ request, response, schemaPath }) => {
+        const { op, pointer } = operation(request.method, schemaPath);
+        const text = await response.clone().text();
+        const declared = op.responses[String(response.status)];
+        if (!declared)
+          throw new Error(
+            `${request.method} ${schemaPath} answered ${response.status}, a status the OpenAPI document does not list: ${text.slice(0, 300)}`,
+          );
+        if (declared.content)
+          this.validate(
+            `${pointer}/responses/${response.status}/content/application~1json/schema`,
+            text ? JSON.parse(text) : undefined,
+            `response ${response.status} of ${request.method} ${request.url}`,
+          );
+        else if (text) throw new Error(`${request.method} ${schemaPath} answered ${response.status} with a body`);
+        this.checked.push(`${request.method} ${schemaPath} ${response.status}`);
+      },
     });
-    const text = await res.text();
-    const parsed = text ? (JSON.parse(text) as Exchange['body']) : {};
-    const response = op.responses[String(res.status)];
-    if (!response)
-      throw new Error(
-        `${method} ${template} answered ${res.status}, a status the OpenAPI document does not list: ${text.slice(0, 300)}`,
-      );
-    if (response.content)
-      this.validate(
-        `/paths/${escaped}/${method.toLowerCase()}/responses/${res.status}/content/application~1json/schema`,
-        parsed,
-        `response ${res.status} of ${method} ${path}`,
-      );
-    this.checked.push(`${method} ${template} ${res.status}`);
-    return { status: res.status, body: parsed, headers: res.headers };
+    return client;
   }
 }
