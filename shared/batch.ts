@@ -11,6 +11,7 @@ import * as z from 'zod/mini';
 import { type InputIssue, InvalidInputError, RETRYABLE_ERROR_NAME } from './errors.ts';
 import { toInputIssues } from './issues.ts';
 import { type AucoItem, BatchItem, text, Uuid } from './items.ts';
+import { redact } from './log.ts';
 import {
   countOutcomes,
   type Failure,
@@ -350,7 +351,8 @@ export function caughtOutcomes(
     failure,
     attempts: 0,
     durationMs: 0,
-    message: `${task.error.Error}: ${message}`.slice(0, 1000),
+    // Scrubbed before the cut, so the cut cannot keep a credential's prefix.
+    message: redact(`${task.error.Error}: ${message}`).slice(0, 1000),
   });
   if (task.indexes) {
     const codes = (task.item.codes as string[] | undefined) ?? [];

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { DynamoError, dynamoDb, unmarshallItem } from './aws/dynamodb.ts';
 import { IDEMPOTENCY_TABLE } from './aws/tables.ts';
 import { sleep } from './http.ts';
-import { log } from './log.ts';
+import { log, scrub } from './log.ts';
 
 export type Begin =
   | { kind: 'new' }
@@ -192,7 +192,7 @@ export async function onceFor<T>(
       await store.release(key).catch((e) => log.error('idempotency record not released', { error: e }));
       throw error;
     }
-    if (keep(result)) await store.complete(key, result);
+    if (keep(result)) await store.complete(key, scrub(result));
     else await store.release(key);
     return { result, replayed: false };
   }

@@ -5,7 +5,7 @@
  *
  * `MemoryLedger` serves tests and a local run without a table; `shared/aws/ledger-table.ts` is the DynamoDB one.
  */
-import { log } from './log.ts';
+import { log, scrub } from './log.ts';
 import { isCanceled, type Outcome, type Provider } from './outcome.ts';
 
 export interface LedgerEntry extends Outcome {
@@ -42,10 +42,11 @@ export interface Ledger {
 }
 
 /** Records outcomes that already happened: a failed write must not undo them, so the entries go to the error
- * log in full instead, where they are not lost. */
+ * log in full instead, where they are not lost. Every string is scrubbed of secret values first: the caller's own
+ * words (reason, requestedBy) may hold one as much as a provider's answer. */
 export async function recordOrLog(ledger: Ledger, entries: LedgerEntry[]): Promise<void> {
   await ledger
-    .record(entries)
+    .record(scrub(entries))
     .catch((error) => log.error('audit ledger write failed; entries follow', { error, entries }));
 }
 

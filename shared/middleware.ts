@@ -14,7 +14,7 @@ import { ConfigurationError, InvalidInputError } from './errors.ts';
 import { type ApiRequest, apiRequest, invalidInputResponse, isApiEvent, jsonResponse } from './events.ts';
 import { IdempotencyInProgressError, IdempotencyMismatchError, onceFor, payloadHash } from './idempotency.ts';
 import { toInputIssues } from './issues.ts';
-import { log, redact, withCorrelation } from './log.ts';
+import { log, redact, scrub, withCorrelation } from './log.ts';
 
 export interface Invocation {
   source: 'api' | 'task';
@@ -124,13 +124,16 @@ export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
       const started = Date.now();
       const source = isApiEvent(event) ? 'api' : 'task';
       try {
-        const result = await pipeline(event, context);
+        // Whatever leaves the function is scrubbed of secret values: the API answer (headers and body) or the task
+        // result, and a thrown error's message (a `Provider.*` error carries outcomes as JSON; Step Functions shows
+        // it in the execution history).
+        const result = scrub(await pipeline(event, context));
         const status = (result as { statusCode?: number } | null)?.statusCode;
         log.info('invocation done', { source, ...(status ? { status } : {}), ms: Date.now() - started });
         return result;
       } catch (error) {
         log.warn('invocation failed', { source, error, ms: Date.now() - started });
-        throw error;
+        throw scrubError(error);
       }
     });
 }
@@ -153,7 +156,8 @@ async function apiInvocation<Input, Result>(
   if (!parsed.success) return invalidInputResponse(toInputIssues(parsed.error, request), invocation.requestId);
   try {
     const input = spec.api.toInput(parsed.data as never, request, invocation);
-    const answer = async () => spec.reply(await spec.run(input, invocation), invocation);
+    // Scrubbed before it is answered or kept: no secret value in the reply or in the idempotency record.
+    const answer = async () => scrub(spec.reply(await spec.run(input, invocation), invocation));
     const key = request.headers['idempotency-key'];
     if (!spec.idempotent || !key) {
       const reply = await answer();
@@ -196,9 +200,10 @@ async function taskInvocation<Input, Result>(
     throw error;
   }
   const input = spec.task.toInput(parsed.data as never);
+  // The task result is what the execution history (and the console) shows: scrubbed before it is kept or returned.
   const answer = async () => {
     const result = await spec.run(input, invocation);
-    return spec.taskResult ? spec.taskResult(result, input) : result;
+    return scrub(spec.taskResult ? spec.taskResult(result, input) : result);
   };
   const key = (event as { idempotencyKey?: unknown }).idempotencyKey;
   if (!spec.idempotent || typeof key !== 'string') return answer();
@@ -206,6 +211,14 @@ async function taskInvocation<Input, Result>(
   // A task that throws (a `failed` outcome) is not kept, so Step Functions' retry runs it again.
   return (await onceFor(`${spec.name}#task#${key}`, payloadHash(event), invocation.deadline, answer, () => true))
     .result;
+}
+
+function scrubError(error: unknown): unknown {
+  if (error instanceof Error) {
+    error.message = redact(error.message);
+    if (error.stack) error.stack = redact(error.stack);
+  }
+  return error;
 }
 
 /** Errors at the API: bad input is the caller's to fix (400); configuration is ours (500, actionable);
