@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import * as z from 'zod/mini';
 import { type InputIssue, InvalidInputError, RETRYABLE_ERROR_NAME } from './errors.ts';
+import type { StartedBy } from './execution-starts.ts';
 import { toInputIssues } from './issues.ts';
 import { type AucoItem, BatchItem, text, Uuid } from './items.ts';
 import { redact } from './log.ts';
@@ -94,6 +95,8 @@ export interface BatchContext {
   requestedBy?: string;
   creditApplicationId?: string;
   executionId: string;
+  /** What started the execution (Prepare, from shared/execution-starts.ts): the ledger's `caller` of every task. */
+  startedBy?: StartedBy;
 }
 
 export interface Prepared {

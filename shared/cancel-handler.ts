@@ -57,7 +57,7 @@ export function whyFromTask(
 }
 
 export function operationContext(invocation: Invocation, fields: Why): OperationContext {
-  const requestedBy = fields.requestedBy ?? invocation.requestedBy;
+  const { requestedBy } = fields;
   return {
     signal: invocation.signal,
     deadline: invocation.deadline,
@@ -68,8 +68,8 @@ export function operationContext(invocation: Invocation, fields: Why): Operation
 }
 
 /**
- * The `run` of a cancel handler: the operation, then every outcome written to the audit ledger with who asked,
- * why and when. A ledger write that fails does not undo a cancellation that happened: the outcome is still
+ * The `run` of a cancel handler: the operation, then every outcome written to the audit ledger with who called
+ * (the platform's word), who asked (the caller's), why and when. A ledger write that fails does not undo a cancellation that happened: the outcome is still
  * returned, and the whole entry goes to the error log so it is not lost.
  */
 export function cancelRun<C, R extends Outcome | Outcome[]>(
@@ -84,6 +84,7 @@ export function cancelRun<C, R extends Outcome | Outcome[]>(
       ...outcome,
       at,
       source: invocation.source,
+      caller: invocation.caller,
       requestId: invocation.requestId,
       ...(invocation.executionId ? { executionId: invocation.executionId } : {}),
       ...(ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {}),

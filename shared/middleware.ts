@@ -14,6 +14,7 @@ import { ConfigurationError, InvalidInputError } from './errors.ts';
 import { type ApiRequest, apiRequest, invalidInputResponse, isApiEvent, jsonResponse } from './events.ts';
 import { IdempotencyInProgressError, IdempotencyMismatchError, onceFor, payloadHash } from './idempotency.ts';
 import { toInputIssues } from './issues.ts';
+import { type Caller, executionCaller } from './ledger.ts';
 import { log, redact, scrub, withCorrelation } from './log.ts';
 
 export interface Invocation {
@@ -24,8 +25,9 @@ export interface Invocation {
   signal: AbortSignal;
   /** Epoch milliseconds by which outbound work must be over, leaving time to record and reply. */
   deadline: number;
-  /** The caller: the IAM principal of an API call, or the batch's `requestedBy`. */
-  requestedBy?: string;
+  /** Who called, as the platform says it (the IAM principal, or the execution and what started it): never from a
+   * body, a header or an execution's input. What the caller says (`requestedBy`) is the input's. */
+  caller: Caller;
   executionId?: string;
   itemId?: string;
 }
@@ -80,9 +82,19 @@ function correlationOf(event: unknown, context: Partial<Context>) {
   };
 }
 
-function callerOf(event: APIGatewayProxyEventV2): string | undefined {
-  const iam = (event.requestContext as { authorizer?: { iam?: { userArn?: string } } }).authorizer?.iam;
-  return iam?.userArn ?? event.headers?.['x-requested-by'] ?? event.headers?.['X-Requested-By'];
+/** The IAM principal API Gateway verified (`requestContext.authorizer.iam`); nothing the request itself carries. */
+export function apiCaller(event: APIGatewayProxyEventV2): Caller {
+  const iam = (
+    event.requestContext as {
+      authorizer?: { iam?: { userArn?: unknown; callerId?: unknown; accountId?: unknown } };
+    }
+  ).authorizer?.iam;
+  const principal = [iam?.userArn, iam?.callerId].find((v): v is string => typeof v === 'string' && v !== '');
+  return {
+    via: 'api',
+    ...(principal ? { principal } : {}),
+    ...(typeof iam?.accountId === 'string' && iam.accountId ? { accountId: iam.accountId } : {}),
+  };
 }
 
 export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
@@ -101,16 +113,18 @@ export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
       const ids = correlationOf(event, context);
       try {
         if (isApiEvent(event)) {
-          const invocation: Invocation = { source: 'api', ...ids, signal, deadline, requestedBy: callerOf(event) };
+          const invocation: Invocation = { source: 'api', ...ids, signal, deadline, caller: apiCaller(event) };
           return await apiInvocation(spec, event, invocation);
         }
-        const task = (event ?? {}) as { requestedBy?: unknown };
+        // A task's batch is built by Prepare (from the execution's context, not its input), and only principals
+        // allowed to invoke the function (the state machine) can hand one over.
+        const batch = (event as { batch?: unknown } | null)?.batch;
         const invocation: Invocation = {
           source: 'task',
           ...ids,
           signal,
           deadline,
-          ...(typeof task.requestedBy === 'string' ? { requestedBy: task.requestedBy } : {}),
+          caller: executionCaller(batch !== null && typeof batch === 'object' ? batch : {}),
         };
         return await taskInvocation(spec, event, invocation);
       } finally {
