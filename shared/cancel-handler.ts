@@ -9,7 +9,7 @@ import { text } from './items.ts';
 import { type LedgerEntry, recordOrLog } from './ledger.ts';
 import { log } from './log.ts';
 import { emitOutcomeMetrics } from './metrics.ts';
-import type { Invocation, Reply } from './middleware.ts';
+import { type Invocation, type Reply, scopedIdempotencyKey } from './middleware.ts';
 import { httpStatusFor, httpStatusForAll, type Outcome } from './outcome.ts';
 
 /** `Idempotency-Key`: a retried API call with the same key returns the first outcome. */
@@ -61,7 +61,9 @@ export function operationContext(invocation: Invocation, fields: Why): Operation
   return {
     signal: invocation.signal,
     deadline: invocation.deadline,
-    ...(fields.idempotencyKey ? { idempotencyKey: fields.idempotencyKey } : {}),
+    ...(fields.idempotencyKey
+      ? { idempotencyKey: scopedIdempotencyKey(invocation.caller, fields.idempotencyKey) }
+      : {}),
     ...(fields.reason ? { reason: fields.reason } : {}),
     ...(requestedBy ? { requestedBy } : {}),
   };

@@ -97,6 +97,18 @@ export function apiCaller(event: APIGatewayProxyEventV2): Caller {
   };
 }
 
+/** The principal an idempotency key belongs to: two callers using the same key never share a record. */
+function keyScope(caller: Caller): string {
+  return caller.via === 'api' && caller.principal ? caller.principal : 'anonymous';
+}
+
+/** An API caller's Idempotency-Key as the logical key of its cancellation (what the ledger records, and what
+ * GoCardless's own Idempotency-Key is derived from): scoped to the principal, so another caller's same key is
+ * another cancellation at the provider too. Unchanged without a principal (no IAM authorizer) and for tasks. */
+export function scopedIdempotencyKey(caller: Caller, key: string): string {
+  return caller.via === 'api' && caller.principal ? `${caller.principal}#${key}` : key;
+}
+
 export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
   const pipeline = middy<unknown, unknown, Error, Context>({ timeoutEarlyInMillis: 100 }).handler(
     async (event: unknown, context: Context, { signal: middySignal }: { signal: AbortSignal }) => {
@@ -177,15 +189,13 @@ async function apiInvocation<Input, Result>(
       const reply = await answer();
       return jsonResponse(reply.statusCode, reply.body, reply.headers);
     }
-    const hash = payloadHash({
-      method: event.requestContext.http.method,
-      path: event.rawPath,
-      query: request.query,
-      body: request.body,
-    });
-    // Answers worth repeating are kept; a 5xx (a `failed` outcome) is not, so a retry tries again.
+    // The fingerprint is the validated input: everything that reaches the provider (path, body, and headers that
+    // change the request, such as mycreditapp's organizations), in a canonical form (key order does not matter).
+    const hash = payloadHash({ method: event.requestContext.http.method, input });
+    // Answers worth repeating are kept; a 5xx (a `failed` outcome) is not, so a retry tries again. The key is the
+    // caller's: another principal's same key is another record.
     const { result: reply, replayed } = await onceFor(
-      `${spec.name}#api#${key}`,
+      `${spec.name}#api#${keyScope(invocation.caller)}#${key}`,
       hash,
       invocation.deadline,
       answer,
@@ -223,7 +233,7 @@ async function taskInvocation<Input, Result>(
   if (!spec.idempotent || typeof key !== 'string') return answer();
   // A retried state (or a second run of an Express child) returns the first result: nothing is cancelled twice.
   // A task that throws (a `failed` outcome) is not kept, so Step Functions' retry runs it again.
-  return (await onceFor(`${spec.name}#task#${key}`, payloadHash(event), invocation.deadline, answer, () => true))
+  return (await onceFor(`${spec.name}#task#${key}`, payloadHash(input), invocation.deadline, answer, () => true))
     .result;
 }
 

@@ -35,16 +35,21 @@ type Input =
   | { kind: 'start'; body: unknown; idempotencyKey?: string | undefined; principal?: string | undefined }
   | { kind: 'read'; batchId: string };
 
-/** The execution's name is the batch id: derived from the Idempotency-Key when there is one, so a retried POST
- * names the same execution and Step Functions starts it once. */
-function executionName(idempotencyKey: string | undefined): string {
-  return idempotencyKey ? `k-${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 40)}` : randomUUID();
+/** The execution's name is the batch id: derived from the Idempotency-Key (and the caller's principal, whose key it
+ * is) when there is one, so a retried POST names the same execution and Step Functions starts it once. */
+function executionName(idempotencyKey: string | undefined, principal: string | undefined): string {
+  return idempotencyKey
+    ? `k-${createHash('sha256')
+        .update(`${principal ?? 'anonymous'}\n${idempotencyKey}`)
+        .digest('hex')
+        .slice(0, 40)}`
+    : randomUUID();
 }
 
 async function start(body: unknown, idempotencyKey: string | undefined, principal: string | undefined): Promise<Reply> {
   const { request, items } = validateBatch(body, undefined, 'items', API_ITEM_LIMIT);
   const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
-  const name = executionName(idempotencyKey);
+  const name = executionName(idempotencyKey, principal);
   let input: unknown = request;
   if (items.length > INLINE_LIMIT) {
     const bucket = requireEnv('BATCH_BUCKET');
