@@ -103,10 +103,6 @@ const starts = () => {
   store ??= process.env.IDEMPOTENCY_TABLE ? new DynamoStore(process.env.IDEMPOTENCY_TABLE) : new MemoryStore();
   return store;
 };
-/** Forgets the process-wide store (tests switch between a table and memory). */
-export function resetExecutionStarts(): void {
-  store = undefined;
-}
 
 /** Says, before starting it, that the API starts the execution named `name` for this principal. */
 export async function recordApiStart(name: string, principal: string | undefined): Promise<void> {
