@@ -169,6 +169,9 @@ export class CancellationsStack extends Stack {
     this.tables.grantLedger(cancellations, 'query');
     this.tables.grantIdempotency(batches);
     this.tables.grantLedger(batches, 'progress');
+    // Who started each execution, for the ledger's caller: said by those that start them, read by Prepare.
+    this.tables.grantExecutionStarts(expirationsFn, 'record');
+    this.tables.grantExecutionStarts(prepare, 'read');
 
     this.functions = functions;
     // Each route's function, by its operation (shared/routes.ts).

@@ -89,6 +89,18 @@ export class CancellationTables extends Construct {
     fn.addEnvironment('LEDGER_TABLE', this.ledger.tableName);
   }
 
+  /** The execution start records (shared/execution-starts.ts), kept in the idempotency table: `record` for the
+   * functions that start executions or register schedules, `read` for Prepare. */
+  grantExecutionStarts(fn: LambdaFunction, access: 'record' | 'read'): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: access === 'record' ? ['dynamodb:PutItem', 'dynamodb:DeleteItem'] : ['dynamodb:GetItem'],
+        resources: [this.idempotency.tableArn],
+      }),
+    );
+    fn.addEnvironment('IDEMPOTENCY_TABLE', this.idempotency.tableName);
+  }
+
   grantIdempotency(fn: LambdaFunction): void {
     fn.addToRolePolicy(
       new PolicyStatement({

@@ -9,8 +9,10 @@
 import { createHash } from 'node:crypto';
 import * as z from 'zod/mini';
 import { type InputIssue, InvalidInputError, RETRYABLE_ERROR_NAME } from './errors.ts';
+import type { StartedBy } from './execution-starts.ts';
 import { toInputIssues } from './issues.ts';
 import { type AucoItem, BatchItem, text, Uuid } from './items.ts';
+import { redact } from './log.ts';
 import {
   countOutcomes,
   type Failure,
@@ -93,6 +95,8 @@ export interface BatchContext {
   requestedBy?: string;
   creditApplicationId?: string;
   executionId: string;
+  /** What started the execution (Prepare, from shared/execution-starts.ts): the ledger's `caller` of every task. */
+  startedBy?: StartedBy;
 }
 
 export interface Prepared {
@@ -350,7 +354,8 @@ export function caughtOutcomes(
     failure,
     attempts: 0,
     durationMs: 0,
-    message: `${task.error.Error}: ${message}`.slice(0, 1000),
+    // Scrubbed before the cut, so the cut cannot keep a credential's prefix.
+    message: redact(`${task.error.Error}: ${message}`).slice(0, 1000),
   });
   if (task.indexes) {
     const codes = (task.item.codes as string[] | undefined) ?? [];

@@ -9,7 +9,7 @@ import { text } from './items.ts';
 import { type LedgerEntry, recordOrLog } from './ledger.ts';
 import { log } from './log.ts';
 import { emitOutcomeMetrics } from './metrics.ts';
-import type { Invocation, Reply } from './middleware.ts';
+import { type Invocation, type Reply, scopedIdempotencyKey } from './middleware.ts';
 import { httpStatusFor, httpStatusForAll, type Outcome } from './outcome.ts';
 
 /** `Idempotency-Key`: a retried API call with the same key returns the first outcome. */
@@ -57,19 +57,21 @@ export function whyFromTask(
 }
 
 export function operationContext(invocation: Invocation, fields: Why): OperationContext {
-  const requestedBy = fields.requestedBy ?? invocation.requestedBy;
+  const { requestedBy } = fields;
   return {
     signal: invocation.signal,
     deadline: invocation.deadline,
-    ...(fields.idempotencyKey ? { idempotencyKey: fields.idempotencyKey } : {}),
+    ...(fields.idempotencyKey
+      ? { idempotencyKey: scopedIdempotencyKey(invocation.caller, fields.idempotencyKey) }
+      : {}),
     ...(fields.reason ? { reason: fields.reason } : {}),
     ...(requestedBy ? { requestedBy } : {}),
   };
 }
 
 /**
- * The `run` of a cancel handler: the operation, then every outcome written to the audit ledger with who asked,
- * why and when. A ledger write that fails does not undo a cancellation that happened: the outcome is still
+ * The `run` of a cancel handler: the operation, then every outcome written to the audit ledger with who called
+ * (the platform's word), who asked (the caller's), why and when. A ledger write that fails does not undo a cancellation that happened: the outcome is still
  * returned, and the whole entry goes to the error log so it is not lost.
  */
 export function cancelRun<C, R extends Outcome | Outcome[]>(
@@ -84,6 +86,7 @@ export function cancelRun<C, R extends Outcome | Outcome[]>(
       ...outcome,
       at,
       source: invocation.source,
+      caller: invocation.caller,
       requestId: invocation.requestId,
       ...(invocation.executionId ? { executionId: invocation.executionId } : {}),
       ...(ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {}),

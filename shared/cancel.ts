@@ -8,7 +8,7 @@ import { DynamoRateBudget } from './aws/rate-budget.ts';
 import { RateLimitedError, TransientError } from './errors.ts';
 import { HttpClient, type SendOptions, type SharedPace } from './http.ts';
 import { type Ledger, MemoryLedger } from './ledger.ts';
-import { log, redact } from './log.ts';
+import { log, scrub } from './log.ts';
 import type { Operation, Outcome, Provider } from './outcome.ts';
 import type { answerFields, Classification } from './providers/common.ts';
 import { type SecretStore, secretStore } from './secrets.ts';
@@ -145,7 +145,7 @@ export function failedOutcome(error: RateLimitedError | TransientError): Settled
  *   was still in flight when this request began, and our own lost attempt cancelled it;
  * - an answer that a repeat could also have produced (`uncertainRepeat`) is checked against the ledger: a target
  *   an earlier, different request already cancelled is `already_canceled`;
- * - secret values are scrubbed from the message, and the duration is stamped (from `started`, by default now:
+ * - secret values are scrubbed from every string, and the duration is stamped (from `started`, by default now:
  *   work shared by several outcomes, such as one Auco call for many codes, counts from its own start).
  */
 export async function settle(
@@ -193,9 +193,9 @@ export async function catchTransient<T>(work: () => Promise<T>): Promise<T | Set
   }
 }
 
-/** Scrubs secret values from the message and stamps the duration. */
+/** Stamps the duration and scrubs secret values from every string of the outcome (ids, statuses, details, the
+ * message): a provider that echoes a credential anywhere does not put it in an answer, a record or a log. */
 export function finish(outcome: Outcome, started: number): Outcome {
-  if (outcome.message) outcome.message = redact(outcome.message);
   outcome.durationMs = Date.now() - started;
-  return outcome;
+  return scrub(outcome);
 }

@@ -3,18 +3,25 @@
  * call; the same key with a different request is refused; concurrent duplicates wait for the first.
  *
  * Records (as Powertools' idempotency utility keeps them): INPROGRESS while the first request runs, with the
- * deadline of the invocation that holds it (a crashed invocation's record can be taken over after it), then
- * COMPLETED with the answer. Answers that should be retried (a 5xx, a `failed` outcome, an error) are not kept.
+ * deadline of the invocation that holds it (a crashed invocation's record can be taken over after it) and a claim
+ * token, then COMPLETED with the answer. Only the holder of the claim completes or releases the record: an
+ * invocation that outlived its hold cannot overwrite the answer of the one that took it over. Answers that should
+ * be retried (a 5xx, a `failed` outcome, an error) are not kept.
+ *
+ * The fingerprint that tells "the same request" is a hash of a canonical JSON form (object keys sorted), so the
+ * same object written in another key order is the same request; callers hash everything that reaches the
+ * provider (shared/middleware.ts hashes the validated input, headers such as mycreditapp's organizations included).
  * DynamoDB in AWS and with `npm start` (dynalite); a process-local map where no table is configured.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { DynamoError, dynamoDb, unmarshallItem } from './aws/dynamodb.ts';
 import { IDEMPOTENCY_TABLE } from './aws/tables.ts';
 import { sleep } from './http.ts';
-import { log } from './log.ts';
+import { log, scrub } from './log.ts';
 
 export type Begin =
-  | { kind: 'new' }
+  /** The key is ours: `claim` is the token that lets us complete or release it. */
+  | { kind: 'new'; claim: string }
   | { kind: 'completed'; data: unknown }
   | { kind: 'in_progress' }
   | { kind: 'mismatch' };
@@ -22,8 +29,10 @@ export type Begin =
 export interface IdempotencyStore {
   /** Claims `key` for a request with this payload hash until `holdUntil` (epoch ms). */
   begin(key: string, hash: string, holdUntil: number): Promise<Begin>;
-  complete(key: string, data: unknown): Promise<void>;
-  release(key: string): Promise<void>;
+  /** Keeps the answer, if the record is still in progress under our claim; false when it was taken over. */
+  complete(key: string, claim: string, data: unknown): Promise<boolean>;
+  /** Deletes the record, if it is still in progress under our claim. */
+  release(key: string, claim: string): Promise<void>;
 }
 
 /** The key reused with a different request: 422 at the API. */
@@ -38,36 +47,85 @@ export class IdempotencyInProgressError extends Error {
 
 const TTL_SECONDS = () => Number(process.env.IDEMPOTENCY_TTL_SECONDS ?? 86_400);
 
+/**
+ * JSON with every object's keys sorted, at any depth: the same data gives the same text whatever the key order.
+ * Iterative, so a deeply nested body cannot overflow the stack. Like JSON.stringify, undefined fields are left out
+ * (and undefined array elements written as null).
+ */
+export function canonicalJson(value: unknown): string {
+  const out: string[] = [];
+  const work: ({ text: string } | { value: unknown })[] = [{ value }];
+  for (let next = work.pop(); next !== undefined; next = work.pop()) {
+    if ('text' in next) {
+      out.push(next.text);
+      continue;
+    }
+    const v = next.value;
+    if (v === null || typeof v !== 'object') {
+      out.push(JSON.stringify(v) ?? 'null');
+    } else if (Array.isArray(v)) {
+      out.push('[');
+      work.push({ text: ']' });
+      for (let i = v.length - 1; i >= 0; i--) {
+        work.push({ value: v[i] });
+        if (i) work.push({ text: ',' });
+      }
+    } else {
+      const entries = Object.entries(v)
+        .filter(([, x]) => x !== undefined && typeof x !== 'function')
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      out.push('{');
+      work.push({ text: '}' });
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, x] = entries[i] as [string, unknown];
+        work.push({ value: x });
+        work.push({ text: `${i ? ',' : ''}${JSON.stringify(k)}:` });
+      }
+    }
+  }
+  return out.join('');
+}
+
+/** The fingerprint of a request: SHA-256 of its canonical JSON. */
 export function payloadHash(value: unknown): string {
-  return createHash('sha256')
-    .update(JSON.stringify(value) ?? '')
-    .digest('hex');
+  return createHash('sha256').update(canonicalJson(value)).digest('hex');
 }
 
 export class MemoryIdempotencyStore implements IdempotencyStore {
   private readonly records = new Map<
     string,
-    { status: 'INPROGRESS' | 'COMPLETED'; hash: string; holdUntil: number; data?: unknown; expires: number }
+    {
+      status: 'INPROGRESS' | 'COMPLETED';
+      hash: string;
+      holdUntil: number;
+      claim: string;
+      data?: unknown;
+      expires: number;
+    }
   >();
 
   async begin(key: string, hash: string, holdUntil: number): Promise<Begin> {
     const now = Date.now();
     const record = this.records.get(key);
     if (!record || record.expires < now || (record.status === 'INPROGRESS' && record.holdUntil < now)) {
-      this.records.set(key, { status: 'INPROGRESS', hash, holdUntil, expires: now + TTL_SECONDS() * 1000 });
-      return { kind: 'new' };
+      const claim = randomUUID();
+      this.records.set(key, { status: 'INPROGRESS', hash, holdUntil, claim, expires: now + TTL_SECONDS() * 1000 });
+      return { kind: 'new', claim };
     }
     if (record.hash !== hash) return { kind: 'mismatch' };
     return record.status === 'COMPLETED' ? { kind: 'completed', data: record.data } : { kind: 'in_progress' };
   }
 
-  async complete(key: string, data: unknown): Promise<void> {
+  async complete(key: string, claim: string, data: unknown): Promise<boolean> {
     const record = this.records.get(key);
-    if (record) Object.assign(record, { status: 'COMPLETED', data, expires: Date.now() + TTL_SECONDS() * 1000 });
+    if (record?.status !== 'INPROGRESS' || record.claim !== claim) return false;
+    Object.assign(record, { status: 'COMPLETED', data, expires: Date.now() + TTL_SECONDS() * 1000 });
+    return true;
   }
 
-  async release(key: string): Promise<void> {
-    if (this.records.get(key)?.status === 'INPROGRESS') this.records.delete(key);
+  async release(key: string, claim: string): Promise<void> {
+    const record = this.records.get(key);
+    if (record?.status === 'INPROGRESS' && record.claim === claim) this.records.delete(key);
   }
 }
 
@@ -79,6 +137,7 @@ export class DynamoIdempotencyStore implements IdempotencyStore {
 
   async begin(key: string, hash: string, holdUntil: number): Promise<Begin> {
     const now = Date.now();
+    const claim = randomUUID();
     try {
       await dynamoDb().call('PutItem', {
         TableName: this.table,
@@ -87,6 +146,7 @@ export class DynamoIdempotencyStore implements IdempotencyStore {
           status: { S: 'INPROGRESS' },
           hash: { S: hash },
           holdUntil: { N: String(holdUntil) },
+          claim: { S: claim },
           [IDEMPOTENCY_TABLE.ttlAttribute]: { N: String(Math.floor(now / 1000) + TTL_SECONDS()) },
         },
         ConditionExpression: 'attribute_not_exists(#id) OR #exp < :nowS OR (#st = :inProgress AND #hold < :nowMs)',
@@ -102,7 +162,7 @@ export class DynamoIdempotencyStore implements IdempotencyStore {
           ':inProgress': { S: 'INPROGRESS' },
         },
       });
-      return { kind: 'new' };
+      return { kind: 'new', claim };
     } catch (error) {
       if (!(error instanceof DynamoError) || error.type !== 'ConditionalCheckFailedException') throw error;
     }
@@ -119,28 +179,42 @@ export class DynamoIdempotencyStore implements IdempotencyStore {
       : { kind: 'in_progress' };
   }
 
-  async complete(key: string, data: unknown): Promise<void> {
-    await dynamoDb().call('UpdateItem', {
-      TableName: this.table,
-      Key: { id: { S: key } },
-      UpdateExpression: 'SET #st = :completed, #data = :data, #exp = :exp',
-      ExpressionAttributeNames: { '#st': 'status', '#data': 'data', '#exp': IDEMPOTENCY_TABLE.ttlAttribute },
-      ExpressionAttributeValues: {
-        ':completed': { S: 'COMPLETED' },
-        ':data': { S: JSON.stringify(data ?? null) },
-        ':exp': { N: String(Math.floor(Date.now() / 1000) + TTL_SECONDS()) },
-      },
-    });
+  async complete(key: string, claim: string, data: unknown): Promise<boolean> {
+    try {
+      await dynamoDb().call('UpdateItem', {
+        TableName: this.table,
+        Key: { id: { S: key } },
+        UpdateExpression: 'SET #st = :completed, #data = :data, #exp = :exp',
+        ConditionExpression: '#st = :inProgress AND #claim = :claim',
+        ExpressionAttributeNames: {
+          '#st': 'status',
+          '#data': 'data',
+          '#exp': IDEMPOTENCY_TABLE.ttlAttribute,
+          '#claim': 'claim',
+        },
+        ExpressionAttributeValues: {
+          ':completed': { S: 'COMPLETED' },
+          ':inProgress': { S: 'INPROGRESS' },
+          ':claim': { S: claim },
+          ':data': { S: JSON.stringify(data ?? null) },
+          ':exp': { N: String(Math.floor(Date.now() / 1000) + TTL_SECONDS()) },
+        },
+      });
+      return true;
+    } catch (error) {
+      if (error instanceof DynamoError && error.type === 'ConditionalCheckFailedException') return false;
+      throw error;
+    }
   }
 
-  async release(key: string): Promise<void> {
+  async release(key: string, claim: string): Promise<void> {
     await dynamoDb()
       .call('DeleteItem', {
         TableName: this.table,
         Key: { id: { S: key } },
-        ConditionExpression: '#st = :inProgress',
-        ExpressionAttributeNames: { '#st': 'status' },
-        ExpressionAttributeValues: { ':inProgress': { S: 'INPROGRESS' } },
+        ConditionExpression: '#st = :inProgress AND #claim = :claim',
+        ExpressionAttributeNames: { '#st': 'status', '#claim': 'claim' },
+        ExpressionAttributeValues: { ':inProgress': { S: 'INPROGRESS' }, ':claim': { S: claim } },
       })
       .catch((error) => {
         if (!(error instanceof DynamoError && error.type === 'ConditionalCheckFailedException')) throw error;
@@ -185,15 +259,18 @@ export async function onceFor<T>(
       await sleep(100);
       continue;
     }
+    const { claim } = begin;
     let result: T;
     try {
       result = await work();
     } catch (error) {
-      await store.release(key).catch((e) => log.error('idempotency record not released', { error: e }));
+      await store.release(key, claim).catch((e) => log.error('idempotency record not released', { error: e }));
       throw error;
     }
-    if (keep(result)) await store.complete(key, result);
-    else await store.release(key);
+    if (!keep(result)) await store.release(key, claim);
+    else if (!(await store.complete(key, claim, scrub(result))))
+      // We outlived our hold and another invocation took the key over: its record stands, ours is not kept.
+      log.warn('idempotency record was taken over by another invocation; this answer is not kept', { key });
     return { result, replayed: false };
   }
 }

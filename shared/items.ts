@@ -91,6 +91,14 @@ export const BatchTaskContext = z.strictObject({
   requestedBy: z.optional(text(320)),
   creditApplicationId: z.optional(z.string()),
   executionId: z.optional(z.string()),
+  /** What started the execution, as Prepare read it from our own start records (shared/execution-starts.ts). */
+  startedBy: z.optional(
+    z.strictObject({
+      by: z.enum(['api', 'schedule', 'console']),
+      principal: z.optional(z.string()),
+      schedule: z.optional(z.string()),
+    }),
+  ),
 });
 
 /** Fields every task input may carry besides its item: who asked, why, and the keys that tie it to a batch. */

@@ -5,16 +5,53 @@
  *
  * `MemoryLedger` serves tests and a local run without a table; `shared/aws/ledger-table.ts` is the DynamoDB one.
  */
-import { log } from './log.ts';
+import { log, scrub } from './log.ts';
 import { isCanceled, type Outcome, type Provider } from './outcome.ts';
+
+/**
+ * Who called, as the platform says it (DESIGN.md 3.3): never read from a body, a header or an execution's input.
+ * - `api`: the IAM principal API Gateway verified (absent only where the API has no IAM authorizer: `npm start`
+ *   without IAM auth);
+ * - `execution`: a batch execution, and what started it (shared/execution-starts.ts): the API (with its caller's
+ *   principal), a schedule (with the principal who registered it), or the console or another StartExecution
+ *   caller (`console`);
+ * - `invoke`: a task input that belongs to no batch (the function was invoked directly; Lambda says by whom in
+ *   CloudTrail, not to the function).
+ */
+export type Caller =
+  | { via: 'api'; principal?: string; accountId?: string }
+  | {
+      via: 'execution';
+      executionId: string;
+      startedBy: 'api' | 'schedule' | 'console';
+      principal?: string;
+      schedule?: string;
+    }
+  | { via: 'invoke' };
+
+/** The caller of a batch task: its execution (from Prepare, which read it from the context) and what started it. */
+export function executionCaller(batch: { executionId?: unknown; startedBy?: unknown }): Caller {
+  if (typeof batch.executionId !== 'string' || !batch.executionId) return { via: 'invoke' };
+  const started = (batch.startedBy ?? {}) as { by?: unknown; principal?: unknown; schedule?: unknown };
+  return {
+    via: 'execution',
+    executionId: batch.executionId,
+    startedBy: started.by === 'api' || started.by === 'schedule' ? started.by : 'console',
+    ...(typeof started.principal === 'string' ? { principal: started.principal } : {}),
+    ...(typeof started.schedule === 'string' ? { schedule: started.schedule } : {}),
+  };
+}
 
 export interface LedgerEntry extends Outcome {
   /** ISO time the outcome was settled. */
   at: string;
   source: 'api' | 'task';
+  /** Who called, as the platform says it; `requestedBy` is what the caller says. */
+  caller?: Caller;
   requestId?: string;
   executionId?: string;
   idempotencyKey?: string;
+  /** Who the caller says asked for it (a body's or a batch's `requestedBy`): recorded, never trusted. */
   requestedBy?: string;
   reason?: string;
   creditApplicationId?: string;
@@ -42,10 +79,11 @@ export interface Ledger {
 }
 
 /** Records outcomes that already happened: a failed write must not undo them, so the entries go to the error
- * log in full instead, where they are not lost. */
+ * log in full instead, where they are not lost. Every string is scrubbed of secret values first: the caller's own
+ * words (reason, requestedBy) may hold one as much as a provider's answer. */
 export async function recordOrLog(ledger: Ledger, entries: LedgerEntry[]): Promise<void> {
   await ledger
-    .record(entries)
+    .record(scrub(entries))
     .catch((error) => log.error('audit ledger write failed; entries follow', { error, entries }));
 }
 

@@ -35,6 +35,17 @@ const SENSITIVE_KEY =
   /authorization|secret|token|password|passwd|api[-_]?key|private[-_]?key|public[-_]?key|cookie|credential/i;
 const secretValues = new Set<string>();
 let secretPattern: RegExp | undefined;
+/** The same values as they appear inside JSON text (quotes, backslashes and control characters escaped). */
+let jsonSecretPattern: RegExp | undefined;
+const escapeRegExp = (v: string) => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const longestFirst = (values: Iterable<string>) =>
+  new RegExp(
+    [...new Set(values)]
+      .sort((a, b) => b.length - a.length)
+      .map(escapeRegExp)
+      .join('|'),
+    'g',
+  );
 
 /** Registers secret values so they are scrubbed from every log line, error and outcome from now on. */
 export function registerSecretValues(values: Iterable<string>): void {
@@ -47,16 +58,41 @@ export function registerSecretValues(values: Iterable<string>): void {
     }
   }
   if (changed) {
-    const escaped = [...secretValues]
-      .sort((a, b) => b.length - a.length)
-      .map((v) => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-    secretPattern = new RegExp(escaped.join('|'), 'g');
+    secretPattern = longestFirst(secretValues);
+    jsonSecretPattern = longestFirst([...secretValues].flatMap((v) => [v, JSON.stringify(v).slice(1, -1)]));
   }
 }
 
 /** Replaces every registered secret value in `text`. */
 export function redact(text: string): string {
   return secretPattern ? text.replace(secretPattern, REDACTED) : text;
+}
+
+/**
+ * Everything that leaves a function (an outcome, a ledger entry, an idempotency record, an API answer, a task
+ * result): a deep copy with every registered secret value replaced in every string and every key. Unlike
+ * `redactValue` it keeps fields named like credentials (an answer's shape is a contract); it works on the JSON
+ * text, so no depth or field is missed. Values that are not JSON (undefined, functions) come back as they are.
+ */
+export function scrub<T>(value: T): T {
+  if (!jsonSecretPattern || value === undefined) return value;
+  const text = JSON.stringify(value);
+  if (text === undefined) return value;
+  const scrubbed = text.replace(jsonSecretPattern, REDACTED);
+  if (scrubbed === text) return value;
+  try {
+    return JSON.parse(scrubbed) as T;
+  } catch {
+    // A match that began inside an escape sequence (a secret starting with "n" after a newline): walk instead.
+    return scrubWalk(JSON.parse(text)) as T;
+  }
+}
+
+function scrubWalk(value: unknown): unknown {
+  if (typeof value === 'string') return redact(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map(scrubWalk);
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [redact(k), scrubWalk(v)]));
 }
 
 /** A deep copy safe to log: sensitive keys replaced, secret values scrubbed from every string. */

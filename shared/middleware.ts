@@ -14,7 +14,8 @@ import { ConfigurationError, InvalidInputError } from './errors.ts';
 import { type ApiRequest, apiRequest, invalidInputResponse, isApiEvent, jsonResponse } from './events.ts';
 import { IdempotencyInProgressError, IdempotencyMismatchError, onceFor, payloadHash } from './idempotency.ts';
 import { toInputIssues } from './issues.ts';
-import { log, redact, withCorrelation } from './log.ts';
+import { type Caller, executionCaller } from './ledger.ts';
+import { log, redact, scrub, withCorrelation } from './log.ts';
 
 export interface Invocation {
   source: 'api' | 'task';
@@ -24,8 +25,9 @@ export interface Invocation {
   signal: AbortSignal;
   /** Epoch milliseconds by which outbound work must be over, leaving time to record and reply. */
   deadline: number;
-  /** The caller: the IAM principal of an API call, or the batch's `requestedBy`. */
-  requestedBy?: string;
+  /** Who called, as the platform says it (the IAM principal, or the execution and what started it): never from a
+   * body, a header or an execution's input. What the caller says (`requestedBy`) is the input's. */
+  caller: Caller;
   executionId?: string;
   itemId?: string;
 }
@@ -80,9 +82,31 @@ function correlationOf(event: unknown, context: Partial<Context>) {
   };
 }
 
-function callerOf(event: APIGatewayProxyEventV2): string | undefined {
-  const iam = (event.requestContext as { authorizer?: { iam?: { userArn?: string } } }).authorizer?.iam;
-  return iam?.userArn ?? event.headers?.['x-requested-by'] ?? event.headers?.['X-Requested-By'];
+/** The IAM principal API Gateway verified (`requestContext.authorizer.iam`); nothing the request itself carries. */
+export function apiCaller(event: APIGatewayProxyEventV2): Caller {
+  const iam = (
+    event.requestContext as {
+      authorizer?: { iam?: { userArn?: unknown; callerId?: unknown; accountId?: unknown } };
+    }
+  ).authorizer?.iam;
+  const principal = [iam?.userArn, iam?.callerId].find((v): v is string => typeof v === 'string' && v !== '');
+  return {
+    via: 'api',
+    ...(principal ? { principal } : {}),
+    ...(typeof iam?.accountId === 'string' && iam.accountId ? { accountId: iam.accountId } : {}),
+  };
+}
+
+/** The principal an idempotency key belongs to: two callers using the same key never share a record. */
+function keyScope(caller: Caller): string {
+  return caller.via === 'api' && caller.principal ? caller.principal : 'anonymous';
+}
+
+/** An API caller's Idempotency-Key as the logical key of its cancellation (what the ledger records, and what
+ * GoCardless's own Idempotency-Key is derived from): scoped to the principal, so another caller's same key is
+ * another cancellation at the provider too. Unchanged without a principal (no IAM authorizer) and for tasks. */
+export function scopedIdempotencyKey(caller: Caller, key: string): string {
+  return caller.via === 'api' && caller.principal ? `${caller.principal}#${key}` : key;
 }
 
 export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
@@ -101,16 +125,18 @@ export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
       const ids = correlationOf(event, context);
       try {
         if (isApiEvent(event)) {
-          const invocation: Invocation = { source: 'api', ...ids, signal, deadline, requestedBy: callerOf(event) };
+          const invocation: Invocation = { source: 'api', ...ids, signal, deadline, caller: apiCaller(event) };
           return await apiInvocation(spec, event, invocation);
         }
-        const task = (event ?? {}) as { requestedBy?: unknown };
+        // A task's batch is built by Prepare (from the execution's context, not its input), and only principals
+        // allowed to invoke the function (the state machine) can hand one over.
+        const batch = (event as { batch?: unknown } | null)?.batch;
         const invocation: Invocation = {
           source: 'task',
           ...ids,
           signal,
           deadline,
-          ...(typeof task.requestedBy === 'string' ? { requestedBy: task.requestedBy } : {}),
+          caller: executionCaller(batch !== null && typeof batch === 'object' ? batch : {}),
         };
         return await taskInvocation(spec, event, invocation);
       } finally {
@@ -124,13 +150,16 @@ export function defineHandler<Input, Result>(spec: HandlerSpec<Input, Result>) {
       const started = Date.now();
       const source = isApiEvent(event) ? 'api' : 'task';
       try {
-        const result = await pipeline(event, context);
+        // Whatever leaves the function is scrubbed of secret values: the API answer (headers and body) or the task
+        // result, and a thrown error's message (a `Provider.*` error carries outcomes as JSON; Step Functions shows
+        // it in the execution history).
+        const result = scrub(await pipeline(event, context));
         const status = (result as { statusCode?: number } | null)?.statusCode;
         log.info('invocation done', { source, ...(status ? { status } : {}), ms: Date.now() - started });
         return result;
       } catch (error) {
         log.warn('invocation failed', { source, error, ms: Date.now() - started });
-        throw error;
+        throw scrubError(error);
       }
     });
 }
@@ -153,21 +182,20 @@ async function apiInvocation<Input, Result>(
   if (!parsed.success) return invalidInputResponse(toInputIssues(parsed.error, request), invocation.requestId);
   try {
     const input = spec.api.toInput(parsed.data as never, request, invocation);
-    const answer = async () => spec.reply(await spec.run(input, invocation), invocation);
+    // Scrubbed before it is answered or kept: no secret value in the reply or in the idempotency record.
+    const answer = async () => scrub(spec.reply(await spec.run(input, invocation), invocation));
     const key = request.headers['idempotency-key'];
     if (!spec.idempotent || !key) {
       const reply = await answer();
       return jsonResponse(reply.statusCode, reply.body, reply.headers);
     }
-    const hash = payloadHash({
-      method: event.requestContext.http.method,
-      path: event.rawPath,
-      query: request.query,
-      body: request.body,
-    });
-    // Answers worth repeating are kept; a 5xx (a `failed` outcome) is not, so a retry tries again.
+    // The fingerprint is the validated input: everything that reaches the provider (path, body, and headers that
+    // change the request, such as mycreditapp's organizations), in a canonical form (key order does not matter).
+    const hash = payloadHash({ method: event.requestContext.http.method, input });
+    // Answers worth repeating are kept; a 5xx (a `failed` outcome) is not, so a retry tries again. The key is the
+    // caller's: another principal's same key is another record.
     const { result: reply, replayed } = await onceFor(
-      `${spec.name}#api#${key}`,
+      `${spec.name}#api#${keyScope(invocation.caller)}#${key}`,
       hash,
       invocation.deadline,
       answer,
@@ -196,16 +224,25 @@ async function taskInvocation<Input, Result>(
     throw error;
   }
   const input = spec.task.toInput(parsed.data as never);
+  // The task result is what the execution history (and the console) shows: scrubbed before it is kept or returned.
   const answer = async () => {
     const result = await spec.run(input, invocation);
-    return spec.taskResult ? spec.taskResult(result, input) : result;
+    return scrub(spec.taskResult ? spec.taskResult(result, input) : result);
   };
   const key = (event as { idempotencyKey?: unknown }).idempotencyKey;
   if (!spec.idempotent || typeof key !== 'string') return answer();
   // A retried state (or a second run of an Express child) returns the first result: nothing is cancelled twice.
   // A task that throws (a `failed` outcome) is not kept, so Step Functions' retry runs it again.
-  return (await onceFor(`${spec.name}#task#${key}`, payloadHash(event), invocation.deadline, answer, () => true))
+  return (await onceFor(`${spec.name}#task#${key}`, payloadHash(input), invocation.deadline, answer, () => true))
     .result;
+}
+
+function scrubError(error: unknown): unknown {
+  if (error instanceof Error) {
+    error.message = redact(error.message);
+    if (error.stack) error.stack = redact(error.stack);
+  }
+  return error;
 }
 
 /** Errors at the API: bad input is the caller's to fix (400); configuration is ours (500, actionable);

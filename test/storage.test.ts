@@ -4,10 +4,19 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as cancelBillingRequest } from '../functions/cancel-billing-request/handler.ts';
+import { handler as cancelDocumentRequest } from '../functions/cancel-document-request/handler.ts';
 import { LOCAL_TABLES, type LocalDynamo, startLocalDynamo } from '../local/aws/dynamodb.ts';
 import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../local/simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from '../local/simulators/mycreditapp.ts';
 import { DynamoLedger } from '../shared/aws/ledger-table.ts';
-import { DynamoIdempotencyStore, onceFor, setIdempotencyStore } from '../shared/idempotency.ts';
+import {
+  canonicalJson,
+  DynamoIdempotencyStore,
+  type IdempotencyStore,
+  MemoryIdempotencyStore,
+  onceFor,
+  setIdempotencyStore,
+} from '../shared/idempotency.ts';
 import type { LedgerEntry } from '../shared/ledger.ts';
 import { callApi } from './support/invoke.ts';
 import { useSecrets } from './support/providers.ts';
@@ -186,6 +195,87 @@ describe('idempotency records in DynamoDB', () => {
   });
 });
 
+describe.each([
+  ['memory', () => new MemoryIdempotencyStore()],
+  ['DynamoDB', () => new DynamoIdempotencyStore(LOCAL_TABLES.idempotency)],
+] as [string, () => IdempotencyStore][])('idempotency records held by a claim (%s)', (_name, make) => {
+  const soon = () => Date.now() + 5_000;
+  const expired = () => new Promise((r) => setTimeout(r, 150));
+
+  it('an invocation that outlived its hold cannot overwrite the answer of the one that took the key over', async () => {
+    const store = make();
+    setIdempotencyStore(store);
+    const key = `takeover-${Date.now()}`;
+    let finishFirst: (value: string) => void = () => {};
+    // The first holds the key for 100 ms and is still working after that (a stalled invocation).
+    const first = onceFor(
+      key,
+      'h',
+      Date.now() + 100,
+      () => new Promise<string>((resolve) => (finishFirst = resolve)),
+      () => true,
+    );
+    await expired();
+    // A retry takes the key over and completes with its own answer.
+    expect(
+      await onceFor(
+        key,
+        'h',
+        soon(),
+        async () => 'second',
+        () => true,
+      ),
+    ).toEqual({
+      result: 'second',
+      replayed: false,
+    });
+    // The stalled one finishes late: its caller gets its own answer, but the kept record stays the takeover's.
+    finishFirst('first');
+    expect((await first).result).toBe('first');
+    expect(
+      await onceFor(
+        key,
+        'h',
+        soon(),
+        async () => 'third',
+        () => true,
+      ),
+    ).toEqual({
+      result: 'second',
+      replayed: true,
+    });
+  });
+
+  it('complete and release act only on the claim they were given', async () => {
+    const store = make();
+    const key = `claims-${Date.now()}`;
+    const stale = await store.begin(key, 'h', Date.now() + 100);
+    expect(stale.kind).toBe('new');
+    await expired();
+    const fresh = await store.begin(key, 'h', soon());
+    expect(fresh.kind).toBe('new');
+    if (stale.kind !== 'new' || fresh.kind !== 'new') return;
+    // The stale claim neither releases nor completes the record the fresh one holds.
+    await store.release(key, stale.claim);
+    expect(await store.complete(key, stale.claim, 'stale')).toBe(false);
+    expect((await store.begin(key, 'h', soon())).kind).toBe('in_progress');
+    expect(await store.complete(key, fresh.claim, 'fresh')).toBe(true);
+    expect(await store.begin(key, 'h', soon())).toEqual({ kind: 'completed', data: 'fresh' });
+  });
+});
+
+describe('the request fingerprint', () => {
+  it('is a canonical form: the same data in any key order, at any depth, is the same request', () => {
+    expect(canonicalJson({ b: 1, a: { d: [1, { y: 2, x: 1 }], c: 'é"' } })).toBe(
+      canonicalJson({ a: { c: 'é"', d: [1, { x: 1, y: 2 }] }, b: 1 }),
+    );
+    expect(canonicalJson({ b: 1, a: [undefined, null], u: undefined })).toBe('{"a":[null,null],"b":1}');
+    let deep: unknown = 1;
+    for (let i = 0; i < 20_000; i++) deep = { k: deep };
+    expect(canonicalJson(deep)).toHaveLength(20_000 * 6 + 1);
+  });
+});
+
 describe('idempotent API calls, end to end through a handler', () => {
   const sim = new GoCardlessSimulator();
   beforeAll(async () => {
@@ -197,7 +287,7 @@ describe('idempotent API calls, end to end through a handler', () => {
     useSecrets({ gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: sim.url } });
     setIdempotencyStore(new DynamoIdempotencyStore(LOCAL_TABLES.idempotency));
   });
-  const cancel = (key: string, body: unknown = { metadata: { reason: 'declined' } }) =>
+  const cancel = (key: string, body: unknown = { metadata: { reason: 'declined' } }, principal?: string) =>
     callApi(cancelBillingRequest, {
       method: 'POST',
       route: '/v1/gocardless/billing-requests/{billingRequestId}/cancel',
@@ -205,6 +295,7 @@ describe('idempotent API calls, end to end through a handler', () => {
       pathParameters: { billingRequestId: GOCARDLESS_DEMO.pending },
       headers: { 'idempotency-key': key },
       body,
+      ...(principal ? { principal } : {}),
     });
   const providerCalls = () => sim.received('POST', /actions\/cancel$/).length;
 
@@ -230,11 +321,77 @@ describe('idempotent API calls, end to end through a handler', () => {
     expect(providerCalls()).toBe(1);
   });
 
+  it('the same body with its keys in another order is the same request: replayed, not refused', async () => {
+    const key = `reordered-${Date.now()}`;
+    const first = await cancel(key, { reason: 'declined', metadata: { reason: 'declined', ref: 'A-1' } });
+    const second = await cancel(key, { metadata: { ref: 'A-1', reason: 'declined' }, reason: 'declined' });
+    expect(first.status).toBe(200);
+    expect(second.status).toBe(200);
+    expect(second.headers['idempotent-replayed']).toBe('true');
+    expect(second.body).toEqual(first.body);
+    expect(providerCalls()).toBe(1);
+  });
+
+  it('a key belongs to its caller: another principal with the same key gets its own answer', async () => {
+    const key = `shared-${Date.now()}`;
+    const alice = await cancel(key, undefined, 'arn:aws:iam::111111111111:user/alice');
+    const bob = await cancel(key, undefined, 'arn:aws:iam::222222222222:user/bob');
+    expect(alice.body).toMatchObject({ outcome: 'canceled' });
+    // Bob's request reached the provider (which says it is cancelled already); Alice's answer was not his.
+    expect(bob.headers['idempotent-replayed']).toBeUndefined();
+    expect(bob.body).toMatchObject({ outcome: 'already_canceled' });
+    expect(providerCalls()).toBe(2);
+    // Each still replays their own.
+    expect((await cancel(key, undefined, 'arn:aws:iam::111111111111:user/alice')).body).toEqual(alice.body);
+    expect(providerCalls()).toBe(2);
+  });
+
   it('concurrent duplicates make one provider call', async () => {
     sim.inject({ fault: { kind: 'delay', ms: 300 } });
     const key = `concurrent-${Date.now()}`;
     const results = await Promise.all([cancel(key), cancel(key), cancel(key)]);
     expect(results.map((r) => r.body.outcome)).toEqual(['canceled', 'canceled', 'canceled']);
     expect(providerCalls()).toBe(1);
+  });
+});
+
+describe('idempotency sees the headers that change a mycreditapp request', () => {
+  const sim = new MyCreditAppSimulator();
+  const D = MYCREDITAPP_DEMO;
+  beforeAll(async () => {
+    await sim.start();
+  });
+  afterAll(() => sim.stop());
+  beforeEach(() => {
+    sim.reset();
+    useSecrets({ mycreditapp: sim.demoSecret() });
+    setIdempotencyStore(new DynamoIdempotencyStore(LOCAL_TABLES.idempotency));
+  });
+  const cancel = (key: string, targetOrganizationId: string) =>
+    callApi(cancelDocumentRequest, {
+      method: 'POST',
+      route: '/v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel',
+      path: `/v1/mycreditapp/organizations/${D.hostOrg}/document-requests/${D.pendingRequest}/cancel`,
+      pathParameters: { orgId: D.hostOrg, requestId: D.pendingRequest },
+      headers: {
+        'idempotency-key': key,
+        'requester-organization-id': D.hostOrg,
+        'target-organization-id': targetOrganizationId,
+      },
+    });
+  const providerCalls = () => sim.received('POST', /\/cancellations$/).length;
+
+  it('the same key for another target organization is another request: 422, not the first answer', async () => {
+    const key = `orgs-${Date.now()}`;
+    const first = await cancel(key, D.guestOrg);
+    expect(first.body).toMatchObject({ outcome: 'canceled' });
+    const other = await cancel(key, 'a3f1c2d4-5e6f-4a7b-8c9d-0e1f2a3b4c5d');
+    expect(other.status).toBe(422);
+    expect(other.body).toMatchObject({ error: 'idempotency_key_reused' });
+    expect(providerCalls()).toBe(1);
+    // The same organizations again: the first answer.
+    const again = await cancel(key, D.guestOrg);
+    expect(again.headers['idempotent-replayed']).toBe('true');
+    expect(again.body).toEqual(first.body);
   });
 });

@@ -8,6 +8,8 @@ import * as z from 'zod/mini';
 import { getText, putJsonl, putText, requireEnv } from '#shared/aws/s3.ts';
 import { type Prepared, parseBatchFields, parseManifest, prepareBatch, validateBatch } from '#shared/batch.ts';
 import { InvalidInputError } from '#shared/errors.ts';
+import { startedByOf } from '#shared/execution-starts.ts';
+import { scheduleName } from '#shared/expirations.ts';
 import { defineHandler } from '#shared/middleware.ts';
 import { maxCodesPerCall } from '#shared/operations/cancel-signing-processes.ts';
 import { PROVIDERS } from '#shared/outcome.ts';
@@ -50,13 +52,27 @@ async function prepareManifest({ input, executionId, executionName }: Input): Pr
   return { ...rest, duplicates: duplicates.length, prepared: { bucket, key: preparedKey }, manifests };
 }
 
+/** The schedule an execution's input would come from: an expiration's guard names its credit application. */
+const scheduleOfInput = (input: unknown) => {
+  const id = (input as { guard?: { creditApplicationId?: unknown } } | null)?.guard?.creditApplicationId;
+  return typeof id === 'string' ? scheduleName(id) : undefined;
+};
+
 export const handler = defineHandler<Input, Prepared | PreparedManifest>({
   name: 'batch-prepare',
   task: { schema: Task, toInput: (p: Input) => p },
   run: async (input) => {
-    if ((input.input as { manifest?: unknown } | null)?.manifest !== undefined) return prepareManifest(input);
-    const { request, items } = validateBatch(input.input);
-    return prepareBatch(request, items, input.executionId, 'inline', maxCodesPerCall());
+    const prepared =
+      (input.input as { manifest?: unknown } | null)?.manifest !== undefined
+        ? await prepareManifest(input)
+        : (() => {
+            const { request, items } = validateBatch(input.input);
+            return prepareBatch(request, items, input.executionId, 'inline', maxCodesPerCall());
+          })();
+    // What started this execution, for every ledger entry of the batch: from our own start records, looked up by
+    // the name Step Functions gives (the context, not the input a console user types).
+    prepared.batch.startedBy = await startedByOf(input.executionName, input.input, scheduleOfInput);
+    return prepared;
   },
   reply: (result) => ({ statusCode: 200, body: result }),
 });

@@ -17,7 +17,7 @@ import {
   summarize,
 } from '#shared/batch.ts';
 import { defaultDeps } from '#shared/cancel.ts';
-import { type LedgerEntry, recordOrLog } from '#shared/ledger.ts';
+import { executionCaller, type LedgerEntry, recordOrLog } from '#shared/ledger.ts';
 import { defineHandler } from '#shared/middleware.ts';
 import { parseJson } from '#shared/providers/common.ts';
 
@@ -50,7 +50,13 @@ interface ChildResult {
 /** Caught iterations that never reached their own function's ledger write: the Lambda crashed, or never ran. */
 async function recordCrashes(
   iterations: IterationResult[],
-  batch: { executionId: string; reason?: unknown; requestedBy?: unknown; creditApplicationId?: unknown },
+  batch: {
+    executionId: string;
+    reason?: unknown;
+    requestedBy?: unknown;
+    creditApplicationId?: unknown;
+    startedBy?: unknown;
+  },
 ) {
   const at = new Date().toISOString();
   const entries: LedgerEntry[] = iterations
@@ -63,6 +69,7 @@ async function recordCrashes(
       ...outcome,
       at,
       source: 'task' as const,
+      caller: executionCaller(batch),
       executionId: batch.executionId,
       idempotencyKey: key,
       ...(typeof batch.reason === 'string' ? { reason: batch.reason } : {}),

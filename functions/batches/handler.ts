@@ -10,6 +10,7 @@ import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
 import { INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
 import { defaultDeps } from '#shared/cancel.ts';
 import { IdempotencyHeaders } from '#shared/cancel-handler.ts';
+import { recordApiStart } from '#shared/execution-starts.ts';
 import { defineHandler, type Reply } from '#shared/middleware.ts';
 
 /** Items one POST may carry (more than INLINE_LIMIT go through a manifest written for the caller). */
@@ -30,18 +31,25 @@ export const Get = z.object({
 /** GET validates its path, POST its headers (the body is validated as a batch, every item listed). */
 const schemaFor = (request: { method: string }) => (request.method === 'GET' ? Get : Post);
 
-type Input = { kind: 'start'; body: unknown; idempotencyKey?: string | undefined } | { kind: 'read'; batchId: string };
+type Input =
+  | { kind: 'start'; body: unknown; idempotencyKey?: string | undefined; principal?: string | undefined }
+  | { kind: 'read'; batchId: string };
 
-/** The execution's name is the batch id: derived from the Idempotency-Key when there is one, so a retried POST
- * names the same execution and Step Functions starts it once. */
-function executionName(idempotencyKey: string | undefined): string {
-  return idempotencyKey ? `k-${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 40)}` : randomUUID();
+/** The execution's name is the batch id: derived from the Idempotency-Key (and the caller's principal, whose key it
+ * is) when there is one, so a retried POST names the same execution and Step Functions starts it once. */
+function executionName(idempotencyKey: string | undefined, principal: string | undefined): string {
+  return idempotencyKey
+    ? `k-${createHash('sha256')
+        .update(`${principal ?? 'anonymous'}\n${idempotencyKey}`)
+        .digest('hex')
+        .slice(0, 40)}`
+    : randomUUID();
 }
 
-async function start(body: unknown, idempotencyKey: string | undefined): Promise<Reply> {
+async function start(body: unknown, idempotencyKey: string | undefined, principal: string | undefined): Promise<Reply> {
   const { request, items } = validateBatch(body, undefined, 'items', API_ITEM_LIMIT);
   const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
-  const name = executionName(idempotencyKey);
+  const name = executionName(idempotencyKey, principal);
   let input: unknown = request;
   if (items.length > INLINE_LIMIT) {
     const bucket = requireEnv('BATCH_BUCKET');
@@ -50,6 +58,8 @@ async function start(body: unknown, idempotencyKey: string | undefined): Promise
     const { items: _items, ...fields } = request;
     input = { ...fields, manifest: { bucket, key } };
   }
+  // Said before starting it: Prepare reads who started the execution from this record (the audit ledger's caller).
+  await recordApiStart(name, principal);
   try {
     const started = await sfn().send(
       new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(input) }),
@@ -130,12 +140,18 @@ export const handler = defineHandler<Input, Reply>({
   name: 'batches',
   api: {
     schema: schemaFor,
-    toInput: (_p: never, request) =>
+    toInput: (_p: never, request, invocation) =>
       request.method === 'GET'
         ? { kind: 'read', batchId: request.path.batchId ?? '' }
-        : { kind: 'start', body: request.body, idempotencyKey: request.headers['idempotency-key'] },
+        : {
+            kind: 'start',
+            body: request.body,
+            idempotencyKey: request.headers['idempotency-key'],
+            principal: invocation.caller.via === 'api' ? invocation.caller.principal : undefined,
+          },
   },
   idempotent: true,
-  run: (input) => (input.kind === 'read' ? read(input.batchId) : start(input.body, input.idempotencyKey)),
+  run: (input) =>
+    input.kind === 'read' ? read(input.batchId) : start(input.body, input.idempotencyKey, input.principal),
   reply: (reply) => reply,
 });

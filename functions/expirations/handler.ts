@@ -16,6 +16,7 @@ import * as z from 'zod/mini';
 import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
 import { INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
 import { type InputIssue, InvalidInputError } from '#shared/errors.ts';
+import { forgetSchedule, recordApiStart, recordSchedule } from '#shared/execution-starts.ts';
 import {
   atExpression,
   ExpirationRequest,
@@ -77,7 +78,7 @@ class LookupError extends Error {
 
 const reply = (statusCode: number, body?: unknown): Reply => ({ statusCode, body });
 
-async function register(body: unknown): Promise<Reply> {
+async function register(body: unknown, principal: string | undefined): Promise<Reply> {
   const parsed = z.safeParse(ExpirationRequest, body);
   const issues: InputIssue[] = parsed.success ? [] : toInputIssues(parsed.error, body);
   // The items are validated as a batch would validate them, every problem listed with the request's.
@@ -155,10 +156,13 @@ async function register(body: unknown): Promise<Reply> {
   if (expiresAt <= Date.now()) {
     // Already expired: run now, and drop any schedule that would run it again later.
     await deleteSchedule(name, group);
+    const executionName = `${name}-${Date.now()}`;
+    // Said before starting it: the audit ledger records this API caller as what started the execution.
+    await recordApiStart(executionName, principal);
     const started = await aws().sfn.send(
       new StartExecutionCommand({
         stateMachineArn: requireEnv('STATE_MACHINE_ARN'),
-        name: `${name}-${Date.now()}`,
+        name: executionName,
         input: JSON.stringify(batch),
       }),
     );
@@ -191,6 +195,9 @@ async function register(body: unknown): Promise<Reply> {
       DeadLetterConfig: { Arn: requireEnv('SCHEDULER_DLQ_ARN') },
     },
   };
+  // Said before the schedule exists: Prepare recognises the execution this schedule starts (this exact input, at
+  // this time) and records the schedule, and who registered it, as what started it.
+  await recordSchedule(name, batch, expiresAt, principal);
   let replaced = false;
   try {
     await aws().scheduler.send(new CreateScheduleCommand(schedule));
@@ -213,6 +220,7 @@ async function register(body: unknown): Promise<Reply> {
 async function deleteSchedule(name: string, group: string): Promise<boolean> {
   try {
     await aws().scheduler.send(new DeleteScheduleCommand({ Name: name, GroupName: group }));
+    await forgetSchedule(name);
     return true;
   } catch (error) {
     if ((error as { name?: string }).name === 'ResourceNotFoundException') return false;
@@ -257,8 +265,9 @@ export const handler = defineHandler<Input, Reply>({
       return { kind: request.method === 'DELETE' ? 'delete' : 'read', id: request.path.id ?? '' };
     },
   },
-  run: async (input) => {
-    if (input.kind === 'register') return register(input.body);
+  run: async (input, invocation) => {
+    if (input.kind === 'register')
+      return register(input.body, invocation.caller.via === 'api' ? invocation.caller.principal : undefined);
     if (input.kind === 'read') return read(input.id);
     const deleted = await deleteSchedule(scheduleName(input.id), requireEnv('SCHEDULE_GROUP'));
     return deleted

@@ -3,6 +3,7 @@
  * Adapters are pure: they build requests and classify answers; `shared/cancel.ts` does the I/O.
  */
 import type { HttpResponse, RawResponse } from '../http.ts';
+import { redact } from '../log.ts';
 import type { Outcome, OutcomeKind } from '../outcome.ts';
 
 /** The answer's body as JSON, or undefined when it is empty or not JSON (an HTML error page, a truncated body). */
@@ -56,9 +57,10 @@ export function answerFields(
   };
 }
 
-/** Trims a provider's text for an outcome message: one line, bounded. */
+/** Trims a provider's text for an outcome message: one line, bounded. Secrets are scrubbed before the cut: a cut
+ * first could keep a credential's prefix, which the later scrub no longer recognises. */
 export function brief(text: string, max = 300): string {
-  const line = text.replace(/\s+/g, ' ').trim();
+  const line = redact(text).replace(/\s+/g, ' ').trim();
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }
 

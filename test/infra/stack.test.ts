@@ -133,6 +133,9 @@ describe('the stack', () => {
       CancelVerificationOrder: records,
       CancelBillingRequest: records,
       Batches: records,
+      // The execution start records (shared/execution-starts.ts): written where executions start, read by Prepare.
+      Expirations: ['dynamodb:DeleteItem', 'dynamodb:PutItem'],
+      BatchPrepare: ['dynamodb:GetItem'],
     });
     // The ledger is an audit record: point-in-time recovery on.
     expect(JSON.stringify(resources[ledger]?.Properties)).toContain('"PointInTimeRecoveryEnabled":true');
@@ -180,6 +183,9 @@ describe('the stack', () => {
         'lambda:InvokeFunction',
         'states:StartExecution',
         's3:PutObject',
+        // Who started an execution, said before starting it (shared/execution-starts.ts).
+        'dynamodb:PutItem',
+        'dynamodb:DeleteItem',
       ]),
     );
     const alarms = ofType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);

@@ -12,10 +12,12 @@ import { AucoSimulator } from '../../local/simulators/auco.ts';
 import { GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
 import { MYCREDITAPP_DEMO as D, MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
 import { TrueworkSimulator } from '../../local/simulators/truework.ts';
+import { MemoryIdempotencyStore, setIdempotencyStore } from '../../shared/idempotency.ts';
 import { log, setLogLevel, setLogSink } from '../../shared/log.ts';
 import { clearTokens } from '../../shared/operations/mycreditapp-session.ts';
 import { SecretStore, SecretsManagerSource } from '../../shared/secrets.ts';
 import { callApi, callTask } from '../support/invoke.ts';
+import { reply, startLoopback } from '../support/loopback.ts';
 import { useSecrets } from '../support/providers.ts';
 import { startFakeSecretsManager } from '../support/secrets-manager.ts';
 
@@ -176,5 +178,108 @@ describe('no secret in any log line, response or error', () => {
     expect(seen.length).toBeGreaterThan(15);
     expect(everything).toContain('[REDACTED]');
     for (const value of [...Object.values(SECRETS), accessToken]) expect(everything, value).not.toContain(value);
+  });
+});
+
+describe('a provider that echoes the credential in every field it returns', () => {
+  it('leaves it in no answer, task result, ledger entry, idempotency record or log line, not even a prefix', async () => {
+    const token = SECRETS.accessToken;
+    const apiKey = SECRETS.apiKey;
+    const echoHeaders = (s: string) => ({ 'x-request-id': s, 'request-id': s });
+    const loop = await startLoopback();
+    const { ledger } = useSecrets({
+      gocardless: { accessToken: token, baseUrl: loop.url },
+      truework: { apiKey, baseUrl: loop.url },
+    });
+    const records = new MemoryIdempotencyStore();
+    setIdempotencyStore(records);
+    const from = seen.length;
+    const outputs: unknown[] = [];
+    const billing = (key: string) =>
+      callApi(cancelBillingRequest, {
+        method: 'POST',
+        route: 'r',
+        path: 'p',
+        pathParameters: { billingRequestId: 'BRQ000ECHO0001' },
+        headers: { 'idempotency-key': key },
+      });
+    try {
+      // A 200 whose id is the token, with the token as the request id header: kept for replay.
+      loop.script(reply(200, { billing_requests: { id: token, status: 'cancelled' } }, echoHeaders(token)));
+      const first = await billing('echo-1');
+      outputs.push(first, await billing('echo-1'));
+      // The shape stays (the field is there), the value does not.
+      expect(first.body).toMatchObject({ outcome: 'canceled', providerRequestId: '[REDACTED]' });
+      // A 200 whose status is the token.
+      loop.script(reply(200, { billing_requests: { id: token, status: token } }, echoHeaders(token)));
+      const status = await billing('echo-0');
+      outputs.push(status);
+      expect(status.body).toMatchObject({ providerRequestId: '[REDACTED]', providerStatus: '[REDACTED]' });
+      // A refusal whose error body names it as its request_id, message and reason; the read-back echoes it too.
+      loop.script(
+        reply(
+          422,
+          {
+            error: {
+              type: 'invalid_state',
+              request_id: token,
+              message: `cannot cancel for ${token}`,
+              errors: [{ reason: token, message: token }],
+            },
+          },
+          echoHeaders(token),
+        ),
+        reply(200, { billing_requests: { id: token, status: 'cancelled' } }, echoHeaders(token)),
+      );
+      outputs.push(await billing('echo-2'));
+      // A long plain-text refusal whose 300-character cut would fall inside the token: scrubbed before the cut.
+      loop.script(reply(403, `${'x'.repeat(282)} ${token} trailing`, echoHeaders(token)));
+      const cut = await billing('echo-3');
+      outputs.push(cut);
+      expect(cut.body.message).toContain('[REDACTED]');
+      // Truework: verification request ids and states that are the key, as an API answer and as a task whose
+      // `failed` outcome becomes the error the execution history shows.
+      loop.script(
+        reply(200, { id: apiKey, verification_requests: [{ id: apiKey, state: 'canceled' }] }, echoHeaders(apiKey)),
+      );
+      outputs.push(await cancel.order('ORDER_ECHO_1'));
+      loop.script(
+        reply(
+          200,
+          { verification_requests: [{ id: apiKey, state: { canonical_value: apiKey } }] },
+          echoHeaders(apiKey),
+        ),
+      );
+      const task = await callTask(cancelVerificationOrder, {
+        item: { provider: 'truework', orderId: 'ORDER_ECHO_2', reason: 'other' },
+        idempotencyKey: 'echo-task-1',
+        batch: { executionId: 'arn:aws:states:eu-west-1:111111111111:execution:Batch:echo', reason: 'declined' },
+      });
+      expect(task.error?.name).toMatch(/^Provider\./);
+      outputs.push(`${task.error?.message}\n${task.error?.stack}`);
+      loop.script(reply(200, { verification_requests: [{ id: apiKey, state: 'canceled' }] }, echoHeaders(apiKey)));
+      outputs.push(
+        await callTask(cancelVerificationOrder, {
+          item: { provider: 'truework', orderId: 'ORDER_ECHO_3', reason: 'other' },
+          idempotencyKey: 'echo-task-2',
+        }),
+      );
+    } finally {
+      await loop.close();
+    }
+    const kept = [...(records as unknown as { records: Map<string, unknown> }).records.values()];
+    expect(kept.length).toBe(3);
+    expect(ledger.entries.length).toBeGreaterThan(4);
+    const everything = [
+      ...seen.slice(from),
+      JSON.stringify(outputs),
+      JSON.stringify(ledger.entries),
+      JSON.stringify(kept),
+    ].join('\n');
+    expect(everything).toContain('[REDACTED]');
+    for (const value of [token, apiKey]) {
+      expect(everything, value).not.toContain(value);
+      expect(everything, `a prefix of ${value}`).not.toContain(value.slice(0, 12));
+    }
   });
 });

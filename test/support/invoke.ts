@@ -12,6 +12,24 @@ export interface ApiCall {
   headers?: Record<string, string>;
   body?: unknown;
   timeoutMs?: number;
+  /** The IAM principal API Gateway verified (SigV4), as it puts it into the event's `authorizer.iam`. */
+  principal?: string;
+}
+
+/** API Gateway's IAM authorizer context for a principal ARN (`arn:aws:iam::<account>:user/alice`). */
+export function iamAuthorizer(principal: string) {
+  const accountId = principal.split(':')[4] ?? '';
+  return {
+    iam: {
+      accessKey: 'AKIAEXAMPLE',
+      accountId,
+      callerId: `AIDAEXAMPLE${principal.length}`,
+      cognitoIdentity: null,
+      principalOrgId: null,
+      userArn: principal,
+      userId: `AIDAEXAMPLE${principal.length}`,
+    },
+  };
 }
 
 export interface ApiResult {
@@ -29,6 +47,8 @@ export async function callApi(handler: Handler, call: ApiCall): Promise<ApiResul
     headers: { 'content-type': 'application/json', ...call.headers },
     ...(call.body !== undefined ? { body: typeof call.body === 'string' ? call.body : JSON.stringify(call.body) } : {}),
   });
+  if (call.principal)
+    (event.requestContext as unknown as { authorizer: unknown }).authorizer = iamAuthorizer(call.principal);
   const res = (await handler(event as never, lambdaContext('test', call.timeoutMs ?? 30_000))) as {
     statusCode: number;
     headers?: Record<string, string>;
