@@ -21,6 +21,9 @@ export interface LocalCloudOptions {
   dynamoPath?: string;
   /** A file for the scheduled expirations (survive restarts); none keeps them in memory. */
   schedulesFile?: string;
+  /** A directory for the Step Functions executions (survive restarts: `stepFunctions.resume()`); none keeps them in
+   * memory. */
+  executionsDir?: string;
   retryIntervalMs?: number;
   intercept?: LocalRunnerOptions['intercept'];
 }
@@ -58,7 +61,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     ...(options.retryIntervalMs !== undefined ? { retryIntervalMs: options.retryIntervalMs } : {}),
     ...(options.intercept ? { intercept: options.intercept } : {}),
   });
-  const stepFunctions = new LocalStepFunctions(machine, LOCAL_STATE_MACHINE_ARN);
+  const stepFunctions = new LocalStepFunctions(machine, LOCAL_STATE_MACHINE_ARN, options.executionsDir);
   await stepFunctions.listen();
   const lambda = await startLocalLambda(functions);
   const scheduler = new LocalScheduler(

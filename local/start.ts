@@ -220,10 +220,13 @@ async function main(): Promise<void> {
     s3Root: join(opts.data, 's3'),
     dynamoPath: join(opts.data, 'dynamo'),
     schedulesFile: join(opts.data, 'schedules.json'),
+    executionsDir: join(opts.data, 'executions'),
   });
   // The handlers' dependencies are built on first use: this secret store, and (LEDGER_TABLE, IDEMPOTENCY_TABLE,
   // set by the local cloud) the ledger and idempotency records in the local DynamoDB.
   setDefaultDeps(undefined);
+  // Executions a crash interrupted run again from their input (their items' idempotency keys make it harmless).
+  const resumed = cloud.stepFunctions.resume();
 
   const api = new LocalApi({
     functions: cloud.functions,
@@ -265,6 +268,7 @@ async function main(): Promise<void> {
     `  EventBridge Scheduler (local, kept in ${join(opts.data, 'schedules.json')})`,
     `  DynamoDB (dynalite), S3                ${cloud.dynamo.url}, ${cloud.s3.url}`,
     `  Data                               ${opts.data}`,
+    ...(resumed ? [`  Resumed                            ${resumed} execution(s) interrupted by the last stop`] : []),
     '',
     'Try:',
     ...examples(
