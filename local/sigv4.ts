@@ -226,14 +226,19 @@ export function parseCallersFile(value: unknown, fileName: string): Caller[] {
   return callers;
 }
 
-/** The region a request to `url` is signed for: the one in an `execute-api` host name, else AWS_REGION, else (for
- * the local API) the local region. */
+/** The region the local API verifies signatures for, and the CLI signs for it with: AWS_REGION (or
+ * AWS_DEFAULT_REGION) when set, else the local region. */
+export function localRegion(): string {
+  return process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || LOCAL_REGION;
+}
+
+/** The region a request to `url` is signed for: the one in an `execute-api` host name, else AWS_REGION (or
+ * AWS_DEFAULT_REGION), else, for the local API on loopback, the local region. */
 export function regionFor(url: URL): string | undefined {
   const named = /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$/.exec(url.hostname)?.[1];
   if (named) return named;
-  const configured = process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION;
-  if (configured) return configured;
-  return ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname) ? LOCAL_REGION : undefined;
+  if (['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname)) return localRegion();
+  return process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || undefined;
 }
 
 /** Signs a request for `execute-api`: the headers to send (the host header left to the HTTP client, which sends
@@ -244,17 +249,21 @@ export async function signedHeaders(
   url: URL,
   headers: Record<string, string>,
   body: string | undefined,
+  signingDate = new Date(),
 ): Promise<Record<string, string>> {
-  const signed = await signer.sign({
-    method,
-    protocol: url.protocol,
-    hostname: url.hostname,
-    ...(url.port ? { port: Number(url.port) } : {}),
-    path: url.pathname,
-    query: queryOf(url.search.slice(1)),
-    headers: { ...headers, host: url.host },
-    ...(body !== undefined ? { body } : {}),
-  });
+  const signed = await signer.sign(
+    {
+      method,
+      protocol: url.protocol,
+      hostname: url.hostname,
+      ...(url.port ? { port: Number(url.port) } : {}),
+      path: url.pathname,
+      query: queryOf(url.search.slice(1)),
+      headers: { ...headers, host: url.host },
+      ...(body !== undefined ? { body } : {}),
+    },
+    { signingDate },
+  );
   const { host: _host, ...rest } = signed.headers as Record<string, string>;
   return rest;
 }

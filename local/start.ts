@@ -25,9 +25,8 @@ import {
 } from '../shared/secrets.ts';
 import { LocalApi } from './api.ts';
 import { startLocalCloud } from './cloud.ts';
-import { LOCAL_REGION } from './lambda-events.ts';
 import { openApiDocument } from './openapi.ts';
-import { type Caller, IamVerifier, parseCallersFile } from './sigv4.ts';
+import { type Caller, IamVerifier, localRegion, parseCallersFile } from './sigv4.ts';
 import { AUCO_DEMO, AucoSimulator } from './simulators/auco.ts';
 import type { Simulator } from './simulators/base.ts';
 import { GOCARDLESS_DEMO, GoCardlessSimulator } from './simulators/gocardless.ts';
@@ -194,10 +193,7 @@ function examples(api: string, simulated: Set<Provider>, sign = ''): string[] {
 async function main(): Promise<void> {
   const opts = options();
   const fromFile = opts.secrets ? readSecretsFile(opts.secrets) : {};
-  const auth =
-    opts.auth === 'iam'
-      ? new IamVerifier(await readCallers(opts.callers), process.env.AWS_REGION || LOCAL_REGION)
-      : undefined;
+  const auth = opts.auth === 'iam' ? new IamVerifier(await readCallers(opts.callers), localRegion()) : undefined;
   setLogLevel(opts.verbose ? 'info' : 'warn');
 
   const simulated = new Set(PROVIDERS.filter((p) => !(p in fromFile)));

@@ -3,11 +3,13 @@
  * with the principal in `requestContext.authorizer.iam` as API Gateway passes it; anything else gets API
  * Gateway's 403 and never reaches the function.
  */
+import { SignatureV4 } from '@smithy/signature-v4';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalApi } from '../../local/api.ts';
-import { executeApiSigner, IamVerifier, regionFor, signedHeaders } from '../../local/sigv4.ts';
+import { IamVerifier, regionFor, signedHeaders } from '../../local/sigv4.ts';
 import type { LocalLambda } from '../../local/state-machine.ts';
+import { Sha256 } from '../../shared/aws/dynamodb.ts';
 
 const USER = {
   accessKeyId: 'AKIAUNITUNITUNIT0001',
@@ -57,36 +59,13 @@ describe('local API with --auth iam', () => {
     const method = options.method ?? 'POST';
     let headers: Record<string, string> = { 'content-type': 'application/json' };
     if (options.signAs) {
-      const signer = executeApiSigner(options.region ?? 'eu-west-1', options.signAs);
-      headers = await signedHeaders(signer, method, url, headers, options.body);
-      if (options.date || options.service) {
-        // Signed for another time or service: the SDK signer, told so.
-        const { SignatureV4 } = await import('@smithy/signature-v4');
-        const { Sha256 } = await import('../../shared/aws/dynamodb.ts');
-        const other = new SignatureV4({
-          service: options.service ?? 'execute-api',
-          region: options.region ?? 'eu-west-1',
-          credentials: options.signAs,
-          sha256: Sha256,
-        });
-        headers = await signedHeaders(other, method, url, { 'content-type': 'application/json' }, options.body);
-        if (options.date) {
-          const signed = await other.sign(
-            {
-              method,
-              protocol: 'http:',
-              hostname: url.hostname,
-              path: url.pathname,
-              query: {},
-              headers: { 'content-type': 'application/json', host: url.host },
-              ...(options.body !== undefined ? { body: options.body } : {}),
-            },
-            { signingDate: options.date },
-          );
-          const { host: _h, ...rest } = signed.headers as Record<string, string>;
-          headers = rest;
-        }
-      }
+      const signer = new SignatureV4({
+        service: options.service ?? 'execute-api',
+        region: options.region ?? 'eu-west-1',
+        credentials: options.signAs,
+        sha256: Sha256,
+      });
+      headers = await signedHeaders(signer, method, url, headers, options.body, options.date);
       if (options.after) headers = options.after(headers);
     }
     const body = options.sentBody ?? options.body;
@@ -198,14 +177,19 @@ describe('local API with --auth iam', () => {
 describe('regionFor', () => {
   it("takes an execute-api URL's region, else AWS_REGION, else the local region for loopback", () => {
     expect(regionFor(new URL('https://abc123.execute-api.ap-southeast-2.amazonaws.com/'))).toBe('ap-southeast-2');
-    const saved = process.env.AWS_REGION;
+    const saved = { AWS_REGION: process.env.AWS_REGION, AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION };
     try {
       process.env.AWS_REGION = 'us-west-2';
       expect(regionFor(new URL('https://api.example.com/'))).toBe('us-west-2');
+      expect(regionFor(new URL('http://127.0.0.1:3000'))).toBe('us-west-2');
       delete process.env.AWS_REGION;
+      delete process.env.AWS_DEFAULT_REGION;
+      expect(regionFor(new URL('https://api.example.com/'))).toBeUndefined();
       expect(regionFor(new URL('http://127.0.0.1:3000'))).toBe('eu-west-1');
     } finally {
-      process.env.AWS_REGION = saved;
+      for (const [name, value] of Object.entries(saved))
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
     }
   });
 });
