@@ -1,13 +1,15 @@
 /**
  * The HTTP API on loopback: every route of `shared/routes.ts`, served by invoking the same Lambda handlers with
- * real API Gateway HTTP API (payload format 2.0) events, as API Gateway would (open locally: no IAM signature).
- * It also serves `GET /openapi.json`.
+ * real API Gateway HTTP API (payload format 2.0) events, as API Gateway would: open by default, or (`auth`) with
+ * every route IAM-authorized, its SigV4 signature verified and its principal passed on (local/sigv4.ts).
+ * It also serves `GET /openapi.json` (open either way).
  */
 import http from 'node:http';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { matchPath, ROUTES } from '../shared/routes.ts';
 import { apiGatewayV2Event, lambdaContext } from './lambda-events.ts';
 import { listenOnLoopback } from './listen.ts';
+import type { IamPrincipal, IamVerifier } from './sigv4.ts';
 import type { LocalLambda } from './state-machine.ts';
 
 /** API Gateway's payload limit. */
@@ -19,6 +21,8 @@ export interface AccessLogLine {
   status: number;
   ms: number;
   summary?: string;
+  /** The IAM principal (its ARN) the request was signed by. */
+  caller?: string;
 }
 
 export interface LocalApiOptions {
@@ -27,6 +31,8 @@ export interface LocalApiOptions {
   onRequest?: (line: AccessLogLine) => void;
   /** The Lambda timeout each invocation gets (25 s, as deployed). */
   timeoutMs?: number;
+  /** IAM authorization on every route, as deployed: unsigned or badly signed requests get API Gateway's 403. */
+  auth?: IamVerifier;
 }
 
 export class LocalApi {
@@ -105,6 +111,19 @@ export class LocalApi {
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(req.headers))
       if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(',') : v;
+    const body = Buffer.concat(chunks);
+    // Where API Gateway authorizes: the route matched, before the integration.
+    let iam: IamPrincipal | undefined;
+    if (this.options.auth) {
+      const verdict = await this.options.auth.verify({ method, target: req.url ?? '/', headers, body });
+      if (!verdict.ok)
+        return send(
+          403,
+          { message: verdict.message },
+          verdict.errorType ? { 'x-amzn-errortype': verdict.errorType } : {},
+        );
+      iam = verdict.principal;
+    }
     const event = apiGatewayV2Event({
       method,
       routeKey: `${match.route.method} ${match.route.path}`,
@@ -112,8 +131,9 @@ export class LocalApi {
       pathParameters: match.params,
       headers,
       query: url.searchParams,
-      body: Buffer.concat(chunks).toString('utf8'),
+      body: body.toString('utf8'),
       sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
+      ...(iam ? { authorizer: { iam } } : {}),
     });
     const handler = this.options.functions[match.route.function];
     if (!handler) return send(500, { error: 'internal_error', message: `no local function ${match.route.function}` });
@@ -124,13 +144,14 @@ export class LocalApi {
     const status = result.statusCode ?? 200;
     res.writeHead(status, { 'content-type': 'application/json', ...(result.headers as Record<string, string>) });
     res.end(result.body);
-    const body = parseSummary(result.body);
+    const summary = parseSummary(result.body);
     this.options.onRequest?.({
       method,
       path: url.pathname,
       status,
       ms: Date.now() - started,
-      ...(body ? { summary: body } : {}),
+      ...(summary ? { summary } : {}),
+      ...(iam ? { caller: iam.userArn } : {}),
     });
   }
 }

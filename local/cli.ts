@@ -10,15 +10,19 @@
  *   status <batchId>
  *   ledger (--credit-application <id> | --provider <p> --target-id <id> [--org <uuid>])
  *
- * Options: --api URL (default http://127.0.0.1:3000, or API_URL), --json (machine-readable output),
- * --idempotency-key KEY. Exit codes: 0 done (cancelled, already cancelled, completed), 1 any other outcome,
- * 2 usage, 3 the API is not reachable.
+ * Options: --api URL (default http://127.0.0.1:3000, or API_URL; a deployed stack's ApiUrl output works too),
+ * --sign (SigV4 with the AWS default credential chain; always on for an https API), --json (machine-readable
+ * output), --idempotency-key KEY. Exit codes: 0 done (cancelled, already cancelled, completed), 1 any other
+ * outcome, 2 usage (and no credentials to sign with), 3 the API is not reachable.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
+import type { SignatureV4 } from '@smithy/signature-v4';
 import { identity } from '../shared/batch.ts';
 import type { BatchItem } from '../shared/items.ts';
 import { isCanceled, OUTCOMES, type Outcome, PROVIDERS, type Provider } from '../shared/outcome.ts';
+import { executeApiSigner, regionFor, signedHeaders } from './sigv4.ts';
 
 const USAGE = `Usage: npm run cli -- <command> [options]
 
@@ -31,7 +35,9 @@ const USAGE = `Usage: npm run cli -- <command> [options]
   status <batchId>
   ledger --credit-application <id> | --provider <provider> --target-id <id> [--org <uuid>]
 
-  --api URL            the local API (default http://127.0.0.1:3000, or API_URL)
+  --api URL            the API (default http://127.0.0.1:3000, or API_URL); a deployed stack's ApiUrl too
+  --sign               sign requests (SigV4, service execute-api) with the AWS default credential chain
+                       (environment, profile, SSO); always on for an https API. Region: the URL's, or AWS_REGION
   --json               print the API's JSON answers only
   --idempotency-key K  make a retried command return the first answer`;
 
@@ -46,6 +52,7 @@ const { values: opts, positionals } = (() => {
       options: {
         api: { type: 'string' },
         json: { type: 'boolean' },
+        sign: { type: 'boolean' },
         'idempotency-key': { type: 'string' },
         metadata: { type: 'string', multiple: true },
         reason: { type: 'string' },
@@ -69,6 +76,24 @@ const { values: opts, positionals } = (() => {
 
 const API = (opts.api ?? process.env.API_URL ?? 'http://127.0.0.1:3000').replace(/\/+$/, '');
 const json = opts.json ?? false;
+const SIGN = opts.sign === true || API.startsWith('https:');
+let signer: SignatureV4 | undefined;
+
+/** The signer for the API's region, with the default chain's credentials (resolved, and refreshed, by the chain). */
+function apiSigner(url: URL): SignatureV4 {
+  if (signer) return signer;
+  const region = regionFor(url);
+  if (!region) throw new Usage(`cannot tell the API's region from ${url.host}: set AWS_REGION`);
+  const credentials = defaultProvider();
+  signer = executeApiSigner(region, async () => {
+    try {
+      return await credentials();
+    } catch (error) {
+      throw new Usage(`no AWS credentials to sign with (${(error as Error).message.split('\n')[0]})`);
+    }
+  });
+  return signer;
+}
 const say = (text: string) => {
   if (!json) console.log(text);
 };
@@ -84,24 +109,24 @@ async function call(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<Answer> {
+  const url = new URL(`${API}${path}`);
+  const text = body !== undefined ? JSON.stringify(body) : undefined;
+  let sent: Record<string, string> = {
+    'content-type': 'application/json',
+    ...(opts['idempotency-key'] ? { 'idempotency-key': opts['idempotency-key'] } : {}),
+    ...headers,
+  };
+  if (SIGN) sent = await signedHeaders(apiSigner(url), method, url, sent, text);
   let res: Response;
   try {
-    res = await fetch(`${API}${path}`, {
-      method,
-      headers: {
-        'content-type': 'application/json',
-        ...(opts['idempotency-key'] ? { 'idempotency-key': opts['idempotency-key'] } : {}),
-        ...headers,
-      },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
+    res = await fetch(url, { method, headers: sent, ...(text !== undefined ? { body: text } : {}) });
   } catch (error) {
     throw new Unreachable(
       `cannot reach the local API at ${API} (${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}). Is it running? Start it with: npm start`,
     );
   }
-  const text = await res.text();
-  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  const answer = await res.text();
+  return { status: res.status, body: answer ? (JSON.parse(answer) as Record<string, unknown>) : {} };
 }
 
 function printOutcome(answer: Answer): number {

@@ -26,6 +26,9 @@ export interface LocalCloudOptions {
   dynamoPath?: string;
   /** A file for the scheduled expirations (survive restarts); none keeps them in memory. */
   schedulesFile?: string;
+  /** A directory for the Step Functions executions (survive restarts: `stepFunctions.resume()`); none keeps them in
+   * memory. */
+  executionsDir?: string;
   retryIntervalMs?: number;
   intercept?: LocalRunnerOptions['intercept'];
   /** Provider secrets, keyed by provider, for the containers (a private temporary file, SECRETS_FILE). */
@@ -101,7 +104,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     ...(options.intercept ? { intercept: options.intercept } : {}),
     ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
   });
-  const stepFunctions = new LocalStepFunctions(machine, LOCAL_STATE_MACHINE_ARN);
+  const stepFunctions = new LocalStepFunctions(machine, LOCAL_STATE_MACHINE_ARN, options.executionsDir);
   await stepFunctions.listen();
   const lambda = await startLocalLambda(functions);
   const scheduler = new LocalScheduler(

@@ -15,6 +15,8 @@ export interface ApiEventInput {
   query?: URLSearchParams;
   body?: string;
   sourceIp?: string;
+  /** The verified IAM principal, as API Gateway passes it for an IAM-authorized route. */
+  authorizer?: { iam: object };
 }
 
 export function apiGatewayV2Event(input: ApiEventInput): APIGatewayProxyEventV2 {
@@ -53,6 +55,7 @@ export function apiGatewayV2Event(input: ApiEventInput): APIGatewayProxyEventV2 
       stage: '$default',
       time: now.toUTCString(),
       timeEpoch: now.getTime(),
+      ...(input.authorizer ? { authorizer: input.authorizer } : {}),
     },
     ...(input.body !== undefined && input.body !== '' ? { body: input.body } : {}),
     isBase64Encoded: false,

@@ -1,7 +1,7 @@
 /**
  * `npm start`: the whole system on one machine, no AWS account needed.
  *
- *   npm start [-- --port N] [--secrets FILE] [--data DIR] [--verbose]
+ *   npm start [-- --port N] [--secrets FILE] [--data DIR] [--auth none|iam [--callers FILE]] [--verbose]
  *
  * Starts the provider simulators (seeded with demo data) for every provider the secrets file leaves out, the
  * local AWS side (S3, DynamoDB, Step Functions running the synthesized definition, Lambda, EventBridge Scheduler),
@@ -11,6 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { ConfigurationError } from '../shared/errors.ts';
 import { setLogLevel } from '../shared/log.ts';
 import { PROVIDERS, type Provider } from '../shared/outcome.ts';
@@ -18,18 +19,23 @@ import { type ProviderSecret, parseSecretsFile } from '../shared/secrets.ts';
 import { LocalApi } from './api.ts';
 import { startLocalCloud } from './cloud.ts';
 import { openApiDocument } from './openapi.ts';
+import { type Caller, IamVerifier, localRegion, parseCallersFile } from './sigv4.ts';
 import { AUCO_DEMO, AucoSimulator } from './simulators/auco.ts';
 import type { Simulator } from './simulators/base.ts';
 import { GOCARDLESS_DEMO, GoCardlessSimulator } from './simulators/gocardless.ts';
 import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from './simulators/mycreditapp.ts';
 import { TRUEWORK_DEMO, TrueworkSimulator } from './simulators/truework.ts';
 
-const USAGE = `Usage: npm start [-- --port N] [--secrets FILE] [--data DIR] [--verbose]
+const USAGE = `Usage: npm start [-- --port N] [--secrets FILE] [--data DIR] [--auth none|iam [--callers FILE]] [--verbose]
 
   --port N        the local API's port (default 3000, or PORT)
   --secrets FILE  provider credentials, keyed by provider (README, "Configuration"); a provider given there is
                   reached at its baseUrl, and simulators start only for the providers the file leaves out
-  --data DIR      where local S3 objects, DynamoDB tables and schedules are kept (default .local)
+  --data DIR      where local S3 objects, DynamoDB tables, schedules and executions are kept (default .local)
+  --auth iam      every route IAM-authorized as deployed: requests must be signed with SigV4 (service
+                  execute-api); by default the API is open on 127.0.0.1 (--auth none)
+  --callers FILE  with --auth iam, the credentials accepted: {"callers": [{"accessKeyId", "secretAccessKey",
+                  "userArn"?}]}; by default those of the AWS default chain (environment, profile)
   --verbose       the handlers' JSON logs too`;
 
 function fail(message: string): never {
@@ -44,6 +50,8 @@ function options() {
         port: { type: 'string' },
         secrets: { type: 'string' },
         data: { type: 'string' },
+        auth: { type: 'string' },
+        callers: { type: 'string' },
         verbose: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -57,8 +65,13 @@ function options() {
     const portText = values.port ?? process.env.PORT ?? '3000';
     const port = Number(portText);
     if (!/^\d+$/.test(portText) || port > 65_535) fail(`--port must be a port number (0-65535), not "${portText}"`);
+    const auth = values.auth ?? 'none';
+    if (auth !== 'none' && auth !== 'iam') fail(`--auth must be none or iam, not "${auth}"`);
+    if (values.callers && auth !== 'iam') fail('--callers goes with --auth iam');
     return {
       port,
+      auth,
+      callers: values.callers,
       secrets: values.secrets,
       data: resolve(values.data ?? join(import.meta.dirname, '..', '.local')),
       verbose: values.verbose ?? false,
@@ -90,6 +103,39 @@ function readSecretsFile(file: string): Partial<{ [P in Provider]: ProviderSecre
   }
 }
 
+/** The callers `--auth iam` accepts: those of `--callers FILE`, else the AWS default chain's credentials (read
+ * before the local cloud sets its own placeholders; never the instance-metadata service). */
+async function readCallers(file: string | undefined): Promise<Caller[]> {
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      return fail(`cannot read the callers file ${file} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      return fail(`the callers file ${file} is not valid JSON`);
+    }
+    try {
+      return parseCallersFile(json, file);
+    } catch (error) {
+      return fail((error as Error).message);
+    }
+  }
+  process.env.AWS_EC2_METADATA_DISABLED = 'true';
+  try {
+    const { accessKeyId, secretAccessKey, sessionToken } = await defaultProvider()();
+    return [{ accessKeyId, secretAccessKey, sessionToken }];
+  } catch {
+    return fail(
+      '--auth iam needs credentials to accept: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile (AWS_PROFILE), or --callers FILE',
+    );
+  }
+}
+
 const SIMULATORS: Record<Provider, () => Simulator> = {
   mycreditapp: () => new MyCreditAppSimulator(),
   auco: () => new AucoSimulator(),
@@ -97,10 +143,11 @@ const SIMULATORS: Record<Provider, () => Simulator> = {
   gocardless: () => new GoCardlessSimulator(),
 };
 
-function examples(api: string, simulated: Set<Provider>): string[] {
+/** `sign`: curl's options to sign each request (with --auth iam). */
+function examples(api: string, simulated: Set<Provider>, sign = ''): string[] {
   const json = (v: unknown) => `'${JSON.stringify(v)}'`;
   const post = (path: string, body: unknown) =>
-    `curl -s -X POST ${api}${path} -H 'content-type: application/json' -d ${json(body)}`;
+    `curl -s${sign} -X POST ${api}${path} -H 'content-type: application/json' -d ${json(body)}`;
   const out: string[] = [];
   if (simulated.has('gocardless'))
     out.push(
@@ -130,7 +177,7 @@ function examples(api: string, simulated: Set<Provider>): string[] {
   ];
   if (items.length)
     out.push(
-      `${post('/v1/batches', { reason: 'Credit application declined', requestedBy: 'ops@example.com', items })}   # then: curl -s ${api}/v1/batches/<batchId>`,
+      `${post('/v1/batches', { reason: 'Credit application declined', requestedBy: 'ops@example.com', items })}   # then: curl -s${sign} ${api}/v1/batches/<batchId>`,
     );
   if (out.length < 3) out.push(`curl -s ${api}/openapi.json   # every route, generated from the handlers' own schemas`);
   return out;
@@ -139,6 +186,7 @@ function examples(api: string, simulated: Set<Provider>): string[] {
 async function main(): Promise<void> {
   const opts = options();
   const fromFile = opts.secrets ? readSecretsFile(opts.secrets) : {};
+  const auth = opts.auth === 'iam' ? new IamVerifier(await readCallers(opts.callers), localRegion()) : undefined;
   setLogLevel(opts.verbose ? 'info' : 'warn');
 
   const simulated = new Set(PROVIDERS.filter((p) => !(p in fromFile)));
@@ -160,17 +208,21 @@ async function main(): Promise<void> {
     s3Root: join(opts.data, 's3'),
     dynamoPath: join(opts.data, 'dynamo'),
     schedulesFile: join(opts.data, 'schedules.json'),
+    executionsDir: join(opts.data, 'executions'),
     secrets,
     // The handlers' JSON logs only with --verbose; no EMF metric lines on a terminal.
     env: { LOG_LEVEL: opts.verbose ? 'info' : 'warn', METRICS_NAMESPACE: '' },
   });
+  // Executions a crash interrupted run again from their input (their items' idempotency keys make it harmless).
+  const resumed = cloud.stepFunctions.resume();
 
   const api = new LocalApi({
     functions: cloud.functions,
     openapi: () => openApiDocument(api.url),
+    ...(auth ? { auth } : {}),
     onRequest: (line) =>
       console.log(
-        `${new Date().toISOString().slice(11, 19)} ${line.method} ${line.path} -> ${line.status}${line.summary ? ` ${line.summary}` : ''} (${line.ms} ms)`,
+        `${new Date().toISOString().slice(11, 19)} ${line.method} ${line.path} -> ${line.status}${line.summary ? ` ${line.summary}` : ''}${line.caller ? ` by ${line.caller}` : ''} (${line.ms} ms)`,
       ),
   });
   try {
@@ -189,6 +241,9 @@ async function main(): Promise<void> {
     'Provider cancellations: the whole system on this machine',
     '',
     `  API (every route of the contract)  ${api.url}`,
+    auth
+      ? `  Auth                               IAM (SigV4, execute-api, ${auth.region}): ${auth.principals.map((p) => p.userArn).join(', ')}`
+      : '  Auth                               none (open on 127.0.0.1; --auth iam to require SigV4)',
     `  OpenAPI                            ${api.url}/openapi.json`,
     ...PROVIDERS.map((p) => {
       const sim = sims.get(p);
@@ -201,9 +256,16 @@ async function main(): Promise<void> {
     `  EventBridge Scheduler (local, kept in ${join(opts.data, 'schedules.json')})`,
     `  DynamoDB (dynalite), S3                ${cloud.dynamo.url}, ${cloud.s3.url}`,
     `  Data                               ${opts.data}`,
+    ...(resumed ? [`  Resumed                            ${resumed} execution(s) interrupted by the last stop`] : []),
     '',
     'Try:',
-    ...examples(api.url, simulated).map((e) => `  ${e}`),
+    ...examples(
+      api.url,
+      simulated,
+      auth
+        ? ` --aws-sigv4 'aws:amz:${auth.region}:execute-api' --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"`
+        : '',
+    ).map((e) => `  ${e}`),
     '',
     `Ready: ${api.url}   (Ctrl-C to stop)`,
     '',

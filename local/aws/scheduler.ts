@@ -195,6 +195,8 @@ export class LocalScheduler {
   private async fire(schedule: LocalSchedule): Promise<void> {
     this.timers.delete(this.key(schedule.GroupName, schedule.Name));
     if (this.find(schedule.GroupName, schedule.Name) !== schedule) return; // replaced or deleted meanwhile
+    // Deleted only after this: the target started durably (the local Step Functions keeps an execution before it
+    // answers), or its event went to the dead-letter queue. A crash before then leaves the schedule to fire again.
     await this.deliver(schedule);
     // A one-time schedule is done with, whether its target started or its event went to the dead-letter queue.
     if (schedule.ActionAfterCompletion === 'DELETE') this.remove(schedule.GroupName, schedule.Name);

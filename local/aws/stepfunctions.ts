@@ -1,8 +1,17 @@
 /**
  * A local Step Functions endpoint (StartExecution, DescribeExecution, ListExecutions, StopExecution) that runs the
  * synthesized batch definition with the local runner, so the batches function uses the real SDK client unchanged.
+ *
+ * Given a directory, executions are kept there, one JSON file each, written (and flushed) before StartExecution
+ * answers and again when they end, so a crash of `npm start` loses none: `resume()` re-runs every execution that
+ * was still running from its input, under the same name. Re-running is harmless: the items' idempotency keys
+ * derive from the execution, so what finished before the crash is replayed, not repeated, and what was in flight
+ * is taken over once its lock lapses.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { log } from '../../shared/log.ts';
 import type { LocalStateMachine, RunStats } from '../state-machine.ts';
 import { executionFailure, newStats } from '../state-machine.ts';
 import { AwsServiceError, startJsonService } from './json-service.ts';
@@ -22,15 +31,66 @@ export interface LocalExecution {
   done: Promise<void>;
 }
 
+/** What the execution's file holds. */
+type Kept = Omit<LocalExecution, 'stats' | 'done' | 'startDate' | 'stopDate'> & {
+  startDate: string;
+  stopDate?: string;
+};
+
+/** Step Functions' rule for execution names: 1 to 80 characters, none of whitespace, brackets, wildcards,
+ * `"#%\^|~`$&,;:/` or control characters. */
+const EXECUTION_NAME = /^[^\s<>{}[\]?*"#%\\^|~`$&,;:/\p{Cc}]{1,80}$/u;
+
 export class LocalStepFunctions {
   readonly executions = new Map<string, LocalExecution>();
   readonly stateMachineArn: string;
   private readonly machine: LocalStateMachine;
   private service: { url: string; close: () => Promise<void> } | undefined;
+  private readonly dir: string | undefined;
+  /** Kept executions found running at start-up, until `resume()`. */
+  private unfinished: LocalExecution[] = [];
 
-  constructor(machine: LocalStateMachine, stateMachineArn: string) {
+  /** `dir`: where executions are kept (they survive restarts); none keeps them in memory. */
+  constructor(machine: LocalStateMachine, stateMachineArn: string, dir?: string) {
     this.machine = machine;
     this.stateMachineArn = stateMachineArn;
+    this.dir = dir;
+    if (!dir || !existsSync(dir)) return;
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
+      const { startDate, stopDate, ...kept } = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Kept;
+      const execution: LocalExecution = {
+        ...kept,
+        startDate: new Date(startDate),
+        ...(stopDate ? { stopDate: new Date(stopDate) } : {}),
+        stats: newStats(),
+        done: Promise.resolve(),
+      };
+      this.executions.set(execution.executionArn, execution);
+      if (execution.status === 'RUNNING') this.unfinished.push(execution);
+    }
+  }
+
+  /** Runs again, from their input, the kept executions a crash interrupted; returns how many. */
+  resume(): number {
+    const unfinished = this.unfinished;
+    this.unfinished = [];
+    for (const execution of unfinished) this.run(execution);
+    return unfinished.length;
+  }
+
+  /** Writes an execution's file (flushed, then renamed into place: a crash leaves the old file or the new one). */
+  private keep(execution: LocalExecution): void {
+    if (!this.dir) return;
+    const { stats: _stats, done: _done, startDate, stopDate, ...rest } = execution;
+    const kept: Kept = {
+      ...rest,
+      startDate: startDate.toISOString(),
+      ...(stopDate ? { stopDate: stopDate.toISOString() } : {}),
+    };
+    mkdirSync(this.dir, { recursive: true });
+    const file = join(this.dir, `${execution.name}.json`);
+    writeFileSync(`${file}.tmp`, JSON.stringify(kept), { flush: true });
+    renameSync(`${file}.tmp`, file);
   }
 
   get url(): string {
@@ -41,6 +101,7 @@ export class LocalStepFunctions {
   start(input: string, name: string = randomUUID(), stateMachineArn = this.stateMachineArn): LocalExecution {
     if (stateMachineArn !== this.stateMachineArn)
       throw new AwsServiceError('StateMachineDoesNotExist', `State Machine Does Not Exist: '${stateMachineArn}'`);
+    if (!EXECUTION_NAME.test(name)) throw new AwsServiceError('InvalidName', `Invalid Name: '${name}'`);
     const executionArn = `${this.stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`;
     const existing = this.executions.get(executionArn);
     if (existing) {
@@ -57,8 +118,16 @@ export class LocalStepFunctions {
       stats: newStats(),
       done: Promise.resolve(),
     };
+    // Started once kept: StartExecution fails rather than answer for an execution a crash would lose.
+    this.keep(execution);
+    this.executions.set(executionArn, execution);
+    this.run(execution);
+    return execution;
+  }
+
+  private run(execution: LocalExecution): void {
     execution.done = this.machine
-      .run(JSON.parse(input), { arn: executionArn, name }, execution.stats)
+      .run(JSON.parse(execution.input), { arn: execution.executionArn, name: execution.name }, execution.stats)
       .then((output) => {
         execution.status = 'SUCCEEDED';
         execution.output = JSON.stringify(output);
@@ -69,9 +138,13 @@ export class LocalStepFunctions {
       })
       .finally(() => {
         execution.stopDate = new Date();
+        try {
+          this.keep(execution);
+        } catch (error) {
+          // Still RUNNING on disk: a restart runs it again, which its idempotency keys make harmless.
+          log.error('execution end not kept', { executionArn: execution.executionArn, error });
+        }
       });
-    this.executions.set(executionArn, execution);
-    return execution;
   }
 
   private describe(executionArn: string) {

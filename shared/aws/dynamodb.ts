@@ -19,7 +19,7 @@ const bytes = (data: Data) =>
       : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 
 /** SHA-256 (and HMAC-SHA-256) for the signer, from node:crypto. */
-class Sha256 {
+export class Sha256 {
   private readonly hash: Hash | Hmac;
   constructor(secret?: Data) {
     this.hash = secret ? createHmac('sha256', bytes(secret)) : createHash('sha256');

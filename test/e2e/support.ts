@@ -26,18 +26,27 @@ export interface Started {
   output: () => string;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** With `crashable`: SIGKILL to npm and the system it runs (its process group), as a crash would; resolves once
+   * npm is gone. */
+  crash(): Promise<void>;
 }
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-export async function startSystem(args: string[] = [], env: Record<string, string> = {}): Promise<Started> {
+export async function startSystem(
+  args: string[] = [],
+  env: Record<string, string> = {},
+  options: { data?: string; crashable?: boolean } = {},
+): Promise<Started> {
   const port = await freePort();
-  const data = mkdtempSync(join(tmpdir(), 'npm-start-'));
+  const data = options.data ?? mkdtempSync(join(tmpdir(), 'npm-start-'));
   let out = '';
   const child = spawn('npm', ['start', '--silent', '--', '--port', String(port), '--data', data, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, so a crash can take npm and the node it runs at once.
+    detached: options.crashable ?? false,
   });
   child.stdout?.on('data', (c: Buffer) => {
     out += c.toString();
@@ -60,6 +69,11 @@ export async function startSystem(args: string[] = [], env: Record<string, strin
     stop: async (signal = 'SIGTERM') => {
       child.kill(signal);
       return exited;
+    },
+    crash: async () => {
+      if (!options.crashable || child.pid === undefined) throw new Error('startSystem(..., { crashable: true }) only');
+      process.kill(-child.pid, 'SIGKILL');
+      await exited;
     },
   };
 }
