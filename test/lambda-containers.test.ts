@@ -70,7 +70,8 @@ describe('the state machine retries a throttled task as its definition says', ()
   let system: TestSystem;
   beforeAll(async () => {
     system = await startTestSystem({
-      retryIntervalMs: 20,
+      // 40 throttle retries 200 ms apart: 8 s, longer than a cold start on a busy machine.
+      retryIntervalMs: 200,
       // One container for the GoCardless function, so a second execution's task is throttled while the first runs.
       reserved: { 'cancel-billing-request': 1 },
       env: { GOCARDLESS_RATE_PER_SECOND: '1000' },
