@@ -81,6 +81,16 @@ function uuidIssue(where: string, name: string) {
   return { loc: [where, name], msg: 'Input should be a valid UUID', type: 'uuid_parsing', code: 'validation_error' };
 }
 
+/** The organization headers every org-scoped route requires: missing is FastAPI's `missing`, malformed a UUID issue. */
+function headerIssues(req: SimRequest) {
+  return (['requester-organization-id', 'target-organization-id'] as const).flatMap((name) => {
+    const value = req.headers[name];
+    if (value === undefined)
+      return [{ loc: ['header', name], msg: 'Field required', type: 'missing', code: 'validation_error' }];
+    return typeof value === 'string' && UUID.test(value) ? [] : [uuidIssue('header', name)];
+  });
+}
+
 export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
   readonly name = 'mycreditapp';
   readonly documentRequests = new Map<string, DocumentRequest>();
@@ -239,7 +249,9 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     const app = /^\/credit-applications\/([^/]+)$/.exec(req.path);
     if (app && req.method === 'GET') {
       const id = decodeURIComponent(app[1] ?? '');
-      if (!UUID.test(id)) return this.detail(422, [uuidIssue('path', 'credit_application_id')]);
+      // Both organization headers are mandatory on every route but the token's (PROVIDERS.md 1.1).
+      const issues = [...headerIssues(req), ...(UUID.test(id) ? [] : [uuidIssue('path', 'credit_application_id')])];
+      if (issues.length) return this.detail(422, issues);
       const found = this.creditApplications.get(id);
       return found
         ? { status: 200, body: found }
@@ -250,9 +262,8 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     const cancel = /^\/organizations\/([^/]+)\/documents\/requests\/([^/]+)\/cancellations$/.exec(req.path);
     if (cancel && req.method === 'POST')
       return this.cancel(decodeURIComponent(cancel[1] ?? ''), decodeURIComponent(cancel[2] ?? ''), req);
-    return this.detail(404, [
-      { msg: `No route for ${req.method} ${req.path}`, type: 'not_found', code: 'route_not_found' },
-    ]);
+    // FastAPI's own answer to an unknown path (a wrong version segment, a wrong base URL).
+    return { status: 404, body: { detail: 'Not Found' } };
   }
 
   private token(req: SimRequest): SimResponse {
@@ -296,13 +307,14 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     const requester = req.headers['requester-organization-id'];
     const target = req.headers['target-organization-id'];
     const issues = [
-      ['header', 'requester-organization-id', requester],
-      ['header', 'target-organization-id', target],
-      ['path', 'org_id', orgId],
-      ['path', 'request_id', requestId],
-    ]
-      .filter(([, , v]) => typeof v !== 'string' || !UUID.test(v))
-      .map(([where, name]) => uuidIssue(where as string, name as string));
+      ...headerIssues(req),
+      ...[
+        ['path', 'org_id', orgId],
+        ['path', 'request_id', requestId],
+      ]
+        .filter(([, , v]) => typeof v !== 'string' || !UUID.test(v))
+        .map(([where, name]) => uuidIssue(where as string, name as string)),
+    ];
     if (issues.length) return this.detail(422, issues);
     const request = this.documentRequests.get(requestId);
     if (!request)
