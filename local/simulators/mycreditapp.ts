@@ -125,8 +125,14 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     super.reset();
   }
 
+  /** With the demo host organization as `organizationId`, the default of a guard's organization headers. */
   demoSecret(): Record<string, unknown> {
-    return { clientId: MYCREDITAPP_DEMO.clientId, clientSecret: MYCREDITAPP_DEMO.clientSecret, baseUrl: this.url };
+    return {
+      clientId: MYCREDITAPP_DEMO.clientId,
+      clientSecret: MYCREDITAPP_DEMO.clientSecret,
+      baseUrl: this.url,
+      organizationId: MYCREDITAPP_DEMO.hostOrg,
+    };
   }
 
   seed(): void {

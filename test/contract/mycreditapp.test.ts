@@ -3,7 +3,9 @@
  * shapes, against the simulator over real loopback HTTP, for every item of PROVIDERS.md 1.4 and its unknowns.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { handler as batchesHandler } from '../../functions/batches/handler.ts';
 import { handler as cancelHandler } from '../../functions/cancel-document-request/handler.ts';
+import { handler as expirationsHandler } from '../../functions/expirations/handler.ts';
 import { handler as lookupHandler } from '../../functions/get-credit-application/handler.ts';
 import { MYCREDITAPP_DEMO as D, MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
 import { clearTokens } from '../../shared/operations/mycreditapp-session.ts';
@@ -431,5 +433,44 @@ describe('mycreditapp: read a credit application', () => {
     sim.options.maintenance = true;
     const down = await callTask(lookupHandler, { creditApplicationId: D.approvedApplication });
     expect(down.error?.name).toBe('Provider.Transient');
+  });
+});
+
+describe('mycreditapp organization ids for a guard: refused before anything starts', () => {
+  const guarded = { reason: 'declined', items: [{ provider: 'gocardless', billingRequestId: 'BRQ000DEMOPEND1' }] };
+  const post = (handler: typeof batchesHandler, route: string, body: unknown) =>
+    callApi(handler, { method: 'POST', route, path: route, body });
+
+  it('POST /v1/batches with a guard, no organization ids and none in the secret: 400 naming both fields', async () => {
+    const res = await post(batchesHandler, '/v1/batches', {
+      ...guarded,
+      guard: { creditApplicationId: D.pendingApplication, requesterOrganizationId: D.hostOrg },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.issues).toEqual([
+      { path: 'body.guard.targetOrganizationId', message: expect.stringMatching(/mycreditapp needs both/) },
+    ]);
+    expect(sim.requests).toHaveLength(0);
+  });
+
+  it('POST /v1/expirations without organization ids and none in the secret: 400 naming both fields', async () => {
+    const res = await post(expirationsHandler, '/v1/expirations', {
+      creditApplicationId: D.pendingApplication,
+      expiresAt: new Date(Date.now() + 86_400_000).toISOString(),
+      items: guarded.items,
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.issues?.map((i) => i.path)).toEqual(['body.requesterOrganizationId', 'body.targetOrganizationId']);
+    expect(sim.requests).toHaveLength(0);
+  });
+
+  it("with the secret's organizationId, the guard's ids may be left out: no 400 for them", async () => {
+    useSecrets({ mycreditapp: secret({ organizationId: D.hostOrg }) });
+    const res = await post(batchesHandler, '/v1/batches', {
+      ...guarded,
+      guard: { creditApplicationId: D.pendingApplication },
+    });
+    expect(res.status).not.toBe(400);
+    expect(JSON.stringify(res.body)).not.toMatch(/OrganizationId/);
   });
 });
