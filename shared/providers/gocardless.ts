@@ -8,6 +8,20 @@
  *   billing request is read back: `cancelled` is `already_canceled`, `fulfilling`/`fulfilled` `not_cancelable`
  *   (4.2, 4.3, 4.5). 404 is `not_found`; `validation_failed` and `invalid_api_usage` are `rejected`.
  * - 429 waits until `ratelimit-reset` (an HTTP-date), whatever the body, JSON or HTML (4.4): `shared/http.ts`.
+ * - A 2xx that does not show `cancelled` is read back too; a 404 is `not_found` only with `resource_not_found`
+ *   (or `not_found`); `path_not_found`, an HTML page or an empty 404 is a wrong `baseUrl`: `rejected`.
+ *
+ * A reused Idempotency-Key on an *action* (what our retries send): unknown, so both answers are handled.
+ * - [D] https://gocardless.com/blog/idempotency-keys: keys are supported on "creation endpoints"; a repeat after a
+ *   success answers 409 `invalid_state` / `idempotent_creation_conflict` with `links.conflicting_resource_id`.
+ * - [D] gocardless/gocardless-pro-ruby `lib/gocardless_pro/services/billing_requests_service.rb` @077fa129: its
+ *   `cancel` catches that conflict and fetches `billing_requests/{conflicting_resource_id}`, so GoCardless's own
+ *   generator expects the 409 on actions too, naming the billing request.
+ * - [D] gocardless/gocardless-pro-python `services/billing_requests_service.py` @0603ead8 and gocardless-nodejs
+ *   10.1.2 `billingRequestService.js`: no conflict handling on actions (Node passes `fetch: null`; [O] a 409 there
+ *   crashes it with a TypeError, test/contract/gocardless.test.ts). Both send a fresh key on every call.
+ * - Whether GoCardless replays the first 200 instead is not documented anywhere public [?]: a 409 on our own key is
+ *   read back (`cancelled` is `canceled`, our earlier attempt did it), a replayed 200 `cancelled` is `canceled`.
  */
 import { createHash } from 'node:crypto';
 import type { HttpRequest, RawResponse } from '../http.ts';

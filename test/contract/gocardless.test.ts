@@ -286,6 +286,20 @@ describe('GoCardless: cancel a billing request', () => {
     expect(sim.received('GET', `/billing_requests/${GOCARDLESS_DEMO.pending}`)).toHaveLength(4);
   });
 
+  it('every attempt loses its answer after the cancel took effect; the retry with the same key is canceled, once', async () => {
+    const key = { 'idempotency-key': 'gc-lost-1' };
+    sim.inject({ fault: { kind: 'truncate' }, method: 'POST', times: Number.POSITIVE_INFINITY });
+    const lost = await cancel(GOCARDLESS_DEMO.pending, { headers: key });
+    expect(lost.status).toBe(503);
+    expect(lost.body).toMatchObject({ outcome: 'failed', details: { mayHaveTakenEffect: true } });
+    sim.clearFaults();
+    expect((await cancel(GOCARDLESS_DEMO.pending, { headers: key })).body.outcome).toBe('canceled');
+    expect((await cancel(GOCARDLESS_DEMO.pending, { headers: { 'idempotency-key': 'gc-other' } })).body.outcome).toBe(
+      'already_canceled',
+    );
+    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+  });
+
   it('a wrong baseUrl (GoCardless path_not_found) is rejected naming the configuration, never not_found', async () => {
     useSecrets({ gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: `${sim.url}/v2` } });
     const res = await cancel(GOCARDLESS_DEMO.pending);

@@ -223,6 +223,24 @@ describe('Truework: cancel a verification order', () => {
     expect(res.body.message).toMatch(/route was not found, not the resource.*truework\.baseUrl/);
   });
 
+  it.each(['200', '403'] as const)(
+    'every attempt loses its answer after the cancel took effect; the retry with the same key (fully terminal order answers %s) is canceled',
+    async (mode) => {
+      sim.options.terminalOrder = mode;
+      const key = { 'idempotency-key': `tw-lost-${mode}` };
+      sim.inject({ fault: { kind: 'truncate' }, method: 'PUT', times: Number.POSITIVE_INFINITY });
+      const lost = await cancel(TRUEWORK_DEMO.open, undefined, key);
+      expect(lost.status).toBe(503);
+      expect(lost.body).toMatchObject({ outcome: 'failed', details: { mayHaveTakenEffect: true } });
+      sim.clearFaults();
+      expect((await cancel(TRUEWORK_DEMO.open, undefined, key)).body.outcome).toBe('canceled');
+      expect((await cancel(TRUEWORK_DEMO.open, undefined, { 'idempotency-key': 'tw-other' })).body.outcome).toBe(
+        'already_canceled',
+      );
+      expect(sim.effectiveCancels.get(TRUEWORK_DEMO.open)).toBe(1);
+    },
+  );
+
   it('stays within 10 requests/second: a burst of cancels gets no 429', async () => {
     for (let i = 0; i < 25; i++) sim.add(`ORDER_BURST_${i}`, ['processing']);
     const results = await Promise.all(Array.from({ length: 25 }, (_, i) => cancel(`ORDER_BURST_${i}`)));
