@@ -191,17 +191,28 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
       created_at: created,
       updated_at: created,
       expires_at: expiresAtMs === null ? null : naive(expiresAtMs),
+      // The shape of the API reference's application (PROVIDERS.md 1.2): `payment_terms` a string, the trade
+      // profile, its document and the security-compliance answers, and the proposal in `extra_details`.
       data: {
         details: {
           annual_revenue: 1_200_000,
           credit_amount: 50_000,
           currency: 'USD',
-          payment_terms: 30,
+          payment_terms: 'net_30',
           freight_spend: 200_000,
           purpose: 'working capital',
         },
+        trade_profile: {
+          shipping_routes: [{ origin: 'CN', destination: 'US' }],
+          trade_types: ['import'],
+          avg_shipment_value: 25_000,
+        },
+        trade_profile_document: { filename: 'trade-profile.pdf' },
+        security_compliance: [
+          { title: 'C-TPAT certified', other: null, description: 'Customs-Trade Partnership Against Terrorism' },
+        ],
       },
-      extra_details: { created_at: created, updated_at: created, proposed_amount: null, proposed_terms: null },
+      extra_details: { created_at: created, updated_at: created, proposed_amount: 45_000, proposed_terms: 'net_45' },
     });
   }
 

@@ -47,7 +47,13 @@ async function token(
 ): Promise<TokenResult> {
   const cached = tokens.get(key);
   if (cached && !force && cached.renewAt > Date.now()) return { accessToken: cached.accessToken };
-  const response = await deps.http.send(tokenRequest(secret), options);
+  // A 2xx without an access token proves nothing about the credentials: retried, then `failed`, never `rejected`.
+  const response = await deps.http.send(tokenRequest(secret), {
+    ...options,
+    isTransient: (r) =>
+      options.isTransient?.(r) ??
+      (r.status >= 200 && r.status < 300 && !parseToken(r) ? 'token answer without an access_token' : undefined),
+  });
   const parsed = response.status < 300 ? parseToken(response) : undefined;
   if (!parsed) {
     tokens.delete(key);

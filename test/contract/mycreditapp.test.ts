@@ -96,6 +96,15 @@ describe('mycreditapp: cancel a document request', () => {
     expect(cancellations()).toHaveLength(0);
   });
 
+  it('a token answer without an access_token is retried, then failed (503): never taken for refused credentials', async () => {
+    sim.inject({ fault: { kind: 'status', status: 200, body: { unexpected: true } }, path: '/oauth2/token', times: 9 });
+    const res = await cancel(D.pendingRequest);
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ outcome: 'failed', failure: 'transient' });
+    expect(res.body.message).toMatch(/without an access_token/);
+    expect(cancellations()).toHaveLength(0);
+  });
+
   it('checks the organization headers before sending: 400 naming each, nothing sent', async () => {
     const res = await cancel(D.pendingRequest, { 'requester-organization-id': 'acme' });
     expect(res.status).toBe(400);
@@ -323,6 +332,14 @@ describe('mycreditapp: read a credit application', () => {
       expired: false,
       expires_at: `${raw.expires_at.slice(0, 23)}Z`,
       shipper: { name: 'Demo Shipper' },
+      // The rest of the application is kept as mycreditapp sent it (PROVIDERS.md 1.2's shape).
+      data: {
+        details: { payment_terms: expect.any(String) },
+        trade_profile: { trade_types: expect.any(Array) },
+        trade_profile_document: { filename: expect.any(String) },
+        security_compliance: [expect.objectContaining({ title: expect.any(String) })],
+      },
+      extra_details: { proposed_amount: expect.any(Number), proposed_terms: expect.any(String) },
     });
   });
 
