@@ -123,7 +123,8 @@ export function classifyStatus(
     return { unauthorized: `Auco rejected the public key used to read document status (${errorText(response)})` };
   const status =
     response.status < 300 ? asString(asObject(parseJson(response.body))?.status)?.toUpperCase() : undefined;
-  // Auco's error body is not documented, but it is JSON: a 404 page that is not (HTML, empty) is a wrong route.
+  // Auco's error body is not documented (2.2): only a JSON 404 is taken for Auco's own "unknown code"; an HTML page
+  // or an empty 404 may be any server at a wrong base URL, so it is never a final `not_found`.
   if (response.status === 404 && parseJson(response.body) === undefined) {
     const { message = '' } = misrouted('Auco', response, MISROUTE_CHECK);
     return { outcome: 'rejected', message };
