@@ -410,10 +410,14 @@ describe('gocardless-nodejs (the official client) against the simulator', () => 
     expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
   });
 
-  it('the client retries a GET after a 500 (through its HTTP library, got) but never a POST', async () => {
+  it('the client retries a GET after a 500, a 502 and a reset (through its HTTP library, got) but never a POST', async () => {
     sim.inject({ fault: { kind: 'status', status: 500, body: sim500() }, method: 'GET' });
     expect((await official().billingRequests.find(GOCARDLESS_DEMO.pending)).status).toBe('pending');
     expect(sim.received('GET', `/billing_requests/${GOCARDLESS_DEMO.pending}`)).toHaveLength(2);
+    sim.inject({ fault: { kind: 'status', status: 502, html: true }, method: 'GET' });
+    sim.inject({ fault: { kind: 'reset' }, method: 'GET' });
+    expect((await official().billingRequests.find(GOCARDLESS_DEMO.pending)).status).toBe('pending');
+    expect(sim.received('GET', `/billing_requests/${GOCARDLESS_DEMO.pending}`)).toHaveLength(5);
     sim.inject({ fault: { kind: 'status', status: 500, body: sim500() }, method: 'POST' });
     await expect(official().billingRequests.cancel(GOCARDLESS_DEMO.pending, {})).rejects.toThrow();
     expect(cancels()).toHaveLength(1);
