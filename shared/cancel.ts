@@ -156,8 +156,10 @@ export async function settle(
     outcome.details = { ...outcome.details, mayHaveTakenEffect: true };
     outcome.message = `${outcome.message ?? ''} (an attempt may have taken effect at the provider)`.trim();
   }
+  // A refusal that names no state (`uncertainRepeat` and no `providerStatus`) may answer our own lost cancel too.
+  const stateless = uncertainRepeat === true && outcome.outcome === 'not_cancelable' && !outcome.providerStatus;
   const earlier =
-    !ambiguous && outcome.outcome === 'already_canceled' && repeat?.idempotencyKey !== undefined
+    !ambiguous && (outcome.outcome === 'already_canceled' || stateless) && repeat?.idempotencyKey !== undefined
       ? await repeat.ledger
           .mayHaveTakenEffect(outcomeBase.provider, outcomeBase.target, repeat.idempotencyKey)
           .catch((error) => {
@@ -187,6 +189,14 @@ export async function settle(
       outcome.outcome = 'already_canceled';
       outcome.message = `Already cancelled by an earlier request at ${prior.at} (audit ledger); the provider answered this repeat like a first cancel`;
     }
+  }
+  if (stateless && (ambiguous || earlier) && outcome.outcome === 'not_cancelable') {
+    // Our lost attempt may have cancelled it, or it completed or expired: the refusal does not say which, and
+    // nothing documented reads the state back. Not final: retried, and `failed` if it never settles.
+    outcome.outcome = 'failed';
+    outcome.failure = 'transient';
+    outcome.details = { ...outcome.details, mayHaveTakenEffect: true };
+    outcome.message = `${outcome.message ?? ''}; an earlier attempt of this request may have cancelled it (its answer was lost), so this refusal, which names no state, does not settle it`;
   }
   return finish(outcome, started);
 }

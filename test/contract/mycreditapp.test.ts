@@ -271,6 +271,24 @@ describe('mycreditapp: cancel a document request', () => {
     },
   );
 
+  it('with opaque refusals, a retry after lost answers is never a final not_cancelable: failed (503), still not settled', async () => {
+    sim.options.refusalWording = 'opaque';
+    sim.options.repeatCancel = '409';
+    const key = { ...orgHeaders, 'idempotency-key': 'lost-opaque' };
+    sim.inject({ fault: { kind: 'truncate' }, path: '/organizations', times: Number.POSITIVE_INFINITY });
+    expect((await cancel(D.pendingRequest, key)).status).toBe(503);
+    sim.clearFaults();
+    const retried = await cancel(D.pendingRequest, key);
+    expect(retried.status).toBe(503);
+    expect(retried.body).toMatchObject({ outcome: 'failed', details: { mayHaveTakenEffect: true } });
+    expect(retried.body.message).toMatch(/names no state, does not settle it/);
+    // Without a lost attempt, the same refusal of a completed request stays not_cancelable.
+    sim.options.terminalStatus = '409';
+    expect((await cancel(D.completedRequest, { ...orgHeaders, 'idempotency-key': 'fresh' })).body.outcome).toBe(
+      'not_cancelable',
+    );
+  });
+
   it("a batch task whose attempts all lost their answers is canceled on the state machine's retry of the same item", async () => {
     sim.options.repeatCancel = '409';
     const input = {
