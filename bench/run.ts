@@ -3,7 +3,8 @@
  *
  *   1. bundles and cold start, per function, built as deployed (the CDK's own esbuild bundles), against a bundle
  *      that holds only the Secrets Manager client (the floor every function pays);
- *   2. per-call overhead: a warm handler cancelling at a loopback simulator against a raw HTTP request to it;
+ *   2. per-call overhead: a warm handler cancelling at a loopback simulator against a raw HTTP request to it, and
+ *      against GoCardless's own Node client (gocardless-nodejs) making the same cancel;
  *   3. batch throughput: 10,000 mixed items through the local runner against rate-limited simulators, time
  *      scaled down by the same factor for every provider;
  *   4. cost: state transitions per item on both paths, from the definition and from a local run, priced.
@@ -12,7 +13,7 @@
  * --quick (fewer repetitions), --only=bundles,overhead,throughput,cost, --scale=N (time factor, default 10).
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -183,6 +184,15 @@ async function overhead() {
       req.on('error', reject);
       req.end(body);
     });
+  // GoCardless's own Node client, bare: `billingRequests.cancel` and nothing else. It has no base-URL option; the one
+  // private field holding its URL (`_api._baseUrl`, got's prefixUrl) is pointed at the same simulator.
+  const { GoCardlessClient, Environments } = await import('gocardless-nodejs');
+  const official = new GoCardlessClient(GOCARDLESS_DEMO.accessToken, Environments.Sandbox, {});
+  (official as unknown as { _api: { _baseUrl: string } })._api._baseUrl = sim.url;
+  const viaOfficialClient = async (id: string) => {
+    const br = await official.billingRequests.cancel(id, {});
+    if (br.status !== 'cancelled') throw new Error(`unexpected ${br.status}`);
+  };
   const viaHandler = async (id: string) => {
     const out = (await handler(
       { item: { provider: 'gocardless', billingRequestId: id }, idempotencyKey: `bench-${id}` } as never,
@@ -194,7 +204,9 @@ async function overhead() {
   const rounds = QUICK ? 3 : 7;
   const rawTimes: number[] = [];
   const handlerTimes: number[] = [];
+  const officialTimes: number[] = [];
   const ratios: number[] = [];
+  const officialRatios: number[] = [];
   let seq = 0;
   const measure = async (fn: (id: string) => Promise<void>, into: number[]) => {
     const ids = Array.from({ length: n }, () => `BRQBENCH${++seq}`);
@@ -208,12 +220,16 @@ async function overhead() {
     into.push(...times);
     return median(times);
   };
-  await measure(viaHandler, []); // warm up both paths
+  await measure(viaHandler, []); // warm up every path
   await measure(raw, []);
+  await measure(viaOfficialClient, []);
+  // Interleaved rounds: the three paths share the process, the simulator and whatever load the machine has.
   for (let r = 0; r < rounds; r++) {
     const rawMedian = await measure(raw, rawTimes);
     const handlerMedian = await measure(viaHandler, handlerTimes);
+    const officialMedian = await measure(viaOfficialClient, officialTimes);
     ratios.push(handlerMedian / rawMedian);
+    officialRatios.push(handlerMedian / officialMedian);
   }
   await sim.stop();
   agent.destroy();
@@ -224,11 +240,14 @@ async function overhead() {
     handlerMsP99: round(percentile(handlerTimes, 99)),
     overheadMsMedian: round(median(handlerTimes) - median(rawTimes)),
     overheadRatio: round(median(ratios)),
+    // Our whole warm handler (validation, idempotency, ledger, logs) against GoCardless's bare Node client.
+    officialClientMsMedian: round(median(officialTimes)),
+    ratioToOfficialClient: round(median(officialRatios)),
     calls: rawTimes.length,
   };
   results.overhead = row;
   console.log(
-    `\n2. Per-call overhead: a warm handler vs a raw request to the same simulator endpoint (${rounds} rounds of ${n})`,
+    `\n2. Per-call overhead: a warm handler vs a raw request and vs gocardless-nodejs's billingRequests.cancel, same simulator endpoint (${rounds} interleaved rounds of ${n})`,
   );
   console.table([row]);
 }
@@ -686,6 +705,9 @@ const stats = ONLY.has('throughput') ? await throughput() : undefined;
 if (ONLY.has('cost')) await cost(stats);
 if (ONLY.has('storm')) await storm();
 
+// Sections not run this time keep their last figures (`--only` refreshes only what it names).
 mkdirSync(new URL('.', import.meta.url), { recursive: true });
-writeFileSync(new URL('./results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
+const file = new URL('./results.json', import.meta.url);
+const previous = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
+writeFileSync(file, `${JSON.stringify({ ...previous, ...results }, null, 2)}\n`);
 console.log('\nwrote bench/results.json');

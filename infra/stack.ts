@@ -116,6 +116,9 @@ export class CancellationsStack extends Stack {
       description: 'POST /v1/batches and GET /v1/batches/{batchId}',
       environment: { STATE_MACHINE_ARN: this.batch.stateMachine.stateMachineArn, BATCH_BUCKET: bucket.bucketName },
     });
+    // The mycreditapp secret's organizationId is the default of a guard's organization ids: without either, a
+    // guarded batch is refused (400) before it starts.
+    batches.bindSecret(this.secrets.secrets.mycreditapp);
     this.batch.stateMachine.grantStartExecution(batches);
     batches.addToRolePolicy(
       new PolicyStatement({
@@ -140,7 +143,7 @@ export class CancellationsStack extends Stack {
       operation: 'expirations',
       description: 'POST, GET and DELETE /v1/expirations',
       environment: { BATCH_BUCKET: bucket.bucketName },
-    });
+    }).bindSecret(this.secrets.secrets.mycreditapp); // as Batches: the guard's default organization ids
     const expirations = new Expirations(this, 'Expiry', {
       fn: expirationsFn,
       stateMachine: this.batch.stateMachine,

@@ -53,6 +53,26 @@ export const Guard = z.strictObject({
 });
 export type Guard = z.infer<typeof Guard>;
 
+/**
+ * The organization ids a guard's lookup needs: mycreditapp requires both headers on every call (PROVIDERS.md 1.1).
+ * Each defaults to the mycreditapp secret's `organizationId`; with neither, the request is refused (400) before
+ * anything starts, naming the fields, instead of an execution that fails its guard after starting.
+ */
+export function guardOrganizationIssues(
+  ids: { requesterOrganizationId?: string | undefined; targetOrganizationId?: string | undefined },
+  secretOrganizationId: string | undefined,
+  where: string,
+): InputIssue[] {
+  if (secretOrganizationId) return [];
+  return (['requesterOrganizationId', 'targetOrganizationId'] as const)
+    .filter((name) => !ids[name])
+    .map((name) => ({
+      path: `${where}${name}`,
+      message:
+        'is required for the guard: mycreditapp needs both organization headers, and the mycreditapp secret has no organizationId to default to',
+    }));
+}
+
 export const ManifestLocation = z.strictObject({
   bucket: z.string().check(z.regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name')),
   key: z.string().check(z.minLength(1), z.maxLength(1024)),

@@ -127,6 +127,7 @@ export function failedOutcome(error: RateLimitedError | TransientError): Settled
       attempts: error.attempts,
       ...(error.retryAfterMs !== undefined ? { retryAfterSeconds: Math.ceil(error.retryAfterMs / 1000) } : {}),
       message: error.message,
+      ambiguous: error.ambiguous,
     };
   }
   return {
@@ -135,6 +136,7 @@ export function failedOutcome(error: RateLimitedError | TransientError): Settled
     ...(error.status !== undefined ? { httpStatus: error.status } : {}),
     attempts: error.attempts,
     message: error.message,
+    ambiguous: error.ambiguous,
   };
 }
 
@@ -142,7 +144,9 @@ export function failedOutcome(error: RateLimitedError | TransientError): Settled
  * Runs an operation and settles its outcome:
  * - transient trouble becomes `failed` (configuration errors and bugs propagate);
  * - `already_canceled` after an attempt of ours that may have taken effect is reported `canceled`: the resource
- *   was still in flight when this request began, and our own lost attempt cancelled it;
+ *   was still in flight when this request began, and our own lost attempt cancelled it. The attempt may be one of
+ *   this invocation's, or an earlier invocation's with the same idempotency key: a `failed` outcome whose attempt
+ *   may have taken effect says so in `details.mayHaveTakenEffect`, which the ledger keeps;
  * - an answer that a repeat could also have produced (`uncertainRepeat`) is checked against the ledger: a target
  *   an earlier, different request already cancelled is `already_canceled`;
  * - secret values are scrubbed from every string, and the duration is stamped (from `started`, by default now:
@@ -160,7 +164,26 @@ export async function settle(
   // The outcome right after the target, so records read the same way everywhere.
   const { outcome: kind, ...fields } = rest;
   const outcome: Outcome = { ...outcomeBase, outcome: kind, ...fields, durationMs: 0 };
-  if (ambiguous && outcome.outcome === 'already_canceled') {
+  if (ambiguous && outcome.outcome === 'failed') {
+    // Kept with the outcome (and so in the audit ledger): a later attempt of this request, in another invocation
+    // or a batch's retry, must know that this one may have cancelled the target before its answer was lost.
+    outcome.details = { ...outcome.details, mayHaveTakenEffect: true };
+    outcome.message = `${outcome.message ?? ''} (an attempt may have taken effect at the provider)`.trim();
+  }
+  // A refusal that names no state (`uncertainRepeat` and no `providerStatus`) may answer our own lost cancel too.
+  const stateless = uncertainRepeat === true && outcome.outcome === 'not_cancelable' && !outcome.providerStatus;
+  const earlier =
+    !ambiguous && (outcome.outcome === 'already_canceled' || stateless) && repeat?.idempotencyKey !== undefined
+      ? await repeat.ledger
+          .mayHaveTakenEffect(outcomeBase.provider, outcomeBase.target, repeat.idempotencyKey)
+          .catch((error) => {
+            log.warn('ledger unreadable; a cancel whose first answer was lost may be reported already_canceled', {
+              error,
+            });
+            return false;
+          })
+      : false;
+  if ((ambiguous || earlier) && outcome.outcome === 'already_canceled') {
     outcome.outcome = 'canceled';
     outcome.message =
       `${outcome.message ?? ''} (our earlier attempt of this request took effect; its answer was lost)`.trim();
@@ -168,6 +191,7 @@ export async function settle(
   if (
     uncertainRepeat &&
     !ambiguous &&
+    !earlier &&
     (outcome.outcome === 'canceled' || outcome.outcome === 'not_cancelable') &&
     repeat
   ) {
@@ -179,6 +203,14 @@ export async function settle(
       outcome.outcome = 'already_canceled';
       outcome.message = `Already cancelled by an earlier request at ${prior.at} (audit ledger); the provider answered this repeat like a first cancel`;
     }
+  }
+  if (stateless && (ambiguous || earlier) && outcome.outcome === 'not_cancelable') {
+    // Our lost attempt may have cancelled it, or it completed or expired: the refusal does not say which, and
+    // nothing documented reads the state back. Not final: retried, and `failed` if it never settles.
+    outcome.outcome = 'failed';
+    outcome.failure = 'transient';
+    outcome.details = { ...outcome.details, mayHaveTakenEffect: true };
+    outcome.message = `${outcome.message ?? ''}; an earlier attempt of this request may have cancelled it (its answer was lost), so this refusal, which names no state, does not settle it`;
   }
   return finish(outcome, started);
 }

@@ -260,3 +260,14 @@ export function secretStore(): SecretStore {
 export function setSecretStore(store: SecretStore | undefined): void {
   defaultStore = store;
 }
+
+/** The mycreditapp secret's `organizationId` (what a guard's lookup defaults both organization headers to), or
+ * undefined when it has none or no mycreditapp secret is configured. Transient trouble reading it propagates. */
+export async function mycreditappOrganizationId(store: SecretStore = secretStore()): Promise<string | undefined> {
+  try {
+    return (await store.get('mycreditapp')).organizationId;
+  } catch (error) {
+    if (error instanceof ConfigurationError) return undefined;
+    throw error;
+  }
+}

@@ -7,11 +7,13 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
-import { INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
+import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
 import { defaultDeps } from '#shared/cancel.ts';
 import { IdempotencyHeaders } from '#shared/cancel-handler.ts';
+import { InvalidInputError } from '#shared/errors.ts';
 import { recordApiStart } from '#shared/execution-starts.ts';
 import { defineHandler, type Reply } from '#shared/middleware.ts';
+import { mycreditappOrganizationId } from '#shared/secrets.ts';
 
 /** Items one POST may carry (more than INLINE_LIMIT go through a manifest written for the caller). */
 export const API_ITEM_LIMIT = 10_000;
@@ -48,6 +50,14 @@ function executionName(idempotencyKey: string | undefined, principal: string | u
 
 async function start(body: unknown, idempotencyKey: string | undefined, principal: string | undefined): Promise<Reply> {
   const { request, items } = validateBatch(body, undefined, 'items', API_ITEM_LIMIT);
+  if (request.guard) {
+    const issues = guardOrganizationIssues(
+      request.guard,
+      await mycreditappOrganizationId(defaultDeps().secrets),
+      'body.guard.',
+    );
+    if (issues.length) throw new InvalidInputError(issues);
+  }
   const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
   const name = executionName(idempotencyKey, principal);
   let input: unknown = request;

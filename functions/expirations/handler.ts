@@ -14,7 +14,8 @@ import {
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
-import { INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
+import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
+import { defaultDeps } from '#shared/cancel.ts';
 import { type InputIssue, InvalidInputError } from '#shared/errors.ts';
 import { forgetSchedule, recordApiStart, recordSchedule } from '#shared/execution-starts.ts';
 import {
@@ -28,6 +29,7 @@ import {
 import { toInputIssues } from '#shared/issues.ts';
 import { Uuid } from '#shared/items.ts';
 import { defineHandler, type Reply } from '#shared/middleware.ts';
+import { mycreditappOrganizationId } from '#shared/secrets.ts';
 
 /** Schedule inputs are kept small; a longer item list goes to S3 and the schedule carries its location. */
 const MAX_INLINE_INPUT_BYTES = 6_000;
@@ -101,6 +103,10 @@ async function register(body: unknown, principal: string | undefined): Promise<R
   if (parsed.success && parsed.data.expiresAt !== undefined) {
     const problem = expiresAtProblem(parsed.data.expiresAt);
     if (problem) issues.push({ path: 'expiresAt', message: problem });
+  }
+  if (parsed.success && !issues.length) {
+    // The schedule runs the batch with a guard: its lookup needs both organization ids (or the secret's default).
+    issues.push(...guardOrganizationIssues(parsed.data, await mycreditappOrganizationId(defaultDeps().secrets), ''));
   }
   if (issues.length || !parsed.success)
     throw new InvalidInputError(issues.map((i) => ({ ...i, path: i.path ? `body.${i.path}` : 'body' })));

@@ -16,7 +16,15 @@ import http from 'node:http';
 import { listenOnLoopback, withBody } from '../listen.ts';
 
 export type Fault =
-  | { kind: 'status'; status: number; body?: unknown; headers?: Record<string, string>; html?: boolean }
+  | {
+      kind: 'status';
+      status: number;
+      body?: unknown;
+      headers?: Record<string, string>;
+      html?: boolean;
+      /** The Content-Type of a JSON body (default application/json); null sends none. */
+      contentType?: string | null;
+    }
   | { kind: 'delay'; ms: number }
   | { kind: 'reset' }
   | { kind: 'truncate' }
@@ -280,7 +288,8 @@ export abstract class Simulator<O extends object = object> {
           res.writeHead(fault.status, { 'content-type': 'text/html', ...fault.headers });
           res.end(html);
         } else {
-          res.writeHead(fault.status, { 'content-type': 'application/json', ...fault.headers });
+          const type = fault.contentType === undefined ? 'application/json' : fault.contentType;
+          res.writeHead(fault.status, { ...(type ? { 'content-type': type } : {}), ...fault.headers });
           res.end(
             fault.body === undefined ? '' : typeof fault.body === 'string' ? fault.body : JSON.stringify(fault.body),
           );

@@ -25,7 +25,11 @@ export interface GoCardlessSimOptions {
   rateLimitBody: 'json' | 'html';
   /** `errors[].reason` of the 422 for a billing request that cannot be cancelled (the real string is unknown). */
   invalidStateReason: string;
-  /** A reused Idempotency-Key: 409 `idempotent_creation_conflict`, or the first answer replayed. */
+  /**
+   * A reused Idempotency-Key on the cancel action: 409 `idempotent_creation_conflict` naming the resource the key
+   * first acted on, or the first answer replayed. GoCardless documents the 409 for creation endpoints only; for
+   * actions it is unknown (README, GoCardless section), so both are offered.
+   */
   idempotencyReplay: '409' | 'replay';
   /** Answer 400 when the GoCardless-Version header is missing or wrong. */
   enforceVersion: boolean;
@@ -57,7 +61,8 @@ export class GoCardlessSimulator extends Simulator<GoCardlessSimOptions> {
     details: Record<string, string>;
   }[] = [];
   private window = this.newWindow();
-  private readonly idempotency = new Map<string, { status: number; body: unknown }>();
+  /** The first answer per (token, key), and the billing request that key first acted on. */
+  private readonly idempotency = new Map<string, { status: number; body: unknown; resourceId: string }>();
 
   constructor(options: Partial<GoCardlessSimOptions> & SimulatorBaseOptions = {}) {
     super(
@@ -108,23 +113,26 @@ export class GoCardlessSimulator extends Simulator<GoCardlessSimOptions> {
     return true;
   }
 
+  /** The error envelope as GoCardless's own fixtures show it (test/fixtures/gocardless): the top-level message,
+   * and `errors[]` items that carry a `reason` only where the fixtures do (not on `validation_failed` items, nor on
+   * `invalid_api_usage` structure errors). */
   private error(
     status: number,
     type: string,
     reason: string,
     message: string,
-    extra: Record<string, unknown> = {},
+    items: Record<string, unknown>[] = [{ reason, message }],
   ): SimResponse {
     return {
       status,
       body: {
         error: {
           message,
+          errors: items,
           documentation_url: `https://developer.gocardless.com/api-reference#${reason}`,
           type,
           request_id: randomUUID(),
           code: status,
-          errors: [{ reason, message, ...extra }],
         },
       },
     };
@@ -163,13 +171,15 @@ export class GoCardlessSimulator extends Simulator<GoCardlessSimOptions> {
     const get = /^\/billing_requests\/([^/]+)$/.exec(req.path);
     if (get && req.method === 'GET') {
       const br = this.billingRequests.get(decodeURIComponent(get[1] ?? ''));
-      return br
-        ? { status: 200, body: { billing_requests: this.render(br) } }
-        : this.error(404, 'invalid_api_usage', 'not_found', 'Resource not found');
+      return br ? { status: 200, body: { billing_requests: this.render(br) } } : this.notFound();
     }
     const cancel = /^\/billing_requests\/([^/]+)\/actions\/cancel$/.exec(req.path);
     if (cancel && req.method === 'POST') return this.cancel(decodeURIComponent(cancel[1] ?? ''), req, token);
-    return this.error(404, 'invalid_api_usage', 'path_not_found', `No route for ${req.method} ${req.path}`);
+    return this.error(404, 'invalid_api_usage', 'path_not_found', 'Path not found');
+  }
+
+  private notFound(): SimResponse {
+    return this.error(404, 'invalid_api_usage', 'resource_not_found', 'Resource not found');
   }
 
   private cancel(id: string, req: SimRequest, token: string): SimResponse {
@@ -178,32 +188,34 @@ export class GoCardlessSimulator extends Simulator<GoCardlessSimOptions> {
     const previous = storeKey ? this.idempotency.get(storeKey) : undefined;
     if (previous) {
       if (this.options.idempotencyReplay === 'replay') return { status: previous.status, body: previous.body };
-      return this.error(
-        409,
-        'invalid_state',
-        'idempotent_creation_conflict',
-        'A resource has already been created with this idempotency key',
+      const message = 'A resource has already been created with this idempotency key';
+      return this.error(409, 'invalid_state', 'idempotent_creation_conflict', message, [
         {
-          links: { conflicting_resource_id: id },
+          reason: 'idempotent_creation_conflict',
+          message,
+          links: { conflicting_resource_id: previous.resourceId },
         },
-      );
+      ]);
     }
     if (req.json === INVALID_JSON || req.json === null || typeof req.json !== 'object' || Array.isArray(req.json)) {
-      return this.error(400, 'invalid_api_usage', 'invalid_document_structure', 'Root element must be an object');
+      return this.error(400, 'invalid_api_usage', 'invalid_document_structure', 'Invalid document structure', [
+        { message: 'Root element must be an object.' },
+      ]);
     }
     const data = (req.json as { data?: unknown }).data;
     if (data !== undefined && (data === null || typeof data !== 'object' || Array.isArray(data))) {
-      return this.error(400, 'invalid_api_usage', 'invalid_type', 'data must be an object');
+      return this.error(422, 'invalid_api_usage', 'invalid_type', 'One of your parameters was incorrectly typed', [
+        { message: '"data" must be an object.', request_pointer: '/data' },
+      ]);
     }
     const metadata = (data as { metadata?: unknown } | undefined)?.metadata;
     if (metadata !== undefined && !validMetadata(metadata)) {
-      return this.error(422, 'validation_failed', 'validation_failed', 'Validation failed', {
-        field: 'metadata',
-        request_pointer: '/data/metadata',
-      });
+      return this.error(422, 'validation_failed', 'validation_failed', 'Validation failed', [
+        { field: 'metadata', message: 'is invalid', request_pointer: '/data/metadata' },
+      ]);
     }
     const br = this.billingRequests.get(id);
-    if (!br) return this.error(404, 'invalid_api_usage', 'not_found', 'Resource not found');
+    if (!br) return this.notFound();
     if (br.status !== 'pending' && br.status !== 'ready_to_fulfil') {
       return this.error(422, 'invalid_state', this.options.invalidStateReason, 'Billing request cannot be cancelled');
     }
@@ -217,23 +229,69 @@ export class GoCardlessSimulator extends Simulator<GoCardlessSimOptions> {
       details: { cause: 'billing_request_cancelled', origin: 'api' },
     });
     const response = { status: 200, body: { billing_requests: this.render(br) } };
-    if (storeKey) this.idempotency.set(storeKey, response);
+    if (storeKey) this.idempotency.set(storeKey, { ...response, resourceId: id });
     return response;
   }
 
+  /** A billing request with the fields of GoCardless's own example (gocardless-pro-python fixture
+   * `billing_requests.json`): a mandate request, `links`, `resources`, `creditor_name`, `sign_flow_url`, `purpose_code`. */
   private render(br: BillingRequest): Record<string, unknown> {
+    const suffix = br.id.slice(3);
     return {
       id: br.id,
       status: br.status,
       created_at: br.created_at,
       actions:
-        br.status === 'cancelled' ? [] : [{ type: 'collect_customer_details', required: true, status: 'pending' }],
+        br.status === 'cancelled'
+          ? []
+          : [
+              {
+                type: 'collect_customer_details',
+                required: true,
+                status: 'pending',
+                completes_actions: [],
+                requires_actions: [],
+              },
+            ],
       metadata: br.metadata,
-      links: { creditor: 'CR000SIMULATOR' },
+      links: {
+        creditor: 'CR000SIMULATOR',
+        organisation: 'OR000SIMULATOR',
+        mandate_request: `MRQ${suffix}`,
+        customer: `CU${suffix}`,
+      },
+      creditor_name: 'Simulated Creditor Ltd',
+      sign_flow_url: `https://pay-sandbox.gocardless.com/billing/static/flow?id=BRF${suffix}`,
+      purpose_code: 'other',
+      payment_purpose_code: null,
+      payment_context_code: null,
       fallback_enabled: false,
       fallback_occurred: false,
-      mandate_request: null,
+      mandate_request: {
+        currency: 'GBP',
+        scheme: 'bacs',
+        verify: 'recommended',
+        authorisation_source: 'web',
+        metadata: {},
+        links: br.status === 'fulfilled' ? { mandate: `MD${suffix}` } : {},
+      },
       payment_request: null,
+      subscription_request: null,
+      instalment_schedule_request: null,
+      resources: {
+        customer: {
+          id: `CU${suffix}`,
+          created_at: br.created_at,
+          email: 'payer@shipper.example',
+          given_name: 'Demo',
+          family_name: 'Payer',
+          company_name: 'Demo Shipper',
+          language: 'en',
+          metadata: {},
+        },
+        customer_billing_detail: null,
+        customer_bank_account: null,
+      },
     };
   }
 }

@@ -81,6 +81,16 @@ function uuidIssue(where: string, name: string) {
   return { loc: [where, name], msg: 'Input should be a valid UUID', type: 'uuid_parsing', code: 'validation_error' };
 }
 
+/** The organization headers every org-scoped route requires: missing is FastAPI's `missing`, malformed a UUID issue. */
+function headerIssues(req: SimRequest) {
+  return (['requester-organization-id', 'target-organization-id'] as const).flatMap((name) => {
+    const value = req.headers[name];
+    if (value === undefined)
+      return [{ loc: ['header', name], msg: 'Field required', type: 'missing', code: 'validation_error' }];
+    return typeof value === 'string' && UUID.test(value) ? [] : [uuidIssue('header', name)];
+  });
+}
+
 export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
   readonly name = 'mycreditapp';
   readonly documentRequests = new Map<string, DocumentRequest>();
@@ -115,8 +125,14 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     super.reset();
   }
 
+  /** With the demo host organization as `organizationId`, the default of a guard's organization headers. */
   demoSecret(): Record<string, unknown> {
-    return { clientId: MYCREDITAPP_DEMO.clientId, clientSecret: MYCREDITAPP_DEMO.clientSecret, baseUrl: this.url };
+    return {
+      clientId: MYCREDITAPP_DEMO.clientId,
+      clientSecret: MYCREDITAPP_DEMO.clientSecret,
+      baseUrl: this.url,
+      organizationId: MYCREDITAPP_DEMO.hostOrg,
+    };
   }
 
   seed(): void {
@@ -175,17 +191,28 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
       created_at: created,
       updated_at: created,
       expires_at: expiresAtMs === null ? null : naive(expiresAtMs),
+      // The shape of the API reference's application (PROVIDERS.md 1.2): `payment_terms` a string, the trade
+      // profile, its document and the security-compliance answers, and the proposal in `extra_details`.
       data: {
         details: {
           annual_revenue: 1_200_000,
           credit_amount: 50_000,
           currency: 'USD',
-          payment_terms: 30,
+          payment_terms: 'net_30',
           freight_spend: 200_000,
           purpose: 'working capital',
         },
+        trade_profile: {
+          shipping_routes: [{ origin: 'CN', destination: 'US' }],
+          trade_types: ['import'],
+          avg_shipment_value: 25_000,
+        },
+        trade_profile_document: { filename: 'trade-profile.pdf' },
+        security_compliance: [
+          { title: 'C-TPAT certified', other: null, description: 'Customs-Trade Partnership Against Terrorism' },
+        ],
       },
-      extra_details: { created_at: created, updated_at: created, proposed_amount: null, proposed_terms: null },
+      extra_details: { created_at: created, updated_at: created, proposed_amount: 45_000, proposed_terms: 'net_45' },
     });
   }
 
@@ -239,7 +266,9 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     const app = /^\/credit-applications\/([^/]+)$/.exec(req.path);
     if (app && req.method === 'GET') {
       const id = decodeURIComponent(app[1] ?? '');
-      if (!UUID.test(id)) return this.detail(422, [uuidIssue('path', 'credit_application_id')]);
+      // Both organization headers are mandatory on every route but the token's (PROVIDERS.md 1.1).
+      const issues = [...headerIssues(req), ...(UUID.test(id) ? [] : [uuidIssue('path', 'credit_application_id')])];
+      if (issues.length) return this.detail(422, issues);
       const found = this.creditApplications.get(id);
       return found
         ? { status: 200, body: found }
@@ -250,9 +279,8 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     const cancel = /^\/organizations\/([^/]+)\/documents\/requests\/([^/]+)\/cancellations$/.exec(req.path);
     if (cancel && req.method === 'POST')
       return this.cancel(decodeURIComponent(cancel[1] ?? ''), decodeURIComponent(cancel[2] ?? ''), req);
-    return this.detail(404, [
-      { msg: `No route for ${req.method} ${req.path}`, type: 'not_found', code: 'route_not_found' },
-    ]);
+    // FastAPI's own answer to an unknown path (a wrong version segment, a wrong base URL).
+    return { status: 404, body: { detail: 'Not Found' } };
   }
 
   private token(req: SimRequest): SimResponse {
@@ -296,13 +324,14 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     const requester = req.headers['requester-organization-id'];
     const target = req.headers['target-organization-id'];
     const issues = [
-      ['header', 'requester-organization-id', requester],
-      ['header', 'target-organization-id', target],
-      ['path', 'org_id', orgId],
-      ['path', 'request_id', requestId],
-    ]
-      .filter(([, , v]) => typeof v !== 'string' || !UUID.test(v))
-      .map(([where, name]) => uuidIssue(where as string, name as string));
+      ...headerIssues(req),
+      ...[
+        ['path', 'org_id', orgId],
+        ['path', 'request_id', requestId],
+      ]
+        .filter(([, , v]) => typeof v !== 'string' || !UUID.test(v))
+        .map(([where, name]) => uuidIssue(where as string, name as string)),
+    ];
     if (issues.length) return this.detail(422, issues);
     const request = this.documentRequests.get(requestId);
     if (!request)

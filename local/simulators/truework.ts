@@ -172,7 +172,6 @@ export class TrueworkSimulator extends Simulator<TrueworkSimOptions> {
     }
     const cancel = /^\/orders\/([^/]+)\/cancel$/.exec(req.path);
     if (cancel && req.method === 'PUT') return this.cancel(decodeURIComponent(cancel[1] ?? ''), req.json);
-    if (cancel) return this.error(405, `Method ${req.method} not allowed; use PUT`);
     return this.error(404, 'Not found');
   }
 

@@ -18,6 +18,7 @@ import {
   getRequest,
   idempotencyKeyFor,
   parseGoCardlessError,
+  unreadableBillingRequest,
 } from '../providers/gocardless.ts';
 
 export interface CancelBillingRequestInput {
@@ -35,22 +36,27 @@ export function cancelBillingRequest(
     // One key per logical cancellation: every retry of it, in this Lambda or from Step Functions, reuses it.
     const key = idempotencyKeyFor(billingRequestId, ctx.idempotencyKey ?? randomUUID());
     const options = sendOptions('gocardless', ctx, deps, { isTransient: malformedSuccess });
+    const readOptions = sendOptions('gocardless', ctx, deps, { isTransient: unreadableBillingRequest });
     const { response, classification, readBack } = await deps.secrets.withSecret(
       'gocardless',
       async (secret) => {
         const response = await deps.http.send(cancelRequest(secret, input, key), options);
         const first = classifyCancel(response);
         if (first.kind !== 'check-state') return { response, classification: first, readBack: false };
-        // "invalid_state" does not say which state: read the billing request back (PROVIDERS.md 4.3, 4.5).
-        const state = await deps.http.send(getRequest(secret, billingRequestId), options);
-        return { response, classification: classifyReadBack(state, first.message), readBack: true };
+        // "invalid_state" does not say which state, and a 2xx without `cancelled` proves nothing: read the billing
+        // request back (PROVIDERS.md 4.3, 4.5); one whose status cannot be read is retried, then `failed`.
+        const state = await deps.http.send(getRequest(secret, billingRequestId), readOptions);
+        const accepted = response.status < 300;
+        return { response, classification: classifyReadBack(state, first.message, accepted), readBack: true };
       },
       (r) => r.classification.kind === 'unauthorized',
     );
     const error = response.status >= 300 ? parseGoCardlessError(response.body) : undefined;
     const common = answerFields(response, error?.requestId);
-    // A refusal that was a conflict on our own key means an earlier request of this cancellation took effect.
-    common.ambiguous ||= readBack && (error?.reasons.includes('idempotent_creation_conflict') ?? false);
+    // A refusal that was a conflict on our own key means an earlier request of this cancellation took effect;
+    // so does a 2xx to our own cancel that the read-back confirms.
+    common.ambiguous ||=
+      readBack && (response.status < 300 || (error?.reasons.includes('idempotent_creation_conflict') ?? false));
     return fromClassification(common, classification);
   });
 }

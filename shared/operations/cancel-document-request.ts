@@ -2,7 +2,7 @@
 import { base, type Deps, defaultDeps, fromClassification, type OperationContext, settle } from '../cancel.ts';
 import type { Outcome } from '../outcome.ts';
 import { answerFields } from '../providers/common.ts';
-import { cancelRequest, classifyCancel, type OrganizationHeaders } from '../providers/mycreditapp.ts';
+import { cancelRequest, classifyCancel, type OrganizationHeaders, unprovenCancel } from '../providers/mycreditapp.ts';
 import { authorized } from './mycreditapp-session.ts';
 
 export interface CancelDocumentRequestInput extends OrganizationHeaders {
@@ -22,7 +22,7 @@ export function cancelDocumentRequest(
       const startedAt = Date.now();
       const answer = await deps.secrets.withSecret(
         'mycreditapp',
-        (secret) => authorized(secret, deps, ctx, (root, token) => cancelRequest(root, token, input)),
+        (secret) => authorized(secret, deps, ctx, (root, token) => cancelRequest(root, token, input), unprovenCancel),
         (a) => a.kind === 'unauthorized',
       );
       const { response } = answer;

@@ -60,12 +60,19 @@ async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationCon
         const response = await deps.http.send(cancelRequest(secret, input), options);
         const answer = classifyCancel(response, input.codes);
         if (answer.kind === 'unauthorized') return { response, unauthorized: answer.message };
-        const states = new Map<string, CodeState>();
+        const states = new Map<string, CodeState | Settled>();
+        if (answer.kind === 'misrouted') {
+          for (const code of input.codes) states.set(code, { outcome: 'rejected', message: answer.message });
+          return { response, canceled: new Set<string>(), states };
+        }
         for (const code of answer.check) {
-          const state = classifyStatus(
-            await deps.http.send(statusRequest(secret, code), statusOptions),
-            answer.kind === 'refused' ? answer.message : undefined,
-          );
+          // A read-back that fails transiently fails only its own code: the codes Auco confirmed stay `canceled`.
+          const read = await catchTransient(() => deps.http.send(statusRequest(secret, code), statusOptions));
+          if (!('body' in read)) {
+            states.set(code, read);
+            continue;
+          }
+          const state = classifyStatus(read, answer.kind === 'refused' ? answer.message : undefined);
           if ('unauthorized' in state) return { response, unauthorized: state.unauthorized };
           states.set(code, state);
         }
@@ -86,11 +93,12 @@ async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationCon
           if (result.canceled.has(code))
             return { ...common, outcome: 'canceled', message: 'Signing process cancelled' };
           const state = result.states.get(code);
+          if (state && 'attempts' in state) return { ...state, ambiguous: common.ambiguous || state.ambiguous };
           return state
-            ? { ...common, ...state }
+            ? { ...common, ...state, ...(state.outcome === 'failed' ? { failure: 'transient' as const } : {}) }
             : { ...common, outcome: 'rejected', message: 'Auco gave no answer for this code' };
         },
-        { started },
+        { started, repeat: { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey } },
       ),
     ),
   );

@@ -10,13 +10,14 @@ import {
 } from '../cancel.ts';
 import type { HttpRequest, HttpResponse } from '../http.ts';
 import type { Outcome } from '../outcome.ts';
-import { answerFields, type Classification, decided, malformedSuccess } from '../providers/common.ts';
+import { answerFields, type Classification, decided } from '../providers/common.ts';
 import {
   cancelRequest,
   classifyCancel,
   classifyReadBack,
   getOrderRequest,
   signatureProblem,
+  unreadableOrder,
 } from '../providers/truework.ts';
 import type { ProviderSecret } from '../secrets.ts';
 
@@ -34,7 +35,7 @@ export function cancelVerificationOrder(
   return settle(
     base('truework', 'cancel-verification-order', { orderId: input.orderId }),
     async () => {
-      const options = sendOptions('truework', ctx, deps, { isTransient: malformedSuccess });
+      const options = sendOptions('truework', ctx, deps, { isTransient: unreadableOrder });
       const { response, classification } = await deps.secrets.withSecret(
         'truework',
         async (secret) => {

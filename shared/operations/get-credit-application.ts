@@ -14,6 +14,7 @@ import {
   classifyLookup,
   getCreditApplicationRequest,
   type OrganizationHeaders,
+  unreadableApplication,
 } from '../providers/mycreditapp.ts';
 import { authorized } from './mycreditapp-session.ts';
 
@@ -36,15 +37,37 @@ export async function getCreditApplication(
   const settled = await catchTransient(async (): Promise<Settled | Found> => {
     const answer = await deps.secrets.withSecret(
       'mycreditapp',
-      (secret) =>
-        authorized(secret, deps, ctx, (root, token) =>
-          getCreditApplicationRequest(root, token, input.creditApplicationId, {
-            requesterOrganizationId: input.requesterOrganizationId ?? secret.organizationId,
-            targetOrganizationId: input.targetOrganizationId ?? secret.organizationId,
-          }),
-        ),
+      async (secret) => {
+        const org = {
+          requesterOrganizationId: input.requesterOrganizationId ?? secret.organizationId,
+          targetOrganizationId: input.targetOrganizationId ?? secret.organizationId,
+        };
+        // Both organization headers are required (PROVIDERS.md 1.1): no request leaves without them.
+        const missing = Object.entries(org)
+          .filter(([, v]) => !v)
+          .map(([k]) => k);
+        if (missing.length) return { kind: 'missing' as const, missing };
+        return authorized(
+          secret,
+          deps,
+          ctx,
+          (root, token) =>
+            getCreditApplicationRequest(root, token, input.creditApplicationId, {
+              requesterOrganizationId: org.requesterOrganizationId as string,
+              targetOrganizationId: org.targetOrganizationId as string,
+            }),
+          unreadableApplication,
+        );
+      },
       (a) => a.kind === 'unauthorized',
     );
+    if (answer.kind === 'missing') {
+      return {
+        outcome: 'rejected',
+        attempts: 0,
+        message: `mycreditapp requires both organization headers; give ${answer.missing.join(' and ')}, or organizationId in the mycreditapp secret. Nothing was sent`,
+      };
+    }
     const common = { httpStatus: answer.response.status, attempts: answer.response.attempts };
     if (answer.kind === 'unauthorized') return { ...common, outcome: 'rejected', message: answer.message };
     const classification = classifyLookup(answer.response);
@@ -54,7 +77,7 @@ export async function getCreditApplication(
     if (classification.kind === 'unauthorized')
       return { ...common, outcome: 'rejected', message: classification.message };
     const { kind: _, ...fields } = classification;
-    return { ...common, ...fields };
+    return { ...common, ...fields, ...(fields.outcome === 'failed' ? { failure: 'transient' as const } : {}) };
   });
   if ('found' in settled) return settled;
   const { ambiguous: _a, uncertainRepeat: _u, ...rest } = settled;

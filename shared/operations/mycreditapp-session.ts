@@ -4,10 +4,17 @@
  * credentials themselves are refused (they may have been rotated).
  */
 import { type Deps, type OperationContext, sendOptions } from '../cancel.ts';
-import type { HttpRequest, HttpResponse, SendOptions } from '../http.ts';
+import type { HttpRequest, HttpResponse, RawResponse, SendOptions } from '../http.ts';
 import { registerSecretValues } from '../log.ts';
-import { malformedSuccess } from '../providers/common.ts';
-import { apiRoot, isMaintenance, parseDetail, parseToken, tokenRequest } from '../providers/mycreditapp.ts';
+import { malformedSuccess, misrouted } from '../providers/common.ts';
+import {
+  apiRoot,
+  isMaintenance,
+  MISROUTE_CHECK,
+  parseDetail,
+  parseToken,
+  tokenRequest,
+} from '../providers/mycreditapp.ts';
 import type { ProviderSecret } from '../secrets.ts';
 
 interface CachedToken {
@@ -40,10 +47,21 @@ async function token(
 ): Promise<TokenResult> {
   const cached = tokens.get(key);
   if (cached && !force && cached.renewAt > Date.now()) return { accessToken: cached.accessToken };
-  const response = await deps.http.send(tokenRequest(secret), options);
+  // A 2xx without an access token proves nothing about the credentials: retried, then `failed`, never `rejected`.
+  const response = await deps.http.send(tokenRequest(secret), {
+    ...options,
+    isTransient: (r) =>
+      options.isTransient?.(r) ??
+      (r.status >= 200 && r.status < 300 && !parseToken(r) ? 'token answer without an access_token' : undefined),
+  });
   const parsed = response.status < 300 ? parseToken(response) : undefined;
   if (!parsed) {
     tokens.delete(key);
+    if (response.status === 404) {
+      // No token route there: the API root is wrong, not the credentials.
+      const { message = '' } = misrouted('mycreditapp', response, MISROUTE_CHECK);
+      return { refused: `${message} (at /oauth2/token)`, response };
+    }
     const said = parseDetail(response.body).messages.join('; ') || `HTTP ${response.status}`;
     return { refused: `mycreditapp refused the client credentials at /oauth2/token (${said})`, response };
   }
@@ -63,14 +81,19 @@ export async function authorized(
   deps: Deps,
   ctx: OperationContext,
   build: (root: string, accessToken: string) => HttpRequest,
+  /** Names an answer to the call (not the token) that must be retried although its status says otherwise. */
+  unproven?: (response: RawResponse) => string | undefined,
 ): Promise<Authorized> {
   const root = apiRoot(secret);
   const key = cacheKey(root, secret);
   const options = sendOptions('mycreditapp', ctx, deps, { isTransient: transient });
+  const callOptions = unproven
+    ? sendOptions('mycreditapp', ctx, deps, { isTransient: (r) => transient(r) ?? unproven(r) })
+    : options;
   for (const force of [false, true]) {
     const t = await token(secret, deps, key, options, force);
     if ('refused' in t) return { kind: 'unauthorized', message: t.refused, response: t.response };
-    const response = await deps.http.send(build(root, t.accessToken), options);
+    const response = await deps.http.send(build(root, t.accessToken), callOptions);
     if (response.status !== 401) return { kind: 'answer', response };
     tokens.delete(key);
     if (force)

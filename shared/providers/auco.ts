@@ -11,7 +11,7 @@
 import type { HttpRequest, RawResponse } from '../http.ts';
 import type { OutcomeKind } from '../outcome.ts';
 import type { ProviderSecret } from '../secrets.ts';
-import { asObject, asString, brief, parseJson, rootOf } from './common.ts';
+import { asObject, asString, brief, misrouted, parseJson, rootOf } from './common.ts';
 
 export const AUCO_LIVE_URL = 'https://api.auco.ai/v1.5/ext';
 /** Codes per provider call: Auco documents no maximum; configurable with AUCO_MAX_CODES_PER_CALL. */
@@ -60,9 +60,12 @@ export function malformedCounts(response: RawResponse): string | undefined {
     : undefined;
 }
 
-/** A status read whose body is there but unreadable is retried; an empty 200 is how some APIs say "unknown". */
+/** A status read whose body is there but unreadable (not JSON, or no `status`) is retried; an empty 200 is how
+ * some APIs say "unknown". */
 export function malformedStatus(response: RawResponse): string | undefined {
-  return response.status < 300 && response.body.trim() !== '' && parseJson(response.body) === undefined
+  return response.status < 300 &&
+    response.body.trim() !== '' &&
+    asString(asObject(parseJson(response.body))?.status) === undefined
     ? `malformed status answer (HTTP ${response.status})`
     : undefined;
 }
@@ -71,6 +74,8 @@ export type CancelAnswer =
   /** Which codes were cancelled, and which must be read back to learn why they were not. */
   | { kind: 'counted'; canceled: string[]; check: string[] }
   | { kind: 'unauthorized'; message: string }
+  /** A 404 to the cancel itself: the route is wrong (`POST /document/cancel` exists), so is the configuration. */
+  | { kind: 'misrouted'; message: string }
   /** A refusal of the whole call (400 without counts): read every code back; still-open ones are `rejected`. */
   | { kind: 'refused'; message: string; check: string[] };
 
@@ -89,6 +94,10 @@ export function classifyCancel(response: RawResponse, codes: string[]): CancelAn
   }
   const said = errorText(response);
   if (response.status === 401) return { kind: 'unauthorized', message: `Auco rejected the private key (${said})` };
+  if (response.status === 404) {
+    const { message = '' } = misrouted('Auco', response, MISROUTE_CHECK);
+    return { kind: 'misrouted', message };
+  }
   return { kind: 'refused', message: `Auco refused the cancellation (HTTP ${response.status}: ${said})`, check: codes };
 }
 
@@ -96,6 +105,8 @@ function errorText(response: RawResponse): string {
   const json = asObject(parseJson(response.body));
   return asString(json?.message) ?? asString(json?.error) ?? (brief(response.body) || `HTTP ${response.status}`);
 }
+
+const MISROUTE_CHECK = 'auco.baseUrl (https://api.auco.ai/v1.5/ext, or https://dev.auco.ai/v1.5/ext)';
 
 export interface CodeState {
   outcome: OutcomeKind;
@@ -112,6 +123,15 @@ export function classifyStatus(
     return { unauthorized: `Auco rejected the public key used to read document status (${errorText(response)})` };
   const status =
     response.status < 300 ? asString(asObject(parseJson(response.body))?.status)?.toUpperCase() : undefined;
+  // Auco's error body is not documented (2.2): only a JSON 404 is taken for Auco's own "unknown code"; an HTML page
+  // or an empty 404 may be any server at a wrong base URL, so it is never a final `not_found`.
+  if (response.status === 404 && parseJson(response.body) === undefined) {
+    const { message = '' } = misrouted('Auco', response, MISROUTE_CHECK);
+    return { outcome: 'rejected', message };
+  }
+  if (response.status < 300 && !status && response.body.trim() !== '') {
+    return { outcome: 'failed', message: `Auco's document status answer is unreadable (HTTP ${response.status})` };
+  }
   if (response.status === 404 || response.status === 400 || (response.status < 300 && !status)) {
     return { outcome: 'not_found', message: 'Auco does not know this document code' };
   }

@@ -33,6 +33,26 @@ export function malformedSuccess(response: RawResponse): string | undefined {
     : undefined;
 }
 
+/** What a 404 that is not the provider's own "no such resource" answer means: the request reached something other
+ * than the provider's route (a proxy's HTML page, an empty answer, another API), so the configuration is wrong,
+ * not the resource. `rejected`, never `not_found`: a wrong `baseUrl` must not turn a batch into final "not found"s. */
+export function misrouted(
+  provider: string,
+  response: RawResponse,
+  check: string,
+): Extract<Classification, { kind: 'decided' }> {
+  const json = parseJson(response.body);
+  const what =
+    json === undefined
+      ? response.body.trim()
+        ? `a non-JSON body (${brief(response.body, 120)})`
+        : 'an empty body'
+      : `a body that is not its error format (${brief(response.body, 120)})`;
+  return decided('rejected', {
+    message: `${provider} answered 404 with ${what}: the route was not found, not the resource. Check ${check}`,
+  });
+}
+
 /** The provider's request id from the usual headers, for support tickets. */
 export function requestIdOf(response: Pick<RawResponse, 'headers'>): string | undefined {
   return response.headers['x-request-id'] ?? response.headers['request-id'] ?? response.headers['x-correlation-id'];

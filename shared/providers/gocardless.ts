@@ -8,11 +8,25 @@
  *   billing request is read back: `cancelled` is `already_canceled`, `fulfilling`/`fulfilled` `not_cancelable`
  *   (4.2, 4.3, 4.5). 404 is `not_found`; `validation_failed` and `invalid_api_usage` are `rejected`.
  * - 429 waits until `ratelimit-reset` (an HTTP-date), whatever the body, JSON or HTML (4.4): `shared/http.ts`.
+ * - A 2xx that does not show `cancelled` is read back too; a 404 is `not_found` only with `resource_not_found`
+ *   (or `not_found`); `path_not_found`, an HTML page or an empty 404 is a wrong `baseUrl`: `rejected`.
+ *
+ * A reused Idempotency-Key on an *action* (what our retries send): unknown, so both answers are handled.
+ * - [D] https://gocardless.com/blog/idempotency-keys: keys are supported on "creation endpoints"; a repeat after a
+ *   success answers 409 `invalid_state` / `idempotent_creation_conflict` with `links.conflicting_resource_id`.
+ * - [D] gocardless/gocardless-pro-ruby `lib/gocardless_pro/services/billing_requests_service.rb` @077fa129: its
+ *   `cancel` catches that conflict and fetches `billing_requests/{conflicting_resource_id}`, so GoCardless's own
+ *   generator expects the 409 on actions too, naming the billing request.
+ * - [D] gocardless/gocardless-pro-python `services/billing_requests_service.py` @0603ead8 and gocardless-nodejs
+ *   10.1.2 `billingRequestService.js`: no conflict handling on actions (Node passes `fetch: null`; [O] a 409 there
+ *   crashes it with a TypeError, test/contract/gocardless.test.ts). Both send a fresh key on every call.
+ * - Whether GoCardless replays the first 200 instead is not documented anywhere public [?]: a 409 on our own key is
+ *   read back (`cancelled` is `canceled`, our earlier attempt did it), a replayed 200 `cancelled` is `canceled`.
  */
 import { createHash } from 'node:crypto';
 import type { HttpRequest, RawResponse } from '../http.ts';
 import type { ProviderSecret } from '../secrets.ts';
-import { asObject, asString, brief, type Classification, decided, parseJson, rootOf } from './common.ts';
+import { asObject, asString, brief, type Classification, decided, misrouted, parseJson, rootOf } from './common.ts';
 
 export const GOCARDLESS_LIVE_URL = 'https://api.gocardless.com';
 export const GOCARDLESS_VERSION = '2015-07-06';
@@ -93,7 +107,7 @@ export function billingRequestStatus(body: string): string | undefined {
 }
 
 /** What a billing request's status means for a cancellation that was refused or not confirmed (4.2). */
-export function classifyState(status: string | undefined, refusal: string): Classification {
+export function classifyState(status: string | undefined, refusal: string, afterSuccess = false): Classification {
   switch (status) {
     case 'cancelled':
       return decided('already_canceled', { providerStatus: status, message: 'Billing request was already cancelled' });
@@ -104,16 +118,26 @@ export function classifyState(status: string | undefined, refusal: string): Clas
         message: `Billing request is ${status}; it can no longer be cancelled`,
       });
     case undefined:
-      return decided('rejected', {
-        message: `GoCardless refused the cancellation and its state is unreadable: ${refusal}`,
+      return decided('failed', {
+        message: `GoCardless did not confirm the cancellation and the billing request's state is unreadable: ${refusal}`,
       });
     default:
-      return decided('rejected', {
-        providerStatus: status,
-        message: `GoCardless refused to cancel a ${status} billing request: ${refusal}`,
-      });
+      // After a 2xx the cancel was accepted but is not visible yet: transient (retried with the same key).
+      return afterSuccess
+        ? decided('failed', {
+            providerStatus: status,
+            message: `GoCardless accepted the cancel but the billing request still reads ${status}: ${refusal}`,
+          })
+        : decided('rejected', {
+            providerStatus: status,
+            message: `GoCardless refused to cancel a ${status} billing request: ${refusal}`,
+          });
   }
 }
+
+/** The `errors[].reason`s that say the billing request itself does not exist (4.3: `not_found` in a quoted real
+ * answer, `resource_not_found` in newer docs). Any other 404 (`path_not_found`, an HTML page) is a wrong route. */
+export const NOT_FOUND_REASONS = ['resource_not_found', 'not_found'];
 
 export function classifyCancel(response: RawResponse): Classification {
   const { status } = response;
@@ -121,7 +145,8 @@ export function classifyCancel(response: RawResponse): Classification {
     const state = billingRequestStatus(response.body);
     if (state === 'cancelled')
       return decided('canceled', { providerStatus: state, message: 'Billing request cancelled' });
-    return classifyState(state, `answered ${status} with status ${state ?? 'missing'}`);
+    // A 2xx that does not show `cancelled` proves nothing either way: the billing request is read back.
+    return { kind: 'check-state', message: `answered ${status} with status ${state ?? 'missing'}` };
   }
   const error = parseGoCardlessError(response.body);
   const said = error
@@ -130,18 +155,35 @@ export function classifyCancel(response: RawResponse): Classification {
   if (status === 401) return { kind: 'unauthorized', message: `GoCardless rejected the access token (${said})` };
   if (status === 403)
     return decided('rejected', { message: `GoCardless denied access; the token may lack read-write scope (${said})` });
-  if (status === 404)
-    return decided('not_found', { message: `GoCardless does not know this billing request (${said})` });
+  if (status === 404) {
+    return error?.reasons.some((r) => NOT_FOUND_REASONS.includes(r))
+      ? decided('not_found', { message: `GoCardless does not know this billing request (${said})` })
+      : misrouted('GoCardless', response, 'gocardless.baseUrl (https://api.gocardless.com, or the sandbox)');
+  }
   if (error?.type === 'invalid_state' || status === 409) return { kind: 'check-state', message: said };
   return decided('rejected', { message: `GoCardless rejected the request (HTTP ${status}, ${said})` });
 }
 
-/** Classifies the read-back of a billing request after a refused or conflicting cancel. */
-export function classifyReadBack(response: RawResponse, refusal: string): Classification {
-  if (response.status === 404)
-    return decided('not_found', { message: 'GoCardless does not know this billing request' });
+/** A read-back whose 2xx body shows no status is retried, then `failed`: never a final outcome. */
+export function unreadableBillingRequest(response: RawResponse): string | undefined {
+  return response.status >= 200 && response.status < 300 && billingRequestStatus(response.body) === undefined
+    ? `unreadable billing request (HTTP ${response.status}, no billing_requests.status)`
+    : undefined;
+}
+
+/** Classifies the read-back of a billing request after a refused, conflicting or unconfirmed cancel. */
+export function classifyReadBack(response: RawResponse, refusal: string, afterSuccess = false): Classification {
+  if (response.status === 404) {
+    return parseGoCardlessError(response.body)?.reasons.some((r) => NOT_FOUND_REASONS.includes(r))
+      ? decided('not_found', { message: 'GoCardless does not know this billing request' })
+      : misrouted('GoCardless', response, 'gocardless.baseUrl (https://api.gocardless.com, or the sandbox)');
+  }
   if (response.status === 401) return { kind: 'unauthorized', message: 'GoCardless rejected the access token' };
-  if (response.status >= 300)
-    return classifyState(undefined, `${refusal}; reading it back answered HTTP ${response.status}`);
-  return classifyState(billingRequestStatus(response.body), refusal);
+  if (response.status >= 300) {
+    const error = parseGoCardlessError(response.body);
+    return decided('rejected', {
+      message: `GoCardless did not confirm the cancellation (${refusal}) and refused to read the billing request back (HTTP ${response.status}${error ? `, ${error.message}` : ''})`,
+    });
+  }
+  return classifyState(billingRequestStatus(response.body), refusal, afterSuccess);
 }

@@ -15,7 +15,16 @@ import * as z from 'zod/mini';
 import type { HttpRequest, RawResponse } from '../http.ts';
 import { toInputIssues } from '../issues.ts';
 import type { ProviderSecret } from '../secrets.ts';
-import { asObject, asString, brief, type Classification, decided, parseJson, parseTimestamp } from './common.ts';
+import {
+  asObject,
+  asString,
+  brief,
+  type Classification,
+  decided,
+  misrouted,
+  parseJson,
+  parseTimestamp,
+} from './common.ts';
 
 export const MYCREDITAPP_LIVE_ORIGIN = 'https://api.mycreditapp.ai';
 export const MYCREDITAPP_DEFAULT_VERSION = 'v1-beta';
@@ -77,7 +86,7 @@ export function getCreditApplicationRequest(
   root: string,
   accessToken: string,
   id: string,
-  org: Partial<OrganizationHeaders>,
+  org: OrganizationHeaders,
 ): HttpRequest {
   return {
     method: 'GET',
@@ -121,6 +130,31 @@ export function isMaintenance(response: RawResponse): string | undefined {
     : undefined;
 }
 
+/**
+ * Whether a 404 is mycreditapp's own "no such resource": the documented `{"detail": [{loc, msg, type, code}]}`
+ * envelope (1.3) with items, none of them about a route. FastAPI's bare `{"detail": "Not Found"}` (an unknown
+ * path, such as a wrong version segment), an HTML page or an empty body say the route is wrong, not the resource.
+ */
+export function saysResourceNotFound(body: string): boolean {
+  const raw = asObject(parseJson(body))?.detail;
+  if (!Array.isArray(raw) || raw.length === 0) return false;
+  const items = raw.map(asObject);
+  if (items.some((d) => d === undefined)) return false;
+  const words = items.map((d) => `${asString(d?.code) ?? ''} ${asString(d?.type) ?? ''}`).join(' ');
+  return !/route|path|endpoint/i.test(words);
+}
+
+export const MISROUTE_CHECK =
+  'mycreditapp.baseUrl and apiVersion (the API root, https://api.mycreditapp.ai/v1-beta by default)';
+
+/** A 2xx answer to a cancel that does not name the document request's state proves nothing: it is retried. */
+export function unprovenCancel(response: RawResponse): string | undefined {
+  if (response.status < 200 || response.status >= 300) return undefined;
+  return asString(asObject(parseJson(response.body))?.status) === undefined
+    ? `answer without the document request's status (HTTP ${response.status})`
+    : undefined;
+}
+
 function documentStatus(value: unknown): string | undefined {
   const status = asString(value)?.toLowerCase();
   return status === 'cancelled' ? 'canceled' : status;
@@ -144,7 +178,13 @@ export function classifyCancel(
   if (status >= 200 && status < 300) {
     const body = asObject(parseJson(response.body)) ?? {};
     const state = documentStatus(body.status);
-    if (state === 'canceled' || state === undefined) {
+    // Never a success without the state that proves it (the HTTP client retries these first: `unprovenCancel`).
+    if (state === undefined) {
+      return decided('failed', {
+        message: `mycreditapp answered ${status} without the document request's status; the cancellation is not confirmed`,
+      });
+    }
+    if (state === 'canceled') {
       const updated = asString(body.updated_at);
       const updatedAt = updated ? parseTimestamp(updated) : Number.NaN;
       if (Number.isFinite(updatedAt) && updatedAt < requestStartedAt - REPEAT_TOLERANCE_MS) {
@@ -154,7 +194,7 @@ export function classifyCancel(
         });
       }
       return {
-        ...decided('canceled', { providerStatus: state ?? 'canceled', message: 'Document request cancelled' }),
+        ...decided('canceled', { providerStatus: state, message: 'Document request cancelled' }),
         uncertainRepeat: true,
       };
     }
@@ -177,8 +217,11 @@ export function classifyCancel(
       message: `mycreditapp refused access: check Requester-Organization-ID, Target-Organization-ID and that the organizations are connected (${said})`,
     });
   }
-  if (status === 404)
-    return decided('not_found', { message: `mycreditapp does not know this document request (${said})` });
+  if (status === 404) {
+    return saysResourceNotFound(response.body)
+      ? decided('not_found', { message: `mycreditapp does not know this document request (${said})` })
+      : misrouted('mycreditapp', response, MISROUTE_CHECK);
+  }
   const body = asObject(parseJson(response.body));
   const stateField = documentStatus(body?.status);
   const words = `${detail.codes.join(' ')} ${detail.messages.join(' ')} ${stateField ?? ''}`.toLowerCase();
@@ -280,20 +323,30 @@ export type LookupClassification =
   | { kind: 'found'; application: CreditApplication }
   | Exclude<Classification, { kind: 'check-state' }>;
 
+/** A 2xx lookup whose body is not an application we can read is retried, then `failed`: never final. */
+export function unreadableApplication(response: RawResponse): string | undefined {
+  if (response.status < 200 || response.status >= 300) return undefined;
+  return z.safeParse(CreditApplication, parseJson(response.body)).success
+    ? undefined
+    : `unreadable credit application (HTTP ${response.status})`;
+}
+
 export function classifyLookup(response: RawResponse, now = Date.now()): LookupClassification {
   const { status } = response;
   if (status >= 300) {
     const said = parseDetail(response.body).messages.join('; ') || brief(response.body) || `HTTP ${status}`;
     if (status === 401) return { kind: 'unauthorized', message: `mycreditapp rejected the credentials (${said})` };
-    if (status === 404)
+    if (status === 404) {
+      if (!saysResourceNotFound(response.body)) return misrouted('mycreditapp', response, MISROUTE_CHECK);
       return decided('not_found', { message: `mycreditapp does not know this credit application (${said})` });
+    }
     return decided('rejected', { message: `mycreditapp refused the lookup (HTTP ${status}: ${said})` });
   }
   const json = parseJson(response.body);
   const parsed = z.safeParse(CreditApplication, json);
   if (!parsed.success) {
     const issues = toInputIssues(parsed.error, json).map((i) => `${i.path || 'body'} ${i.message}`);
-    return decided('rejected', {
+    return decided('failed', {
       message: `mycreditapp answered with an application we cannot read: ${issues.join('; ')}`,
     });
   }

@@ -14,7 +14,7 @@ import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import type { HttpRequest, RawResponse } from '../http.ts';
 import type { OutcomeKind } from '../outcome.ts';
 import type { ProviderSecret } from '../secrets.ts';
-import { asObject, asString, brief, type Classification, decided, parseJson, rootOf } from './common.ts';
+import { asObject, asString, brief, type Classification, decided, misrouted, parseJson, rootOf } from './common.ts';
 
 export const TRUEWORK_LIVE_URL = 'https://api.truework.com';
 export const TRUEWORK_API_VERSION = '2023-10-30';
@@ -56,12 +56,12 @@ export function getOrderRequest(secret: Secret, orderId: string): HttpRequest {
   return { method: 'GET', url: `${root(secret)}/orders/${encodeURIComponent(orderId)}`, headers: headers(secret) };
 }
 
-/** Each verification request's canonical state, from an order or a cancel answer. */
+/** Each verification request's canonical state, from an order or a cancel answer; undefined when the answer does
+ * not hold the list (not JSON, or no `verification_requests` array: the order's state cannot be read from it). */
 export function verificationRequests(body: string): VerificationRequestState[] | undefined {
   const order = asObject(parseJson(body));
   if (!order) return undefined;
   const list = order.verification_requests;
-  if (list === null || list === undefined) return [];
   if (!Array.isArray(list)) return undefined;
   return list.map((vr, i) => {
     const o = asObject(vr) ?? {};
@@ -124,15 +124,32 @@ function errorMessage(response: RawResponse): string {
   return [message ?? (brief(response.body) || `HTTP ${response.status}`), ...fieldText].join('; ');
 }
 
+/** A 2xx whose body does not hold the order's verification requests proves nothing (the cancel and the order
+ * read-back answer the same shape): retried, then `failed`, never a final outcome. */
+export function unreadableOrder(response: RawResponse): string | undefined {
+  return response.status >= 200 && response.status < 300 && !verificationRequests(response.body)
+    ? `answer without the order's verification_requests (HTTP ${response.status})`
+    : undefined;
+}
+
+/** Truework's own error envelope, `{"error": {"message": ...}}` (3.3): a 404 in any other shape (an HTML page,
+ * an empty body) is a wrong route, not an unknown order. */
+function isTrueworkError(response: RawResponse): boolean {
+  return asString(asObject(asObject(parseJson(response.body))?.error)?.message) !== undefined;
+}
+
+const MISROUTE_CHECK = 'truework.baseUrl (https://api.truework.com, or the sandbox)';
+
 export function classifyCancel(response: RawResponse): Classification {
   const { status } = response;
   if (status >= 200 && status < 300) {
     const vrs = verificationRequests(response.body);
-    if (!vrs) return decided('failed', { message: 'Truework answered 200 without verification requests' });
+    if (!vrs) return decided('failed', { message: `Truework answered ${status} without verification requests` });
     return classifyStates(vrs, true);
   }
   const said = errorMessage(response);
   if (status === 401) return { kind: 'unauthorized', message: `Truework rejected the API key (${said})` };
+  if (status === 404 && !isTrueworkError(response)) return misrouted('Truework', response, MISROUTE_CHECK);
   if (status === 404 || (status === 400 && /not\s*found|does not exist|no such order/i.test(said))) {
     return decided('not_found', { message: `Truework does not know this order (${said})` });
   }
@@ -153,12 +170,20 @@ export function classifyCancel(response: RawResponse): Classification {
 }
 
 export function classifyReadBack(response: RawResponse, refusal: string): Classification {
-  if (response.status === 404) return decided('not_found', { message: 'Truework does not know this order' });
+  if (response.status === 404) {
+    return isTrueworkError(response)
+      ? decided('not_found', { message: 'Truework does not know this order' })
+      : misrouted('Truework', response, MISROUTE_CHECK);
+  }
   if (response.status === 401) return { kind: 'unauthorized', message: 'Truework rejected the API key' };
-  const vrs = response.status < 300 ? verificationRequests(response.body) : undefined;
-  if (!vrs)
+  if (response.status >= 300)
     return decided('rejected', {
-      message: `Truework refused the cancellation (${refusal}) and the order could not be read back (HTTP ${response.status})`,
+      message: `Truework refused the cancellation (${refusal}) and refused to read the order back (HTTP ${response.status}: ${errorMessage(response)})`,
+    });
+  const vrs = verificationRequests(response.body);
+  if (!vrs)
+    return decided('failed', {
+      message: `Truework refused the cancellation (${refusal}) and the order read back is unreadable (HTTP ${response.status})`,
     });
   return classifyStates(vrs, false, refusal);
 }
@@ -214,9 +239,11 @@ function publicKey(raw: string): KeyObject {
   return key;
 }
 
-/** Verifies a JSON answer; returns why it fails, or undefined when it is authentic (or not JSON, so unsigned). */
+/** Verifies an answer; returns why it fails, or undefined when it is authentic. Every answer whose body we parse
+ * is verified, whatever its Content-Type says (an unsigned `text/plain` JSON body must not pass); only a body that
+ * is not JSON at all (an HTML error page, an empty 5xx), which is never read for an outcome, goes unverified. */
 export function signatureProblem(response: RawResponse, publicKeys: Record<string, string>): string | undefined {
-  if (!/json/i.test(response.headers['content-type'] ?? '')) return undefined;
+  if (parseJson(response.body) === undefined) return undefined;
   const header = response.headers['x-truework-signature'];
   if (!header) return 'the answer carries no X-Truework-Signature';
   const parsed = parseSignatureHeader(header);

@@ -196,6 +196,58 @@ describe('Auco: cancel signing processes', () => {
     expect(JSON.parse(task.error?.message ?? '')).toMatchObject([{ target: { code: A.created2 }, outcome: 'failed' }]);
   });
 
+  it('the cancel succeeds for some codes, then every read-back fails: the confirmed codes are canceled, only the unread fail', async () => {
+    sim.inject({ fault: { kind: 'status', status: 500 }, method: 'GET', times: Number.POSITIVE_INFINITY });
+    const res = await cancel([A.created, A.signed, A.created2, A.rejected]);
+    expect(res.status).toBe(207);
+    expect(byCode(res.body)).toEqual({
+      [A.created]: 'canceled',
+      [A.created2]: 'canceled',
+      [A.signed]: 'failed',
+      [A.rejected]: 'failed',
+    });
+  });
+
+  it('every attempt loses its answer after the cancel took effect (503); the retry with the same key is canceled', async () => {
+    const call = (key: string) =>
+      callApi(handler, {
+        method: 'POST',
+        route: '/v1/auco/documents/cancel',
+        path: '/v1/auco/documents/cancel',
+        headers: { 'idempotency-key': key },
+        body: { codes: [A.created, A.signed], message: 'declined', email: 'ops@example.com' },
+      });
+    sim.inject({ fault: { kind: 'truncate' }, method: 'POST', times: Number.POSITIVE_INFINITY });
+    const lost = await call('auco-lost-1');
+    expect(lost.status).toBe(503);
+    expect((lost.body as Outcomes).outcomes[0]).toMatchObject({
+      outcome: 'failed',
+      details: { mayHaveTakenEffect: true },
+    });
+    expect(sim.effectiveCancels.get(A.created)).toBe(1);
+    sim.clearFaults();
+    const retried = await call('auco-lost-1');
+    expect(byCode(retried.body)).toEqual({ [A.created]: 'canceled', [A.signed]: 'not_cancelable' });
+    // Another request (another key) learns it was already cancelled.
+    expect(byCode((await call('auco-other-2')).body)).toMatchObject({ [A.created]: 'already_canceled' });
+    expect(sim.effectiveCancels.get(A.created)).toBe(1);
+  });
+
+  it('a 404 HTML page to the cancel is rejected for every code, naming the configuration; nothing is read back', async () => {
+    sim.inject({ fault: { kind: 'status', status: 404, html: true }, method: 'POST' });
+    const res = await cancel([A.created, A.signed]);
+    expect(res.status).toBe(502);
+    expect(byCode(res.body)).toEqual({ [A.created]: 'rejected', [A.signed]: 'rejected' });
+    expect((res.body as Outcomes).outcomes[0]?.message).toMatch(/route was not found.*auco\.baseUrl/);
+    expect(gets()).toHaveLength(0);
+  });
+
+  it('a 404 HTML page to a status read is rejected, never not_found', async () => {
+    sim.inject({ fault: { kind: 'status', status: 404, html: true }, method: 'GET' });
+    const res = await cancel([A.signed]);
+    expect(res.body.outcome).toBe('rejected');
+  });
+
   it('a malformed 200 is retried', async () => {
     sim.inject({ fault: { kind: 'malformed' }, method: 'POST' });
     const res = await cancel([A.created]);

@@ -2,6 +2,16 @@
  * GoCardless contract: the cancel-billing-request handler, through both event shapes, against the simulator over
  * real loopback HTTP, for every item of PROVIDERS.md 4.7 and the unknowns it leaves open.
  */
+import {
+  AuthenticationError,
+  Environments,
+  GoCardlessClient,
+  IdempotentCreationConflictError,
+  InvalidApiUsageError,
+  InvalidStateError,
+  RateLimitError,
+  ValidationFailedError,
+} from 'gocardless-nodejs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/cancel-billing-request/handler.ts';
 import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
@@ -240,6 +250,71 @@ describe('GoCardless: cancel a billing request', () => {
     expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
   });
 
+  it('a 200 without a status is read back: cancelled there is canceled (our request did it), once', async () => {
+    const br = sim.billingRequests.get(GOCARDLESS_DEMO.pending);
+    if (br) br.status = 'cancelled'; // the cancel took effect; its answer lacked the status
+    sim.inject({
+      fault: { kind: 'status', status: 200, body: { billing_requests: { id: GOCARDLESS_DEMO.pending } } },
+      method: 'POST',
+    });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ outcome: 'canceled', providerStatus: 'cancelled', httpStatus: 200 });
+    expect(sim.received('GET', `/billing_requests/${GOCARDLESS_DEMO.pending}`)).toHaveLength(1);
+  });
+
+  it.each([
+    ['{"unexpected":true}', { unexpected: true }],
+    ['a billing request without status', { billing_requests: { id: GOCARDLESS_DEMO.pending } }],
+  ])('a 200 without a status (%s) whose read-back shows it still pending is failed, never final', async (_l, body) => {
+    sim.inject({ fault: { kind: 'status', status: 200, body }, method: 'POST' });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ outcome: 'failed', failure: 'transient', providerStatus: 'pending' });
+  });
+
+  it('a read-back whose status cannot be read is retried, then failed (503), never rejected', async () => {
+    await cancel(GOCARDLESS_DEMO.pending);
+    sim.inject({
+      fault: { kind: 'status', status: 200, body: { billing_requests: { id: GOCARDLESS_DEMO.pending } } },
+      method: 'GET',
+      times: Number.POSITIVE_INFINITY,
+    });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ outcome: 'failed', failure: 'transient' });
+    expect(sim.received('GET', `/billing_requests/${GOCARDLESS_DEMO.pending}`)).toHaveLength(4);
+  });
+
+  it('every attempt loses its answer after the cancel took effect; the retry with the same key is canceled, once', async () => {
+    const key = { 'idempotency-key': 'gc-lost-1' };
+    sim.inject({ fault: { kind: 'truncate' }, method: 'POST', times: Number.POSITIVE_INFINITY });
+    const lost = await cancel(GOCARDLESS_DEMO.pending, { headers: key });
+    expect(lost.status).toBe(503);
+    expect(lost.body).toMatchObject({ outcome: 'failed', details: { mayHaveTakenEffect: true } });
+    sim.clearFaults();
+    expect((await cancel(GOCARDLESS_DEMO.pending, { headers: key })).body.outcome).toBe('canceled');
+    expect((await cancel(GOCARDLESS_DEMO.pending, { headers: { 'idempotency-key': 'gc-other' } })).body.outcome).toBe(
+      'already_canceled',
+    );
+    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+  });
+
+  it('a wrong baseUrl (GoCardless path_not_found) is rejected naming the configuration, never not_found', async () => {
+    useSecrets({ gocardless: { accessToken: GOCARDLESS_DEMO.accessToken, baseUrl: `${sim.url}/v2` } });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.status).toBe(502);
+    expect(res.body.outcome).toBe('rejected');
+    expect(res.body.message).toMatch(/route was not found, not the resource.*gocardless\.baseUrl/);
+  });
+
+  it('an HTML 404 page (a proxy) is rejected naming the configuration, never not_found', async () => {
+    sim.inject({ fault: { kind: 'status', status: 404, html: true }, method: 'POST' });
+    const res = await cancel(GOCARDLESS_DEMO.pending);
+    expect(res.body.outcome).toBe('rejected');
+    expect(res.body.message).toMatch(/gocardless\.baseUrl/);
+  });
+
   it('rejects a bad task input with Input.Invalid listing every problem, and sends nothing', async () => {
     const task = await callTask(handler, {
       item: { provider: 'gocardless', billingRequestId: 'nope', metadata: { a: 1 } },
@@ -251,4 +326,121 @@ describe('GoCardless: cancel a billing request', () => {
     ]);
     expect(sim.requests).toHaveLength(0);
   });
+});
+
+/**
+ * GoCardless's own Node client (gocardless-nodejs, a devDependency) against the simulator: its parsing code is a
+ * second opinion on the simulator's wire format. The client has no base-URL option; its private `Api` keeps the
+ * live or sandbox URL in one field, `_baseUrl`, which becomes got's `prefixUrl` on every request. Only that field
+ * is replaced (after construction, on this client alone), so every other part of the client runs as shipped.
+ */
+describe('gocardless-nodejs (the official client) against the simulator', () => {
+  const official = (options: { raiseOnIdempotencyConflict?: boolean } = {}) => {
+    const client = new GoCardlessClient(GOCARDLESS_DEMO.accessToken, Environments.Sandbox, options);
+    (client as unknown as { _api: { _baseUrl: string } })._api._baseUrl = sim.url;
+    return client;
+  };
+  /** Makes the client reuse one Idempotency-Key, as a retry of one logical request would (it sends a fresh UUID on
+   * every POST and takes no key from the caller for actions). */
+  const withKey = (client: GoCardlessClient, key: string) => {
+    (client as unknown as { _api: { generateIdempotencyKey: () => string } })._api.generateIdempotencyKey = () => key;
+    return client;
+  };
+
+  it('billingRequests.find parses the billing request; the request carries the documented headers', async () => {
+    const br = await official().billingRequests.find(GOCARDLESS_DEMO.pending);
+    expect(br).toMatchObject({
+      id: GOCARDLESS_DEMO.pending,
+      status: 'pending',
+      links: { creditor: expect.stringMatching(/^CR/) },
+      mandate_request: { currency: 'GBP', scheme: 'bacs' },
+      resources: { customer: { email: expect.any(String) } },
+    });
+    expect((br.__response__ as { statusCode: number }).statusCode).toBe(200);
+    const [sent] = sim.received('GET', `/billing_requests/${GOCARDLESS_DEMO.pending}`);
+    expect(sent?.headers).toMatchObject({ 'gocardless-version': '2015-07-06', accept: 'application/json' });
+  });
+
+  it('billingRequests.cancel cancels, with {"data": {...}} and an Idempotency-Key, and parses the answer', async () => {
+    const br = await official().billingRequests.cancel(GOCARDLESS_DEMO.ready, { metadata: { reason: 'declined' } });
+    expect(br).toMatchObject({ id: GOCARDLESS_DEMO.ready, status: 'cancelled', actions: [] });
+    const [sent] = cancels();
+    expect(JSON.parse(sent?.body ?? '')).toEqual({ data: { metadata: { reason: 'declined' } } });
+    expect(sent?.headers['idempotency-key']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.ready)).toBe(1);
+  });
+
+  it("every error the simulator sends is one the client's own error classes recognise", async () => {
+    const client = official();
+    await expect(client.billingRequests.find('BRQ000UNKNOWN99')).rejects.toSatisfy(
+      (e) => e instanceof InvalidApiUsageError && e.errors[0]?.reason === 'resource_not_found' && !!e.requestId,
+    );
+    await expect(client.billingRequests.cancel(GOCARDLESS_DEMO.fulfilled, {})).rejects.toSatisfy(
+      (e) => e instanceof InvalidStateError && e.errors[0]?.reason === 'cancellation_failed',
+    );
+    await expect(
+      client.billingRequests.cancel(GOCARDLESS_DEMO.pending, { metadata: { a: '1', b: '2', c: '3', d: '4' } }),
+    ).rejects.toSatisfy((e) => e instanceof ValidationFailedError && e.errors[0]?.field === 'metadata');
+    const stranger = new GoCardlessClient('sandbox_wrong_token_123', Environments.Sandbox, {});
+    (stranger as unknown as { _api: { _baseUrl: string } })._api._baseUrl = sim.url;
+    await expect(stranger.billingRequests.find(GOCARDLESS_DEMO.pending)).rejects.toBeInstanceOf(AuthenticationError);
+    sim.inject({ fault: { kind: 'status', status: 429, body: sim429() } });
+    await expect(client.billingRequests.cancel(GOCARDLESS_DEMO.pending, {})).rejects.toBeInstanceOf(RateLimitError);
+  });
+
+  it("a reused Idempotency-Key on the cancel action (409 mode): the conflict names the resource the key first acted on; the client's default path crashes, as its fetch for actions is null", async () => {
+    await withKey(official(), 'one-key').billingRequests.cancel(GOCARDLESS_DEMO.pending, {});
+    const raising = withKey(official({ raiseOnIdempotencyConflict: true }), 'one-key');
+    // Even aimed at another billing request, the key's conflict names the first one.
+    await expect(raising.billingRequests.cancel(GOCARDLESS_DEMO.ready, {})).rejects.toSatisfy(
+      (e) => e instanceof IdempotentCreationConflictError && e.conflictingResourceId === GOCARDLESS_DEMO.pending,
+    );
+    await expect(withKey(official(), 'one-key').billingRequests.cancel(GOCARDLESS_DEMO.pending, {})).rejects.toThrow(
+      TypeError,
+    );
+    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.ready)).toBeUndefined();
+  });
+
+  it('a reused Idempotency-Key on the cancel action (replay mode): the client gets the first answer again', async () => {
+    sim.options.idempotencyReplay = 'replay';
+    const first = await withKey(official(), 'k2').billingRequests.cancel(GOCARDLESS_DEMO.pending, {});
+    const again = await withKey(official(), 'k2').billingRequests.cancel(GOCARDLESS_DEMO.pending, {});
+    expect(again).toMatchObject({ id: first.id, status: 'cancelled' });
+    expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+  });
+
+  it('the client retries a GET after a 500, a 502 and a reset (through its HTTP library, got) but never a POST', async () => {
+    sim.inject({ fault: { kind: 'status', status: 500, body: sim500() }, method: 'GET' });
+    expect((await official().billingRequests.find(GOCARDLESS_DEMO.pending)).status).toBe('pending');
+    expect(sim.received('GET', `/billing_requests/${GOCARDLESS_DEMO.pending}`)).toHaveLength(2);
+    sim.inject({ fault: { kind: 'status', status: 502, html: true }, method: 'GET' });
+    sim.inject({ fault: { kind: 'reset' }, method: 'GET' });
+    expect((await official().billingRequests.find(GOCARDLESS_DEMO.pending)).status).toBe('pending');
+    expect(sim.received('GET', `/billing_requests/${GOCARDLESS_DEMO.pending}`)).toHaveLength(5);
+    sim.inject({ fault: { kind: 'status', status: 500, body: sim500() }, method: 'POST' });
+    await expect(official().billingRequests.cancel(GOCARDLESS_DEMO.pending, {})).rejects.toThrow();
+    expect(cancels()).toHaveLength(1);
+  });
+});
+
+const sim500 = () => ({
+  error: {
+    message: 'Internal server error',
+    errors: [{ reason: 'internal_server_error', message: 'Internal server error' }],
+    documentation_url: 'https://developer.gocardless.com/api-reference#internal_server_error',
+    type: 'gocardless',
+    request_id: 'sim-500',
+    code: 500,
+  },
+});
+const sim429 = () => ({
+  error: {
+    message: 'Rate limit exceeded',
+    errors: [{ reason: 'rate_limit_exceeded', message: 'Rate limit exceeded' }],
+    documentation_url: 'https://developer.gocardless.com/api-reference#rate_limit_exceeded',
+    type: 'invalid_api_usage',
+    request_id: 'sim-429',
+    code: 429,
+  },
 });

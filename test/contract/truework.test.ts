@@ -185,6 +185,62 @@ describe('Truework: cancel a verification order', () => {
     expect((await cancel(TRUEWORK_DEMO.mixed)).body.outcome).toBe('canceled');
   });
 
+  it.each([
+    ['text/plain', 'text/plain'],
+    ['no content type', null],
+  ])('an unsigned answer sent as %s is verified all the same: rejected', async (_label, contentType) => {
+    const order = sim.orders.get(TRUEWORK_DEMO.open);
+    sim.inject({ fault: { kind: 'status', status: 200, body: order, contentType }, method: 'PUT' });
+    const res = await cancel(TRUEWORK_DEMO.open);
+    expect(res.status).toBe(502);
+    expect(res.body.outcome).toBe('rejected');
+    expect(res.body.message).toMatch(/failed signature verification: the answer carries no X-Truework-Signature/);
+  });
+
+  it('a 200 without verification_requests is never final: retried, then failed (503)', async () => {
+    sim.inject({ fault: { kind: 'status', status: 200, body: { id: TRUEWORK_DEMO.open } }, method: 'PUT' });
+    useSecrets({ truework: secret({ publicKeys: undefined }) });
+    expect((await cancel(TRUEWORK_DEMO.open)).body).toMatchObject({ outcome: 'canceled', attempts: 2 });
+    sim.inject({
+      fault: { kind: 'status', status: 200, body: { id: TRUEWORK_DEMO.mixed, verification_requests: null } },
+      method: 'PUT',
+      times: Number.POSITIVE_INFINITY,
+    });
+    const res = await cancel(TRUEWORK_DEMO.mixed);
+    expect(res.status).toBe(503);
+    expect(res.body).toMatchObject({ outcome: 'failed', failure: 'transient', attempts: 4 });
+    expect(res.body.message).toMatch(/without the order's verification_requests/);
+  });
+
+  it.each([
+    ['an HTML 404 page (a proxy)', { kind: 'status' as const, status: 404, html: true }],
+    ['an empty 404', { kind: 'status' as const, status: 404 }],
+  ])('%s is rejected naming the configuration, never not_found', async (_label, fault) => {
+    sim.inject({ fault, method: 'PUT' });
+    const res = await cancel(TRUEWORK_DEMO.open);
+    expect(res.status).toBe(502);
+    expect(res.body.outcome).toBe('rejected');
+    expect(res.body.message).toMatch(/route was not found, not the resource.*truework\.baseUrl/);
+  });
+
+  it.each(['200', '403'] as const)(
+    'every attempt loses its answer after the cancel took effect; the retry with the same key (fully terminal order answers %s) is canceled',
+    async (mode) => {
+      sim.options.terminalOrder = mode;
+      const key = { 'idempotency-key': `tw-lost-${mode}` };
+      sim.inject({ fault: { kind: 'truncate' }, method: 'PUT', times: Number.POSITIVE_INFINITY });
+      const lost = await cancel(TRUEWORK_DEMO.open, undefined, key);
+      expect(lost.status).toBe(503);
+      expect(lost.body).toMatchObject({ outcome: 'failed', details: { mayHaveTakenEffect: true } });
+      sim.clearFaults();
+      expect((await cancel(TRUEWORK_DEMO.open, undefined, key)).body.outcome).toBe('canceled');
+      expect((await cancel(TRUEWORK_DEMO.open, undefined, { 'idempotency-key': 'tw-other' })).body.outcome).toBe(
+        'already_canceled',
+      );
+      expect(sim.effectiveCancels.get(TRUEWORK_DEMO.open)).toBe(1);
+    },
+  );
+
   it('stays within 10 requests/second: a burst of cancels gets no 429', async () => {
     for (let i = 0; i < 25; i++) sim.add(`ORDER_BURST_${i}`, ['processing']);
     const results = await Promise.all(Array.from({ length: 25 }, (_, i) => cancel(`ORDER_BURST_${i}`)));

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '../../functions/expirations/handler.ts';
 import { GOCARDLESS_DEMO } from '../../local/simulators/gocardless.ts';
 import { callApi } from '../support/invoke.ts';
+import { useSecrets } from '../support/providers.ts';
 import { startSchedulerApi } from '../support/scheduler-api.ts';
 
 let api: Awaited<ReturnType<typeof startSchedulerApi>>;
@@ -28,6 +29,15 @@ afterAll(async () => {
 });
 beforeEach(() => {
   api.calls.length = 0;
+  // The guard's organization ids default to the mycreditapp secret's organizationId (else 400).
+  useSecrets({
+    mycreditapp: {
+      clientId: 'c',
+      clientSecret: 's',
+      baseUrl: 'http://127.0.0.1:9/v1-beta',
+      organizationId: '0f6a6c1e-8d3b-4c2e-9a51-3c9d2b7e4a10',
+    },
+  });
 });
 
 const APP = 'b2a9f8d3-6e5c-4b1a-9d8e-7f6a5b4c3d21';

@@ -60,7 +60,7 @@ describe('the stack', () => {
     for (const [id, group] of groups) expect(group.Properties.RetentionInDays, id).toBeGreaterThan(0);
   });
 
-  it('each provider function can read exactly its own secret, and no function reads another', () => {
+  it('each provider function can read exactly its own secret (Batches and Expirations the mycreditapp one), and no function reads another', () => {
     const secretIds = Object.fromEntries(Object.entries(stack.secrets.secrets).map(([p, s]) => [p, idOf(s)]));
     const expected: Record<string, string | undefined> = {
       CancelDocumentRequest: secretIds.mycreditapp,
@@ -68,6 +68,9 @@ describe('the stack', () => {
       CancelSigningProcesses: secretIds.auco,
       CancelVerificationOrder: secretIds.truework,
       CancelBillingRequest: secretIds.gocardless,
+      // A guard's organization ids default to the mycreditapp secret's organizationId: these two check it.
+      Batches: secretIds.mycreditapp,
+      Expirations: secretIds.mycreditapp,
     };
     for (const [name, fn] of Object.entries(stack.functions)) {
       const roleId = idOf(fn.role as never);
@@ -186,6 +189,9 @@ describe('the stack', () => {
         // Who started an execution, said before starting it (shared/execution-starts.ts).
         'dynamodb:PutItem',
         'dynamodb:DeleteItem',
+        // The mycreditapp secret's organizationId: the default of the guard's organization ids.
+        'secretsmanager:GetSecretValue',
+        'secretsmanager:DescribeSecret',
       ]),
     );
     const alarms = ofType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);

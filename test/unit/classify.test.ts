@@ -47,14 +47,47 @@ describe('GoCardless classification, on GoCardless fixtures', () => {
     ['fulfilled', 'not_cancelable'],
     ['fulfilling', 'not_cancelable'],
     ['pending', 'rejected'],
-    [undefined, 'rejected'],
-  ])('a billing request read back as %s is %s', (status, expected) => {
+    [undefined, 'failed'],
+  ])('a billing request read back as %s after a refusal is %s', (status, expected) => {
     expect(outcome(gocardless.classifyState(status, 'refused'))).toBe(expected);
+  });
+
+  it.each([
+    ['cancelled', 'already_canceled'],
+    ['fulfilled', 'not_cancelable'],
+    ['pending', 'failed'],
+    [undefined, 'failed'],
+  ])(
+    'a billing request read back as %s after an unconfirmed 2xx is %s (never final without a state)',
+    (status, expected) => {
+      expect(outcome(gocardless.classifyState(status, 'answered 200', true))).toBe(expected);
+    },
+  );
+
+  it.each([
+    [200, { billing_requests: { id: 'BRQ1' } }, 'check-state'],
+    [200, { unexpected: true }, 'check-state'],
+    [404, { error: { type: 'invalid_api_usage', errors: [{ reason: 'resource_not_found' }] } }, 'not_found'],
+    [404, { error: { type: 'invalid_api_usage', errors: [{ reason: 'not_found' }] } }, 'not_found'],
+    [404, { error: { type: 'invalid_api_usage', errors: [{ reason: 'path_not_found' }] } }, 'rejected'],
+    [404, '<html><body>Not Found</body></html>', 'rejected'],
+    [404, '', 'rejected'],
+  ])('HTTP %i %j is %s', (status, body, expected) => {
+    expect(outcome(gocardless.classifyCancel(res(status, body)))).toBe(expected);
+  });
+
+  it('a 404 that is not GoCardless saying the resource does not exist names the configuration', () => {
+    const c = gocardless.classifyCancel(res(404, '<html>Not Found</html>', { 'content-type': 'text/html' }));
+    expect(c).toMatchObject({ kind: 'decided', outcome: 'rejected' });
+    expect(c.kind === 'decided' && c.message).toMatch(/route was not found.*gocardless\.baseUrl/);
+    expect(outcome(gocardless.classifyReadBack(res(404, ''), 'refused'))).toBe('rejected');
+    expect(gocardless.unreadableBillingRequest(res(200, { billing_requests: {} }))).toBeTruthy();
+    expect(gocardless.unreadableBillingRequest(res(200, { billing_requests: { status: 'pending' } }))).toBeUndefined();
   });
 
   it("the python fixture's cancel example (generated status 'pending') is not taken for a cancellation", () => {
     const example = JSON.parse(fixture('gocardless-pro-python/billing_requests.json')).cancel.body;
-    expect(outcome(gocardless.classifyCancel(res(200, example)))).toBe('rejected');
+    expect(outcome(gocardless.classifyCancel(res(200, example)))).toBe('check-state');
     example.billing_requests.status = 'cancelled';
     expect(outcome(gocardless.classifyCancel(res(200, example)))).toBe('canceled');
   });
@@ -81,8 +114,11 @@ describe('mycreditapp cancel classification: refusal wordings the docs leave ope
     [422, detail('Input should be a valid UUID', 'uuid_parsing', ['path', 'request_id']), 'rejected'],
     [400, { message: 'Bad request' }, 'rejected'],
     [403, detail('Organizations are not connected'), 'rejected'],
-    [404, detail('Not found'), 'not_found'],
-    [404, '<html>Not Found</html>', 'not_found'],
+    [404, detail('Not found', 'document_request_not_found'), 'not_found'],
+    [404, '<html>Not Found</html>', 'rejected'],
+    [404, '', 'rejected'],
+    [404, { detail: 'Not Found' }, 'rejected'],
+    [404, detail('No route for POST /x', 'route_not_found'), 'rejected'],
     [401, detail('Token expired', 'oauth_token_expired'), 'unauthorized'],
   ];
   it.each(cases)('HTTP %i %j is %s', (status, body, expected, state) => {
@@ -106,7 +142,11 @@ describe('mycreditapp cancel classification: refusal wordings the docs leave ope
     expect(outcome(old)).toBe('already_canceled');
     expect(outcome(mycreditapp.classifyCancel(res(200, { status: 'completed' }), now))).toBe('not_cancelable');
     expect(outcome(mycreditapp.classifyCancel(res(200, { status: 'cancelled' }), now))).toBe('canceled');
-    expect(outcome(mycreditapp.classifyCancel(res(200, {}), now))).toBe('canceled');
+    expect(outcome(mycreditapp.classifyCancel(res(200, {}), now))).toBe('failed');
+    expect(outcome(mycreditapp.classifyCancel(res(200, { unexpected: true }), now))).toBe('failed');
+    expect(outcome(mycreditapp.classifyCancel(res(200, { error: { code: 'x' } }), now))).toBe('failed');
+    expect(mycreditapp.unprovenCancel(res(200, { unexpected: true }))).toBeTruthy();
+    expect(mycreditapp.unprovenCancel(res(200, { status: 'canceled' }))).toBeUndefined();
     expect(outcome(mycreditapp.classifyCancel(res(200, { status: 'pending' }), now))).toBe('failed');
   });
 
@@ -172,8 +212,11 @@ describe('Truework classification', () => {
     [200, order('completed'), 'not_cancelable'],
     [200, order('invalid', 'completed'), 'not_cancelable'],
     [200, order('processing'), 'failed'],
-    [200, { id: 'o', verification_requests: null }, 'not_cancelable'],
+    [200, { id: 'o', verification_requests: null }, 'failed'],
+    [200, { id: 'o' }, 'failed'],
     [404, { error: { message: 'Not found' } }, 'not_found'],
+    [404, '<html>Not Found</html>', 'rejected'],
+    [404, '', 'rejected'],
     [400, { error: { message: 'Bad Request or Order not found' } }, 'not_found'],
     [
       400,
@@ -228,15 +271,24 @@ describe('Auco classification', () => {
     expect(auco.classifyCancel(res(401, {}), ['A']).kind).toBe('unauthorized');
   });
 
+  it('a 404 to the cancel itself is a wrong route (it exists at Auco): no code is read back', () => {
+    expect(auco.classifyCancel(res(404, '<html>Not Found</html>'), ['A'])).toMatchObject({ kind: 'misrouted' });
+    expect(auco.malformedStatus(res(200, { unexpected: true }))).toBeTruthy();
+    expect(auco.malformedStatus(res(200, ''))).toBeUndefined();
+  });
+
   it.each([
     [200, { status: 'REJECTED' }, 'already_canceled'],
     [200, { status: 'rejected' }, 'already_canceled'],
     [200, { status: 'FINISH' }, 'not_cancelable'],
     [200, { status: 'EXPIRED' }, 'not_cancelable'],
     [200, { status: 'CREATED' }, 'rejected'],
-    [200, {}, 'not_found'],
+    [200, {}, 'failed'],
+    [200, { unexpected: true }, 'failed'],
     [200, '', 'not_found'],
     [404, { message: 'not found' }, 'not_found'],
+    [404, '<html>Not Found</html>', 'rejected'],
+    [404, '', 'rejected'],
     [400, { message: 'bad code' }, 'not_found'],
   ])('a status read HTTP %i %j is %s', (status, body, expected) => {
     const state = auco.classifyStatus(res(status, body), undefined);
