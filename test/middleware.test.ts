@@ -135,8 +135,10 @@ describe('handler pipeline', () => {
       await new Promise((resolve) => invocation.signal.addEventListener('abort', resolve));
       return { abortedAfter: Date.now() };
     });
+    // The context's clock starts when it is made: measure from then, not from before it.
+    const context = lambdaContext('echo', 1_500);
     const started = Date.now();
-    const result = (await handler({ id: 'a', codes: [] }, lambdaContext('echo', 1_500))) as { abortedAfter: number };
+    const result = (await handler({ id: 'a', codes: [] }, context)) as { abortedAfter: number };
     expect(seen?.source).toBe('task');
     // The deadline keeps a reserve before the Lambda's own (1.5 s here); the signal fires at it, not before.
     expect(seen!.deadline - started).toBeLessThanOrEqual(1_200);
