@@ -258,6 +258,48 @@ describe('the stack', () => {
     );
   });
 
+  it("alarms are delivered: CloudWatch may use the topic's key and publish to it, for this account only", () => {
+    const [[topicId, topic]] = ofType('AWS::SNS::Topic') as [[string, Resource]];
+    const keyId = (topic.Properties.KmsMasterKeyId as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+    type Statement = { Effect: string; Principal?: unknown; Action: string | string[]; Condition?: unknown };
+    const fromCloudWatch = (statements: Statement[]) =>
+      statements.filter(
+        (st) => st.Effect === 'Allow' && JSON.stringify(st.Principal) === '{"Service":"cloudwatch.amazonaws.com"}',
+      );
+    const account = { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } };
+    const keyStatements = fromCloudWatch(
+      (resources[keyId]?.Properties.KeyPolicy as { Statement: Statement[] } | undefined)?.Statement ?? [],
+    );
+    expect(keyStatements).toHaveLength(1);
+    expect([keyStatements[0]?.Action].flat().sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey*']);
+    expect(keyStatements[0]?.Condition).toEqual(account);
+    const topicPolicy = ofType('AWS::SNS::TopicPolicy').find(([, p]) =>
+      JSON.stringify(p.Properties.Topics).includes(topicId),
+    );
+    const publish = fromCloudWatch(
+      (topicPolicy?.[1].Properties.PolicyDocument as { Statement: Statement[] } | undefined)?.Statement ?? [],
+    );
+    expect(publish.map((st) => [st.Action, st.Condition])).toEqual([['sns:Publish', account]]);
+    // Without -c alarmEmail, nobody is subscribed (the topic is there for the deployer to subscribe to).
+    expect(ofType('AWS::SNS::Subscription')).toHaveLength(0);
+  });
+
+  it('-c alarmEmail=... subscribes that address to the alarm topic; anything but one address is refused', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [], stage: 'mail', alarmEmail: 'ops@example.com' } });
+    const mailed = Template.fromStack(buildApp(app, { nag: false }).stack);
+    const topics = Object.keys(mailed.findResources('AWS::SNS::Topic'));
+    mailed.resourceCountIs('AWS::SNS::Subscription', 1);
+    mailed.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'ops@example.com',
+      TopicArn: { Ref: topics[0] },
+    });
+    for (const bad of ['ops', 'a@b', 'ops@example.com,boss@example.com', 'ops @example.com'])
+      expect(() => buildApp(new App({ context: { alarmEmail: bad } }), { nag: false }), bad).toThrow(
+        /alarmEmail must be one email address/,
+      );
+  });
+
   it('secrets hold placeholders only: generated values, no credential in the template', () => {
     for (const [, secret] of ofType('AWS::SecretsManager::Secret')) {
       expect(secret.Properties.SecretString).toBeUndefined();
