@@ -4,6 +4,7 @@
  */
 import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
 import type { CancellationsStack } from '../../infra/stack.ts';
@@ -191,6 +192,74 @@ describe('the stack', () => {
       }
     }
     // cdk-nag's IAM5 covers wildcard resources; the synthesis above passed, so each one is acknowledged.
+  });
+
+  it('the state machine role reads only the task files and writes only the map-run results, not bucket/*', () => {
+    const roleId = idOf(stack.batch.stateMachine.role as never);
+    const bucketArn = { 'Fn::GetAtt': [idOf(stack.batch.bucket), 'Arn'] };
+    const s3 = ofType('AWS::IAM::Policy')
+      .filter(([, p]) => (p.Properties.Roles as { Ref: string }[]).some((r) => r.Ref === roleId))
+      .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: { Action: string | string[] }[] }).Statement)
+      .filter((st) => [st.Action].flat().some((a) => a.startsWith('s3:')))
+      .map((st) => ({ ...st, Action: [st.Action].flat().sort() }));
+    expect(s3).toHaveLength(2);
+    expect(s3).toEqual(
+      expect.arrayContaining([
+        {
+          Effect: 'Allow',
+          Action: ['s3:GetObject'],
+          Resource: { 'Fn::Join': ['', [bucketArn, '/batches/*/tasks/*']] },
+        },
+        {
+          Effect: 'Allow',
+          Action: ['s3:AbortMultipartUpload', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:PutObject'],
+          Resource: { 'Fn::Join': ['', [bucketArn, '/map-runs/*']] },
+        },
+      ]),
+    );
+    // Prepare writes the task files where the Distributed Maps may read them.
+    expect(JSON.stringify(resources[idOf(stack.batch.stateMachine)]?.Properties.DefinitionString)).toContain(
+      'manifests.gocardless.key',
+    );
+  });
+
+  it('IAM5 Resource::* acknowledgements name the actions they cover, and cover no other action granted on *', () => {
+    const anyResource = stack.node
+      .findAll()
+      .flatMap((c) => c.node.metadata.filter((m) => m.type === 'aws:cdk:acknowledged-rules'))
+      .flatMap((m) => Object.entries(m.data as Record<string, string>))
+      .filter(([id]) => id.endsWith('IAM5[Resource::*]'));
+    expect(anyResource.length).toBe(Object.keys(stack.functions).length + 1);
+    for (const [, reason] of anyResource)
+      expect(reason).toMatch(/Covers only xray:PutTraceSegments, xray:PutTelemetryRecords/);
+    // A later grant on * is not hidden by the acknowledgement: synthesis fails, naming the role and the action.
+    const widened = (grant: (s: CancellationsStack) => void) => {
+      const app = new App({ context: { 'aws:cdk:bundling-stacks': [], stage: 'wide' } });
+      grant(buildApp(app, { nag: false }).stack);
+      return () => app.synth();
+    };
+    expect(
+      widened((s) =>
+        s.functions.Cancellations?.addToRolePolicy(
+          new PolicyStatement({ actions: ['s3:GetObject'], resources: ['*'] }),
+        ),
+      ),
+    ).toThrow(/CancellationsRole is granted s3:GetObject on Resource "\*"/);
+    expect(
+      widened((s) =>
+        s.batch.stateMachine.addToRolePolicy(
+          new PolicyStatement({ actions: ['xray:PutTraceSegments', 'dynamodb:Scan'], resources: ['*'] }),
+        ),
+      ),
+    ).toThrow(/StateMachine\/Role is granted dynamodb:Scan on Resource "\*"/);
+    // The actions it does cover still synthesize.
+    expect(
+      widened((s) =>
+        s.functions.Cancellations?.addToRolePolicy(
+          new PolicyStatement({ actions: ['xray:PutTraceSegments'], resources: ['*'] }),
+        ),
+      ),
+    ).not.toThrow();
   });
 
   it('every route of the contract exists, and every route uses AWS_IAM', () => {
