@@ -199,7 +199,11 @@ export function validateBatch(
 export function parseManifest(text: string): { items: unknown[]; issues: InputIssue[] } {
   const items: unknown[] = [];
   const issues: InputIssue[] = [];
-  text.split('\n').forEach((line, i) => {
+  const lines = text.split('\n');
+  // Counted before any line is parsed: a manifest over the limit is refused as such, at no cost per line.
+  if (lines.filter((line) => line.trim()).length > MANIFEST_LIMIT)
+    return { items, issues: [{ path: 'manifest', message: `a manifest holds at most ${MANIFEST_LIMIT} items` }] };
+  lines.forEach((line, i) => {
     if (!line.trim()) return;
     try {
       items.push(JSON.parse(line));

@@ -15,6 +15,7 @@ import { LocalApi } from '../../local/api.ts';
 import { LOCAL_TABLES, type LocalDynamo, startLocalDynamo } from '../../local/aws/dynamodb.ts';
 import { apiGatewayV2Event, lambdaContext } from '../../local/lambda-events.ts';
 import { DynamoLedger } from '../../shared/aws/ledger-table.ts';
+import { MANIFEST_LIMIT, parseManifest } from '../../shared/batch.ts';
 import { defaultDeps, setDefaultDeps } from '../../shared/cancel.ts';
 import { MAX_BODY_DEPTH, MAX_BODY_VALUES } from '../../shared/events.ts';
 import type { LedgerEntry } from '../../shared/ledger.ts';
@@ -161,6 +162,16 @@ describe('a bound on every input', () => {
     const text = await postBatch(JSON.stringify({ reason: '['.repeat(100), items: [{}] }));
     expect(text.body.issues?.map((i) => i.path)).toEqual(['items[0].provider']);
     expect(calls).toBe(0);
+  });
+});
+
+describe('a manifest (console batches) is counted before its lines are parsed', () => {
+  it('100,001 lines, none of them JSON, get one problem: the limit', () => {
+    const { items, issues } = parseManifest('not json\n'.repeat(MANIFEST_LIMIT + 1));
+    expect(issues).toEqual([{ path: 'manifest', message: `a manifest holds at most ${MANIFEST_LIMIT} items` }]);
+    expect(items).toEqual([]);
+    // At the limit, lines are parsed and each bad one named.
+    expect(parseManifest('{}\nnot json\n').issues).toEqual([{ path: 'line 2', message: 'is not valid JSON' }]);
   });
 });
 
