@@ -11,8 +11,15 @@ export function buildApp(app = new App(), options: { nag?: boolean } = {}): { ap
       `stage "${stage}" must be 1-20 lower-case letters, digits or dashes, starting with a letter (cdk synth -c stage=dev)`,
     );
   }
+  const alarmEmail = app.node.tryGetContext('alarmEmail') as unknown;
+  if (alarmEmail !== undefined && (typeof alarmEmail !== 'string' || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(alarmEmail))) {
+    throw new Error(
+      'alarmEmail must be one email address to mail alarms to (cdk deploy -c alarmEmail=ops@example.com)',
+    );
+  }
   const stack = new CancellationsStack(app, `ProviderCancellations-${stage}`, {
     stage,
+    ...(alarmEmail ? { alarmEmail } : {}),
     description: `Provider cancellations (${stage})`,
     ...(process.env.CDK_DEFAULT_ACCOUNT
       ? { env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION } }

@@ -33,8 +33,6 @@ import {
   Map as MapState,
   Parallel,
   Pass,
-  ResultWriterV2,
-  S3JsonLItemReader,
   StateMachine,
   StateMachineType,
   TaskInput,
@@ -43,6 +41,7 @@ import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfuncti
 import { Construct } from 'constructs';
 import { RETRYABLE_ERROR_NAME } from '../shared/errors.ts';
 import { PROVIDERS, type Provider } from '../shared/outcome.ts';
+import { MapRunResultWriter, TaskFileReader } from './batch-objects.ts';
 import { batchConcurrency } from './budget.ts';
 
 /** ResultWriterV2 is silently left out of the definition without this flag (TOOLING.md 1). */
@@ -189,7 +188,7 @@ export class BatchStateMachine extends Construct {
     for (const provider of PROVIDERS) {
       const P = pascal(provider);
       const dmap = new DistributedMap(this, `Distributed${P}`, {
-        itemReader: new S3JsonLItemReader({
+        itemReader: new TaskFileReader({
           bucket: this.bucket,
           key: JsonPath.stringAt(`$.manifests.${provider}.key`),
         }),
@@ -198,7 +197,7 @@ export class BatchStateMachine extends Construct {
         maxConcurrency: BATCH_CONCURRENCY[provider],
         // Never fail the batch for failed children: their items are reported `failed` by Summarize instead.
         toleratedFailurePercentage: 100,
-        resultWriterV2: new ResultWriterV2({ bucket: this.bucket, prefix: 'map-runs' }),
+        resultWriterV2: new MapRunResultWriter(this.bucket),
         mapExecutionType: StateMachineType.EXPRESS,
       });
       const child = new MapState(this, `Child${P}`, {

@@ -48,6 +48,8 @@ export class Expirations extends Construct {
         },
       }),
     });
+    // Schedules use the universal target sfn:startExecution (to name the execution, functions/expirations): the
+    // role needs the API's own permission, states:StartExecution on this state machine, and nothing more.
     props.stateMachine.grantStartExecution(this.role);
     this.deadLetters.grantSendMessages(this.role);
 

@@ -2,7 +2,7 @@
  * Alarms on what needs a person (function errors and throttles, failed batch executions, undeliverable schedules)
  * and a dashboard of cancellations by provider and outcome, from the metrics the functions emit (shared/metrics.ts).
  */
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import {
   Alarm,
   ComparisonOperator,
@@ -13,9 +13,11 @@ import {
   TreatMissingData,
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
+import { ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { Topic } from 'aws-cdk-lib/aws-sns';
+import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
@@ -27,6 +29,8 @@ export interface MonitoringProps {
   readonly deadLetterQueues?: IQueue[];
   /** The namespace the functions' metrics go to (METRICS_NAMESPACE). */
   readonly namespace: string;
+  /** Subscribed to the alarm topic by email (`cdk deploy -c alarmEmail=...`); confirm the mail AWS sends. */
+  readonly alarmEmail?: string;
 }
 
 export class Monitoring extends Construct {
@@ -41,6 +45,15 @@ export class Monitoring extends Construct {
       masterKey: new Key(this, 'AlarmsKey', { enableKeyRotation: true }),
       enforceSSL: true,
     });
+    // CloudWatch publishes alarm notifications as itself: the topic's policy and its key's policy must both let it,
+    // or every alarm fails silently (the key policy otherwise names only the account). Only for this account's
+    // alarms: the service principal is conditioned on the source account (confused-deputy protection).
+    this.topic.grantPublish(
+      new ServicePrincipal('cloudwatch.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } },
+      }),
+    );
+    if (props.alarmEmail) this.topic.addSubscription(new EmailSubscription(props.alarmEmail));
     const alarm = (name: string, metric: IMetric, description: string) => {
       const a = new Alarm(this, name, {
         metric,

@@ -4,10 +4,66 @@
  * logical ids computed from the constructs (so a rename cannot silently widen or break an acknowledgement).
  */
 import { type CfnElement, Stack, Validations } from 'aws-cdk-lib';
+import { CfnPolicy, CfnRole } from 'aws-cdk-lib/aws-iam';
 import type { IConstruct } from 'constructs';
+import { MAP_RUNS_PREFIX, TASK_FILES } from './batch-objects.ts';
 import type { CancellationsStack } from './stack.ts';
 
 const IAM5 = (finding: string) => `AwsSolutions::AwsSolutions-IAM5[${finding}]`;
+
+/** What a function role may be granted on `Resource: *`: active X-Ray tracing. */
+export const FUNCTION_ANY_RESOURCE_ACTIONS = ['xray:PutTraceSegments', 'xray:PutTelemetryRecords'];
+/** What the state machine role may be granted on `Resource: *`: X-Ray tracing and log delivery for its logging. */
+export const MACHINE_ANY_RESOURCE_ACTIONS = [
+  'xray:PutTraceSegments',
+  'xray:PutTelemetryRecords',
+  'xray:GetSamplingRules',
+  'xray:GetSamplingTargets',
+  'logs:CreateLogDelivery',
+  'logs:GetLogDelivery',
+  'logs:UpdateLogDelivery',
+  'logs:DeleteLogDelivery',
+  'logs:ListLogDeliveries',
+  'logs:PutResourcePolicy',
+  'logs:DescribeResourcePolicies',
+  'logs:DescribeLogGroups',
+];
+
+/**
+ * cdk-nag's IAM5 finding for a wildcard resource is `Resource::*` whatever the actions (3.0.2 names actions only
+ * when they hold a wildcard themselves), so acknowledging it would also hide any action granted on `*` later. This
+ * acknowledges it for the listed actions only, and fails synthesis when the role is granted anything else on `*`.
+ */
+function acknowledgeAnyResource(role: IConstruct, actions: readonly string[], why: string): void {
+  Validations.of(role).acknowledge({ id: IAM5('Resource::*'), reason: `${why} Covers only ${actions.join(', ')}.` });
+  role.node.addValidation({ validate: () => actionsOnAnyResourceBeyond(role, actions) });
+}
+
+function actionsOnAnyResourceBeyond(role: IConstruct, allowed: readonly string[]): string[] {
+  const stack = Stack.of(role);
+  const cfnRole = role.node.defaultChild;
+  if (!(cfnRole instanceof CfnRole)) return [`${role.node.path} is not an IAM role`];
+  const ref = JSON.stringify(stack.resolve(cfnRole.ref));
+  type Statement = { Effect?: string; Action?: string | string[]; Resource?: unknown };
+  const statements: Statement[] = [];
+  for (const policy of stack.node.findAll()) {
+    if (!(policy instanceof CfnPolicy)) continue;
+    const roles = (stack.resolve(policy.roles) as unknown[] | undefined) ?? [];
+    if (roles.some((r) => JSON.stringify(r) === ref))
+      statements.push(...((stack.resolve(policy.policyDocument) as { Statement?: Statement[] }).Statement ?? []));
+  }
+  for (const inline of (stack.resolve(cfnRole.policies) as { PolicyDocument?: { Statement?: Statement[] } }[]) ?? [])
+    statements.push(...(inline.PolicyDocument?.Statement ?? []));
+  const beyond = statements
+    .filter((st) => st.Effect === 'Allow' && [st.Resource].flat().includes('*'))
+    .flatMap((st) => [st.Action ?? []].flat())
+    .filter((action) => !allowed.includes(action));
+  return beyond.length
+    ? [
+        `${role.node.path} is granted ${[...new Set(beyond)].join(', ')} on Resource "*", which its IAM5 Resource::* acknowledgement (infra/nag.ts) does not cover: grant it on the resources it needs, or add the action there with a reason`,
+      ]
+    : [];
+}
 
 function logicalId(construct: IConstruct): string {
   return Stack.of(construct).getLogicalId(construct.node.defaultChild as CfnElement);
@@ -23,11 +79,11 @@ export function acknowledgeFindings(stack: CancellationsStack): void {
   }
 
   for (const fn of Object.values(stack.functions)) {
-    Validations.of(fn.role ?? fn).acknowledge({
-      id: IAM5('Resource::*'),
-      reason:
-        'Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords have no resource-level permissions (AWS docs, "Actions, resources, and condition keys for AWS X-Ray").',
-    });
+    acknowledgeAnyResource(
+      fn.role ?? fn,
+      FUNCTION_ANY_RESOURCE_ACTIONS,
+      'Active X-Ray tracing: its actions have no resource-level permissions (AWS docs, "Actions, resources, and condition keys for AWS X-Ray").',
+    );
   }
 
   const bucket = stack.batch.bucket;
@@ -68,21 +124,26 @@ export function acknowledgeFindings(stack: CancellationsStack): void {
       'CancelBillingRequest',
     ].includes(fn.node.id),
   );
+  acknowledgeAnyResource(
+    machineRole,
+    MACHINE_ANY_RESOURCE_ACTIONS,
+    'X-Ray tracing and CloudWatch Logs delivery for state machine logging have no resource-level permissions.',
+  );
   Validations.of(machineRole).acknowledge(
-    {
-      id: IAM5('Resource::*'),
-      reason:
-        'X-Ray tracing (xray:PutTraceSegments, xray:GetSamplingRules...) and CloudWatch Logs delivery for state machine logging (logs:CreateLogDelivery, logs:DescribeResourcePolicies...) have no resource-level permissions.',
-    },
     ...invoked.map((fn) => ({
       id: IAM5(`Resource::<${logicalId(fn)}.Arn>:*`),
       reason:
         'LambdaInvoke grants the function and its versions/aliases (<arn>:*), the same function and nothing else.',
     })),
     {
-      id: IAM5(`Resource::arn:<AWS::Partition>:s3:::<${bucketId}>/*`),
+      id: IAM5(`Resource::<${bucketId}.Arn>/${TASK_FILES}`),
       reason:
-        'The Distributed Map reads the per-execution task manifests (ItemReader) and writes its results (ResultWriter) under keys chosen at run time, in the batch bucket only.',
+        'The Distributed Maps read the task files Prepare writes per execution (batches/<execution>/tasks/<provider>.jsonl, ItemReader), named at run time; nothing else in the bucket.',
+    },
+    {
+      id: IAM5(`Resource::<${bucketId}.Arn>/${MAP_RUNS_PREFIX}/*`),
+      reason:
+        'The Distributed Maps write their results (ResultWriter) under map-runs/<map run id>/, named by Step Functions at run time; nothing else in the bucket.',
     },
   );
   const machineName = `{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"${logicalId(machine)}"}]}]}`;

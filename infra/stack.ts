@@ -21,6 +21,8 @@ import { CancellationTables } from './tables.ts';
 export interface CancellationsStackProps extends StackProps {
   /** dev, staging, prod...: names nothing physical, only the stack and the metrics namespace. */
   readonly stage: string;
+  /** Where alarms are mailed (`-c alarmEmail=...`): an email subscription to the alarm topic. */
+  readonly alarmEmail?: string;
 }
 
 export class CancellationsStack extends Stack {
@@ -193,6 +195,7 @@ export class CancellationsStack extends Stack {
       stateMachine: this.batch.stateMachine,
       namespace,
       deadLetterQueues: [expirations.deadLetters],
+      ...(props.alarmEmail ? { alarmEmail: props.alarmEmail } : {}),
     });
 
     new CfnOutput(this, 'ApiUrl', {

@@ -4,8 +4,11 @@
  * every route IAM-authorized, its SigV4 signature verified and its principal passed on (local/sigv4.ts).
  * It also serves `GET /openapi.json` (open either way).
  */
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import { InvalidInputError } from '../shared/errors.ts';
+import { invalidInputResponse } from '../shared/events.ts';
 import { matchPath, ROUTES } from '../shared/routes.ts';
 import { apiGatewayV2Event, lambdaContext } from './lambda-events.ts';
 import { listenOnLoopback } from './listen.ts';
@@ -81,9 +84,17 @@ export class LocalApi {
     };
     if (method === 'GET' && url.pathname === '/openapi.json') return send(200, this.options.openapi());
 
-    const candidates = ROUTES.map((route) => ({ route, params: matchPath(route.path, url.pathname) })).filter(
-      (c) => c.params,
-    );
+    let candidates: { route: (typeof ROUTES)[number]; params: Record<string, string> | undefined }[];
+    try {
+      candidates = ROUTES.map((route) => ({ route, params: matchPath(route.path, url.pathname) })).filter(
+        (c) => c.params,
+      );
+    } catch (error) {
+      if (!(error instanceof InvalidInputError)) throw error;
+      // What the function would answer for bad input (shared/events.ts), without invoking it.
+      const answer = invalidInputResponse(error.issues, randomUUID(), error.issueCount);
+      return send(400, JSON.parse(answer.body as string));
+    }
     const match = candidates.find((c) => c.route.method === method);
     if (!match?.params) {
       if (candidates.length) {

@@ -108,7 +108,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
   await stepFunctions.listen();
   const lambda = await startLocalLambda(functions);
   const scheduler = new LocalScheduler(
-    (arn, input) => stepFunctions.start(input, undefined, arn).executionArn,
+    (arn, input, name) => stepFunctions.start(input, name, arn).executionArn,
     options.schedulesFile,
   );
   await scheduler.listen();

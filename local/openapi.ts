@@ -39,7 +39,10 @@ const Issue = z.object({ path: z.string(), message: z.string() });
 const ErrorBody = z.object({
   error: z.string(),
   message: z.string(),
+  /** The first 100 problems of invalid input. */
   issues: z.optional(z.array(Issue)),
+  /** How many problems there are in all (more than `issues` lists when over 100). */
+  issueCount: z.optional(z.number()),
   requestId: z.optional(z.string()),
   batchId: z.optional(z.string()),
 });

@@ -186,6 +186,18 @@ export function validateBatch(
   const list = rawItems ?? (Array.isArray(rawList) ? rawList : []);
   const requestedBy = parsed.success ? parsed.data.requestedBy : undefined;
   const items: BatchItem[] = [];
+  // Counted before the items are validated: a list over the limit is refused as such, at no cost per item.
+  if (source === 'items' && list.length > inlineLimit) {
+    issues.push({
+      path: 'items',
+      message: `an inline batch holds at most ${inlineLimit} items; put larger batches in a JSONL manifest in S3 and pass manifest: {bucket, key}`,
+    });
+    throw new InvalidInputError(issues, 'Invalid batch');
+  }
+  if (source === 'manifest' && list.length > MANIFEST_LIMIT) {
+    issues.push({ path: 'manifest', message: `a manifest holds at most ${MANIFEST_LIMIT} items` });
+    throw new InvalidInputError(issues, 'Invalid batch');
+  }
   list.forEach((raw, i) => {
     const where = source === 'items' ? `items[${i}]` : `line ${i + 1}`;
     const item = z.safeParse(BatchItem, raw);
@@ -201,14 +213,6 @@ export function validateBatch(
     }
     items.push(item.data);
   });
-  if (source === 'items' && list.length > inlineLimit) {
-    issues.push({
-      path: 'items',
-      message: `an inline batch holds at most ${inlineLimit} items; put larger batches in a JSONL manifest in S3 and pass manifest: {bucket, key}`,
-    });
-  }
-  if (source === 'manifest' && list.length > MANIFEST_LIMIT)
-    issues.push({ path: 'manifest', message: `a manifest holds at most ${MANIFEST_LIMIT} items` });
   if (source === 'manifest' && list.length === 0)
     issues.push({ path: 'manifest', message: 'the manifest holds no items' });
   if (issues.length || !parsed.success) throw new InvalidInputError(issues, 'Invalid batch');
@@ -219,7 +223,11 @@ export function validateBatch(
 export function parseManifest(text: string): { items: unknown[]; issues: InputIssue[] } {
   const items: unknown[] = [];
   const issues: InputIssue[] = [];
-  text.split('\n').forEach((line, i) => {
+  const lines = text.split('\n');
+  // Counted before any line is parsed: a manifest over the limit is refused as such, at no cost per line.
+  if (lines.filter((line) => line.trim()).length > MANIFEST_LIMIT)
+    return { items, issues: [{ path: 'manifest', message: `a manifest holds at most ${MANIFEST_LIMIT} items` }] };
+  lines.forEach((line, i) => {
     if (!line.trim()) return;
     try {
       items.push(JSON.parse(line));

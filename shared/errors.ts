@@ -13,13 +13,32 @@ export interface InputIssue {
   message: string;
 }
 
+/** Problems listed in an answer or an error: the first ones and a count, so a huge bad input gets a small answer. */
+export const MAX_LISTED_ISSUES = 100;
+
+/** The first MAX_LISTED_ISSUES issues and how many there are in all. */
+export function listedIssues(issues: InputIssue[], count = issues.length): { issues: InputIssue[]; count: number } {
+  return { issues: issues.slice(0, MAX_LISTED_ISSUES), count: Math.max(count, issues.length) };
+}
+
+/** "a: is required; b: must be ..." for the listed issues, and how many more there are. */
+export function describeIssues(issues: InputIssue[], count: number, separator = ' '): string {
+  const listed = issues.map((i) => (i.path ? `${i.path}${separator}${i.message}` : i.message)).join('; ');
+  return count > issues.length ? `${listed}; and ${count - issues.length} more problem(s)` : listed;
+}
+
 /** Input that will never be valid as sent: 400 at the API, a non-retryable task error in Step Functions. */
 export class InvalidInputError extends Error {
   override readonly name = 'Input.Invalid';
+  /** The first MAX_LISTED_ISSUES problems. */
   readonly issues: InputIssue[];
-  constructor(issues: InputIssue[], summary = 'Invalid input') {
-    super(`${summary}: ${issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join('; ')}`);
-    this.issues = issues;
+  /** How many problems there are in all. */
+  readonly issueCount: number;
+  constructor(issues: InputIssue[], summary = 'Invalid input', count = issues.length) {
+    const listed = listedIssues(issues, count);
+    super(`${summary}: ${describeIssues(listed.issues, listed.count, ': ')}`);
+    this.issues = listed.issues;
+    this.issueCount = listed.count;
   }
 }
 

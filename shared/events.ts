@@ -3,7 +3,38 @@
  * inputs (plain JSON), told apart by shape, and turned into one validated input.
  */
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import type { InputIssue } from './errors.ts';
+import { describeIssues, type InputIssue, listedIssues } from './errors.ts';
+
+/** How deep a JSON body may nest: no route needs more than a few levels, and a deeper one only costs stack. */
+export const MAX_BODY_DEPTH = 32;
+/** How many values a JSON body may hold: a 10,000-item batch, the largest request, holds well under this. */
+export const MAX_BODY_VALUES = 200_000;
+
+/**
+ * Why a JSON text is beyond the bounds, or undefined; counted before anything parses or validates it, so a body of
+ * millions of values or thousands of levels costs one pass over its characters. Values are counted by their
+ * separators (a bound, not an exact count).
+ */
+export function jsonBoundsProblem(raw: string): string | undefined {
+  let depth = 0;
+  let values = 1;
+  let inString = false;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > MAX_BODY_DEPTH)
+        return `is nested more than ${MAX_BODY_DEPTH} levels deep; no request of this API needs more than a few`;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x2c && ++values > MAX_BODY_VALUES)
+      return `holds more than ${MAX_BODY_VALUES} values; the largest request, a batch of 10,000 items, holds far fewer: split it`;
+  }
+  return undefined;
+}
 
 export function isApiEvent(event: unknown): event is APIGatewayProxyEventV2 {
   const e = event as Partial<APIGatewayProxyEventV2> | null;
@@ -33,10 +64,14 @@ export function apiRequest(event: APIGatewayProxyEventV2): { request: ApiRequest
     if (type && !/^application\/(.+\+)?json\b/i.test(type)) {
       issues.push({ path: 'body', message: `must be JSON (Content-Type: application/json), not ${type}` });
     } else {
-      try {
-        body = JSON.parse(raw);
-      } catch {
-        issues.push({ path: 'body', message: 'is not valid JSON' });
+      const problem = jsonBoundsProblem(raw);
+      if (problem) issues.push({ path: 'body', message: problem });
+      else {
+        try {
+          body = JSON.parse(raw);
+        } catch {
+          issues.push({ path: 'body', message: 'is not valid JSON' });
+        }
       }
     }
   }
@@ -55,12 +90,19 @@ export function jsonResponse(
   return { statusCode, headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) };
 }
 
-/** The body of every 4xx the API gives for bad input: what is wrong, where, and how to fix it. */
-export function invalidInputResponse(issues: InputIssue[], requestId: string): APIGatewayProxyStructuredResultV2 {
+/** The body of every 4xx the API gives for bad input: what is wrong, where, and how to fix it. At most
+ * MAX_LISTED_ISSUES problems are listed; `issueCount` says how many there are in all. */
+export function invalidInputResponse(
+  all: InputIssue[],
+  requestId: string,
+  count = all.length,
+): APIGatewayProxyStructuredResultV2 {
+  const { issues, count: issueCount } = listedIssues(all, count);
   return jsonResponse(400, {
     error: 'invalid_request',
-    message: `The request is invalid: ${issues.map((i) => (i.path ? `${i.path} ${i.message}` : i.message)).join('; ')}`,
+    message: `The request is invalid: ${describeIssues(issues, issueCount)}`,
     issues,
+    issueCount,
     requestId,
   });
 }

@@ -43,6 +43,31 @@ export function scheduleName(creditApplicationId: string): string {
   return `expire-${creditApplicationId}`;
 }
 
+/**
+ * The name of the execution a schedule starts: the schedule's name and when it was registered. A repeated delivery
+ * of the same schedule (EventBridge Scheduler delivers at least once) names the same execution, so Step Functions
+ * starts it once; a new registration (a new expiry) names a new one. At most 80 characters, as Step Functions
+ * requires: `expire-<uuid>-<registration time, base 36>`.
+ */
+export function executionNameFor(schedule: string, registeredAt: number): string {
+  return `${schedule}-${registeredAt.toString(36)}`;
+}
+
+/** EventBridge Scheduler's universal target for Step Functions StartExecution: unlike the templated target (the
+ * state machine's ARN), it takes StartExecution's own parameters, the execution's `Name` among them. */
+export function startExecutionTarget(stateMachineArn: string): string {
+  const partition = stateMachineArn.split(':')[1] || 'aws';
+  return `arn:${partition}:scheduler:::aws-sdk:sfn:startExecution`;
+}
+
+/** The parameters a schedule's universal target passes to StartExecution. */
+export interface StartExecutionParameters {
+  StateMachineArn: string;
+  Name: string;
+  /** The batch, as a JSON string. */
+  Input: string;
+}
+
 /** EventBridge Scheduler's one-time expression, in UTC to the second: `at(2026-12-01T09:00:00)`. */
 export function atExpression(epochMs: number): string {
   return `at(${new Date(Math.ceil(epochMs / 1000) * 1000).toISOString().slice(0, 19)})`;

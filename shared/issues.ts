@@ -8,6 +8,8 @@ import type { InputIssue } from './errors.ts';
 
 type Issue = z.core.$ZodIssue;
 const GENERIC = 'Invalid input';
+/** Unknown field names quoted in one message. */
+const MAX_LISTED_KEYS = 10;
 const article = (type: string) => (/^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`);
 
 function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
@@ -46,8 +48,12 @@ function describe(issue: Issue, input: unknown): string {
       return sizeLimit(issue, 'at least', issue.minimum);
     case 'invalid_format':
       return `must be a valid ${issue.format}`;
-    case 'unrecognized_keys':
-      return `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(', ')}: remove or correct them`;
+    case 'unrecognized_keys': {
+      // At most a few names, each cut short: the keys are the caller's, and there may be thousands.
+      const names = issue.keys.slice(0, MAX_LISTED_KEYS).map((k) => `"${k.length > 64 ? `${k.slice(0, 64)}...` : k}"`);
+      const more = issue.keys.length > MAX_LISTED_KEYS ? ` and ${issue.keys.length - MAX_LISTED_KEYS} more` : '';
+      return `unknown field(s) ${names.join(', ')}${more}: remove or correct them`;
+    }
     case 'invalid_union': {
       const options = (issue as { options?: unknown[] }).options;
       return options?.length

@@ -5,6 +5,7 @@
  *
  * `MemoryLedger` serves tests and a local run without a table; `shared/aws/ledger-table.ts` is the DynamoDB one.
  */
+import { InvalidInputError } from './errors.ts';
 import { log, scrub } from './log.ts';
 import { isCanceled, type Outcome, type Provider } from './outcome.ts';
 
@@ -40,6 +41,17 @@ export function executionCaller(batch: { executionId?: unknown; startedBy?: unkn
     ...(typeof started.principal === 'string' ? { principal: started.principal } : {}),
     ...(typeof started.schedule === 'string' ? { schedule: started.schedule } : {}),
   };
+}
+
+/** A cursor that no page of this query returned (edited, cut short, or from another query): the caller's to fix. */
+export function invalidCursor(): InvalidInputError {
+  return new InvalidInputError([
+    {
+      path: 'query.cursor',
+      message:
+        'is not a cursor this query returned (pass `next` from the previous page unchanged, with the same query), or leave it out to start from the first page',
+    },
+  ]);
 }
 
 export interface LedgerEntry extends Outcome {
@@ -164,6 +176,7 @@ export class MemoryLedger implements Ledger {
           (!query.creditApplicationId || e.creditApplicationId === query.creditApplicationId),
       )
       .sort((a, b) => (a.at < b.at ? 1 : -1));
+    if (query.cursor !== undefined && !/^\d{1,9}$/.test(query.cursor)) throw invalidCursor();
     const start = query.cursor ? Number(query.cursor) : 0;
     const limit = query.limit ?? 50;
     const page = matches.slice(start, start + limit);

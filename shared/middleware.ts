@@ -251,7 +251,8 @@ export function errorReply(
   error: unknown,
   invocation: Pick<Invocation, 'requestId'>,
 ): APIGatewayProxyStructuredResultV2 {
-  if (error instanceof InvalidInputError) return invalidInputResponse(error.issues, invocation.requestId);
+  if (error instanceof InvalidInputError)
+    return invalidInputResponse(error.issues, invocation.requestId, error.issueCount);
   if (error instanceof IdempotencyMismatchError) {
     return jsonResponse(422, {
       error: 'idempotency_key_reused',

@@ -2,6 +2,8 @@
  * The HTTP API (DESIGN.md 3.3, a contract): every route and the function folder that serves it. The CDK stack,
  * the local API and the OpenAPI document are all built from this table, so a route exists in all three or none.
  */
+import { InvalidInputError } from './errors.ts';
+
 export const FUNCTIONS = [
   'cancel-document-request',
   'get-credit-application',
@@ -76,7 +78,8 @@ export const ROUTES: readonly Route[] = [
   },
 ];
 
-/** Matches a concrete path against a template; returns the path parameters, or undefined. */
+/** Matches a concrete path against a template; returns the path parameters (percent-decoded), or undefined. A
+ * parameter that is not valid percent-encoding (`%zz`, a lone `%`) is the caller's mistake: InvalidInputError. */
 export function matchPath(template: string, path: string): Record<string, string> | undefined {
   const names: string[] = [];
   const pattern = template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{(\w+)\}/g, (_m, name: string) => {
@@ -85,5 +88,19 @@ export function matchPath(template: string, path: string): Record<string, string
   });
   const match = new RegExp(`^${pattern}$`).exec(path);
   if (!match) return undefined;
-  return Object.fromEntries(names.map((name, i) => [name, decodeURIComponent(match[i + 1] ?? '')]));
+  return Object.fromEntries(names.map((name, i) => [name, decodePathParameter(name, match[i + 1] ?? '')]));
+}
+
+function decodePathParameter(name: string, raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new InvalidInputError([
+      {
+        path: `path.${name}`,
+        message:
+          'is not valid percent-encoding (a % must start an escape of two hex digits, such as %2F): write a literal % as %25',
+      },
+    ]);
+  }
 }

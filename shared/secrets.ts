@@ -15,14 +15,32 @@ import { toInputIssues } from './issues.ts';
 import { registerSecretValues } from './log.ts';
 import { PROVIDERS, type Provider } from './outcome.ts';
 
-const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
+/** A loopback host: the only place a plaintext `http://` URL may carry a credential (a simulator, a local proxy). */
+const isLoopback = (hostname: string) =>
+  hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+const providerUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).check(
+  z.refine(
+    (v) => {
+      try {
+        const url = new URL(v);
+        return url.protocol !== 'http:' || isLoopback(url.hostname); // other schemes: reported by the check above
+      } catch {
+        return true; // not a URL at all: reported by the check above
+      }
+    },
+    {
+      error:
+        'must be an https URL: http:// would send the credential in plaintext, and is accepted only for a loopback address (127.0.0.1, localhost, [::1])',
+    },
+  ),
+);
 const nonEmpty = (max: number) => z.string().check(z.minLength(1, 'must not be empty'), z.maxLength(max));
 
 export const SecretSchemas = {
   mycreditapp: z.strictObject({
     clientId: nonEmpty(128),
     clientSecret: nonEmpty(64),
-    baseUrl: z.optional(httpUrl),
+    baseUrl: z.optional(providerUrl),
     /** The version segment appended to a `baseUrl` without a path (and to the production URL). */
     apiVersion: z.optional(z.string().check(z.regex(/^v[0-9][0-9a-z-]*$/, 'must look like "v1" or "v1-beta"'))),
     /** Default for both organization headers when a call (a batch guard, say) does not name them. */
@@ -31,11 +49,11 @@ export const SecretSchemas = {
   auco: z.strictObject({
     privateKey: z.string().check(z.startsWith('prk_', 'must be an Auco private key (prk_...)')),
     publicKey: z.string().check(z.startsWith('puk_', 'must be an Auco public key (puk_...)')),
-    baseUrl: z.optional(httpUrl),
+    baseUrl: z.optional(providerUrl),
   }),
   truework: z.strictObject({
     apiKey: z.string().check(z.startsWith('tw_sk_', 'must be a Truework secret key (tw_sk_... or tw_sk_test_...)')),
-    baseUrl: z.optional(httpUrl),
+    baseUrl: z.optional(providerUrl),
     /** Response-signature public keys by key id (base64 raw Ed25519). When present, every JSON answer is verified. */
     publicKeys: z.optional(
       z.record(
@@ -48,7 +66,7 @@ export const SecretSchemas = {
   }),
   gocardless: z.strictObject({
     accessToken: nonEmpty(512),
-    baseUrl: z.optional(httpUrl),
+    baseUrl: z.optional(providerUrl),
   }),
 } as const;
 

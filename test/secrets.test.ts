@@ -148,3 +148,45 @@ describe('secrets from a local JSON file', () => {
     expect(attempt).not.toThrow(new RegExp(GOOD.privateKey));
   });
 });
+
+describe('provider baseUrl', () => {
+  const secret = (baseUrl: string) => ({ gocardless: { accessToken: 'live_never_in_an_error_1', baseUrl } });
+
+  it('is https, or http on a loopback address only: a credential never goes out in plaintext', () => {
+    for (const ok of [
+      'https://api.gocardless.com',
+      'https://10.0.0.5:8443/v1',
+      'http://127.0.0.1:4001',
+      'http://127.8.9.10/x',
+      'http://localhost:3000',
+      'http://[::1]:4001/v1-beta',
+    ])
+      expect(() => parseSecretsFile(secret(ok), 's.json'), ok).not.toThrow();
+    for (const bad of [
+      'http://api.gocardless.com',
+      'http://10.0.0.5:4001',
+      'http://127.0.0.1.example.com',
+      'http://localhost.example.com',
+      'http://[::2]:80',
+      'http://0.0.0.0:4001',
+    ]) {
+      const attempt = () => parseSecretsFile(secret(bad), 's.json');
+      expect(attempt, bad).toThrow(
+        /gocardless: field "baseUrl" must be an https URL: http:\/\/ would send the credential in plaintext/,
+      );
+      // Names the field, never the value (a URL may carry a token in its query).
+      expect(attempt, bad).not.toThrow(bad);
+      expect(attempt, bad).not.toThrow(/live_never_in_an_error_1/);
+    }
+    expect(() => parseSecretsFile(secret('ftp://example.com'), 's.json')).toThrow(
+      /field "baseUrl" must be an http\(s\) URL$/,
+    );
+  });
+
+  it('is checked where Secrets Manager secrets are read too', async () => {
+    sm.secrets.set('plain', JSON.stringify({ ...GOOD, baseUrl: 'http://dev.auco.ai/v1.5/ext' }));
+    await expect(storeFor('plain').get('auco')).rejects.toThrow(
+      /Secret "plain" for auco is invalid: field "baseUrl" must be an https URL/,
+    );
+  });
+});

@@ -10,7 +10,7 @@ import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
 import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
 import { defaultDeps } from '#shared/cancel.ts';
 import { IdempotencyHeaders } from '#shared/cancel-handler.ts';
-import { InvalidInputError } from '#shared/errors.ts';
+import { type InputIssue, InvalidInputError } from '#shared/errors.ts';
 import { recordApiStart } from '#shared/execution-starts.ts';
 import { defineHandler, type Reply } from '#shared/middleware.ts';
 import { mycreditappOrganizationId } from '#shared/secrets.ts';
@@ -48,8 +48,41 @@ function executionName(idempotencyKey: string | undefined, principal: string | u
     : randomUUID();
 }
 
+/** A manifest names an S3 object: only the console (or this function, for a large batch) may start one. An API
+ * caller naming one could re-run any stored manifest, past the API's item limit. */
+const MANIFEST_REFUSED: InputIssue = {
+  path: 'manifest',
+  message: `is not accepted by the API: send the items themselves (up to ${API_ITEM_LIMIT}; a batch over ${INLINE_LIMIT} is written to S3 for you); a manifest already in S3 is started from the Step Functions console`,
+};
+
+function validateApiBatch(body: unknown): ReturnType<typeof validateBatch> {
+  const namesManifest = typeof body === 'object' && body !== null && 'manifest' in body;
+  // Counted before anything is validated: a list over the limit is refused at no cost per item.
+  const items = (body as { items?: unknown } | null)?.items;
+  if (Array.isArray(items) && items.length > API_ITEM_LIMIT) {
+    throw new InvalidInputError(
+      [
+        ...(namesManifest ? [MANIFEST_REFUSED] : []),
+        {
+          path: 'items',
+          message: `holds ${items.length} items; POST /v1/batches takes at most ${API_ITEM_LIMIT}: split it into several batches`,
+        },
+      ],
+      'Invalid batch',
+    );
+  }
+  try {
+    const valid = validateBatch(body, undefined, 'items', API_ITEM_LIMIT);
+    if (namesManifest) throw new InvalidInputError([MANIFEST_REFUSED], 'Invalid batch');
+    return valid;
+  } catch (error) {
+    if (!namesManifest || !(error instanceof InvalidInputError) || error.issues.includes(MANIFEST_REFUSED)) throw error;
+    throw new InvalidInputError([MANIFEST_REFUSED, ...error.issues], 'Invalid batch', error.issueCount + 1);
+  }
+}
+
 async function start(body: unknown, idempotencyKey: string | undefined, principal: string | undefined): Promise<Reply> {
-  const { request, items } = validateBatch(body, undefined, 'items', API_ITEM_LIMIT);
+  const { request, items } = validateApiBatch(body);
   if (request.guard) {
     const issues = guardOrganizationIssues(
       request.guard,

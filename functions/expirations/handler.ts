@@ -21,10 +21,13 @@ import { forgetSchedule, recordApiStart, recordSchedule } from '#shared/executio
 import {
   atExpression,
   ExpirationRequest,
+  executionNameFor,
   expirationBatch,
   expiresAtProblem,
   parseAtExpression,
+  type StartExecutionParameters,
   scheduleName,
+  startExecutionTarget,
 } from '#shared/expirations.ts';
 import { toInputIssues } from '#shared/issues.ts';
 import { Uuid } from '#shared/items.ts';
@@ -158,19 +161,16 @@ async function register(body: unknown, principal: string | undefined): Promise<R
   const group = requireEnv('SCHEDULE_GROUP');
   const id = request.creditApplicationId;
   const when = new Date(expiresAt).toISOString();
+  const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
+  const executionName = executionNameFor(name, Date.now());
 
   if (expiresAt <= Date.now()) {
     // Already expired: run now, and drop any schedule that would run it again later.
     await deleteSchedule(name, group);
-    const executionName = `${name}-${Date.now()}`;
     // Said before starting it: the audit ledger records this API caller as what started the execution.
     await recordApiStart(executionName, principal);
     const started = await aws().sfn.send(
-      new StartExecutionCommand({
-        stateMachineArn: requireEnv('STATE_MACHINE_ARN'),
-        name: executionName,
-        input: JSON.stringify(batch),
-      }),
+      new StartExecutionCommand({ stateMachineArn, name: executionName, input: JSON.stringify(batch) }),
     );
     const batchId = started.executionArn?.split(':').at(-1);
     return reply(202, {
@@ -193,9 +193,17 @@ async function register(body: unknown, principal: string | undefined): Promise<R
     State: 'ENABLED' as const,
     Description: `Cancel in-flight work of credit application ${id} at its expiry`,
     Target: {
-      Arn: requireEnv('STATE_MACHINE_ARN'),
+      // The universal target, so the execution gets a name derived from this schedule: a repeated delivery names
+      // the same execution and starts nothing new. (The templated target, the state machine's ARN, cannot name it;
+      // no context attribute fits a name either: the schedule's ARN and time hold ':' and '/', the delivery id
+      // changes per attempt.) The role needs states:StartExecution on the state machine either way.
+      Arn: startExecutionTarget(stateMachineArn),
       RoleArn: requireEnv('SCHEDULER_ROLE_ARN'),
-      Input: JSON.stringify(batch),
+      Input: JSON.stringify({
+        StateMachineArn: stateMachineArn,
+        Name: executionName,
+        Input: JSON.stringify(batch),
+      } satisfies StartExecutionParameters),
       // A target that fails to start is retried for a day, then the event goes to the dead-letter queue (alarmed).
       RetryPolicy: { MaximumEventAgeInSeconds: 86_400, MaximumRetryAttempts: 185 },
       DeadLetterConfig: { Arn: requireEnv('SCHEDULER_DLQ_ARN') },
@@ -219,6 +227,8 @@ async function register(body: unknown, principal: string | undefined): Promise<R
     schedule: name,
     group,
     replaced,
+    // The id the batch will have when the schedule fires (GET /v1/batches/{batchId} is 404 until then).
+    batchId: executionName,
     links: { self: `/v1/expirations/${id}` },
   });
 }
@@ -238,7 +248,9 @@ async function read(id: string): Promise<Reply> {
   const group = requireEnv('SCHEDULE_GROUP');
   try {
     const s = await aws().scheduler.send(new GetScheduleCommand({ Name: scheduleName(id), GroupName: group }));
-    const input = JSON.parse(s.Target?.Input ?? '{}') as {
+    const target = JSON.parse(s.Target?.Input ?? '{}') as Partial<StartExecutionParameters>;
+    // A schedule made before the universal target carried the batch itself.
+    const input = JSON.parse(typeof target.Input === 'string' ? target.Input : (s.Target?.Input ?? '{}')) as {
       reason?: string;
       guard?: { skipIfStatusIn?: string[] };
       items?: unknown[];
@@ -251,6 +263,7 @@ async function read(id: string): Promise<Reply> {
       expiresAt: at === undefined ? s.ScheduleExpression : new Date(at).toISOString(),
       schedule: s.Name,
       group,
+      ...(target.Name ? { batchId: target.Name } : {}),
       reason: input.reason,
       skipIfStatusIn: input.guard?.skipIfStatusIn,
       ...(input.items ? { items: input.items } : { manifest: input.manifest }),

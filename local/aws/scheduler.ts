@@ -1,10 +1,12 @@
 /**
  * A local EventBridge Scheduler, in this process, with the same semantics for what this project uses: one-time
  * `at()` schedules in groups, Create/Update/Get/Delete/List over the real REST API (so the expirations function
- * uses the SDK client unchanged), firing on time by starting the local state machine, a retry policy and a
+ * uses the SDK client unchanged), firing on time by starting the local state machine (a templated target, or the
+ * universal sfn:startExecution target with the execution's name; context attributes replaced), a retry policy and a
  * dead-letter list for a target that will not start, delete-after-completion, and schedules kept in a file so a
  * restart of `npm start` does not lose them (overdue ones fire at start-up, as the service fires late ones).
  */
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname } from 'node:path';
@@ -52,8 +54,25 @@ interface State {
   deadLetters: (Fired & { input?: string })[];
 }
 
-/** Starts the target (the state machine); throws when it cannot. */
-export type StartTarget = (targetArn: string, input: string) => Promise<string> | string;
+/** Starts the target (the state machine), under `name` when the schedule names the execution; throws when it
+ * cannot. Returns the execution's ARN. */
+export type StartTarget = (targetArn: string, input: string, name?: string) => Promise<string> | string;
+
+/** The universal target for Step Functions StartExecution (any partition), which this scheduler runs as the service
+ * does: its Input holds StartExecution's parameters. Other universal targets are not emulated. */
+const START_EXECUTION = /^arn:[\w-]+:scheduler:::aws-sdk:sfn:startExecution$/;
+const UNIVERSAL = /^arn:[\w-]+:scheduler:::aws-sdk:/;
+
+/** What a target invocation passes the state machine: its ARN, the execution input, and a name if any. */
+function startParameters(targetArn: string, input: string): { arn: string; input: string; name?: string } {
+  if (!START_EXECUTION.test(targetArn)) return { arn: targetArn, input };
+  const p = JSON.parse(input) as { StateMachineArn?: unknown; Name?: unknown; Input?: unknown };
+  return {
+    arn: String(p.StateMachineArn),
+    input: typeof p.Input === 'string' ? p.Input : '{}',
+    ...(typeof p.Name === 'string' ? { name: p.Name } : {}),
+  };
+}
 
 /** setTimeout's longest delay: later schedules are re-armed. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -66,6 +85,8 @@ export class LocalScheduler {
   private readonly start: StartTarget;
   /** Milliseconds between attempts to start a target that failed (the service backs off; locally, quickly). */
   retryDelayMs = 1_000;
+  /** How many times each firing is delivered: the service delivers at least once, so tests deliver twice. */
+  deliveriesPerFiring = 1;
   url = '';
 
   constructor(start: StartTarget, file?: string) {
@@ -133,6 +154,20 @@ export class LocalScheduler {
     const zone = body.ScheduleExpressionTimezone;
     if (zone !== undefined && zone !== 'UTC')
       throw new AwsServiceError('ValidationException', 'only UTC schedules are supported locally', 400);
+    if (UNIVERSAL.test(target.Arn) && !START_EXECUTION.test(target.Arn))
+      throw new AwsServiceError('ValidationException', `universal target ${target.Arn} is not emulated locally`, 400);
+    if (START_EXECUTION.test(target.Arn)) {
+      let parameters: { StateMachineArn?: unknown; Input?: unknown } | undefined;
+      try {
+        parameters = JSON.parse(target.Input ?? '') as typeof parameters;
+      } catch {}
+      if (typeof parameters?.StateMachineArn !== 'string')
+        throw new AwsServiceError(
+          'ValidationException',
+          'the Input of a universal sfn:startExecution target must be JSON holding StartExecution parameters (StateMachineArn, Name, Input)',
+          400,
+        );
+    }
   }
 
   private upsert(name: string, body: Record<string, unknown>, update: boolean): LocalSchedule {
@@ -197,7 +232,7 @@ export class LocalScheduler {
     if (this.find(schedule.GroupName, schedule.Name) !== schedule) return; // replaced or deleted meanwhile
     // Deleted only after this: the target started durably (the local Step Functions keeps an execution before it
     // answers), or its event went to the dead-letter queue. A crash before then leaves the schedule to fire again.
-    await this.deliver(schedule);
+    for (let i = 0; i < this.deliveriesPerFiring; i++) await this.deliver(schedule);
     // A one-time schedule is done with, whether its target started or its event went to the dead-letter queue.
     if (schedule.ActionAfterCompletion === 'DELETE') this.remove(schedule.GroupName, schedule.Name);
     else this.save();
@@ -208,9 +243,17 @@ export class LocalScheduler {
     const at = schedule.ScheduleExpression.slice('at('.length, -1); // validated on create: at(yyyy-mm-ddThh:mm:ss)
     const attempts = 1 + Math.min(schedule.Target.RetryPolicy?.MaximumRetryAttempts ?? 185, 5);
     let lastError = '';
+    const executionId = randomUUID().replaceAll('-', '').slice(0, 16);
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
-        const executionArn = await this.start(schedule.Target.Arn, schedule.Target.Input ?? '{}');
+        // The context attributes the service replaces in a target's input.
+        const input = (schedule.Target.Input ?? '{}')
+          .replaceAll('<aws.scheduler.schedule-arn>', schedule.Arn)
+          .replaceAll('<aws.scheduler.scheduled-time>', `${at}Z`)
+          .replaceAll('<aws.scheduler.execution-id>', executionId)
+          .replaceAll('<aws.scheduler.attempt-number>', String(attempt));
+        const target = startParameters(schedule.Target.Arn, input);
+        const executionArn = await this.start(target.arn, target.input, target.name);
         this.state.fired.push({
           name: schedule.Name,
           group: schedule.GroupName,

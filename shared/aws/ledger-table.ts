@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { sleep } from '../http.ts';
 import type { Ledger, LedgerEntry, LedgerQuery, Progress } from '../ledger.ts';
-import { countSettled, targetKey, tookEffectUnseen } from '../ledger.ts';
+import { countSettled, invalidCursor, targetKey, tookEffectUnseen } from '../ledger.ts';
 import { isCanceled, type OutcomeKind, type Provider } from '../outcome.ts';
 import { type DynamoDb, dynamoDb, type Item, marshallItem, unmarshallItem } from './dynamodb.ts';
 import { LEDGER_TABLE } from './tables.ts';
@@ -14,7 +14,30 @@ import { LEDGER_TABLE } from './tables.ts';
 const pk = (provider: string, target: Record<string, string> | string) =>
   `${provider}#${typeof target === 'string' ? target : targetKey(target)}`;
 const encodeCursor = (key: unknown) => Buffer.from(JSON.stringify(key)).toString('base64url');
-const decodeCursor = (cursor: string) => JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Item;
+
+/**
+ * The start key a cursor holds, checked against the query before DynamoDB sees it: exactly the key attributes of
+ * the table or index queried, strings, in the partition queried. Anything else is the caller's mistake (400), not a
+ * DynamoDB validation error (500), and never a way to page through another partition.
+ */
+function decodeCursor(cursor: string, keys: readonly string[], partition: [string, string]): Item {
+  let key: unknown;
+  try {
+    key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalidCursor();
+  }
+  const entries = key !== null && typeof key === 'object' && !Array.isArray(key) ? Object.entries(key) : [];
+  const valid =
+    entries.length === keys.length &&
+    entries.every(([name, value]) => {
+      const s = (value as { S?: unknown } | null)?.S;
+      return keys.includes(name) && typeof s === 'string' && Object.keys(value as object).length === 1;
+    }) &&
+    (key as Record<string, { S: string }>)[partition[0]]?.S === partition[1];
+  if (!valid) throw invalidCursor();
+  return key as Item;
+}
 
 export class DynamoLedger implements Ledger {
   private readonly table: string;
@@ -128,6 +151,15 @@ export class DynamoLedger implements Ledger {
     return false;
   }
 
+  private startKey(query: LedgerQuery, cursor: string): Item {
+    const table = [LEDGER_TABLE.partitionKey, LEDGER_TABLE.sortKey];
+    if (query.creditApplicationId !== undefined) {
+      const { partitionKey, sortKey } = LEDGER_TABLE.byCreditApplication;
+      return decodeCursor(cursor, [...table, partitionKey, sortKey], [partitionKey, query.creditApplicationId]);
+    }
+    return decodeCursor(cursor, table, [LEDGER_TABLE.partitionKey, pk(query.provider ?? '', query.target ?? '')]);
+  }
+
   async query(query: LedgerQuery): Promise<{ entries: LedgerEntry[]; cursor?: string }> {
     const byApplication = query.creditApplicationId !== undefined;
     if (!byApplication && !(query.provider && query.target))
@@ -148,7 +180,7 @@ export class DynamoLedger implements Ledger {
           }),
       ScanIndexForward: false,
       Limit: query.limit ?? 50,
-      ...(query.cursor ? { ExclusiveStartKey: decodeCursor(query.cursor) } : {}),
+      ...(query.cursor ? { ExclusiveStartKey: this.startKey(query, query.cursor) } : {}),
     });
     const entries = (page.Items ?? []).map((item) => JSON.parse(String(unmarshallItem(item).entry)) as LedgerEntry);
     return { entries, ...(page.LastEvaluatedKey ? { cursor: encodeCursor(page.LastEvaluatedKey) } : {}) };

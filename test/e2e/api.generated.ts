@@ -218,6 +218,7 @@ export interface components {
                 path: string;
                 message: string;
             }[];
+            issueCount?: number;
             requestId?: string;
             batchId?: string;
         };

@@ -41,6 +41,7 @@ beforeEach(() => {
 });
 
 const APP = 'b2a9f8d3-6e5c-4b1a-9d8e-7f6a5b4c3d21';
+let firstExecutionName = '';
 const items = [{ provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending }];
 const register = (body: Record<string, unknown>) =>
   callApi(handler, { method: 'POST', route: '/v1/expirations', path: '/v1/expirations', body });
@@ -81,15 +82,25 @@ describe('expirations, AWS path (EventBridge Scheduler API on the wire)', () => 
       ActionAfterCompletion: 'DELETE',
       State: 'ENABLED',
       Target: {
-        Arn: ENV.STATE_MACHINE_ARN,
+        // The universal target, so the schedule names the execution it starts (below).
+        Arn: 'arn:aws:scheduler:::aws-sdk:sfn:startExecution',
         RoleArn: ENV.SCHEDULER_ROLE_ARN,
         RetryPolicy: { MaximumEventAgeInSeconds: 86_400, MaximumRetryAttempts: 185 },
         DeadLetterConfig: { Arn: ENV.SCHEDULER_DLQ_ARN },
       },
     });
-    // The input is the batch the state machine runs: the items, guarded by the application's status then.
+    // StartExecution's parameters: this state machine, an execution name derived from the schedule (a repeated
+    // delivery names the same execution, which Step Functions starts once), and the batch the state machine runs:
+    // the items, guarded by the application's status then.
     const target = (call?.body.Target ?? {}) as { Input?: string };
-    expect(JSON.parse(String(target.Input))).toEqual({
+    const parameters = JSON.parse(String(target.Input)) as { StateMachineArn: string; Name: string; Input: string };
+    expect(Object.keys(parameters).sort()).toEqual(['Input', 'Name', 'StateMachineArn']);
+    expect(parameters.StateMachineArn).toBe(ENV.STATE_MACHINE_ARN);
+    expect(parameters.Name).toMatch(new RegExp(`^expire-${APP}-[0-9a-z]{8,9}$`));
+    expect(parameters.Name.length).toBeLessThanOrEqual(80);
+    expect(res.body.batchId).toBe(parameters.Name);
+    firstExecutionName = parameters.Name;
+    expect(JSON.parse(parameters.Input)).toEqual({
       reason: 'Credit application expired',
       requestedBy: 'ops@example.com',
       creditApplicationId: APP,
@@ -112,6 +123,11 @@ describe('expirations, AWS path (EventBridge Scheduler API on the wire)', () => 
       `PUT /schedules/expire-${APP}`,
     ]);
     expect([...api.schedules.keys()]).toEqual([`cancellations-test/expire-${APP}`]);
+    // A new registration starts a new execution when it fires: its own name.
+    const replacedTarget = api.calls[1]?.body.Target as { Input?: string } | undefined;
+    const replaced = JSON.parse(String(replacedTarget?.Input)) as { Name: string };
+    expect(replaced.Name).toMatch(new RegExp(`^expire-${APP}-`));
+    expect(replaced.Name).not.toBe(firstExecutionName);
   });
 
   it('reads the schedule back, then deletes it; a second delete and a read are 404', async () => {
@@ -123,6 +139,7 @@ describe('expirations, AWS path (EventBridge Scheduler API on the wire)', () => 
       expiresAt: '2026-12-31T00:00:00.000Z',
       skipIfStatusIn: ['approved'],
       items,
+      batchId: expect.stringMatching(new RegExp(`^expire-${APP}-`)),
     });
     expect(api.calls[0]?.query).toEqual({ groupName: 'cancellations-test' });
     expect((await byId('DELETE')).status).toBe(204);

@@ -75,6 +75,79 @@ describe('expirations, local path (in-process scheduler)', () => {
     expect((await read(D.pendingApplication)).status).toBe(404);
   });
 
+  it('a schedule delivered twice (the service delivers at least once) starts one execution, named from the schedule', async () => {
+    system.cloud.scheduler.deliveriesPerFiring = 2;
+    const earlier = system.cloud.scheduler.fired.length;
+    const earlierExecutions = new Set(system.cloud.stepFunctions.executions.keys());
+    try {
+      const res = await register({
+        creditApplicationId: D.pendingApplication,
+        expiresAt: inSeconds(1),
+        items: [{ provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.pending }],
+      });
+      const schedule = system.cloud.scheduler.schedules.find((s) => s.Name === `expire-${D.pendingApplication}`);
+      expect(schedule?.Target.Arn).toBe('arn:aws:scheduler:::aws-sdk:sfn:startExecution');
+      const fired = await until(() => {
+        const both = system.cloud.scheduler.fired.slice(earlier);
+        return both.length === 2 ? both : undefined;
+      });
+      // Both deliveries name the execution the registration announced; Step Functions ran it once.
+      const arn = `${system.cloud.env.STATE_MACHINE_ARN?.replace(':stateMachine:', ':execution:')}:${res.body.batchId}`;
+      expect(fired.map((f) => f.executionArn)).toEqual([arn, arn]);
+      const executions = [...system.cloud.stepFunctions.executions.values()].filter(
+        (e) => !earlierExecutions.has(e.executionArn),
+      );
+      expect(executions.map((e) => e.name)).toEqual([res.body.batchId]);
+      await executions[0]?.done;
+      expect(JSON.parse(executions[0]?.output ?? '{}')).toMatchObject({ status: 'completed' });
+      expect(system.gocardless.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+      expect(system.gocardless.received('POST', /actions\/cancel$/)).toHaveLength(1);
+    } finally {
+      system.cloud.scheduler.deliveriesPerFiring = 1;
+    }
+  });
+
+  it('the local scheduler runs the universal target as the service does: StartExecution parameters, context attributes', async () => {
+    const started: string[] = [];
+    const scheduler = new LocalScheduler((arn, input, name) => {
+      started.push(`${arn} ${name} ${input}`);
+      return `${arn}:${name}`;
+    });
+    await scheduler.listen();
+    const create = (name: string, target: Record<string, unknown>) =>
+      fetch(`${scheduler.url}/schedules/${name}`, {
+        method: 'POST',
+        body: JSON.stringify({
+          GroupName: 'g',
+          ScheduleExpression: `at(${new Date().toISOString().slice(0, 19)})`,
+          FlexibleTimeWindow: { Mode: 'OFF' },
+          ActionAfterCompletion: 'DELETE',
+          Target: { RoleArn: 'arn:r', ...target },
+        }),
+      });
+    const ok = await create('expire-u', {
+      Arn: 'arn:aws:scheduler:::aws-sdk:sfn:startExecution',
+      Input: JSON.stringify({
+        StateMachineArn: 'arn:sm',
+        Name: 'expire-u-1',
+        Input: JSON.stringify({ schedule: '<aws.scheduler.schedule-arn>', attempt: '<aws.scheduler.attempt-number>' }),
+      }),
+    });
+    expect(ok.status).toBe(200);
+    await until(() => started.length > 0);
+    expect(started).toEqual([
+      'arn:sm expire-u-1 {"schedule":"arn:aws:scheduler:eu-west-1:111111111111:schedule/g/expire-u","attempt":"1"}',
+    ]);
+    // What it cannot run is refused when the schedule is made, not when it fires.
+    expect((await create('bad-1', { Arn: 'arn:aws:scheduler:::aws-sdk:sfn:startExecution', Input: '{}' })).status).toBe(
+      400,
+    );
+    expect((await create('bad-2', { Arn: 'arn:aws:scheduler:::aws-sdk:sqs:sendMessage', Input: '{}' })).status).toBe(
+      400,
+    );
+    await scheduler.close();
+  });
+
   it('the guard is honoured: an application approved by then keeps its work in flight', async () => {
     await register({
       creditApplicationId: D.approvedApplication,

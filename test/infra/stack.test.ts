@@ -4,6 +4,7 @@
  */
 import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
 import type { CancellationsStack } from '../../infra/stack.ts';
@@ -208,6 +209,74 @@ describe('the stack', () => {
     // cdk-nag's IAM5 covers wildcard resources; the synthesis above passed, so each one is acknowledged.
   });
 
+  it('the state machine role reads only the task files and writes only the map-run results, not bucket/*', () => {
+    const roleId = idOf(stack.batch.stateMachine.role as never);
+    const bucketArn = { 'Fn::GetAtt': [idOf(stack.batch.bucket), 'Arn'] };
+    const s3 = ofType('AWS::IAM::Policy')
+      .filter(([, p]) => (p.Properties.Roles as { Ref: string }[]).some((r) => r.Ref === roleId))
+      .flatMap(([, p]) => (p.Properties.PolicyDocument as { Statement: { Action: string | string[] }[] }).Statement)
+      .filter((st) => [st.Action].flat().some((a) => a.startsWith('s3:')))
+      .map((st) => ({ ...st, Action: [st.Action].flat().sort() }));
+    expect(s3).toHaveLength(2);
+    expect(s3).toEqual(
+      expect.arrayContaining([
+        {
+          Effect: 'Allow',
+          Action: ['s3:GetObject'],
+          Resource: { 'Fn::Join': ['', [bucketArn, '/batches/*/tasks/*']] },
+        },
+        {
+          Effect: 'Allow',
+          Action: ['s3:AbortMultipartUpload', 's3:GetObject', 's3:ListMultipartUploadParts', 's3:PutObject'],
+          Resource: { 'Fn::Join': ['', [bucketArn, '/map-runs/*']] },
+        },
+      ]),
+    );
+    // Prepare writes the task files where the Distributed Maps may read them.
+    expect(JSON.stringify(resources[idOf(stack.batch.stateMachine)]?.Properties.DefinitionString)).toContain(
+      'manifests.gocardless.key',
+    );
+  });
+
+  it('IAM5 Resource::* acknowledgements name the actions they cover, and cover no other action granted on *', () => {
+    const anyResource = stack.node
+      .findAll()
+      .flatMap((c) => c.node.metadata.filter((m) => m.type === 'aws:cdk:acknowledged-rules'))
+      .flatMap((m) => Object.entries(m.data as Record<string, string>))
+      .filter(([id]) => id.endsWith('IAM5[Resource::*]'));
+    expect(anyResource.length).toBe(Object.keys(stack.functions).length + 1);
+    for (const [, reason] of anyResource)
+      expect(reason).toMatch(/Covers only xray:PutTraceSegments, xray:PutTelemetryRecords/);
+    // A later grant on * is not hidden by the acknowledgement: synthesis fails, naming the role and the action.
+    const widened = (grant: (s: CancellationsStack) => void) => {
+      const app = new App({ context: { 'aws:cdk:bundling-stacks': [], stage: 'wide' } });
+      grant(buildApp(app, { nag: false }).stack);
+      return () => app.synth();
+    };
+    expect(
+      widened((s) =>
+        s.functions.Cancellations?.addToRolePolicy(
+          new PolicyStatement({ actions: ['s3:GetObject'], resources: ['*'] }),
+        ),
+      ),
+    ).toThrow(/CancellationsRole is granted s3:GetObject on Resource "\*"/);
+    expect(
+      widened((s) =>
+        s.batch.stateMachine.addToRolePolicy(
+          new PolicyStatement({ actions: ['xray:PutTraceSegments', 'dynamodb:Scan'], resources: ['*'] }),
+        ),
+      ),
+    ).toThrow(/StateMachine\/Role is granted dynamodb:Scan on Resource "\*"/);
+    // The actions it does cover still synthesize.
+    expect(
+      widened((s) =>
+        s.functions.Cancellations?.addToRolePolicy(
+          new PolicyStatement({ actions: ['xray:PutTraceSegments'], resources: ['*'] }),
+        ),
+      ),
+    ).not.toThrow();
+  });
+
   it('every route of the contract exists, and every route uses AWS_IAM', () => {
     const routes = ofType('AWS::ApiGatewayV2::Route');
     const keys = routes.map(([, r]) => r.Properties.RouteKey).sort();
@@ -354,6 +423,48 @@ describe('the stack', () => {
     expect(JSON.stringify(ofType('AWS::CloudWatch::Dashboard')[0]?.[1].Properties.DashboardBody)).toContain(
       'Cancellations',
     );
+  });
+
+  it("alarms are delivered: CloudWatch may use the topic's key and publish to it, for this account only", () => {
+    const [[topicId, topic]] = ofType('AWS::SNS::Topic') as [[string, Resource]];
+    const keyId = (topic.Properties.KmsMasterKeyId as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+    type Statement = { Effect: string; Principal?: unknown; Action: string | string[]; Condition?: unknown };
+    const fromCloudWatch = (statements: Statement[]) =>
+      statements.filter(
+        (st) => st.Effect === 'Allow' && JSON.stringify(st.Principal) === '{"Service":"cloudwatch.amazonaws.com"}',
+      );
+    const account = { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } };
+    const keyStatements = fromCloudWatch(
+      (resources[keyId]?.Properties.KeyPolicy as { Statement: Statement[] } | undefined)?.Statement ?? [],
+    );
+    expect(keyStatements).toHaveLength(1);
+    expect([keyStatements[0]?.Action].flat().sort()).toEqual(['kms:Decrypt', 'kms:GenerateDataKey*']);
+    expect(keyStatements[0]?.Condition).toEqual(account);
+    const topicPolicy = ofType('AWS::SNS::TopicPolicy').find(([, p]) =>
+      JSON.stringify(p.Properties.Topics).includes(topicId),
+    );
+    const publish = fromCloudWatch(
+      (topicPolicy?.[1].Properties.PolicyDocument as { Statement: Statement[] } | undefined)?.Statement ?? [],
+    );
+    expect(publish.map((st) => [st.Action, st.Condition])).toEqual([['sns:Publish', account]]);
+    // Without -c alarmEmail, nobody is subscribed (the topic is there for the deployer to subscribe to).
+    expect(ofType('AWS::SNS::Subscription')).toHaveLength(0);
+  });
+
+  it('-c alarmEmail=... subscribes that address to the alarm topic; anything but one address is refused', () => {
+    const app = new App({ context: { 'aws:cdk:bundling-stacks': [], stage: 'mail', alarmEmail: 'ops@example.com' } });
+    const mailed = Template.fromStack(buildApp(app, { nag: false }).stack);
+    const topics = Object.keys(mailed.findResources('AWS::SNS::Topic'));
+    mailed.resourceCountIs('AWS::SNS::Subscription', 1);
+    mailed.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'ops@example.com',
+      TopicArn: { Ref: topics[0] },
+    });
+    for (const bad of ['ops', 'a@b', 'ops@example.com,boss@example.com', 'ops @example.com'])
+      expect(() => buildApp(new App({ context: { alarmEmail: bad } }), { nag: false }), bad).toThrow(
+        /alarmEmail must be one email address/,
+      );
   });
 
   it('secrets hold placeholders only: generated values, no credential in the template', () => {

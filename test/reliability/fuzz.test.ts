@@ -1,6 +1,8 @@
 /**
  * Fuzzing (fast-check): for every route, and for the batch and expiration inputs, at least 10,000 generated bad
- * requests each. Every one gets a 4xx with a message; never a 5xx, never a call to a provider or to AWS.
+ * requests each, with any headers and query strings beside them; ledger cursors, forged or foreign, against the
+ * DynamoDB ledger; and every route through the local API with percent-escapes in its path. Every one gets a 4xx
+ * with a message; never a 5xx, never a call to a provider or to AWS.
  *
  * "Bad" is decided by the route's own schema: random requests (random path values, headers, JSON bodies, and
  * mutations of valid bodies) are kept when the schema rejects them. The property is about the pipeline: whatever
@@ -34,10 +36,14 @@ import {
   handler as getCreditApplication,
   Api as getCreditApplicationApi,
 } from '../../functions/get-credit-application/handler.ts';
+import { LocalApi } from '../../local/api.ts';
 import { apiGatewayV2Event, lambdaContext } from '../../local/lambda-events.ts';
+import { DynamoLedger } from '../../shared/aws/ledger-table.ts';
 import { validateBatch } from '../../shared/batch.ts';
+import { defaultDeps, setDefaultDeps } from '../../shared/cancel.ts';
 import { ExpirationRequest } from '../../shared/expirations.ts';
 import { setLogSink } from '../../shared/log.ts';
+import { ROUTES } from '../../shared/routes.ts';
 import { useSecrets } from '../support/providers.ts';
 
 const RUNS = 10_000;
@@ -134,6 +140,59 @@ const mutated = (valid: Record<string, unknown>) =>
     fc.tuple(text, anyJson).map(([k, v]) => ({ ...valid, [`x${k}`]: v })),
   );
 
+/** Percent-escapes as a caller might send them in a query or a path: valid, broken, encoded controls and bytes. */
+const percentEscape = fc.constantFrom(
+  '%zz',
+  '%',
+  '%4',
+  '%E0%A4%A',
+  '%C3%28',
+  '%00',
+  '%2F',
+  '%25',
+  '%20',
+  '%0A',
+  '%C3%A9',
+  '%FF',
+);
+/** Any header a caller (or a proxy) may add, on every route: the content type, case variants, huge values. */
+const anyHeaders = fc.dictionary(
+  fc.oneof(
+    fc.constantFrom(
+      'content-type',
+      'Content-Type',
+      'IDEMPOTENCY-KEY',
+      'content-encoding',
+      'content-length',
+      'authorization',
+      'x-amz-date',
+      'x-amz-security-token',
+      'x-requested-by',
+      'requester-organization-id',
+      'Target-Organization-Id',
+      'host',
+      'accept',
+    ),
+    fc.stringMatching(/^[a-z][a-z0-9-]{0,30}$/),
+  ),
+  fc.oneof(
+    text,
+    percentEscape,
+    fc.constantFrom(
+      'application/json; charset=utf-8',
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'application/vnd.api+json',
+      'multipart/form-data; boundary=x',
+      'gzip',
+      '-1',
+      '',
+    ),
+    fc.string({ minLength: 8000, maxLength: 9000 }),
+  ),
+  { maxKeys: 4 },
+);
+
 function request(
   body: fc.Arbitrary<unknown>,
   path: fc.Arbitrary<Record<string, string>> = fc.constant({}),
@@ -142,11 +201,19 @@ function request(
   return fc.record({
     path,
     headers: fc
-      .tuple(extraHeaders, fc.option(text, { nil: undefined }))
-      .map(([h, key]) => ({ ...h, ...(key === undefined ? {} : { 'idempotency-key': key }) })),
+      .tuple(anyHeaders, extraHeaders, fc.option(text, { nil: undefined }))
+      .map(([any, h, key]) => ({ ...any, ...h, ...(key === undefined ? {} : { 'idempotency-key': key }) })),
     query: fc.dictionary(
-      fc.constantFrom('provider', 'creditApplicationId', 'billingRequestId', 'limit', 'cursor', 'x'),
-      text,
+      fc.oneof(
+        fc.constantFrom('provider', 'creditApplicationId', 'billingRequestId', 'limit', 'cursor', 'x'),
+        fc.string({ maxLength: 20 }),
+        percentEscape,
+      ),
+      fc.oneof(
+        text,
+        percentEscape,
+        fc.tuple(text, percentEscape).map(([t, e]) => `${t}${e}`),
+      ),
       { maxKeys: 3 },
     ),
     body,
@@ -189,7 +256,7 @@ function safeParse(raw: string): unknown {
   }
 }
 
-async function check(handler: Handler, method: string, arbitrary: fc.Arbitrary<Request>) {
+async function check(handler: Handler, method: string, arbitrary: fc.Arbitrary<Request>, runs = RUNS) {
   const before = calls;
   await fc.assert(
     fc.asyncProperty(arbitrary, async (r) => {
@@ -199,7 +266,7 @@ async function check(handler: Handler, method: string, arbitrary: fc.Arbitrary<R
       expect(res.statusCode, `${res.statusCode} for ${JSON.stringify(r).slice(0, 300)}: ${res.body}`).toBeLessThan(500);
       expect(typeof body.message).toBe('string');
     }),
-    { numRuns: RUNS },
+    { numRuns: runs },
   );
   expect(calls - before).toBe(0);
 }
@@ -324,6 +391,97 @@ describe('fuzzing: 10,000 bad requests per route, a clean 4xx each, nothing sent
     const path = fc.record({ id: text });
     await check(expirations, 'GET', rejectedBy(ById, request(fc.constant(undefined), path)));
     await check(expirations, 'DELETE', rejectedBy(ById, request(fc.constant(undefined), path)));
+  });
+
+  it('GET /v1/cancellations: forged, edited and foreign cursors, against the DynamoDB ledger and the in-process one', async () => {
+    const target = { provider: 'gocardless', billingRequestId: 'BRQ000FUZZ1' };
+    const encode = (v: unknown) => Buffer.from(JSON.stringify(v) ?? '').toString('base64url');
+    const attribute = fc.oneof(
+      text.map((S) => ({ S })),
+      fc.integer().map((n) => ({ N: String(n) })),
+      anyJson,
+    );
+    const cursor = fc.oneof(
+      text,
+      fc.stringMatching(/^[A-Za-z0-9_-]{1,200}$/),
+      anyJson.map(encode),
+      // Shaped like a start key, of another partition (the query's own would be a real page).
+      fc
+        .record(
+          { pk: attribute, sk: attribute, creditApplicationId: attribute, at: attribute, extra: attribute },
+          { requiredKeys: [] },
+        )
+        .map(encode),
+      fc.tuple(text, text).map(([pk, sk]) => encode({ pk: { S: `gocardless#${pk}` }, sk: { S: sk } })),
+    );
+    const queries = fc.record({
+      query: fc.oneof(
+        cursor.map((c) => ({ ...target, cursor: c })),
+        cursor.map((c) => ({ creditApplicationId: uuid, cursor: c })),
+      ),
+      path: fc.constant({}),
+      headers: anyHeaders,
+      body: fc.constant(undefined),
+    }) as fc.Arbitrary<Request>;
+    // A page number is a real cursor of the in-process ledger; everything else must be refused by both.
+    const notAPage = queries.filter((r) => !/^\d{1,9}$/.test(r.query.cursor ?? ''));
+    await check(cancellations, 'GET', notAPage, RUNS / 2);
+    const saved = defaultDeps();
+    setDefaultDeps({ ...saved, ledger: new DynamoLedger('ledger') });
+    try {
+      await check(cancellations, 'GET', queries, RUNS / 2);
+    } finally {
+      setDefaultDeps(saved);
+    }
+  });
+
+  it('every route through the local API, with percent-escapes in its path: a 4xx from the API or the function', async () => {
+    const functions = { batches, cancellations, expirations } as Record<string, Handler>;
+    Object.assign(functions, {
+      'cancel-billing-request': cancelBillingRequest,
+      'cancel-verification-order': cancelVerificationOrder,
+      'cancel-signing-processes': cancelSigningProcesses,
+      'cancel-document-request': cancelDocumentRequest,
+      'get-credit-application': getCreditApplication,
+    });
+    const api = new LocalApi({ functions: functions as never, openapi: () => ({}) });
+    await api.listen(0);
+    // Each parameter holds an percentEscape that is broken, or decodes to a character no id may hold ("/", "%", " ",
+    // a control, a non-ASCII letter): never a valid id, so nothing may be called.
+    const segment = fc
+      .tuple(fc.stringMatching(/^[A-Za-z0-9_-]{0,12}$/), percentEscape, fc.stringMatching(/^[A-Za-z0-9_-]{0,12}$/))
+      .map(([a, e, b]) => `${a}${e}_${b}`); // "_" so no escape is completed by what follows it
+    const routed = fc
+      .tuple(
+        fc.constantFrom(...ROUTES.filter((r) => r.path.includes('{'))),
+        fc.array(segment, { minLength: 3, maxLength: 3 }),
+      )
+      .map(([route, values]) => ({
+        method: route.method,
+        path: route.path.replace(/\{\w+\}/g, () => values.shift() ?? '%zz'),
+      }));
+    const stray = fc
+      .tuple(
+        fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH'),
+        fc.array(fc.oneof(segment, text.map(encodeURIComponent)), { maxLength: 5 }),
+      )
+      .map(([method, parts]) => ({ method, path: `/v1/${parts.join('/')}` }));
+    const before = calls;
+    try {
+      await fc.assert(
+        fc.asyncProperty(fc.oneof(routed, stray), async ({ method, path }) => {
+          const res = await fetch(`${api.url}${path}`, { method });
+          const body = (await res.json()) as { message?: unknown };
+          expect(res.status, `${method} ${path}`).toBeGreaterThanOrEqual(400);
+          expect(res.status, `${method} ${path}: ${JSON.stringify(body)}`).toBeLessThan(500);
+          expect(typeof body.message).toBe('string');
+        }),
+        { numRuns: RUNS },
+      );
+    } finally {
+      await api.close();
+    }
+    expect(calls - before).toBe(0);
   });
 
   it('GET /v1/batches/{batchId}', async () => {
