@@ -119,7 +119,7 @@ export class CancellationsStack extends Stack {
     this.batch.stateMachine.grantStartExecution(batches);
     batches.addToRolePolicy(
       new PolicyStatement({
-        actions: ['states:DescribeExecution'],
+        actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
         resources: [
           Stack.of(this).formatArn({
             service: 'states',
@@ -164,6 +164,9 @@ export class CancellationsStack extends Stack {
     this.tables.grantLedger(cancellations, 'query');
     this.tables.grantIdempotency(batches);
     this.tables.grantLedger(batches, 'progress');
+    // The providers' circuits: the cancel functions keep them, Summarize reads them to plan each round.
+    for (const fn of Object.values(cancel)) this.tables.grantCircuits(fn, 'update');
+    this.tables.grantCircuits(summarize, 'read');
 
     this.functions = functions;
     // Each route's function, by its operation (shared/routes.ts).

@@ -7,13 +7,14 @@ import { AttributeType, Billing, ProjectionType, TableEncryptionV2, TableV2 } fr
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
-import { IDEMPOTENCY_TABLE, LEDGER_TABLE } from '../shared/aws/tables.ts';
+import { CIRCUIT_TABLE, IDEMPOTENCY_TABLE, LEDGER_TABLE } from '../shared/aws/tables.ts';
 
 export type LedgerAccess = 'write' | 'write-and-read-target' | 'query' | 'progress';
 
 export class CancellationTables extends Construct {
   readonly ledger: TableV2;
   readonly idempotency: TableV2;
+  readonly circuits: TableV2;
 
   constructor(scope: Construct, id: string, props: { removalPolicy: RemovalPolicy }) {
     super(scope, id);
@@ -50,6 +51,25 @@ export class CancellationTables extends Construct {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false },
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    // One item per provider (shared/circuit.ts): state that heals itself, nothing to recover.
+    this.circuits = new TableV2(this, 'Circuits', {
+      partitionKey: { name: CIRCUIT_TABLE.partitionKey, type: AttributeType.STRING },
+      billing: Billing.onDemand(),
+      encryption: TableEncryptionV2.awsManagedKey(),
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+  }
+
+  /** update: the cancel functions read, count failures, claim probes and close; read: Summarize plans rounds. */
+  grantCircuits(fn: LambdaFunction, access: 'update' | 'read'): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: access === 'update' ? ['dynamodb:GetItem', 'dynamodb:UpdateItem'] : ['dynamodb:GetItem'],
+        resources: [this.circuits.tableArn],
+      }),
+    );
+    fn.addEnvironment('CIRCUIT_TABLE', this.circuits.tableName);
   }
 
   /** write: BatchWriteItem; write-and-read-target: and Query on the table (a target's history); query: Query on the

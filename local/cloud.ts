@@ -22,6 +22,8 @@ export interface LocalCloudOptions {
   /** A file for the scheduled expirations (survive restarts); none keeps them in memory. */
   schedulesFile?: string;
   retryIntervalMs?: number;
+  /** Scales the state machine's Wait states (its rounds): tests and the bench. */
+  waitScale?: number;
   intercept?: LocalRunnerOptions['intercept'];
 }
 
@@ -56,6 +58,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     functions,
     s3,
     ...(options.retryIntervalMs !== undefined ? { retryIntervalMs: options.retryIntervalMs } : {}),
+    ...(options.waitScale !== undefined ? { waitScale: options.waitScale } : {}),
     ...(options.intercept ? { intercept: options.intercept } : {}),
   });
   const stepFunctions = new LocalStepFunctions(machine, LOCAL_STATE_MACHINE_ARN);
@@ -74,6 +77,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     STATE_MACHINE_ARN: LOCAL_STATE_MACHINE_ARN,
     LEDGER_TABLE: dynamo.tables.ledger,
     IDEMPOTENCY_TABLE: dynamo.tables.idempotency,
+    CIRCUIT_TABLE: dynamo.tables.circuits,
     AWS_ENDPOINT_URL_LAMBDA: lambda.url,
     AWS_ENDPOINT_URL_SCHEDULER: scheduler.url,
     SCHEDULE_GROUP: 'cancellations',

@@ -33,6 +33,9 @@ export interface LocalRunnerOptions {
   s3: LocalS3;
   /** Replaces every Retry interval with this many milliseconds (tests). Omitted: the definition's intervals. */
   retryIntervalMs?: number;
+  /** Multiplies every Wait state's duration (`Seconds` or `SecondsPath`): time scaled for tests and the bench.
+   * Omitted: the definition's waits, in real time. */
+  waitScale?: number;
   /** Lambda timeout per invocation (the functions' 25 s by default). */
   lambdaTimeoutMs?: number;
   /** Wraps every function invocation: fault injection in tests. */
@@ -41,6 +44,8 @@ export interface LocalRunnerOptions {
 
 /** Counts for the cost model: transitions of the execution, and of its Distributed Map children. */
 export interface RunStats {
+  /** The state the execution entered last, and its input (GetExecutionHistory's latest `...StateEntered`). */
+  current?: { name: string; input: unknown };
   transitions: number;
   childExecutions: number;
   childTransitions: number;
@@ -49,6 +54,7 @@ export interface RunStats {
 }
 
 const DISTRIBUTED = 'arn:aws:states:::local:distributed-map';
+const WAIT = 'arn:aws:states:::local:wait';
 /** Express workflows stop at five minutes. */
 const EXPRESS_LIMIT_MS = 5 * 60_000;
 
@@ -121,6 +127,8 @@ export class LocalStateMachine {
   private readonly lambdaTasks = new Map<string, string>();
   /** Every retrying state's interval, when the options replace them (tests). */
   private readonly retryIntervalOverrides: Record<string, number> = {};
+  /** The Wait states (run as scaled sleeps with `waitScale`). */
+  readonly waitStates = new Set<string>();
   private readonly options: LocalRunnerOptions;
 
   constructor(options: LocalRunnerOptions) {
@@ -148,6 +156,18 @@ export class LocalStateMachine {
           ...rest
         } = state;
         return { ...rest, Type: 'Task', Resource: DISTRIBUTED, Parameters: { state: name, 'input.$': '$' } } as State;
+      }
+      if (state.Type === 'Wait') this.waitStates.add(name);
+      if (state.Type === 'Wait' && options.waitScale !== undefined) {
+        // The same Wait, as a task that sleeps its seconds times the scale and passes its input on unchanged.
+        const { Seconds, SecondsPath, Type: _t, ...rest } = state;
+        return {
+          ...rest,
+          Type: 'Task',
+          Resource: WAIT,
+          Parameters: SecondsPath !== undefined ? { 'seconds.$': SecondsPath } : { seconds: Seconds ?? 0 },
+          ResultPath: null,
+        } as State;
       }
       if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.startsWith('arn:aws:lambda:')) {
         this.lambdaTasks.set(name, state.Resource.split(':').at(-1) ?? '');
@@ -180,6 +200,13 @@ export class LocalStateMachine {
     }
     for (const name of this.distributed.keys())
       handlers[name] = (p) => this.distributedMap(p as unknown as { state: string; input: unknown }, execution, stats);
+    for (const name of this.options.waitScale !== undefined ? this.waitStates : []) {
+      handlers[name] = async (p) => {
+        const seconds = Number((p as { seconds?: unknown }).seconds) || 0;
+        await new Promise((resolve) => setTimeout(resolve, seconds * 1000 * (this.options.waitScale ?? 1)));
+        return null;
+      };
+    }
     const options: RunOptions = {
       overrides: {
         taskResourceLocalHandlers: handlers,
@@ -198,8 +225,10 @@ export class LocalStateMachine {
     const timer = timeoutMs ? setTimeout(() => run.abort(), timeoutMs) : undefined;
     const counting = (async () => {
       for await (const event of run.eventLogs) {
-        if (event.type === 'StateEntered') stats[counter]++;
-        else if (event.type === 'StateRetried') stats.retries++;
+        if (event.type === 'StateEntered') {
+          stats[counter]++;
+          if (counter === 'transitions') stats.current = { name: event.state.name, input: event.state.input };
+        } else if (event.type === 'StateRetried') stats.retries++;
       }
     })();
     try {

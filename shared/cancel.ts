@@ -4,6 +4,7 @@
  */
 
 import { DynamoLedger } from './aws/ledger-table.ts';
+import { type CircuitStore, DynamoCircuitStore } from './circuit.ts';
 import { RateLimitedError, TransientError } from './errors.ts';
 import { HttpClient, type SendOptions } from './http.ts';
 import { type Ledger, MemoryLedger } from './ledger.ts';
@@ -20,12 +21,16 @@ export interface OperationContext {
   idempotencyKey?: string;
   reason?: string;
   requestedBy?: string;
+  /** A probe of an open circuit (shared/circuit.ts): one attempt, no retries. */
+  probe?: boolean;
 }
 
 export interface Deps {
   http: HttpClient;
   secrets: SecretStore;
   ledger: Ledger;
+  /** The providers' circuits (CIRCUIT_TABLE); without them, batch tasks call providers without a circuit. */
+  circuits?: CircuitStore;
 }
 
 let shared: Deps | undefined;
@@ -33,10 +38,12 @@ let shared: Deps | undefined;
 /** One HTTP client, secret store and ledger per process (per warm Lambda), so connections and caches are reused. */
 export function defaultDeps(): Deps {
   const table = process.env.LEDGER_TABLE;
+  const circuits = process.env.CIRCUIT_TABLE;
   shared ??= {
     http: new HttpClient(),
     secrets: secretStore(),
     ledger: table ? new DynamoLedger(table) : new MemoryLedger(),
+    ...(circuits ? { circuits: new DynamoCircuitStore(circuits) } : {}),
   };
   return shared;
 }
@@ -74,6 +81,7 @@ export function sendOptions(provider: Provider, ctx: OperationContext, extra: Se
     deadline: ctx.deadline,
     pace: { key: provider, perSecond: rateFor(provider) },
     ...extra,
+    ...(ctx.probe ? { retry: { ...extra.retry, maxAttempts: 1 } } : {}),
   };
 }
 

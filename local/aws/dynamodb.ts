@@ -1,13 +1,17 @@
 /**
  * DynamoDB on loopback: dynalite (the real DynamoDB wire protocol and validation), in memory or in a directory,
- * with the ledger and idempotency tables created as the stack declares them.
+ * with the ledger, idempotency and circuit tables created as the stack declares them.
  */
 import dynalite from 'dynalite';
 import { DynamoDb, DynamoError } from '../../shared/aws/dynamodb.ts';
 import { createTableInputs } from '../../shared/aws/tables.ts';
 import { listenOnLoopback } from '../listen.ts';
 
-export const LOCAL_TABLES = { ledger: 'cancellations-ledger', idempotency: 'cancellations-idempotency' } as const;
+export const LOCAL_TABLES = {
+  ledger: 'cancellations-ledger',
+  idempotency: 'cancellations-idempotency',
+  circuits: 'cancellations-circuits',
+} as const;
 
 export interface LocalDynamo {
   url: string;

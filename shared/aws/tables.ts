@@ -19,13 +19,20 @@ export const IDEMPOTENCY_TABLE = {
   ttlAttribute: 'expiration',
 } as const;
 
+/** One item per provider: its circuit (shared/circuit.ts). */
+export const CIRCUIT_TABLE = { partitionKey: 'provider' } as const;
+
 const hashAndRange = (index: { partitionKey: string; sortKey: string }) => [
   { AttributeName: index.partitionKey, KeyType: 'HASH' },
   { AttributeName: index.sortKey, KeyType: 'RANGE' },
 ];
 
 /** CreateTable inputs for local tables (dynalite), equal to what the stack declares. */
-export function createTableInputs(names: { ledger: string; idempotency: string }): Record<string, unknown>[] {
+export function createTableInputs(names: {
+  ledger: string;
+  idempotency: string;
+  circuits: string;
+}): Record<string, unknown>[] {
   const { byCreditApplication, byExecution } = LEDGER_TABLE;
   const keys = new Set([
     LEDGER_TABLE.partitionKey,
@@ -57,6 +64,12 @@ export function createTableInputs(names: { ledger: string; idempotency: string }
       BillingMode: 'PAY_PER_REQUEST',
       AttributeDefinitions: [{ AttributeName: IDEMPOTENCY_TABLE.partitionKey, AttributeType: 'S' }],
       KeySchema: [{ AttributeName: IDEMPOTENCY_TABLE.partitionKey, KeyType: 'HASH' }],
+    },
+    {
+      TableName: names.circuits,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [{ AttributeName: CIRCUIT_TABLE.partitionKey, AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: CIRCUIT_TABLE.partitionKey, KeyType: 'HASH' }],
     },
   ];
 }

@@ -4,7 +4,11 @@ import { AucoSimulator } from '../../local/simulators/auco.ts';
 import { GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
 import { MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
 import { TrueworkSimulator } from '../../local/simulators/truework.ts';
+import { DynamoDb } from '../../shared/aws/dynamodb.ts';
+import { setDefaultDeps } from '../../shared/cancel.ts';
+import { DynamoCircuitStore } from '../../shared/circuit.ts';
 import { HttpClient } from '../../shared/http.ts';
+import { PROVIDERS } from '../../shared/outcome.ts';
 import { useSecrets } from './providers.ts';
 
 export interface TestSystem {
@@ -14,12 +18,17 @@ export interface TestSystem {
   mycreditapp: MyCreditAppSimulator;
   cloud: LocalCloud;
   secrets: Record<string, unknown>;
-  reset(): void;
+  /** Clears the simulators, the in-memory ledger and idempotency records, and the circuits. */
+  reset(): Promise<void>;
   stop(): Promise<void>;
 }
 
+/**
+ * `waitScale` defaults to 1/1000: a round's 30 s wait takes 30 ms. `circuits`: batch tasks go through the providers'
+ * circuits in the local DynamoDB table (shared/circuit.ts), as in AWS; without it, no circuit.
+ */
 export async function startTestSystem(
-  options: LocalCloudOptions & { rateLimited?: boolean } = {},
+  options: LocalCloudOptions & { rateLimited?: boolean; circuits?: boolean } = {},
 ): Promise<TestSystem> {
   const sims = {
     gocardless: new GoCardlessSimulator(),
@@ -29,16 +38,25 @@ export async function startTestSystem(
   };
   await Promise.all(Object.values(sims).map((s) => s.start()));
   const secrets = Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()]));
-  const wire = () => useSecrets(secrets, new HttpClient({ retry: { baseDelayMs: 5, maxDelayMs: 50 } }));
+  const cloud = await startLocalCloud({ waitScale: 0.001, ...options });
+  const circuits = options.circuits ? new DynamoCircuitStore(cloud.dynamo.tables.circuits) : undefined;
+  const wire = () => {
+    const deps = useSecrets(secrets, new HttpClient({ retry: { baseDelayMs: 5, maxDelayMs: 50 } }));
+    if (circuits) setDefaultDeps({ ...deps, secrets: deps.store, circuits });
+  };
   wire();
-  const cloud = await startLocalCloud(options);
   return {
     ...sims,
     cloud,
     secrets,
-    reset() {
+    async reset() {
       for (const s of Object.values(sims)) s.reset();
       wire();
+      if (!circuits) return;
+      const db = new DynamoDb({ endpoint: cloud.dynamo.url });
+      for (const provider of PROVIDERS) {
+        await db.call('DeleteItem', { TableName: cloud.dynamo.tables.circuits, Key: { provider: { S: provider } } });
+      }
     },
     async stop() {
       await cloud.stop();
