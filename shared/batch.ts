@@ -27,8 +27,10 @@ export const DEFAULT_DEADLINE_MS = 24 * 3_600_000;
 /** The latest deadline a batch may name, after its start (the state machine's timeout is an hour longer). */
 export const MAX_DEADLINE_MS = 7 * 24 * 3_600_000;
 
-/** Items an inline batch may hold: their outcomes must fit the 256 KB Step Functions state. Larger: a manifest. */
-export const INLINE_LIMIT = 500;
+/** Items an inline batch may hold: a round's results (a failed item carries its task and its error) and the outcomes
+ * settled so far must fit the 256 KB Step Functions state; 500 items all failing measured 494 KB, 150 stay under
+ * 200 KB. Larger: a manifest (POST /v1/batches writes one itself). */
+export const INLINE_LIMIT = 150;
 /** Items a manifest may hold (one execution; each provider's Distributed Map takes them in batches). */
 export const MANIFEST_LIMIT = 100_000;
 /** Statuses in which the in-flight work is still wanted: an approved or finalized application keeps it. */

@@ -182,7 +182,13 @@ export function outcomesReply(outcomes: Outcome[], extra: Record<string, unknown
 export function taskResult<T extends Outcome | Outcome[]>(result: T, input?: { why: Why }) {
   const outcomes: Outcome[] = Array.isArray(result) ? result : [result];
   const failed = outcomes.find((o) => o.outcome === 'failed');
-  if (failed) throw new TaskRetryableError(RETRYABLE_ERROR_NAME[failed.failure ?? 'transient'], JSON.stringify(result));
+  if (failed) {
+    // The error lands in the batch's state, once per item: messages are cut short to keep it small (256 KB).
+    const short = (o: Outcome) =>
+      o.message && o.message.length > 300 ? { ...o, message: `${o.message.slice(0, 300)}…` } : o;
+    const carried = Array.isArray(result) ? result.map(short) : short(result as Outcome);
+    throw new TaskRetryableError(RETRYABLE_ERROR_NAME[failed.failure ?? 'transient'], JSON.stringify(carried));
+  }
   const why = input?.why;
   if (why?.indexes && Array.isArray(result)) return { indexes: why.indexes, outcomes: result };
   if (why?.index !== undefined && !Array.isArray(result)) return { index: why.index, outcome: result };
