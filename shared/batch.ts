@@ -367,6 +367,8 @@ export function caughtOutcomes(
     try {
       const parsed = JSON.parse(message) as Outcome | Outcome[];
       carried = Array.isArray(parsed) ? parsed : [parsed];
+      // Outcomes only: a message that merely parses as JSON (a quoted string, a number) carries none.
+      if (!carried.every((o) => typeof o?.outcome === 'string')) carried = undefined;
     } catch {
       carried = undefined;
     }
@@ -450,9 +452,12 @@ export function summarize(
  * Final outcomes are final at once. A provider whose circuit is open (shared/circuit.ts) gets one item per round,
  * its probe; the others wait for a round in which the circuit is closed.
  *
- * The waits grow (30 s, doubling, at most 5 minutes), and never fall below what keeps the execution's history
- * under Standard workflows' 25,000 events until the deadline: a round costs about ROUNDS.eventsPerRound events, plus
- * ROUNDS.eventsPerInlineTask per item an inline round runs (a manifest round's items run in child executions).
+ * The waits grow (30 s, doubling, at most 5 minutes) and never pass the deadline. The execution's history must stay
+ * under Standard workflows' 25,000 events: a round costs about ROUNDS.eventsPerRound events, plus
+ * ROUNDS.eventsPerInlineTask per item an inline round runs (a manifest round's items run in child executions), so
+ * a deadline farther than the rounds left at 5 minutes each spaces the rounds out evenly until it (a 24 h deadline
+ * fits at 5 minutes; 7 days waits about half an hour between rounds). With no room for another round, the items
+ * still waiting are given up, saying so.
  */
 export const ROUNDS = {
   firstWaitSeconds: 30,
@@ -647,7 +652,9 @@ export function planNextRound(input: {
     else groups[provider].push(task);
   }
   const step = Math.min(ROUNDS.maxWaitSeconds, ROUNDS.firstWaitSeconds * ROUNDS.factor ** (round.number - 1));
-  const waitSeconds = Math.max(1, Math.ceil(Math.min(left, Math.max(step, left / roundsLeft))));
+  // Only a deadline too far for the rounds left at the longest step spaces them out further (a 7-day deadline).
+  const floor = left > roundsLeft * ROUNDS.maxWaitSeconds ? left / roundsLeft : 0;
+  const waitSeconds = Math.max(1, Math.ceil(Math.min(left, Math.max(step, floor))));
   const waitingFor = PROVIDERS.flatMap((provider) => {
     const mine = tasks.filter((t) => t.item.provider === provider);
     if (!mine.length) return [];

@@ -192,4 +192,34 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     expect([...system.gocardless.effectiveCancels.values()].every((n) => n === 1)).toBe(true);
     expect((await circuits.get('gocardless'))?.state).toBe('closed');
   });
+
+  it('the manifest path (Distributed Maps) waits in rounds as well, keeping its rounds in S3, and drains', async () => {
+    system.gocardless.inject(down);
+    const items = [...gocardlessItems('E', 30), ...trueworkItems('E', 30)];
+    const key = 'manifests/outage.jsonl';
+    system.cloud.s3.put(system.cloud.bucket, key, items.map((i) => JSON.stringify(i)).join('\n'));
+    const execution = start({ reason: 'declined', manifest: { bucket: system.cloud.bucket, key } });
+    await until(async () => (await read(execution.name)).status === 'waiting', 'the manifest batch to wait');
+    expect((await read(execution.name)).waiting?.waitingFor.map((w) => [w.provider, w.items])).toEqual([
+      ['gocardless', 30],
+    ]);
+
+    system.gocardless.clearFaults();
+    const result = (await outputOf(execution)) as unknown as {
+      status: string;
+      summary: BatchResult['summary'];
+      rounds: BatchResult['rounds'];
+      results: { bucket: string; key: string; count: number };
+    };
+    expect(result.status).toBe('completed');
+    expect(result.summary).toMatchObject({ total: 60, lost: 0, byOutcome: { canceled: 60, failed: 0 } });
+    expect(result.rounds?.count).toBeGreaterThan(1);
+    const lines = (system.cloud.s3.get(result.results.bucket, result.results.key) ?? '').trim().split('\n');
+    const outcomes = lines.map((l) => JSON.parse(l) as { index: number; outcome: string });
+    expect(outcomes.map((o) => o.index)).toEqual(Array.from({ length: 60 }, (_, i) => i));
+    expect(outcomes.every((o) => o.outcome === 'canceled')).toBe(true);
+    const cancels = new Map([...system.gocardless.effectiveCancels, ...system.truework.effectiveCancels]);
+    expect(cancels.size).toBe(60);
+    expect([...cancels.values()].every((n) => n === 1)).toBe(true);
+  });
 });
