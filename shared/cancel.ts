@@ -7,7 +7,7 @@ import { DynamoLedger } from './aws/ledger-table.ts';
 import { type CircuitStore, DynamoCircuitStore } from './circuit.ts';
 import { RateLimitedError, TransientError } from './errors.ts';
 import { HttpClient, type SendOptions } from './http.ts';
-import { type Ledger, MemoryLedger } from './ledger.ts';
+import { type Ledger, MemoryLedger, targetKey } from './ledger.ts';
 import { log, redact } from './log.ts';
 import type { Operation, Outcome, Provider } from './outcome.ts';
 import type { answerFields, Classification } from './providers/common.ts';
@@ -159,6 +159,16 @@ export async function settle(
     outcome.message =
       `${outcome.message ?? ''} (our earlier attempt of this request took effect; its answer was lost)`.trim();
   }
+  // A round after a lost answer (shared/batch.ts, Rounds): the same request's earlier attempt, recorded `failed`
+  // in a way that may have reached the provider (a 5xx, a reset, a timeout), is what cancelled it.
+  if (!ambiguous && outcome.outcome === 'already_canceled' && repeat?.idempotencyKey) {
+    const earlier = await ourEarlierAttempt(repeat.ledger, outcomeBase, repeat.idempotencyKey);
+    if (earlier) {
+      outcome.outcome = 'canceled';
+      outcome.message =
+        `${outcome.message ?? ''} (our earlier attempt of this request at ${earlier.at} took effect; its answer was lost)`.trim();
+    }
+  }
   if (
     uncertainRepeat &&
     !ambiguous &&
@@ -175,6 +185,20 @@ export async function settle(
     }
   }
   return finish(outcome, started);
+}
+
+/** An earlier `failed` attempt of the same request (same idempotency key) that may have taken effect: not one the
+ * provider refused with a 429. An unreadable ledger finds none. */
+async function ourEarlierAttempt(ledger: Ledger, outcomeBase: OutcomeBase, idempotencyKey: string) {
+  const { entries } = await ledger
+    .query({ provider: outcomeBase.provider, target: targetKey(outcomeBase.target), limit: 25 })
+    .catch((error) => {
+      log.warn('ledger unreadable; a cancel by our own lost attempt may be reported as already_canceled', { error });
+      return { entries: [] };
+    });
+  return entries.find(
+    (e) => e.idempotencyKey === idempotencyKey && e.outcome === 'failed' && e.failure !== 'rate_limited',
+  );
 }
 
 /** Runs provider work; transient trouble that outlasted the budget becomes a `failed` result. */

@@ -1,6 +1,8 @@
 /** Rounds (shared/batch.ts): which items go again, how long the batch waits, and when it gives up. Pure. */
 import { describe, expect, it } from 'vitest';
 import { type IterationResult, type PreparedTask, planNextRound, ROUNDS, splitRound } from '../../shared/batch.ts';
+import { base, settle } from '../../shared/cancel.ts';
+import { MemoryLedger } from '../../shared/ledger.ts';
 import type { Outcome } from '../../shared/outcome.ts';
 
 const NOW = Date.parse('2026-12-01T00:00:00Z');
@@ -163,5 +165,34 @@ describe('rounds', () => {
     expect(retry[1]?.task.idempotencyKey).toMatch(/^batch-/);
     expect(retry[1]?.task.idempotencyKey).not.toBe('auco-key');
     expect(crashes.map((c) => c.index)).toEqual([5]);
+  });
+
+  it("a round after our own lost answer reports canceled, not already_canceled; someone else's cancel stays already_canceled", async () => {
+    const target = { orderId: 'ORD9' };
+    const outcomeBase = base('truework', 'cancel-verification-order', target);
+    const ledger = new MemoryLedger();
+    await ledger.record([
+      {
+        ...outcomeBase,
+        outcome: 'failed',
+        failure: 'transient',
+        attempts: 4,
+        durationMs: 9,
+        message: 'HTTP 503 (after 4 attempt(s))',
+        at: '2026-12-01T00:00:00.000Z',
+        source: 'task',
+        idempotencyKey: 'ours',
+      },
+    ]);
+    const answer = async () => ({
+      outcome: 'already_canceled' as const,
+      attempts: 1,
+      message: 'Order already canceled',
+    });
+    const ours = await settle(outcomeBase, answer, { repeat: { ledger, idempotencyKey: 'ours' } });
+    expect(ours.outcome).toBe('canceled');
+    expect(ours.message).toContain('our earlier attempt of this request at 2026-12-01T00:00:00.000Z took effect');
+    const theirs = await settle(outcomeBase, answer, { repeat: { ledger, idempotencyKey: 'another' } });
+    expect(theirs.outcome).toBe('already_canceled');
   });
 });
