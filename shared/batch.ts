@@ -450,7 +450,7 @@ export function summarize(
  * Rounds: the items a round leaves `failed` for a transient reason are tried again after a Wait, with the same
  * task (and so the same idempotency key), until the batch's deadline; only then are they reported `failed`.
  * Final outcomes are final at once. A provider whose circuit is open (shared/circuit.ts) gets one item per round,
- * its probe; the others wait for a round in which the circuit is closed.
+ * its probe; the others wait for a round in which the circuit is closed, which comes after 1 s once it has closed.
  *
  * The waits grow (30 s, doubling, at most 5 minutes) and never pass the deadline. The execution's history must stay
  * under Standard workflows' 25,000 events: a round costs about ROUNDS.eventsPerRound events, plus
@@ -654,7 +654,9 @@ export function planNextRound(input: {
   const step = Math.min(ROUNDS.maxWaitSeconds, ROUNDS.firstWaitSeconds * ROUNDS.factor ** (round.number - 1));
   // Only a deadline too far for the rounds left at the longest step spaces them out further (a 7-day deadline).
   const floor = left > roundsLeft * ROUNDS.maxWaitSeconds ? left / roundsLeft : 0;
-  const waitSeconds = Math.max(1, Math.ceil(Math.min(left, Math.max(step, floor))));
+  // Items held back for a circuit that has closed since (a probe got an answer): the provider is back, drain now.
+  const recovered = held.some((t) => !open[t.item.provider]);
+  const waitSeconds = recovered ? 1 : Math.max(1, Math.ceil(Math.min(left, Math.max(step, floor))));
   const waitingFor = PROVIDERS.flatMap((provider) => {
     const mine = tasks.filter((t) => t.item.provider === provider);
     if (!mine.length) return [];

@@ -106,6 +106,17 @@ describe('rounds', () => {
     expect(d.round.nextAttemptAt).toBe(new Date(NOW + 30_000).toISOString());
   });
 
+  it('drains at once what it held back for a circuit that has closed since', () => {
+    const d = plan({ round: { number: 6, eventsBefore: 360, ran: 1 }, held: [task('gocardless', 1)], open: {} });
+    expect(d.kind === 'wait' && d.round.waitSeconds).toBe(1);
+    const still = plan({
+      round: { number: 6, eventsBefore: 360, ran: 1 },
+      held: [task('gocardless', 1)],
+      open: { gocardless: {} },
+    });
+    expect(still.kind === 'wait' && still.round.waitSeconds).toBe(300);
+  });
+
   it('ends when nothing is pending', () => {
     expect(plan({ retry: [] })).toEqual({
       kind: 'final',
