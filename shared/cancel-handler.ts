@@ -65,6 +65,7 @@ export function operationContext(invocation: Invocation, fields: Why): Operation
     ...(fields.idempotencyKey ? { idempotencyKey: fields.idempotencyKey } : {}),
     ...(fields.reason ? { reason: fields.reason } : {}),
     ...(requestedBy ? { requestedBy } : {}),
+    ...(invocation.executionId ? { executionId: invocation.executionId } : {}),
   };
 }
 

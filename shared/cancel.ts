@@ -23,6 +23,9 @@ export interface OperationContext {
   requestedBy?: string;
   /** A probe of an open circuit (shared/circuit.ts): one attempt, no retries. */
   probe?: boolean;
+  /** The batch execution a task belongs to: its earlier attempts are ours (an Auco chunk's key changes when a round
+   * sends only its failed codes again). */
+  executionId?: string;
 }
 
 export interface Deps {
@@ -148,7 +151,10 @@ export async function settle(
   {
     repeat,
     started = Date.now(),
-  }: { repeat?: { ledger: Ledger; idempotencyKey: string | undefined }; started?: number } = {},
+  }: {
+    repeat?: { ledger: Ledger; idempotencyKey: string | undefined; executionId?: string | undefined };
+    started?: number;
+  } = {},
 ): Promise<Outcome> {
   const { ambiguous, uncertainRepeat, ...rest } = await catchTransient(work);
   // The outcome right after the target, so records read the same way everywhere.
@@ -159,14 +165,14 @@ export async function settle(
     outcome.message =
       `${outcome.message ?? ''} (our earlier attempt of this request took effect; its answer was lost)`.trim();
   }
-  // A round after a lost answer (shared/batch.ts, Rounds): the same request's earlier attempt, recorded `failed`
-  // in a way that may have reached the provider (a 5xx, a reset, a timeout), is what cancelled it.
-  if (!ambiguous && outcome.outcome === 'already_canceled' && repeat?.idempotencyKey) {
-    const earlier = await ourEarlierAttempt(repeat.ledger, outcomeBase, repeat.idempotencyKey);
+  // A retry or a round after a lost answer (shared/batch.ts, Rounds): the same request's earlier attempt, recorded
+  // `canceled`, or `failed` in a way that may have reached the provider (a 5xx, a reset, a timeout), cancelled it.
+  if (!ambiguous && outcome.outcome === 'already_canceled' && (repeat?.idempotencyKey || repeat?.executionId)) {
+    const earlier = await ourEarlierAttempt(repeat.ledger, outcomeBase, repeat);
     if (earlier) {
       outcome.outcome = 'canceled';
       outcome.message =
-        `${outcome.message ?? ''} (our earlier attempt of this request at ${earlier.at} took effect; its answer was lost)`.trim();
+        `${outcome.message ?? ''} (our earlier attempt of this request at ${earlier.at} took effect${earlier.outcome === 'failed' ? '; its answer was lost' : ''})`.trim();
     }
   }
   if (
@@ -187,9 +193,13 @@ export async function settle(
   return finish(outcome, started);
 }
 
-/** An earlier `failed` attempt of the same request (same idempotency key) that may have taken effect: not one the
- * provider refused with a 429. An unreadable ledger finds none. */
-async function ourEarlierAttempt(ledger: Ledger, outcomeBase: OutcomeBase, idempotencyKey: string) {
+/** An earlier attempt of the same request (same idempotency key, or same batch execution) that cancelled the
+ * target or may have (`failed`, but not refused with a 429). An unreadable ledger finds none. */
+async function ourEarlierAttempt(
+  ledger: Ledger,
+  outcomeBase: OutcomeBase,
+  ours: { idempotencyKey?: string | undefined; executionId?: string | undefined },
+) {
   const { entries } = await ledger
     .query({ provider: outcomeBase.provider, target: targetKey(outcomeBase.target), limit: 25 })
     .catch((error) => {
@@ -197,7 +207,10 @@ async function ourEarlierAttempt(ledger: Ledger, outcomeBase: OutcomeBase, idemp
       return { entries: [] };
     });
   return entries.find(
-    (e) => e.idempotencyKey === idempotencyKey && e.outcome === 'failed' && e.failure !== 'rate_limited',
+    (e) =>
+      ((ours.idempotencyKey !== undefined && e.idempotencyKey === ours.idempotencyKey) ||
+        (ours.executionId !== undefined && e.executionId === ours.executionId)) &&
+      (e.outcome === 'canceled' || (e.outcome === 'failed' && e.failure !== 'rate_limited')),
   );
 }
 

@@ -90,7 +90,8 @@ async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationCon
             ? { ...common, ...state }
             : { ...common, outcome: 'rejected', message: 'Auco gave no answer for this code' };
         },
-        { started },
+        // A code a round sends again (in a chunk of its own) may have been cancelled by our earlier attempt.
+        { started, repeat: { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey, executionId: ctx.executionId } },
       ),
     ),
   );

@@ -206,4 +206,30 @@ describe('rounds', () => {
     const theirs = await settle(outcomeBase, answer, { repeat: { ledger, idempotencyKey: 'another' } });
     expect(theirs.outcome).toBe('already_canceled');
   });
+
+  it('an Auco code a round sends again in a chunk of its own: canceled when this batch execution cancelled it before', async () => {
+    const outcomeBase = base('auco', 'cancel-signing-processes', { code: 'A1' });
+    const ledger = new MemoryLedger();
+    await ledger.record([
+      {
+        ...outcomeBase,
+        outcome: 'canceled',
+        attempts: 1,
+        durationMs: 9,
+        at: '2026-12-01T00:00:00.000Z',
+        source: 'task',
+        executionId: 'exec-1',
+        idempotencyKey: 'chunk-a',
+      },
+    ]);
+    const answer = async () => ({ outcome: 'already_canceled' as const, attempts: 1, message: 'Already REJECTED' });
+    const again = await settle(outcomeBase, answer, {
+      repeat: { ledger, idempotencyKey: 'chunk-b', executionId: 'exec-1' },
+    });
+    expect(again.outcome).toBe('canceled');
+    const otherBatch = await settle(outcomeBase, answer, {
+      repeat: { ledger, idempotencyKey: 'chunk-c', executionId: 'exec-2' },
+    });
+    expect(otherBatch.outcome).toBe('already_canceled');
+  });
 });
