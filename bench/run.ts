@@ -8,9 +8,13 @@
  *   3. batch throughput: 10,000 mixed items through the local runner against rate-limited simulators, time
  *      scaled down by the same factor for every provider;
  *   4. cost: state transitions per item on both paths, from the definition and from a local run, priced.
+ *   5. outage: one provider answers 503 and resets for 30 (scaled) minutes in the middle of a 2,000-item mixed
+ *      batch; the batch waits in rounds behind the provider's circuit, and drains when it is back.
  *
  * Every figure is a median of repeated runs; a ratio is taken between medians of the same run. Options:
- * --quick (fewer repetitions), --only=bundles,overhead,throughput,cost, --scale=N (time factor, default 10).
+ * --quick (fewer repetitions), --only=bundles,overhead,throughput,cost,outage, --scale=N (time factor, default 10;
+ * the outage runs at --outage-scale=N, default 60: a scaled minute is a second). Sections not run keep their
+ * figures in bench/results.json.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -27,7 +31,7 @@ import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
 const run = promisify(execFile);
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]));
 const QUICK = args.has('quick');
-const ONLY = new Set((args.get('only') ?? 'bundles,overhead,throughput,cost,storm').split(','));
+const ONLY = new Set((args.get('only') ?? 'bundles,overhead,throughput,cost,outage,storm').split(','));
 const SCALE = Number(args.get('scale') ?? 10);
 
 const median = (xs: number[]) => {
@@ -699,15 +703,201 @@ async function cost(manifestStats?: {
   if (measured) console.table([measured]);
 }
 
+// ---------- 5. outage ----------
+
+/**
+ * One provider (GoCardless) answers 503 or resets the connection on every request for 30 scaled minutes, starting
+ * when half of its items are cancelled, in a 2,000-item mixed batch (the manifest path). Everything that waits is
+ * scaled alike: the rounds' waits, the circuit's probe interval, Step Functions' retry intervals, the HTTP
+ * client's backoff, the simulators' rate limits and the deadline (24 h). Reports the items lost and failed (goal
+ * 0), the requests that reached the provider per scaled minute of the outage (goal at most 6), and the scaled
+ * seconds from its recovery to the batch's end.
+ */
+async function outage() {
+  const scale = Number(args.get('outage-scale') ?? 60);
+  const { startLocalCloud } = await import('../local/cloud.ts');
+  const { GoCardlessSimulator } = await import('../local/simulators/gocardless.ts');
+  const { TrueworkSimulator } = await import('../local/simulators/truework.ts');
+  const { AucoSimulator } = await import('../local/simulators/auco.ts');
+  const { MyCreditAppSimulator, MYCREDITAPP_DEMO: D } = await import('../local/simulators/mycreditapp.ts');
+  const { setDefaultDeps, DEFAULT_RATE_PER_SECOND, PROVIDER_LIMITS } = await import('../shared/cancel.ts');
+  const { DynamoCircuitStore } = await import('../shared/circuit.ts');
+  const { HttpClient } = await import('../shared/http.ts');
+  const { MemoryLedger } = await import('../shared/ledger.ts');
+  const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
+  const { SecretStore, StaticSecretSource } = await import('../shared/secrets.ts');
+  const { handler: batches } = await import('../functions/batches/handler.ts');
+  const { apiGatewayV2Event, lambdaContext } = await import('../local/lambda-events.ts');
+  await quietLogs();
+  const runs = QUICK ? 1 : 3;
+  const items = 2_000;
+  const outageMinutes = 30;
+  const rows: Record<string, number | string | undefined>[] = [];
+  process.env.CIRCUIT_PROBE_SECONDS = String(15 / scale);
+  // One local cloud for every run (the functions' AWS clients keep the endpoints they were made with).
+  // Step Functions' retries start at 2 s (5 s for 429s): scaled, one interval for all.
+  const cloud = await startLocalCloud({ waitScale: 1 / scale, retryIntervalMs: Math.round(2_000 / scale) });
+  const { DynamoDb } = await import('../shared/aws/dynamodb.ts');
+  const db = new DynamoDb({ endpoint: cloud.dynamo.url });
+  for (let run = 0; run < runs; run++) {
+    // Every run starts with the circuits closed.
+    for (const provider of ['mycreditapp', 'auco', 'truework', 'gocardless'])
+      await db.call('DeleteItem', { TableName: cloud.dynamo.tables.circuits, Key: { provider: { S: provider } } });
+    const sims = {
+      gocardless: new GoCardlessSimulator({
+        timeScale: scale,
+        rateLimit: PROVIDER_LIMITS.gocardless * 60,
+        windowMs: 60_000,
+      }),
+      truework: new TrueworkSimulator({
+        timeScale: scale,
+        ratePerSecond: PROVIDER_LIMITS.truework,
+        burst: PROVIDER_LIMITS.truework,
+      }),
+      auco: new AucoSimulator({ timeScale: scale, ratePerSecond: PROVIDER_LIMITS.auco }),
+      mycreditapp: new MyCreditAppSimulator({ timeScale: scale, ratePerSecond: PROVIDER_LIMITS.mycreditapp }),
+    };
+    await Promise.all(Object.values(sims).map((s) => s.start()));
+    for (const [p, rate] of Object.entries(DEFAULT_RATE_PER_SECOND))
+      process.env[`${p.toUpperCase()}_RATE_PER_SECOND`] = String(rate * scale);
+    setDefaultDeps({
+      http: new HttpClient({
+        retry: { baseDelayMs: 100 / scale, maxDelayMs: 2_000 / scale, maxWaitMs: 5_000 / scale },
+      }),
+      ledger: new MemoryLedger(),
+      secrets: new SecretStore(
+        new StaticSecretSource({
+          ...Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()])),
+          truework: { ...sims.truework.demoSecret(), publicKeys: undefined },
+        }),
+      ),
+      circuits: new DynamoCircuitStore(cloud.dynamo.tables.circuits),
+    });
+    setIdempotencyStore(new MemoryIdempotencyStore());
+    const list: unknown[] = [];
+    for (let i = 0; i < items; i++) {
+      const id = String(i).padStart(6, '0');
+      const p = (['gocardless', 'truework', 'auco', 'mycreditapp'] as const)[i % 4];
+      if (p === 'gocardless') {
+        sims.gocardless.add(`BRQ${id}`, 'pending');
+        list.push({ provider: 'gocardless', billingRequestId: `BRQ${id}` });
+      } else if (p === 'truework') {
+        sims.truework.add(`ORD${id}`, ['processing']);
+        list.push({ provider: 'truework', orderId: `ORD${id}` });
+      } else if (p === 'auco') {
+        sims.auco.add(`AU${id}`, 'CREATED');
+        list.push({ provider: 'auco', code: `AU${id}` });
+      } else {
+        const rid = `00000000-0000-4000-8000-000000${id}`;
+        sims.mycreditapp.addDocumentRequest(rid, 'pending');
+        list.push({
+          provider: 'mycreditapp',
+          orgId: D.hostOrg,
+          requestId: rid,
+          requesterOrganizationId: D.hostOrg,
+          targetOrganizationId: D.guestOrg,
+        });
+      }
+    }
+    const deadline = new Date(Date.now() + (24 * 3_600_000) / scale).toISOString();
+    const started = Date.now();
+    const res = (await batches(
+      apiGatewayV2Event({
+        method: 'POST',
+        routeKey: 'POST /v1/batches',
+        path: '/v1/batches',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ reason: 'bench', requestedBy: 'ops@example.com', deadline, items: list }),
+      }) as never,
+      lambdaContext('batches'),
+    )) as { body: string };
+    const { batchId } = JSON.parse(res.body) as { batchId: string };
+    const execution = [...cloud.stepFunctions.executions.values()].find((e) => e.name === batchId);
+    // The outage begins when half of GoCardless's items are cancelled, and lasts 30 scaled minutes.
+    const gocardlessItems = items / 4;
+    while (sims.gocardless.effectiveCancels.size < gocardlessItems / 2 && execution?.status === 'RUNNING')
+      await new Promise((r) => setTimeout(r, 5));
+    const down = Date.now();
+    sims.gocardless.inject({
+      fault: { kind: 'status', status: 503 },
+      probability: 0.5,
+      times: Number.POSITIVE_INFINITY,
+    });
+    sims.gocardless.inject({ fault: { kind: 'reset' }, times: Number.POSITIVE_INFINITY });
+    await new Promise((r) => setTimeout(r, (outageMinutes * 60_000) / scale));
+    sims.gocardless.clearFaults();
+    const up = Date.now();
+    await execution?.done;
+    const ended = execution?.stopDate?.getTime() ?? Date.now();
+    const output = JSON.parse(execution?.output ?? '{}') as {
+      summary?: { lost: number; byOutcome: Record<string, number> };
+      rounds?: { count: number };
+    };
+    const during = sims.gocardless.requests.filter((r) => r.at >= down && r.at < up).length;
+    const cancels = [sims.gocardless, sims.truework, sims.auco, sims.mycreditapp].flatMap((s) => [
+      ...s.effectiveCancels.values(),
+    ]);
+    rows.push({
+      run: run + 1,
+      items,
+      scale,
+      lost: output.summary?.lost ?? -1,
+      itemsFailed: output.summary?.byOutcome.failed ?? -1,
+      canceled: output.summary?.byOutcome.canceled ?? 0,
+      cancelledTwice: cancels.filter((n) => n > 1).length,
+      requestsDuringOutage: during,
+      requestsDuringOutagePerMinute: round(during / outageMinutes, 2),
+      secondsToDrainAfterRecovery: round(((ended - up) / 1000) * scale, 0),
+      rounds: output.rounds?.count,
+      // States the execution entered (its history holds about 2 to 5 events per state): the rounds' cost.
+      statesEntered: execution?.stats.transitions,
+      scaledMinutesTotal: round(((ended - started) / 60_000) * scale, 1),
+      executionStatus: execution?.status,
+    });
+    await Promise.all(Object.values(sims).map((s) => s.stop()));
+  }
+  await cloud.stop();
+  delete process.env.CIRCUIT_PROBE_SECONDS;
+  const med = (key: string) => median(rows.map((r) => Number(r[key])));
+  results.outage = {
+    measured: { date: results.date, machine: results.machine },
+    provider: 'gocardless',
+    items,
+    scale,
+    outageScaledMinutes: outageMinutes,
+    runs: rows.length,
+    medians: {
+      lost: med('lost'),
+      itemsFailed: med('itemsFailed'),
+      cancelledTwice: med('cancelledTwice'),
+      requestsDuringOutagePerMinute: med('requestsDuringOutagePerMinute'),
+      secondsToDrainAfterRecovery: med('secondsToDrainAfterRecovery'),
+      rounds: med('rounds'),
+      statesEntered: med('statesEntered'),
+    },
+    rows,
+  };
+  console.log(
+    `\n5. Outage: GoCardless down for ${outageMinutes} scaled minutes in a ${items}-item batch, time scaled ${scale}x`,
+  );
+  console.table(rows);
+}
+
 if (ONLY.has('bundles')) await bundles();
 if (ONLY.has('overhead')) await overhead();
 const stats = ONLY.has('throughput') ? await throughput() : undefined;
 if (ONLY.has('cost')) await cost(stats);
+if (ONLY.has('outage')) await outage();
 if (ONLY.has('storm')) await storm();
 
 // Sections not run this time keep their last figures (`--only` refreshes only what it names).
 mkdirSync(new URL('.', import.meta.url), { recursive: true });
 const file = new URL('./results.json', import.meta.url);
+// Sections not run this time keep their last figures; each section says when it was measured.
 const previous = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>) : {};
-writeFileSync(file, `${JSON.stringify({ ...previous, ...results }, null, 2)}\n`);
+const { date, machine, ...sections } = results;
+const dated = Object.fromEntries(
+  Object.entries(sections).map(([name, figures]) => [name, { measuredAt: date, ...(figures as object) }]),
+);
+writeFileSync(file, `${JSON.stringify({ ...previous, date, machine, ...dated }, null, 2)}\n`);
 console.log('\nwrote bench/results.json');

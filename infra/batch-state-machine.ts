@@ -1,8 +1,13 @@
 /**
  * The batch state machine (JSONPath, so the same definition also runs locally in aws-local-stepfunctions).
  *
- *   Prepare -> [Guard -> skip?] -> inline:   Parallel of one Map per provider            -> Summarize
- *                                  manifest: Parallel of one Distributed Map per provider -> Summarize
+ *   Prepare -> [Guard -> skip?] -> inline:   Parallel of one Map per provider            -> Summarize -> waiting?
+ *                                  manifest: Parallel of one Distributed Map per provider -> Summarize -> waiting?
+ *            waiting: Wait (the round's seconds) -> the same fan-out with the items still pending (a round)
+ *
+ * Rounds (shared/batch.ts): items that end a round `failed` for a transient reason are tried again, with their
+ * own idempotency keys, after a growing Wait, until the batch's `deadline`; only then are they `failed`. A
+ * provider whose circuit is open gets one item per round, its probe. Summarize decides, after every round.
  *
  * One map per provider, each with its own MaxConcurrency, keeps every provider inside its own rate budget: the
  * budget is the map's concurrency times the pace each function keeps (`<PROVIDER>_RATE_PER_SECOND`, the
@@ -35,10 +40,14 @@ import {
   Pass,
   StateMachine,
   StateMachineType,
+  Succeed,
   TaskInput,
+  Wait,
+  WaitTime,
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
+import { MAX_DEADLINE_MS } from '../shared/batch.ts';
 import { RETRYABLE_ERROR_NAME } from '../shared/errors.ts';
 import { PROVIDERS, type Provider } from '../shared/outcome.ts';
 import { MapRunResultWriter, TaskFileReader } from './batch-objects.ts';
@@ -169,6 +178,7 @@ export class BatchStateMachine extends Construct {
         input: JsonPath.entirePayload,
         executionId: JsonPath.executionId,
         executionName: JsonPath.executionName,
+        startTime: JsonPath.stringAt('$$.Execution.StartTime'),
       }),
     });
     const summarize = invoke('Summarize', props.summarize);
@@ -225,6 +235,15 @@ export class BatchStateMachine extends Construct {
     const byMode = new Choice(this, 'Mode')
       .when(Condition.stringEquals('$.mode', 'manifest'), distributed.next(summarize))
       .otherwise(inline.next(summarize));
+    // After each round: another one after its wait, or the end (Summarize's result is the output).
+    summarize.next(
+      new Choice(this, 'Waiting')
+        .when(
+          Condition.stringEquals('$.status', 'waiting'),
+          new Wait(this, 'NextRound', { time: WaitTime.secondsPath('$.round.waitSeconds') }).next(byMode),
+        )
+        .otherwise(new Succeed(this, 'Done')),
+    );
 
     const definition = prepare.next(
       new Choice(this, 'HasGuard')
@@ -256,7 +275,8 @@ export class BatchStateMachine extends Construct {
     this.stateMachine = new StateMachine(this, 'StateMachine', {
       definitionBody: DefinitionBody.fromChainable(definition),
       stateMachineType: StateMachineType.STANDARD,
-      timeout: Duration.hours(24),
+      // The latest deadline a batch may have, and an hour for its last round and Summarize.
+      timeout: Duration.millis(MAX_DEADLINE_MS).plus(Duration.hours(1)),
       tracingEnabled: true,
       logs: { destination: this.logGroup, level: LogLevel.ALL, includeExecutionData: true },
       comment: 'Cancel in-flight provider work for credit applications (see infra/batch-state-machine.ts)',

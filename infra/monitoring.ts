@@ -1,6 +1,7 @@
 /**
- * Alarms on what needs a person (function errors and throttles, failed batch executions, undeliverable schedules)
- * and a dashboard of cancellations by provider and outcome, from the metrics the functions emit (shared/metrics.ts).
+ * Alarms on what needs a person (function errors and throttles, failed batch executions, undeliverable schedules,
+ * a provider unreachable for 15 minutes) and a dashboard of cancellations by provider and outcome and of each
+ * provider's circuit, from the metrics the functions emit (shared/metrics.ts).
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import {
@@ -10,6 +11,8 @@ import {
   GraphWidget,
   type IMetric,
   MathExpression,
+  Metric,
+  Stats,
   TreatMissingData,
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -54,10 +57,10 @@ export class Monitoring extends Construct {
       }),
     );
     if (props.alarmEmail) this.topic.addSubscription(new EmailSubscription(props.alarmEmail));
-    const alarm = (name: string, metric: IMetric, description: string) => {
+    const alarm = (name: string, metric: IMetric, description: string, threshold = 1) => {
       const a = new Alarm(this, name, {
         metric,
-        threshold: 1,
+        threshold,
         evaluationPeriods: 1,
         comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         treatMissingData: TreatMissingData.NOT_BREACHING,
@@ -91,6 +94,25 @@ export class Monitoring extends Construct {
       );
     }
 
+    // A provider's circuit (shared/circuit.ts), as the cancel functions and Summarize see it: open or not, and for how
+    // long. Each round of a waiting batch and each probe reports it, so an outage shows within a round's wait.
+    const circuit = (provider: string, name: 'CircuitOpen' | 'UnreachableSeconds') =>
+      new Metric({
+        namespace: props.namespace,
+        metricName: name,
+        dimensionsMap: { Provider: provider },
+        statistic: Stats.MAXIMUM,
+        period: Duration.minutes(5),
+      });
+    for (const provider of PROVIDERS) {
+      alarm(
+        `${provider}Unreachable`,
+        circuit(provider, 'UnreachableSeconds'),
+        `${provider} has been unreachable for 15 minutes (its circuit is open): batches wait in rounds until their deadline, then report the items failed`,
+        15 * 60,
+      );
+    }
+
     // One line per provider and outcome, found by SEARCH so new combinations appear without a redeploy.
     const byOutcome = (provider: string) =>
       new MathExpression({
@@ -107,6 +129,16 @@ export class Monitoring extends Construct {
               left: [byOutcome(provider)],
               width: 6,
               stacked: true,
+            }),
+        ),
+        PROVIDERS.map(
+          (provider) =>
+            new GraphWidget({
+              title: `${provider}: circuit (1 open) and seconds unreachable`,
+              left: [circuit(provider, 'CircuitOpen')],
+              right: [circuit(provider, 'UnreachableSeconds')],
+              leftYAxis: { min: 0, max: 1 },
+              width: 6,
             }),
         ),
         [

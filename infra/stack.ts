@@ -124,7 +124,7 @@ export class CancellationsStack extends Stack {
     this.batch.stateMachine.grantStartExecution(batches);
     batches.addToRolePolicy(
       new PolicyStatement({
-        actions: ['states:DescribeExecution'],
+        actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
         resources: [
           Stack.of(this).formatArn({
             service: 'states',
@@ -177,6 +177,9 @@ export class CancellationsStack extends Stack {
     // Who started each execution, for the ledger's caller: said by those that start them, read by Prepare.
     this.tables.grantExecutionStarts(expirationsFn, 'record');
     this.tables.grantExecutionStarts(prepare, 'read');
+    // The providers' circuits: the cancel functions keep them, Summarize reads them to plan each round.
+    for (const fn of Object.values(cancel)) this.tables.grantCircuits(fn, 'update');
+    this.tables.grantCircuits(summarize, 'read');
 
     this.functions = functions;
     // Each route's function, by its operation (shared/routes.ts).

@@ -7,7 +7,7 @@ import { AttributeType, Billing, ProjectionType, TableEncryptionV2, TableV2 } fr
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
-import { IDEMPOTENCY_TABLE, LEDGER_TABLE, RATE_BUDGET_TABLE } from '../shared/aws/tables.ts';
+import { CIRCUIT_TABLE, IDEMPOTENCY_TABLE, LEDGER_TABLE, RATE_BUDGET_TABLE } from '../shared/aws/tables.ts';
 
 export type LedgerAccess = 'write' | 'write-and-read-target' | 'query' | 'progress';
 
@@ -15,6 +15,7 @@ export class CancellationTables extends Construct {
   readonly ledger: TableV2;
   readonly idempotency: TableV2;
   readonly rateBudget: TableV2;
+  readonly circuits: TableV2;
 
   constructor(scope: Construct, id: string, props: { removalPolicy: RemovalPolicy }) {
     super(scope, id);
@@ -59,6 +60,14 @@ export class CancellationTables extends Construct {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false },
       removalPolicy: RemovalPolicy.DESTROY,
     });
+    // One item per provider (shared/circuit.ts): state that heals itself, nothing to recover.
+    this.circuits = new TableV2(this, 'Circuits', {
+      partitionKey: { name: CIRCUIT_TABLE.partitionKey, type: AttributeType.STRING },
+      billing: Billing.onDemand(),
+      encryption: TableEncryptionV2.awsManagedKey(),
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false },
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
   }
 
   /** Meters a provider budget several functions share: UpdateItem on the budget table, nothing else. */
@@ -67,6 +76,17 @@ export class CancellationTables extends Construct {
       new PolicyStatement({ actions: ['dynamodb:UpdateItem'], resources: [this.rateBudget.tableArn] }),
     );
     fn.addEnvironment('RATE_BUDGET_TABLE', this.rateBudget.tableName);
+  }
+
+  /** update: the cancel functions read, count failures, claim probes and close; read: Summarize plans rounds. */
+  grantCircuits(fn: LambdaFunction, access: 'update' | 'read'): void {
+    fn.addToRolePolicy(
+      new PolicyStatement({
+        actions: access === 'update' ? ['dynamodb:GetItem', 'dynamodb:UpdateItem'] : ['dynamodb:GetItem'],
+        resources: [this.circuits.tableArn],
+      }),
+    );
+    fn.addEnvironment('CIRCUIT_TABLE', this.circuits.tableName);
   }
 
   /** write: BatchWriteItem; write-and-read-target: and Query on the table (a target's history); query: Query on the

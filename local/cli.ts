@@ -225,6 +225,28 @@ function summaryTable(summary: {
   return [head, ...rows, row('total', summary.byOutcome)].join('\n');
 }
 
+/** What a batch between rounds waits for, in one line (GET /v1/batches/{id} answers `waiting`). */
+function waitingLine(body: Record<string, unknown>): string | undefined {
+  const w = body.waiting as
+    | {
+        round?: number;
+        nextAttemptAt?: string;
+        deadline?: string;
+        waitingFor?: { provider: string; items: number; circuit?: string; since?: string }[];
+      }
+    | undefined;
+  if (body.status !== 'waiting' || !w) return undefined;
+  const time = (iso: string | undefined) => (iso ? new Date(iso).toISOString().slice(11, 19) : '?');
+  const what = (w.waitingFor ?? [])
+    .map((f) =>
+      f.circuit === 'open'
+        ? `${f.provider} unreachable since ${time(f.since)} (${f.items} items)`
+        : `${f.provider} (${f.items} items)`,
+    )
+    .join(', ');
+  return `waiting after round ${w.round ?? '?'} for ${what}; next attempt at ${time(w.nextAttemptAt)} UTC, gives up at ${w.deadline ?? '?'}`;
+}
+
 async function batch(file: string): Promise<number> {
   let input: { items?: BatchItem[] };
   try {
@@ -248,10 +270,12 @@ async function batch(file: string): Promise<number> {
   let lastPrint = 0;
   for (;;) {
     const status = await call('GET', `/v1/batches/${id}`);
-    const running = status.body.status === 'running';
+    const running = status.body.status === 'running' || status.body.status === 'waiting';
     const progress = (status.body.progress ?? {}) as Record<string, number>;
     const settled = (p: Provider) => (running ? (progress[p] ?? 0) : (totals.get(p)?.size ?? 0));
     const lines = [...totals.keys()].map((p) => `${p.padEnd(12)} ${bar(settled(p), totals.get(p)?.size ?? 0)}`);
+    // Between rounds, what the batch waits for (a line, blank otherwise, so the bars keep their place).
+    if (running) lines.push(waitingLine(status.body) ?? '');
     if (tty) {
       if (drawn) process.stdout.write(`\x1b[${drawn}A`);
       process.stdout.write(`${lines.map((l) => `\x1b[2K${l}`).join('\n')}\n`);
@@ -267,6 +291,8 @@ async function batch(file: string): Promise<number> {
         `\nBatch ${id}: ${String(status.body.status)}${status.body.error ? ` (${String(status.body.error)}: ${String(status.body.cause)})` : ''}`,
       );
       if (summary) say(summaryTable(summary));
+      const rounds = status.body.rounds as { message?: string } | undefined;
+      if (rounds?.message) say(rounds.message);
       return status.body.status === 'completed' || status.body.status === 'skipped' ? 0 : 1;
     }
     await new Promise((r) => setTimeout(r, 500));
@@ -302,6 +328,10 @@ async function main(): Promise<number> {
       if (json) console.log(JSON.stringify(answer.body));
       else {
         say(`Batch ${String(answer.body.batchId ?? args[0])}: ${String(answer.body.status ?? answer.body.message)}`);
+        const waiting = waitingLine(answer.body);
+        if (waiting) say(waiting);
+        const rounds = answer.body.rounds as { message?: string } | undefined;
+        if (rounds?.message) say(rounds.message);
         if (answer.body.summary) say(summaryTable(answer.body.summary as Parameters<typeof summaryTable>[0]));
       }
       return answer.status === 200 && answer.body.status === 'completed' ? 0 : 1;

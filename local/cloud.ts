@@ -30,6 +30,8 @@ export interface LocalCloudOptions {
    * memory. */
   executionsDir?: string;
   retryIntervalMs?: number;
+  /** Scales the state machine's Wait states (its rounds): tests and the bench. */
+  waitScale?: number;
   intercept?: LocalRunnerOptions['intercept'];
   /** Provider secrets, keyed by provider, for the containers (a private temporary file, SECRETS_FILE). */
   secrets?: Record<string, unknown>;
@@ -101,6 +103,9 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     functions,
     s3,
     ...(options.retryIntervalMs !== undefined ? { retryIntervalMs: options.retryIntervalMs } : {}),
+    ...(options.waitScale !== undefined || options.timeScale !== undefined
+      ? { waitScale: options.waitScale ?? 1 / (options.timeScale ?? 1) }
+      : {}),
     ...(options.intercept ? { intercept: options.intercept } : {}),
     ...(options.timeScale !== undefined ? { timeScale: options.timeScale } : {}),
   });
@@ -121,6 +126,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     LEDGER_TABLE: dynamo.tables.ledger,
     IDEMPOTENCY_TABLE: dynamo.tables.idempotency,
     RATE_BUDGET_TABLE: dynamo.tables.rateBudget,
+    CIRCUIT_TABLE: dynamo.tables.circuits,
     AWS_ENDPOINT_URL_LAMBDA: lambda.url,
     AWS_ENDPOINT_URL_SCHEDULER: scheduler.url,
     SCHEDULE_GROUP: 'cancellations',

@@ -88,8 +88,33 @@ const BatchStarted = z.object({
 });
 const BatchStatus = z.looseObject({
   batchId: z.string(),
-  status: z.enum(['running', 'completed', 'completed_with_failures', 'skipped', 'failed', 'aborted']),
+  status: z.enum(['running', 'waiting', 'completed', 'completed_with_failures', 'skipped', 'failed', 'aborted']),
   executionStatus: z.string(),
+  /** Between rounds: the providers it waits for and its next attempt (shared/batch.ts, Rounds). */
+  waiting: z.optional(
+    z.looseObject({
+      round: z.number(),
+      pending: z.number(),
+      nextAttemptAt: z.string(),
+      deadline: z.string(),
+      waitingFor: z.array(
+        z.object({
+          provider: z.enum(PROVIDERS),
+          items: z.number(),
+          circuit: z.optional(z.literal('open')),
+          since: z.optional(z.string()),
+        }),
+      ),
+    }),
+  ),
+  rounds: z.optional(
+    z.looseObject({
+      count: z.number(),
+      deadline: z.string(),
+      ended: z.enum(['settled', 'deadline', 'history']),
+      message: z.optional(z.string()),
+    }),
+  ),
   startedAt: z.string(),
   stoppedAt: z.optional(z.string()),
   // A batch its guard skipped counts its items only.

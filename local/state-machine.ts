@@ -33,9 +33,13 @@ export interface LocalRunnerOptions {
   s3: LocalS3;
   /** Replaces every Retry interval with this many milliseconds (tests). Omitted: the definition's intervals. */
   retryIntervalMs?: number;
-  /** Runs time this many times faster: every Retry interval and maximum delay and every Wait is divided by it
-   * (benchmarks, where the simulators' rate limits are sped up alike). Backoff and jitter stay as defined. */
+  /** Runs time this many times faster: every Retry interval and maximum delay is divided by it (benchmarks, where the
+   * simulators' rate limits are sped up alike; the cloud scales Waits alike through `waitScale`). Backoff and jitter
+   * stay as defined. */
   timeScale?: number;
+  /** Multiplies every Wait state's duration (`Seconds` or `SecondsPath`): time scaled for tests and the bench.
+   * Omitted: the definition's waits, in real time. */
+  waitScale?: number;
   /** Lambda timeout per invocation (the functions' 25 s by default). */
   lambdaTimeoutMs?: number;
   /** Wraps every function invocation: fault injection in tests. */
@@ -44,6 +48,8 @@ export interface LocalRunnerOptions {
 
 /** Counts for the cost model: transitions of the execution, and of its Distributed Map children. */
 export interface RunStats {
+  /** The state the execution entered last, and its input (GetExecutionHistory's latest `...StateEntered`). */
+  current?: { name: string; input: unknown };
   transitions: number;
   childExecutions: number;
   childTransitions: number;
@@ -52,6 +58,7 @@ export interface RunStats {
 }
 
 const DISTRIBUTED = 'arn:aws:states:::local:distributed-map';
+const WAIT = 'arn:aws:states:::local:wait';
 /** Express workflows stop at five minutes. */
 const EXPRESS_LIMIT_MS = 5 * 60_000;
 
@@ -124,6 +131,8 @@ export class LocalStateMachine {
   private readonly lambdaTasks = new Map<string, string>();
   /** Every retrying state's interval, when the options replace them (tests). */
   private readonly retryIntervalOverrides: Record<string, number> = {};
+  /** The Wait states (run as scaled sleeps with `waitScale`). */
+  readonly waitStates = new Set<string>();
   private readonly options: LocalRunnerOptions;
 
   constructor(options: LocalRunnerOptions) {
@@ -153,6 +162,18 @@ export class LocalStateMachine {
           ...rest
         } = state;
         return { ...rest, Type: 'Task', Resource: DISTRIBUTED, Parameters: { state: name, 'input.$': '$' } } as State;
+      }
+      if (state.Type === 'Wait') this.waitStates.add(name);
+      if (state.Type === 'Wait' && options.waitScale !== undefined) {
+        // The same Wait, as a task that sleeps its seconds times the scale and passes its input on unchanged.
+        const { Seconds, SecondsPath, Type: _t, ...rest } = state;
+        return {
+          ...rest,
+          Type: 'Task',
+          Resource: WAIT,
+          Parameters: SecondsPath !== undefined ? { 'seconds.$': SecondsPath } : { seconds: Seconds ?? 0 },
+          ResultPath: null,
+        } as State;
       }
       if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.startsWith('arn:aws:lambda:')) {
         this.lambdaTasks.set(name, state.Resource.split(':').at(-1) ?? '');
@@ -185,6 +206,13 @@ export class LocalStateMachine {
     }
     for (const name of this.distributed.keys())
       handlers[name] = (p) => this.distributedMap(p as unknown as { state: string; input: unknown }, execution, stats);
+    for (const name of this.options.waitScale !== undefined ? this.waitStates : []) {
+      handlers[name] = async (p) => {
+        const seconds = Number((p as { seconds?: unknown }).seconds) || 0;
+        await new Promise((resolve) => setTimeout(resolve, seconds * 1000 * (this.options.waitScale ?? 1)));
+        return null;
+      };
+    }
     const options: RunOptions = {
       overrides: {
         taskResourceLocalHandlers: handlers,
@@ -203,8 +231,10 @@ export class LocalStateMachine {
     const timer = timeoutMs ? setTimeout(() => run.abort(), timeoutMs) : undefined;
     const counting = (async () => {
       for await (const event of run.eventLogs) {
-        if (event.type === 'StateEntered') stats[counter]++;
-        else if (event.type === 'StateRetried') stats.retries++;
+        if (event.type === 'StateEntered') {
+          stats[counter]++;
+          if (counter === 'transitions') stats.current = { name: event.state.name, input: event.state.input };
+        } else if (event.type === 'StateRetried') stats.retries++;
       }
     })();
     try {
@@ -351,7 +381,7 @@ export class LocalStateMachine {
   }
 }
 
-/** A state with its Retry intervals, maximum delays and Wait seconds divided by `scale`. */
+/** A state with its Retry intervals and maximum delays divided by `scale`. */
 function scaled(state: State, scale: number): State {
   const out: State = { ...state };
   if (Array.isArray(state.Retry)) {
@@ -361,7 +391,6 @@ function scaled(state: State, scale: number): State {
       ...(typeof r.MaxDelaySeconds === 'number' ? { MaxDelaySeconds: r.MaxDelaySeconds / scale } : {}),
     }));
   }
-  if (state.Type === 'Wait' && typeof state.Seconds === 'number') out.Seconds = state.Seconds / scale;
   return out;
 }
 

@@ -4,13 +4,14 @@
  */
 import * as z from 'zod/mini';
 import { type Deps, defaultDeps, type OperationContext } from './cancel.ts';
-import { RETRYABLE_ERROR_NAME, TaskRetryableError } from './errors.ts';
+import { type CircuitState, unreachable } from './circuit.ts';
+import { CircuitOpenError, RETRYABLE_ERROR_NAME, TaskRetryableError } from './errors.ts';
 import { text } from './items.ts';
 import { type LedgerEntry, recordOrLog } from './ledger.ts';
 import { log } from './log.ts';
-import { emitOutcomeMetrics } from './metrics.ts';
+import { emitCircuitMetrics, emitOutcomeMetrics } from './metrics.ts';
 import { type Invocation, type Reply, scopedIdempotencyKey } from './middleware.ts';
-import { httpStatusFor, httpStatusForAll, type Outcome } from './outcome.ts';
+import { httpStatusFor, httpStatusForAll, type Outcome, type Provider } from './outcome.ts';
 
 /** `Idempotency-Key`: a retried API call with the same key returns the first outcome. */
 export const IdempotencyHeaders = z.looseObject({
@@ -66,21 +67,73 @@ export function operationContext(invocation: Invocation, fields: Why): Operation
       : {}),
     ...(fields.reason ? { reason: fields.reason } : {}),
     ...(requestedBy ? { requestedBy } : {}),
+    ...(invocation.executionId ? { executionId: invocation.executionId } : {}),
   };
+}
+
+/**
+ * The circuit's gate for a batch task (shared/circuit.ts): through when closed; when open, only the probe this
+ * call claims, else `Provider.CircuitOpen` before any request. A circuit that cannot be read lets the call through:
+ * an unreadable table must not stop cancellations.
+ */
+async function admit(deps: Deps, provider: Provider): Promise<{ probe: boolean; before?: CircuitState }> {
+  const circuits = deps.circuits;
+  if (!circuits) return { probe: false };
+  const before = await circuits.get(provider).catch((error) => {
+    log.warn('circuit unreadable; calling the provider', { provider, error });
+    return undefined;
+  });
+  if (before?.state !== 'open') return { probe: false, ...(before ? { before } : {}) };
+  emitCircuitMetrics(provider, before);
+  if (await circuits.claimProbe(provider).catch(() => false)) {
+    log.info('circuit open: probing', { provider });
+    return { probe: true, before };
+  }
+  const since = before.openedAt ? new Date(before.openedAt).toISOString() : 'recently';
+  const next = before.probeAt ? `; next probe after ${new Date(before.probeAt).toISOString()}` : '';
+  throw new CircuitOpenError(
+    `${provider} is unreachable (circuit open since ${since}${next}): not called; the batch retries it in its next round. Last failure: ${before.lastFailure ?? 'unknown'}`,
+  );
+}
+
+/** What the outcomes say about the provider: unreachable counts a failure; any answer closes the circuit. */
+async function observe(deps: Deps, provider: Provider, outcomes: Outcome[], before: CircuitState | undefined) {
+  const circuits = deps.circuits;
+  if (!circuits) return;
+  try {
+    const down = outcomes.find(unreachable);
+    if (down) {
+      const after = await circuits.failure(provider, down.message ?? down.failure ?? 'transient');
+      if (after.state === 'open' && before?.state !== 'open') log.warn('circuit opened', { provider, circuit: after });
+      emitCircuitMetrics(provider, after);
+    } else if (before && (before.state === 'open' || before.failures > 0)) {
+      const was = await circuits.success(provider);
+      if (was?.state === 'open') log.info('circuit closed: the provider answers again', { provider });
+      emitCircuitMetrics(provider, { state: 'closed' });
+    }
+  } catch (error) {
+    log.warn('circuit not updated', { provider, error });
+  }
 }
 
 /**
  * The `run` of a cancel handler: the operation, then every outcome written to the audit ledger with who called
  * (the platform's word), who asked (the caller's), why and when. A ledger write that fails does not undo a cancellation that happened: the outcome is still
- * returned, and the whole entry goes to the error log so it is not lost.
+ * returned, and the whole entry goes to the error log so it is not lost. A batch task goes through its provider's
+ * circuit (`provider`).
  */
 export function cancelRun<C, R extends Outcome | Outcome[]>(
   operation: (cancel: C, ctx: OperationContext, deps: Deps) => Promise<R>,
+  provider?: Provider,
 ) {
   return async (input: { cancel: C; why: Why }, invocation: Invocation): Promise<R> => {
     const deps = defaultDeps();
     const ctx = operationContext(invocation, input.why);
+    const gated = provider !== undefined && invocation.source === 'task';
+    const gate = gated ? await admit(deps, provider) : { probe: false };
+    if (gate.probe) ctx.probe = true;
     const result = await operation(input.cancel, ctx, deps);
+    if (gated) await observe(deps, provider, Array.isArray(result) ? result : [result], gate.before);
     const at = new Date().toISOString();
     const entries: LedgerEntry[] = (Array.isArray(result) ? result : [result]).map((outcome) => ({
       ...outcome,
@@ -133,7 +186,13 @@ export function outcomesReply(outcomes: Outcome[], extra: Record<string, unknown
 export function taskResult<T extends Outcome | Outcome[]>(result: T, input?: { why: Why }) {
   const outcomes: Outcome[] = Array.isArray(result) ? result : [result];
   const failed = outcomes.find((o) => o.outcome === 'failed');
-  if (failed) throw new TaskRetryableError(RETRYABLE_ERROR_NAME[failed.failure ?? 'transient'], JSON.stringify(result));
+  if (failed) {
+    // The error lands in the batch's state, once per item: messages are cut short to keep it small (256 KB).
+    const short = (o: Outcome) =>
+      o.message && o.message.length > 300 ? { ...o, message: `${o.message.slice(0, 300)}…` } : o;
+    const carried = Array.isArray(result) ? result.map(short) : short(result as Outcome);
+    throw new TaskRetryableError(RETRYABLE_ERROR_NAME[failed.failure ?? 'transient'], JSON.stringify(carried));
+  }
   const why = input?.why;
   if (why?.indexes && Array.isArray(result)) return { indexes: why.indexes, outcomes: result };
   if (why?.index !== undefined && !Array.isArray(result)) return { index: why.index, outcome: result };

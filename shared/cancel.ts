@@ -5,9 +5,10 @@
 
 import { DynamoLedger } from './aws/ledger-table.ts';
 import { DynamoRateBudget } from './aws/rate-budget.ts';
+import { type CircuitStore, DynamoCircuitStore } from './circuit.ts';
 import { RateLimitedError, TransientError } from './errors.ts';
 import { HttpClient, type SendOptions, type SharedPace } from './http.ts';
-import { type Ledger, MemoryLedger } from './ledger.ts';
+import { type Ledger, MemoryLedger, targetKey } from './ledger.ts';
 import { log, scrub } from './log.ts';
 import type { Operation, Outcome, Provider } from './outcome.ts';
 import type { answerFields, Classification } from './providers/common.ts';
@@ -21,6 +22,11 @@ export interface OperationContext {
   idempotencyKey?: string;
   reason?: string;
   requestedBy?: string;
+  /** A probe of an open circuit (shared/circuit.ts): one attempt, no retries. */
+  probe?: boolean;
+  /** The batch execution a task belongs to: its earlier attempts are ours (an Auco chunk's key changes when a round
+   * sends only its failed codes again). */
+  executionId?: string;
 }
 
 export interface Deps {
@@ -29,6 +35,8 @@ export interface Deps {
   ledger: Ledger;
   /** The providers' budgets shared across containers (RATE_BUDGET_TABLE); without it, each process paces alone. */
   budget?: SharedPace;
+  /** The providers' circuits (CIRCUIT_TABLE); without them, batch tasks call providers without a circuit. */
+  circuits?: CircuitStore;
 }
 
 let shared: Deps | undefined;
@@ -37,11 +45,13 @@ let shared: Deps | undefined;
 export function defaultDeps(): Deps {
   const table = process.env.LEDGER_TABLE;
   const budget = process.env.RATE_BUDGET_TABLE;
+  const circuits = process.env.CIRCUIT_TABLE;
   shared ??= {
     http: new HttpClient(),
     secrets: secretStore(),
     ledger: table ? new DynamoLedger(table) : new MemoryLedger(),
     ...(budget ? { budget: new DynamoRateBudget(budget) } : {}),
+    ...(circuits ? { circuits: new DynamoCircuitStore(circuits) } : {}),
   };
   return shared;
 }
@@ -88,6 +98,7 @@ export function sendOptions(
     deadline: ctx.deadline,
     pace: { key: provider, perSecond: rateFor(provider), ...(deps.budget ? { shared: deps.budget } : {}) },
     ...extra,
+    ...(ctx.probe ? { retry: { ...extra.retry, maxAttempts: 1 } } : {}),
   };
 }
 
@@ -158,7 +169,10 @@ export async function settle(
   {
     repeat,
     started = Date.now(),
-  }: { repeat?: { ledger: Ledger; idempotencyKey: string | undefined }; started?: number } = {},
+  }: {
+    repeat?: { ledger: Ledger; idempotencyKey: string | undefined; executionId?: string | undefined };
+    started?: number;
+  } = {},
 ): Promise<Outcome> {
   const { ambiguous, uncertainRepeat, ...rest } = await catchTransient(work);
   // The outcome right after the target, so records read the same way everywhere.
@@ -188,6 +202,16 @@ export async function settle(
     outcome.message =
       `${outcome.message ?? ''} (our earlier attempt of this request took effect; its answer was lost)`.trim();
   }
+  // A retry or a round after a lost answer (shared/batch.ts, Rounds): the same request's earlier attempt, recorded
+  // `canceled`, or `failed` in a way that may have reached the provider (a 5xx, a reset, a timeout), cancelled it.
+  if (!ambiguous && outcome.outcome === 'already_canceled' && (repeat?.idempotencyKey || repeat?.executionId)) {
+    const earlier = await ourEarlierAttempt(repeat.ledger, outcomeBase, repeat);
+    if (earlier) {
+      outcome.outcome = 'canceled';
+      outcome.message =
+        `${outcome.message ?? ''} (our earlier attempt of this request at ${earlier.at} took effect${earlier.outcome === 'failed' ? '; its answer was lost' : ''})`.trim();
+    }
+  }
   if (
     uncertainRepeat &&
     !ambiguous &&
@@ -213,6 +237,27 @@ export async function settle(
     outcome.message = `${outcome.message ?? ''}; an earlier attempt of this request may have cancelled it (its answer was lost), so this refusal, which names no state, does not settle it`;
   }
   return finish(outcome, started);
+}
+
+/** An earlier attempt of the same request (same idempotency key, or same batch execution) that cancelled the
+ * target or may have (`failed`, but not refused with a 429). An unreadable ledger finds none. */
+async function ourEarlierAttempt(
+  ledger: Ledger,
+  outcomeBase: OutcomeBase,
+  ours: { idempotencyKey?: string | undefined; executionId?: string | undefined },
+) {
+  const { entries } = await ledger
+    .query({ provider: outcomeBase.provider, target: targetKey(outcomeBase.target), limit: 25 })
+    .catch((error) => {
+      log.warn('ledger unreadable; a cancel by our own lost attempt may be reported as already_canceled', { error });
+      return { entries: [] };
+    });
+  return entries.find(
+    (e) =>
+      ((ours.idempotencyKey !== undefined && e.idempotencyKey === ours.idempotencyKey) ||
+        (ours.executionId !== undefined && e.executionId === ours.executionId)) &&
+      (e.outcome === 'canceled' || (e.outcome === 'failed' && e.failure !== 'rate_limited')),
+  );
 }
 
 /** Runs provider work; transient trouble that outlasted the budget becomes a `failed` result. */

@@ -94,5 +94,17 @@ export class TaskRetryableError extends Error {
   constructor(name: (typeof RETRYABLE_ERROR_NAME)[Failure], message: string) {
     super(message);
     this.name = name;
+    // No trace: the message is the outcome, and the state's Cause must stay small (256 KB per inline batch).
+    this.stack = '';
+  }
+}
+
+/** A batch task refused before any request: the provider's circuit is open and this call is not its probe. Not
+ * retried within the round; the batch keeps the item for its next round (shared/batch.ts). */
+export class CircuitOpenError extends Error {
+  override readonly name = 'Provider.CircuitOpen';
+  constructor(message: string) {
+    super(message);
+    this.stack = '';
   }
 }

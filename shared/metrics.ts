@@ -3,6 +3,7 @@
  * SDK call and no extra dependency; CloudWatch turns the lines into metrics. On only where METRICS_NAMESPACE is set
  * (the stack sets it), so local runs and tests stay quiet.
  */
+import type { CircuitState } from './circuit.ts';
 import type { Outcome } from './outcome.ts';
 
 export function emitOutcomeMetrics(
@@ -37,4 +38,39 @@ export function emitOutcomeMetrics(
       }),
     );
   }
+}
+
+/**
+ * A provider's circuit (shared/circuit.ts): `CircuitOpen` (1 open, 0 closed) and `UnreachableSeconds` (how long it
+ * has been open), per provider. The alarm on a provider unreachable for 15 minutes reads the second.
+ */
+export function emitCircuitMetrics(
+  provider: string,
+  circuit: Pick<CircuitState, 'state' | 'openedAt'>,
+  write: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+  now = Date.now(),
+): void {
+  const namespace = process.env.METRICS_NAMESPACE;
+  if (!namespace) return;
+  const open = circuit.state === 'open';
+  write(
+    JSON.stringify({
+      _aws: {
+        Timestamp: now,
+        CloudWatchMetrics: [
+          {
+            Namespace: namespace,
+            Dimensions: [['Provider']],
+            Metrics: [
+              { Name: 'CircuitOpen', Unit: 'Count' },
+              { Name: 'UnreachableSeconds', Unit: 'Seconds' },
+            ],
+          },
+        ],
+      },
+      Provider: provider,
+      CircuitOpen: open ? 1 : 0,
+      UnreachableSeconds: open && circuit.openedAt ? Math.max(0, Math.round((now - circuit.openedAt) / 1000)) : 0,
+    }),
+  );
 }

@@ -1,6 +1,6 @@
 /**
  * Lambda (Step Functions task): Prepare. Validates a batch (every bad item listed by index and field), removes
- * duplicates, chunks Auco codes and gives every task a stable idempotency key. An inline batch comes back in the
+ * duplicates, chunks Auco codes, gives every task a stable idempotency key and sets the deadline of its rounds. An inline batch comes back in the
  * state; a manifest batch is read from S3 and its tasks written back to S3, one JSONL file per provider, for the
  * Distributed Maps to read.
  */
@@ -14,7 +14,13 @@ import { defineHandler } from '#shared/middleware.ts';
 import { maxCodesPerCall } from '#shared/operations/cancel-signing-processes.ts';
 import { PROVIDERS } from '#shared/outcome.ts';
 
-const Task = z.object({ input: z.unknown(), executionId: z.string(), executionName: z.string() });
+const Task = z.object({
+  input: z.unknown(),
+  executionId: z.string(),
+  executionName: z.string(),
+  /** The execution's start: the default deadline counts from it. */
+  startTime: z.optional(z.string()),
+});
 type Input = z.infer<typeof Task>;
 
 /** What the manifest path hands on: counts and S3 locations instead of the items themselves. */
@@ -24,14 +30,19 @@ export type PreparedManifest = Omit<Prepared, 'groups' | 'duplicates'> & {
   manifests: Partial<Record<(typeof PROVIDERS)[number], { bucket: string; key: string; count: number }>>;
 };
 
-async function prepareManifest({ input, executionId, executionName }: Input): Promise<PreparedManifest> {
+const startedAt = (startTime: string | undefined) => {
+  const at = startTime ? Date.parse(startTime) : Number.NaN;
+  return Number.isFinite(at) ? at : Date.now();
+};
+
+async function prepareManifest({ input, executionId, executionName, startTime }: Input): Promise<PreparedManifest> {
   // The batch fields are checked before S3 is asked, so a bad bucket or key is reported as such.
   const location = parseBatchFields(input).manifest;
   if (!location) throw new InvalidInputError([{ path: 'manifest', message: 'is required' }]);
   const { items: raw, issues } = parseManifest(await getText(location.bucket, location.key, 'manifest'));
   if (issues.length) throw new InvalidInputError(issues, 'Invalid manifest');
   const { request, items } = validateBatch(input, raw, 'manifest');
-  const prepared = prepareBatch(request, items, executionId, 'manifest', maxCodesPerCall());
+  const prepared = prepareBatch(request, items, executionId, 'manifest', maxCodesPerCall(), startedAt(startTime));
   const bucket = requireEnv('BATCH_BUCKET');
   const prefix = `batches/${executionName}`;
   const manifests: PreparedManifest['manifests'] = {};
@@ -67,7 +78,14 @@ export const handler = defineHandler<Input, Prepared | PreparedManifest>({
         ? await prepareManifest(input)
         : (() => {
             const { request, items } = validateBatch(input.input);
-            return prepareBatch(request, items, input.executionId, 'inline', maxCodesPerCall());
+            return prepareBatch(
+              request,
+              items,
+              input.executionId,
+              'inline',
+              maxCodesPerCall(),
+              startedAt(input.startTime),
+            );
           })();
     // What started this execution, for every ledger entry of the batch: from our own start records, looked up by
     // the name Step Functions gives (the context, not the input a console user types).

@@ -4,7 +4,12 @@
  * a JSONL manifest first, so callers need not know the limit.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import {
+  DescribeExecutionCommand,
+  GetExecutionHistoryCommand,
+  SFNClient,
+  StartExecutionCommand,
+} from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
 import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
@@ -142,19 +147,46 @@ const STATUS: Record<string, string> = {
   ABORTED: 'aborted',
 };
 
+/**
+ * A running batch between rounds (shared/batch.ts): its latest event is the round's Wait, whose input says what it
+ * waits for. Anything else, or a history that cannot be read, is `running`.
+ */
+async function waiting(executionArn: string): Promise<Record<string, unknown> | undefined> {
+  const { events } = await sfn().send(
+    new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 1, includeExecutionData: true }),
+  );
+  const latest = events?.[0];
+  if (latest?.type !== 'WaitStateEntered' || !latest.stateEnteredEventDetails?.input) return undefined;
+  const state = JSON.parse(latest.stateEnteredEventDetails.input) as {
+    deadline?: string;
+    round?: { number?: number; pending?: number; waitingFor?: unknown; nextAttemptAt?: string; lastFailure?: unknown };
+  };
+  if (!state.round) return undefined;
+  return {
+    round: state.round.number,
+    pending: state.round.pending,
+    waitingFor: state.round.waitingFor,
+    nextAttemptAt: state.round.nextAttemptAt,
+    deadline: state.deadline,
+    lastFailure: state.round.lastFailure,
+  };
+}
+
 async function read(batchId: string): Promise<Reply> {
   const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
   const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${batchId}`;
   try {
     const execution = await sfn().send(new DescribeExecutionCommand({ executionArn }));
     const output = execution.output ? (JSON.parse(execution.output) as Record<string, unknown>) : undefined;
-    const status =
-      execution.status === 'SUCCEEDED'
+    const between = execution.status === 'RUNNING' ? await waiting(executionArn).catch(() => undefined) : undefined;
+    const status = between
+      ? 'waiting'
+      : execution.status === 'SUCCEEDED'
         ? String(output?.status ?? 'completed')
         : (STATUS[execution.status ?? ''] ?? 'running');
     // While it runs: how many targets each provider has settled so far, from the audit ledger.
     const progress =
-      status === 'running'
+      status === 'running' || status === 'waiting'
         ? await defaultDeps()
             .ledger.progress(executionArn)
             .catch(() => undefined)
@@ -168,6 +200,7 @@ async function read(batchId: string): Promise<Reply> {
         startedAt: execution.startDate?.toISOString(),
         ...(execution.stopDate ? { stoppedAt: execution.stopDate.toISOString() } : {}),
         ...(progress ? { progress } : {}),
+        ...(between ? { waiting: between } : {}),
         ...(output ? { ...output, status } : {}),
         ...(execution.error ? { error: execution.error, cause: execution.cause } : {}),
       },

@@ -39,7 +39,7 @@ export const handler = defineHandler<Input, Awaited<ReturnType<typeof cancelBill
     }),
   },
   idempotent: true,
-  run: cancelRun(cancelBillingRequest),
+  run: cancelRun(cancelBillingRequest, 'gocardless'),
   reply: outcomeReply,
   taskResult,
 });

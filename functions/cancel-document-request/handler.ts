@@ -51,7 +51,7 @@ export const handler = defineHandler<Input, Outcome>({
     }),
   },
   idempotent: true,
-  run: cancelRun(cancelDocumentRequest),
+  run: cancelRun(cancelDocumentRequest, 'mycreditapp'),
   reply: outcomeReply,
   taskResult,
 });

@@ -67,7 +67,7 @@ export const handler = defineHandler<Input, Outcome[]>({
     }),
   },
   idempotent: true,
-  run: cancelRun(cancelSigningProcesses),
+  run: cancelRun(cancelSigningProcesses, 'auco'),
   reply: (outcomes) => outcomesReply(outcomes, { provider: 'auco', operation: 'cancel-signing-processes' }),
   taskResult,
 });

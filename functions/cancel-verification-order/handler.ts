@@ -61,7 +61,7 @@ export const handler = defineHandler<Input, Outcome>({
     }),
   },
   idempotent: true,
-  run: cancelRun(cancelVerificationOrder),
+  run: cancelRun(cancelVerificationOrder, 'truework'),
   reply: outcomeReply,
   taskResult,
 });

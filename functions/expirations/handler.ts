@@ -14,7 +14,7 @@ import {
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
-import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
+import { guardOrganizationIssues, validateBatch } from '#shared/batch.ts';
 import { defaultDeps } from '#shared/cancel.ts';
 import { type InputIssue, InvalidInputError } from '#shared/errors.ts';
 import { forgetSchedule, recordApiStart, recordSchedule } from '#shared/execution-starts.ts';
@@ -36,6 +36,9 @@ import { mycreditappOrganizationId } from '#shared/secrets.ts';
 
 /** Schedule inputs are kept small; a longer item list goes to S3 and the schedule carries its location. */
 const MAX_INLINE_INPUT_BYTES = 6_000;
+/** Items an expiration may hold. More than 6 KB of them run as a manifest batch, so the inline batch's limit
+ * (INLINE_LIMIT, set by its 256 KB state) does not apply. */
+const MAX_ITEMS = 500;
 
 let clients: { scheduler: SchedulerClient; lambda: LambdaClient; sfn: SFNClient } | undefined;
 const aws = () => {
@@ -97,7 +100,7 @@ async function register(body: unknown, principal: string | undefined): Promise<R
       },
       undefined,
       'items',
-      INLINE_LIMIT,
+      MAX_ITEMS,
     );
   } catch (error) {
     if (!(error instanceof InvalidInputError)) throw error;

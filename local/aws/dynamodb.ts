@@ -1,6 +1,7 @@
 /**
  * DynamoDB on loopback: dynalite (the real DynamoDB wire protocol and validation), in memory or in a directory,
- * in a process of its own, with the ledger and idempotency tables created as the stack declares them.
+ * in a process of its own, with the ledger, idempotency, rate budget and circuit tables created as the stack declares
+ * them.
  */
 import { fork } from 'node:child_process';
 import { DynamoDb, DynamoError } from '../../shared/aws/dynamodb.ts';
@@ -10,6 +11,7 @@ export const LOCAL_TABLES = {
   ledger: 'cancellations-ledger',
   idempotency: 'cancellations-idempotency',
   rateBudget: 'cancellations-rate-budget',
+  circuits: 'cancellations-circuits',
 } as const;
 
 export interface LocalDynamo {

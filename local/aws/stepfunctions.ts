@@ -1,5 +1,6 @@
 /**
- * A local Step Functions endpoint (StartExecution, DescribeExecution, ListExecutions, StopExecution) that runs the
+ * A local Step Functions endpoint (StartExecution, DescribeExecution, ListExecutions, StopExecution, and
+ * GetExecutionHistory's latest state entered) that runs the
  * synthesized batch definition with the local runner, so the batches function uses the real SDK client unchanged.
  *
  * Given a directory, executions are kept there, one JSON file each, written (and flushed) before StartExecution
@@ -164,6 +165,25 @@ export class LocalStepFunctions {
     };
   }
 
+  /** The latest event only (as `reverseOrder: true` answers first): the state the execution entered last. */
+  private history(executionArn: string) {
+    const e = this.executions.get(executionArn);
+    if (!e) throw new AwsServiceError('ExecutionDoesNotExist', `Execution Does Not Exist: '${executionArn}'`);
+    const current = e.status === 'RUNNING' ? e.stats.current : undefined;
+    if (!current) return { events: [] };
+    const type = this.machine.waitStates.has(current.name) ? 'WaitStateEntered' : 'TaskStateEntered';
+    return {
+      events: [
+        {
+          id: e.stats.transitions,
+          timestamp: Date.now() / 1000,
+          type,
+          stateEnteredEventDetails: { name: current.name, input: JSON.stringify(current.input) },
+        },
+      ],
+    };
+  }
+
   async listen(port = 0): Promise<string> {
     this.service = await startJsonService(
       'AWSStepFunctions',
@@ -178,6 +198,7 @@ export class LocalStepFunctions {
           return { executionArn: e.executionArn, startDate: e.startDate.getTime() / 1000 };
         },
         DescribeExecution: (input) => this.describe(String(input.executionArn)),
+        GetExecutionHistory: (input) => this.history(String(input.executionArn)),
         ListExecutions: (input) => ({
           executions: [...this.executions.values()]
             .filter((e) => !input.statusFilter || e.status === input.statusFilter)

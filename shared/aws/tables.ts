@@ -21,6 +21,8 @@ export const IDEMPOTENCY_TABLE = {
 
 /** Each shared provider budget's next free request slot (shared/aws/rate-budget.ts). */
 export const RATE_BUDGET_TABLE = { partitionKey: 'pk' } as const;
+/** One item per provider: its circuit (shared/circuit.ts). */
+export const CIRCUIT_TABLE = { partitionKey: 'provider' } as const;
 
 const hashAndRange = (index: { partitionKey: string; sortKey: string }) => [
   { AttributeName: index.partitionKey, KeyType: 'HASH' },
@@ -32,6 +34,7 @@ export function createTableInputs(names: {
   ledger: string;
   idempotency: string;
   rateBudget: string;
+  circuits: string;
 }): Record<string, unknown>[] {
   const { byCreditApplication, byExecution } = LEDGER_TABLE;
   const keys = new Set([
@@ -70,6 +73,12 @@ export function createTableInputs(names: {
       BillingMode: 'PAY_PER_REQUEST',
       AttributeDefinitions: [{ AttributeName: RATE_BUDGET_TABLE.partitionKey, AttributeType: 'S' }],
       KeySchema: [{ AttributeName: RATE_BUDGET_TABLE.partitionKey, KeyType: 'HASH' }],
+    },
+    {
+      TableName: names.circuits,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: [{ AttributeName: CIRCUIT_TABLE.partitionKey, AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: CIRCUIT_TABLE.partitionKey, KeyType: 'HASH' }],
     },
   ];
 }

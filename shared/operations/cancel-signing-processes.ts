@@ -98,7 +98,8 @@ async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationCon
             ? { ...common, ...state, ...(state.outcome === 'failed' ? { failure: 'transient' as const } : {}) }
             : { ...common, outcome: 'rejected', message: 'Auco gave no answer for this code' };
         },
-        { started, repeat: { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey } },
+        // A code a round sends again (in a chunk of its own) may have been cancelled by our earlier attempt.
+        { started, repeat: { ledger: deps.ledger, idempotencyKey: ctx.idempotencyKey, executionId: ctx.executionId } },
       ),
     ),
   );

@@ -280,8 +280,33 @@ export interface components {
         BatchStatus: {
             batchId: string;
             /** @enum {string} */
-            status: "running" | "completed" | "completed_with_failures" | "skipped" | "failed" | "aborted";
+            status: "running" | "waiting" | "completed" | "completed_with_failures" | "skipped" | "failed" | "aborted";
             executionStatus: string;
+            waiting?: {
+                round: number;
+                pending: number;
+                nextAttemptAt: string;
+                deadline: string;
+                waitingFor: {
+                    /** @enum {string} */
+                    provider: "mycreditapp" | "auco" | "truework" | "gocardless";
+                    items: number;
+                    /** @constant */
+                    circuit?: "open";
+                    since?: string;
+                }[];
+            } & {
+                [key: string]: unknown;
+            };
+            rounds?: {
+                count: number;
+                deadline: string;
+                /** @enum {string} */
+                ended: "settled" | "deadline" | "history";
+                message?: string;
+            } & {
+                [key: string]: unknown;
+            };
             startedAt: string;
             stoppedAt?: string;
             summary?: components["schemas"]["BatchSummary"] | {
@@ -893,6 +918,8 @@ export interface operations {
                         bucket: string;
                         key: string;
                     };
+                    /** Format: date-time */
+                    deadline?: string;
                 };
             };
         };

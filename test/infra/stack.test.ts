@@ -145,6 +145,56 @@ describe('the stack', () => {
     expect(JSON.stringify(resources[ledger]?.Properties)).toContain('"PointInTimeRecoveryEnabled":true');
   });
 
+  it('the circuits table: the cancel functions read and update it, Summarize only reads it, nobody else', () => {
+    const circuits = idOf(stack.tables.circuits);
+    const byFunction: Record<string, string[]> = {};
+    for (const [name, fn] of Object.entries(stack.functions)) {
+      const roleId = idOf(fn.role as never);
+      const actions = ofType('AWS::IAM::Policy')
+        .filter(([, p]) => (p.Properties.Roles as { Ref: string }[]).some((r) => r.Ref === roleId))
+        .flatMap(
+          ([, p]) =>
+            (p.Properties.PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown }[] })
+              .Statement,
+        )
+        .filter((st) => JSON.stringify(st.Resource).includes(circuits))
+        .flatMap((st) => [st.Action].flat());
+      if (actions.length) byFunction[name] = [...new Set(actions)].sort();
+    }
+    const update = ['dynamodb:GetItem', 'dynamodb:UpdateItem'];
+    expect(byFunction).toEqual({
+      CancelDocumentRequest: update,
+      CancelSigningProcesses: update,
+      CancelVerificationOrder: update,
+      CancelBillingRequest: update,
+      BatchSummarize: ['dynamodb:GetItem'],
+    });
+  });
+
+  it('batches wait in rounds (a Wait from the state, back to the fan-out) and may outlive the 7-day deadline by an hour', () => {
+    const [, machine] = ofType('AWS::StepFunctions::StateMachine')[0] ?? [];
+    const definition = JSON.stringify(machine?.Properties.DefinitionString);
+    expect(definition).toContain(
+      '\\"NextRound\\":{\\"Type\\":\\"Wait\\",\\"SecondsPath\\":\\"$.round.waitSeconds\\",\\"Next\\":\\"Mode\\"}',
+    );
+    expect(definition).toContain('\\"TimeoutSeconds\\":608400');
+    const alarms = ofType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+    for (const provider of ['mycreditapp', 'auco', 'truework', 'gocardless']) {
+      expect(
+        alarms.some(
+          (a) =>
+            a.MetricName === 'UnreachableSeconds' &&
+            a.Threshold === 900 &&
+            JSON.stringify(a.Dimensions) === JSON.stringify([{ Name: 'Provider', Value: provider }]),
+        ),
+        provider,
+      ).toBe(true);
+    }
+    expect(JSON.stringify(ofType('AWS::CloudWatch::Dashboard')[0]?.[1].Properties.DashboardBody)).toContain(
+      'CircuitOpen',
+    );
+  });
+
   it('expirations: Scheduler may only start the batch state machine and dead-letter; the function manages its own group', () => {
     const roleId = idOf(stack.expirations.role);
     template.hasResourceProperties('AWS::IAM::Role', {

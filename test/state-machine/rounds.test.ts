@@ -1,0 +1,225 @@
+/**
+ * Rounds, the deadline and the providers' circuits (shared/batch.ts, shared/circuit.ts): the synthesized batch
+ * definition run locally against the simulators, with a provider down and then back. The rounds' waits are scaled
+ * (1/1000: a 30 s wait takes 30 ms) and the circuit probes every CIRCUIT_PROBE_SECONDS (0.2 s here); the circuit
+ * lives in the local DynamoDB table, as in AWS.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { handler as batches } from '../../functions/batches/handler.ts';
+import { apiGatewayV2Event, lambdaContext } from '../../local/lambda-events.ts';
+import type { BatchResult } from '../../shared/batch.ts';
+import { DynamoCircuitStore } from '../../shared/circuit.ts';
+import { startTestSystem, type TestSystem } from '../support/system.ts';
+
+let system: TestSystem;
+let circuits: DynamoCircuitStore;
+const PROBE_SECONDS = 0.2;
+const ENV = {
+  MYCREDITAPP_RATE_PER_SECOND: '1000',
+  AUCO_RATE_PER_SECOND: '1000',
+  TRUEWORK_RATE_PER_SECOND: '1000',
+  GOCARDLESS_RATE_PER_SECOND: '1000',
+  CIRCUIT_PROBE_SECONDS: String(PROBE_SECONDS),
+  CIRCUIT_FAILURES_TO_OPEN: '3',
+};
+
+beforeAll(async () => {
+  Object.assign(process.env, ENV);
+  system = await startTestSystem({ retryIntervalMs: 5, circuits: true });
+  circuits = new DynamoCircuitStore(system.cloud.dynamo.tables.circuits);
+});
+afterAll(async () => {
+  await system.stop();
+  for (const name of Object.keys(ENV)) delete process.env[name];
+});
+beforeEach(async () => {
+  await system.reset();
+});
+
+type Result = BatchResult & { status: string };
+let counter = 0;
+function start(input: unknown) {
+  return system.cloud.stepFunctions.start(JSON.stringify(input), `rounds-${++counter}`);
+}
+async function outputOf(execution: ReturnType<typeof start>): Promise<Result> {
+  await execution.done;
+  expect(execution.status).toBe('SUCCEEDED');
+  return JSON.parse(execution.output ?? '{}') as Result;
+}
+async function read(batchId: string) {
+  const reply = (await batches(
+    apiGatewayV2Event({
+      method: 'GET',
+      routeKey: 'GET /v1/batches/{batchId}',
+      path: `/v1/batches/${batchId}`,
+      pathParameters: { batchId },
+    }) as never,
+    lambdaContext('batches'),
+  )) as { statusCode: number; body: string };
+  return JSON.parse(reply.body) as {
+    status: string;
+    waiting?: {
+      round: number;
+      pending: number;
+      nextAttemptAt: string;
+      deadline: string;
+      waitingFor: { provider: string; items: number; circuit?: string }[];
+    };
+  };
+}
+/** Polls until `check` holds (bounded: a broken build fails here instead of hanging). */
+async function until(check: () => Promise<boolean> | boolean, what: string, limitMs = 30_000) {
+  const end = Date.now() + limitMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+const down = { fault: { kind: 'status' as const, status: 503 }, times: Number.POSITIVE_INFINITY };
+const gocardlessItems = (prefix: string, n: number) =>
+  Array.from({ length: n }, (_, i) => {
+    const id = `BRQ${prefix}${String(i).padStart(4, '0')}`;
+    system.gocardless.add(id, 'pending');
+    return { provider: 'gocardless', billingRequestId: id };
+  });
+const trueworkItems = (prefix: string, n: number) =>
+  Array.from({ length: n }, (_, i) => {
+    const id = `ORD${prefix}${String(i).padStart(4, '0')}`;
+    system.truework.add(id, ['processing']);
+    return { provider: 'truework', orderId: id };
+  });
+const requestsFor = (ids: string[]) =>
+  system.gocardless.requests.filter((r) => r.method === 'POST' && ids.some((id) => r.path.includes(id))).length;
+
+describe('rounds until the deadline, and a circuit per provider', () => {
+  it('a provider down and then back: the batch waits (visible), then every item is cancelled once', async () => {
+    system.gocardless.inject(down);
+    const gc = gocardlessItems('A', 12);
+    const tw = trueworkItems('A', 4);
+    const execution = start({ reason: 'declined', items: [...gc, ...tw] });
+
+    // While GoCardless is down the batch says so: waiting, for GoCardless, its circuit open, and when it tries next.
+    let seen: Awaited<ReturnType<typeof read>> | undefined;
+    await until(async () => {
+      seen = await read(execution.name);
+      return seen.status === 'waiting' && seen.waiting?.waitingFor.some((w) => w.circuit === 'open') === true;
+    }, 'the batch to wait for an open circuit');
+    expect(seen?.waiting?.waitingFor).toEqual([
+      { provider: 'gocardless', items: 12, circuit: 'open', since: expect.any(String) },
+    ]);
+    expect(seen?.waiting?.pending).toBe(12);
+    expect(Date.parse(seen?.waiting?.nextAttemptAt ?? '')).not.toBeNaN();
+    expect((await circuits.get('gocardless'))?.state).toBe('open');
+    expect(system.gocardless.effectiveCancels.size).toBe(0);
+
+    system.gocardless.clearFaults();
+    const result = await outputOf(execution);
+    expect(result.status).toBe('completed');
+    expect(result.results.map((r) => r.outcome)).toEqual(Array(16).fill('canceled'));
+    expect(result.summary).toMatchObject({ lost: 0, byOutcome: { canceled: 16, failed: 0 } });
+    expect(result.rounds).toMatchObject({ ended: 'settled' });
+    expect(result.rounds?.count).toBeGreaterThan(1);
+    // Exactly one effective cancel per item, rounds notwithstanding; the probe that succeeded closed the circuit.
+    const cancels = new Map([...system.gocardless.effectiveCancels, ...system.truework.effectiveCancels]);
+    expect(cancels.size).toBe(16);
+    expect([...cancels.values()].every((n) => n === 1)).toBe(true);
+    expect((await circuits.get('gocardless'))?.state).toBe('closed');
+  });
+
+  it('a provider down past the deadline: its items end failed, saying why; final outcomes are final at once', async () => {
+    system.truework.inject(down);
+    const tw = trueworkItems('B', 3);
+    const gc = gocardlessItems('B', 2);
+    const deadline = new Date(Date.now() + 1_500).toISOString();
+    const result = await outputOf(
+      start({
+        reason: 'declined',
+        deadline,
+        items: [...tw, ...gc, { provider: 'gocardless', billingRequestId: 'BRQ000UNKNOWN' }],
+      }),
+    );
+    expect(result.status).toBe('completed_with_failures');
+    expect(result.results.map((r) => [r.provider, r.outcome])).toEqual([
+      ['truework', 'failed'],
+      ['truework', 'failed'],
+      ['truework', 'failed'],
+      ['gocardless', 'canceled'],
+      ['gocardless', 'canceled'],
+      ['gocardless', 'not_found'],
+    ]);
+    for (const r of result.results.slice(0, 3)) {
+      expect(r.failure).toBe('transient');
+      expect(r.message).toContain(`still failing when the batch's deadline ${deadline} passed`);
+    }
+    expect(result.rounds).toMatchObject({ deadline, ended: 'deadline' });
+    expect(result.rounds?.message).toMatch(/^3 item\(s\) of truework still failing when the batch's deadline/);
+    expect(result.summary.lost).toBe(0);
+    expect(system.truework.effectiveCancels.size).toBe(0);
+    // The not-found item was asked once: a final outcome is not retried in rounds.
+    expect(system.gocardless.received('POST', /BRQ000UNKNOWN/)).toHaveLength(1);
+  });
+
+  it('the circuit is shared: a second execution finds it open and only probes, and both drain when it closes', async () => {
+    system.gocardless.inject(down);
+    const a = gocardlessItems('C', 10);
+    const b = gocardlessItems('D', 10);
+    const first = start({ reason: 'declined', items: a });
+    await until(
+      async () => (await circuits.get('gocardless'))?.state === 'open',
+      'the first execution to open the circuit',
+    );
+
+    const bStarted = Date.now();
+    const second = start({ reason: 'declined', items: b });
+    await until(async () => (await read(second.name)).status === 'waiting', 'the second execution to wait');
+    await new Promise((r) => setTimeout(r, 5 * PROBE_SECONDS * 1000));
+    // The second execution never opened the circuit itself: it found it open, and its items reached GoCardless
+    // only as the circuit's probes, at most one per probe interval (shared with the first execution's probes).
+    const elapsed = (Date.now() - bStarted) / 1000;
+    const bIds = b.map((i) => i.billingRequestId);
+    expect(requestsFor(bIds)).toBeLessThanOrEqual(1 + Math.floor(elapsed / PROBE_SECONDS));
+    // The first execution is still at it, between rounds or in one: not given up.
+    expect(first.status).toBe('RUNNING');
+
+    system.gocardless.clearFaults();
+    const [ra, rb] = await Promise.all([outputOf(first), outputOf(second)]);
+    for (const result of [ra, rb]) {
+      expect(result.status).toBe('completed');
+      expect(result.results.every((r) => r.outcome === 'canceled')).toBe(true);
+      expect(result.rounds?.count).toBeGreaterThan(1);
+    }
+    expect(system.gocardless.effectiveCancels.size).toBe(20);
+    expect([...system.gocardless.effectiveCancels.values()].every((n) => n === 1)).toBe(true);
+    expect((await circuits.get('gocardless'))?.state).toBe('closed');
+  });
+
+  it('the manifest path (Distributed Maps) waits in rounds as well, keeping its rounds in S3, and drains', async () => {
+    system.gocardless.inject(down);
+    const items = [...gocardlessItems('E', 30), ...trueworkItems('E', 30)];
+    const key = 'manifests/outage.jsonl';
+    system.cloud.s3.put(system.cloud.bucket, key, items.map((i) => JSON.stringify(i)).join('\n'));
+    const execution = start({ reason: 'declined', manifest: { bucket: system.cloud.bucket, key } });
+    await until(async () => (await read(execution.name)).status === 'waiting', 'the manifest batch to wait');
+    expect((await read(execution.name)).waiting?.waitingFor.map((w) => [w.provider, w.items])).toEqual([
+      ['gocardless', 30],
+    ]);
+
+    system.gocardless.clearFaults();
+    const result = (await outputOf(execution)) as unknown as {
+      status: string;
+      summary: BatchResult['summary'];
+      rounds: BatchResult['rounds'];
+      results: { bucket: string; key: string; count: number };
+    };
+    expect(result.status).toBe('completed');
+    expect(result.summary).toMatchObject({ total: 60, lost: 0, byOutcome: { canceled: 60, failed: 0 } });
+    expect(result.rounds?.count).toBeGreaterThan(1);
+    const lines = (system.cloud.s3.get(result.results.bucket, result.results.key) ?? '').trim().split('\n');
+    const outcomes = lines.map((l) => JSON.parse(l) as { index: number; outcome: string });
+    expect(outcomes.map((o) => o.index)).toEqual(Array.from({ length: 60 }, (_, i) => i));
+    expect(outcomes.every((o) => o.outcome === 'canceled')).toBe(true);
+    const cancels = new Map([...system.gocardless.effectiveCancels, ...system.truework.effectiveCancels]);
+    expect(cancels.size).toBe(60);
+    expect([...cancels.values()].every((n) => n === 1)).toBe(true);
+  });
+});
