@@ -720,12 +720,8 @@ async function outage() {
   const { TrueworkSimulator } = await import('../local/simulators/truework.ts');
   const { AucoSimulator } = await import('../local/simulators/auco.ts');
   const { MyCreditAppSimulator, MYCREDITAPP_DEMO: D } = await import('../local/simulators/mycreditapp.ts');
-  const { setDefaultDeps, DEFAULT_RATE_PER_SECOND, PROVIDER_LIMITS } = await import('../shared/cancel.ts');
-  const { DynamoCircuitStore } = await import('../shared/circuit.ts');
-  const { HttpClient } = await import('../shared/http.ts');
-  const { MemoryLedger } = await import('../shared/ledger.ts');
+  const { PROVIDER_LIMITS } = await import('../shared/cancel.ts');
   const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
-  const { SecretStore, StaticSecretSource } = await import('../shared/secrets.ts');
   const { handler: batches } = await import('../functions/batches/handler.ts');
   const { apiGatewayV2Event, lambdaContext } = await import('../local/lambda-events.ts');
   await quietLogs();
@@ -733,16 +729,7 @@ async function outage() {
   const items = 2_000;
   const outageMinutes = 30;
   const rows: Record<string, number | string | undefined>[] = [];
-  process.env.CIRCUIT_PROBE_SECONDS = String(15 / scale);
-  // One local cloud for every run (the functions' AWS clients keep the endpoints they were made with).
-  // Step Functions' retries start at 2 s (5 s for 429s): scaled, one interval for all.
-  const cloud = await startLocalCloud({ waitScale: 1 / scale, retryIntervalMs: Math.round(2_000 / scale) });
-  const { DynamoDb } = await import('../shared/aws/dynamodb.ts');
-  const db = new DynamoDb({ endpoint: cloud.dynamo.url });
   for (let run = 0; run < runs; run++) {
-    // Every run starts with the circuits closed.
-    for (const provider of ['mycreditapp', 'auco', 'truework', 'gocardless'])
-      await db.call('DeleteItem', { TableName: cloud.dynamo.tables.circuits, Key: { provider: { S: provider } } });
     const sims = {
       gocardless: new GoCardlessSimulator({
         timeScale: scale,
@@ -758,21 +745,18 @@ async function outage() {
       mycreditapp: new MyCreditAppSimulator({ timeScale: scale, ratePerSecond: PROVIDER_LIMITS.mycreditapp }),
     };
     await Promise.all(Object.values(sims).map((s) => s.start()));
-    for (const [p, rate] of Object.entries(DEFAULT_RATE_PER_SECOND))
-      process.env[`${p.toUpperCase()}_RATE_PER_SECOND`] = String(rate * scale);
-    setDefaultDeps({
-      http: new HttpClient({
-        retry: { baseDelayMs: 100 / scale, maxDelayMs: 2_000 / scale, maxWaitMs: 5_000 / scale },
-      }),
-      ledger: new MemoryLedger(),
-      secrets: new SecretStore(
-        new StaticSecretSource({
-          ...Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()])),
-          truework: { ...sims.truework.demoSecret(), publicKeys: undefined },
-        }),
-      ),
-      circuits: new DynamoCircuitStore(cloud.dynamo.tables.circuits),
+    // A fresh local cloud per run (circuits closed, containers cold): the functions in their own containers with the
+    // template's settings, time scaled alike for the simulators, the definition's retries and waits, the pacing and
+    // the circuit's probe interval.
+    const cloud = await startLocalCloud({
+      timeScale: scale,
+      secrets: {
+        ...Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()])),
+        truework: { ...sims.truework.demoSecret(), publicKeys: undefined },
+      },
+      env: { CIRCUIT_PROBE_SECONDS: String(15 / scale), LOG_LEVEL: 'error', METRICS_NAMESPACE: '' },
     });
+    // The POST runs in this process: its idempotency record in memory.
     setIdempotencyStore(new MemoryIdempotencyStore());
     const list: unknown[] = [];
     for (let i = 0; i < items; i++) {
@@ -854,10 +838,9 @@ async function outage() {
       scaledMinutesTotal: round(((ended - started) / 60_000) * scale, 1),
       executionStatus: execution?.status,
     });
+    await cloud.stop();
     await Promise.all(Object.values(sims).map((s) => s.stop()));
   }
-  await cloud.stop();
-  delete process.env.CIRCUIT_PROBE_SECONDS;
   const med = (key: string) => median(rows.map((r) => Number(r[key])));
   results.outage = {
     measured: { date: results.date, machine: results.machine },
