@@ -261,26 +261,25 @@ async function overhead() {
 /** The four simulators with each provider's limit (documented for Truework and GoCardless; ours for the others),
  * time sped up SCALE times for every provider alike, and the secrets that reach them. */
 async function limitedSimulators() {
-  const { GoCardlessSimulator } = await import('../local/simulators/gocardless.ts');
-  const { TrueworkSimulator } = await import('../local/simulators/truework.ts');
-  const { AucoSimulator } = await import('../local/simulators/auco.ts');
-  const { MyCreditAppSimulator, MYCREDITAPP_DEMO } = await import('../local/simulators/mycreditapp.ts');
+  const { RemoteSimulator } = await import('./remote-simulators.ts');
+  const { MYCREDITAPP_DEMO } = await import('../local/simulators/mycreditapp.ts');
   const { PROVIDER_LIMITS } = await import('../shared/cancel.ts');
-  const sims = {
-    gocardless: new GoCardlessSimulator({
+  // Each in a process of its own: when a request arrives is what the provider sees, not delayed by this process.
+  const [gocardless, truework, auco, mycreditapp] = await Promise.all([
+    RemoteSimulator.start('gocardless', {
       timeScale: SCALE,
       rateLimit: PROVIDER_LIMITS.gocardless * 60,
       windowMs: 60_000,
     }),
-    truework: new TrueworkSimulator({
+    RemoteSimulator.start('truework', {
       timeScale: SCALE,
       ratePerSecond: PROVIDER_LIMITS.truework,
       burst: PROVIDER_LIMITS.truework,
     }),
-    auco: new AucoSimulator({ timeScale: SCALE, ratePerSecond: PROVIDER_LIMITS.auco }),
-    mycreditapp: new MyCreditAppSimulator({ timeScale: SCALE, ratePerSecond: PROVIDER_LIMITS.mycreditapp }),
-  };
-  await Promise.all(Object.values(sims).map((s) => s.start()));
+    RemoteSimulator.start('auco', { timeScale: SCALE, ratePerSecond: PROVIDER_LIMITS.auco }),
+    RemoteSimulator.start('mycreditapp', { timeScale: SCALE, ratePerSecond: PROVIDER_LIMITS.mycreditapp }),
+  ]);
+  const sims = { gocardless: gocardless!, truework: truework!, auco: auco!, mycreditapp: mycreditapp! };
   const secrets = {
     ...Object.fromEntries(Object.entries(sims).map(([p, sim]) => [p, sim.demoSecret()])),
     // As measured: Truework's answers not signature-checked; the guard's organization from the secret.
@@ -367,6 +366,7 @@ async function throughput() {
     Object.entries(requests).map(([p, r]) => [p, r / (limits[p as keyof typeof limits] * SCALE)]),
   );
   const bound = Math.max(...Object.values(bounds));
+  await Promise.all(Object.values(sims).map((sim) => sim.flush()));
   const rss = rssSampler();
   const { handler: batches } = await import('../functions/batches/handler.ts');
   const { apiGatewayV2Event, lambdaContext } = await import('../local/lambda-events.ts');
@@ -389,8 +389,9 @@ async function throughput() {
   const output = JSON.parse(execution?.output ?? '{}') as {
     summary?: { lost: number; byOutcome: Record<string, number> };
   };
-  const sent = Object.values(sims).reduce((n, s) => n + s.requests.length, 0);
-  const limited = Object.values(sims).reduce((n, s) => n + s.requests.filter((r) => r.status === 429).length, 0);
+  const received = (await Promise.all(Object.values(sims).map((sim) => sim.requests()))).flat();
+  const sent = received.length;
+  const limited = received.filter((r) => r.status === 429).length;
   const row = {
     items,
     scale: SCALE,
@@ -439,13 +440,11 @@ function peakInWindow(times: number[], windowMs: number): number {
 async function storm() {
   const { startLocalCloud } = await import('../local/cloud.ts');
   const { LocalApi } = await import('../local/api.ts');
-  const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
   const { DEFAULT_MAX_CODES_PER_CALL: AUCO_CHUNK } = await import('../shared/providers/auco.ts');
   await quietLogs();
   const expirations = QUICK ? 50 : 200;
   const batchItems = QUICK ? 500 : 2_000;
   const { sims, secrets, limits, D } = await limitedSimulators();
-  setIdempotencyStore(new MemoryIdempotencyStore());
   const cloud = await startLocalCloud({
     secrets,
     timeScale: SCALE,
@@ -453,24 +452,15 @@ async function storm() {
   });
   const api = new LocalApi({ functions: cloud.functions, openapi: () => ({}) });
   await api.listen(0);
-  const { handler: expirationsFn } = await import('../functions/expirations/handler.ts');
-  const { handler: batchesFn } = await import('../functions/batches/handler.ts');
-  const { apiGatewayV2Event, lambdaContext } = await import('../local/lambda-events.ts');
-  const post = async (fn: typeof batchesFn, path: string, body: unknown) =>
-    JSON.parse(
-      (
-        (await fn(
-          apiGatewayV2Event({
-            method: 'POST',
-            routeKey: `POST ${path}`,
-            path,
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify(body),
-          }) as never,
-          lambdaContext('bench', 25_000),
-        )) as { body: string }
-      ).body,
-    ) as Record<string, unknown>;
+  // Through the local API, as a caller would: each POST runs in its function's own container.
+  const post = async (path: string, body: unknown) =>
+    (await (
+      await fetch(`${api.url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      })
+    ).json()) as Record<string, unknown>;
 
   // What each provider must receive at least: item cancels (Auco in chunks), one lookup per guard, a token.
   const perProvider = { gocardless: 0, truework: 0, auco: 0, mycreditapp: 0 };
@@ -486,7 +476,7 @@ async function storm() {
     sims.mycreditapp.addCreditApplication(application, 'pending', due + 86_400_000);
     const { list, perProvider: counts } = mixedItems(sims, D, 10, `E${e}x`);
     add(counts, Math.ceil(counts.auco / AUCO_CHUNK));
-    const answer = await post(expirationsFn, '/v1/expirations', {
+    const answer = await post('/v1/expirations', {
       creditApplicationId: application,
       reason: 'Credit application expired',
       requestedBy: 'ops@example.com',
@@ -500,14 +490,19 @@ async function storm() {
   const lookups = expirations;
   perProvider.mycreditapp += lookups;
 
-  for (const s of Object.values(sims)) s.requests.length = 0;
+  await Promise.all(
+    Object.values(sims).map(async (sim) => {
+      await sim.flush();
+      await sim.clearRequests();
+    }),
+  );
   const rss = rssSampler();
   while (Date.now() < due) await new Promise((r) => setTimeout(r, 20));
   const started = Date.now();
   const batchIds = await Promise.all(
     batchLists.map(
       async ({ list }, b) =>
-        (await post(batchesFn, '/v1/batches', { reason: `storm ${b}`, requestedBy: 'ops@example.com', items: list }))
+        (await post('/v1/batches', { reason: `storm ${b}`, requestedBy: 'ops@example.com', items: list }))
           .batchId as string,
     ),
   );
@@ -522,6 +517,7 @@ async function storm() {
       const gc = n % 2 === 0;
       if (gc) sims.gocardless.add(`BRQ${id}`, 'pending');
       else sims.truework.add(`ORD${id}`, ['processing']);
+      await (gc ? sims.gocardless : sims.truework).flush();
       perProvider[gc ? 'gocardless' : 'truework']++;
       void fetch(
         gc
@@ -568,13 +564,16 @@ async function storm() {
   for (const e of failures.slice(0, 3))
     console.error(`execution ${e.name} ${e.status}: ${e.error}: ${e.cause?.slice(0, 400)}`);
   const apiCalls = apiAnswers.length;
-  const requests = Object.values(sims).reduce((n, s) => n + s.requests.length, 0);
-  const limited = Object.values(sims).reduce((n, s) => n + s.requests.filter((r) => r.status === 429).length, 0);
+  const received = Object.fromEntries(
+    await Promise.all(Object.entries(sims).map(async ([p, sim]) => [p, await sim.requests()] as const)),
+  );
+  const requests = Object.values(received).reduce((n, r) => n + r.length, 0);
+  const limited = Object.values(received).reduce((n, r) => n + r.filter((x) => x.status === 429).length, 0);
   const peakRatio = Object.fromEntries(
-    Object.entries(sims).map(([p, sim]) => {
+    Object.entries(received).map(([p, list]) => {
       const windowS = p === 'gocardless' ? 60 : 1;
       const peak = peakInWindow(
-        sim.requests.map((r) => r.at),
+        list.map((r) => r.at),
         (windowS * 1000) / SCALE,
       );
       return [p, round(peak / (limits[p as keyof typeof limits] * windowS), 3)];

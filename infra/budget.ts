@@ -6,7 +6,8 @@
  * Within that bound, requests are paced in one of two ways, both provable from the template:
  *
  * - A provider called by one function: each container paces at its share of the budget, so every container busy
- *   at once sends Σ reserved × rate = limit × RATE_MARGIN ≤ limit.
+ *   at once sends Σ reserved × rate = limit × RATE_MARGIN ≤ limit; and, counted the way a provider counts (any
+ *   one window of its limit), at most Σ reserved × ⌈rate × window⌉ ≤ limit × window (worstInWindow).
  * - A provider whose budget several functions share (mycreditapp: the cancels and the lookup): one budget metered
  *   across all of their containers through a DynamoDB item (RATE_BUDGET_TABLE, shared/aws/rate-budget.ts), at
  *   limit × RATE_MARGIN. Static shares would strand budget: the lookup's share idles while a batch cancels, and
@@ -27,10 +28,21 @@ export const PROVIDER_FUNCTIONS: Record<Provider, readonly { fn: FunctionName; r
     { fn: 'cancel-document-request', reserved: 5 },
     { fn: 'get-credit-application', reserved: 2 },
   ],
-  auco: [{ fn: 'cancel-signing-processes', reserved: 2 }],
+  // One container: at 4.75 requests/s it sends at most 5 in any second; two at 2.375/s each could send 3 each
+  // (a window catches three slots 421 ms apart), 6 in a second where the budget is 5.
+  auco: [{ fn: 'cancel-signing-processes', reserved: 1 }],
   truework: [{ fn: 'cancel-verification-order', reserved: 5 }],
   gocardless: [{ fn: 'cancel-billing-request', reserved: 8 }],
 };
+
+/** The window each provider counts its limit over (GoCardless: 1,000 a minute; the others: per second). */
+export const LIMIT_WINDOW_SECONDS: Record<Provider, number> = { mycreditapp: 1, auco: 1, truework: 1, gocardless: 60 };
+
+/** The most requests a function's containers can send in any one limit window, all busy at once: each sends at
+ * most ⌈rate × window⌉ in a window (its slots are 1/rate apart), and a shared budget is one sender. */
+export function worstInWindow(provider: Provider, rate: number, containers: number): number {
+  return containers * Math.ceil(rate * LIMIT_WINDOW_SECONDS[provider] - 1e-9);
+}
 
 /** The provider each function calls, if any. */
 export function providerOf(fn: string): Provider | undefined {

@@ -59,6 +59,8 @@ export interface RunStats {
 
 const DISTRIBUTED = 'arn:aws:states:::local:distributed-map';
 const WAIT = 'arn:aws:states:::local:wait';
+/** Step Functions' "no timeout" for a Task, as long as a local timer can wait. */
+const NO_TASK_TIMEOUT_SECONDS = 2_000_000;
 /** Express workflows stop at five minutes. */
 const EXPRESS_LIMIT_MS = 5 * 60_000;
 
@@ -138,51 +140,58 @@ export class LocalStateMachine {
   constructor(options: LocalRunnerOptions) {
     this.options = options;
     const scale = options.timeScale ?? 1;
-    const states = walk(options.definition.States as Record<string, State>, (name, state) => {
-      if (state.Retry && options.retryIntervalMs !== undefined)
-        this.retryIntervalOverrides[name] = options.retryIntervalMs;
-      if (scale !== 1) state = scaled(state, scale);
-      const processor = state.ItemProcessor as
-        | { ProcessorConfig?: { Mode?: string }; StartAt: string; States: StateMachineDefinition['States'] }
-        | undefined;
-      if (state.Type === 'Map' && processor?.ProcessorConfig?.Mode === 'DISTRIBUTED') {
-        const child = new LocalStateMachine({
-          ...options,
-          definition: { StartAt: processor.StartAt, States: processor.States },
-        });
-        this.distributed.set(name, { state, child });
-        const {
-          ItemProcessor: _p,
-          ItemReader: _r,
-          ItemBatcher: _b,
-          ResultWriter: _w,
-          MaxConcurrency: _c,
-          ToleratedFailurePercentage: _t,
-          ItemSelector: _s,
-          ...rest
-        } = state;
-        return { ...rest, Type: 'Task', Resource: DISTRIBUTED, Parameters: { state: name, 'input.$': '$' } } as State;
-      }
-      if (state.Type === 'Wait') this.waitStates.add(name);
-      if (state.Type === 'Wait' && options.waitScale !== undefined) {
-        // The same Wait, as a task that sleeps its seconds times the scale and passes its input on unchanged.
-        const { Seconds, SecondsPath, Type: _t, ...rest } = state;
-        return {
-          ...rest,
-          Type: 'Task',
-          Resource: WAIT,
-          Parameters: SecondsPath !== undefined ? { 'seconds.$': SecondsPath } : { seconds: Seconds ?? 0 },
-          ResultPath: null,
-        } as State;
-      }
-      if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.startsWith('arn:aws:lambda:')) {
-        this.lambdaTasks.set(name, state.Resource.split(':').at(-1) ?? '');
-      }
-      return scale !== 1 ? state : undefined;
-    });
+    const states = walk(options.definition.States as Record<string, State>, (name, original) =>
+      withTaskTimeout(this.localState(name, original, scale)),
+    );
     const definition = { ...options.definition, States: states as StateMachineDefinition['States'] };
     // Validated once here and reused by every execution: validating per child execution cost ~4 ms each.
     this.machine = new StateMachine(definition, { validationOptions: { checkArn: false, checkPaths: false } });
+  }
+
+  /** A state as the local runner runs it (see the constructor). */
+  private localState(name: string, original: State, scale: number): State {
+    const options = this.options;
+    let state = original;
+    if (state.Retry && options.retryIntervalMs !== undefined)
+      this.retryIntervalOverrides[name] = options.retryIntervalMs;
+    if (scale !== 1) state = scaled(state, scale);
+    const processor = state.ItemProcessor as
+      | { ProcessorConfig?: { Mode?: string }; StartAt: string; States: StateMachineDefinition['States'] }
+      | undefined;
+    if (state.Type === 'Map' && processor?.ProcessorConfig?.Mode === 'DISTRIBUTED') {
+      const child = new LocalStateMachine({
+        ...options,
+        definition: { StartAt: processor.StartAt, States: processor.States },
+      });
+      this.distributed.set(name, { state, child });
+      const {
+        ItemProcessor: _p,
+        ItemReader: _r,
+        ItemBatcher: _b,
+        ResultWriter: _w,
+        MaxConcurrency: _c,
+        ToleratedFailurePercentage: _t,
+        ItemSelector: _s,
+        ...rest
+      } = state;
+      return { ...rest, Type: 'Task', Resource: DISTRIBUTED, Parameters: { state: name, 'input.$': '$' } } as State;
+    }
+    if (state.Type === 'Wait') this.waitStates.add(name);
+    if (state.Type === 'Wait' && options.waitScale !== undefined) {
+      // The same Wait, as a task that sleeps its seconds times the scale and passes its input on unchanged.
+      const { Seconds, SecondsPath, Type: _t, ...rest } = state;
+      return {
+        ...rest,
+        Type: 'Task',
+        Resource: WAIT,
+        Parameters: SecondsPath !== undefined ? { 'seconds.$': SecondsPath } : { seconds: Seconds ?? 0 },
+        ResultPath: null,
+      } as State;
+    }
+    if (state.Type === 'Task' && typeof state.Resource === 'string' && state.Resource.startsWith('arn:aws:lambda:')) {
+      this.lambdaTasks.set(name, state.Resource.split(':').at(-1) ?? '');
+    }
+    return state;
   }
 
   /** Runs an execution; resolves with its output, rejects with the error that failed it. */
@@ -379,6 +388,15 @@ export class LocalStateMachine {
     );
     return { MapRunArn: mapRunArn, ResultWriterDetails: { Bucket, Key: manifestKey } };
   }
+}
+
+/** A Task without TimeoutSeconds has none in Step Functions (99999999 s); aws-local-stepfunctions gives it 60 s, which
+ * would fail a long Distributed Map run (run here as a task) that the service lets run. The local stand-in for "none"
+ * stays within what a timer can hold (about 24 days). */
+function withTaskTimeout(state: State): State {
+  return state.Type === 'Task' && state.TimeoutSeconds === undefined && state.TimeoutSecondsPath === undefined
+    ? { ...state, TimeoutSeconds: NO_TASK_TIMEOUT_SECONDS }
+    : state;
 }
 
 /** A state with its Retry intervals and maximum delays divided by `scale`. */

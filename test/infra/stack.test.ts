@@ -7,6 +7,7 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
+import { LIMIT_WINDOW_SECONDS, worstInWindow } from '../../infra/budget.ts';
 import type { CancellationsStack } from '../../infra/stack.ts';
 import { extractStateMachine, type Template as ResolvableTemplate } from '../../local/asl.ts';
 import { PROVIDER_LIMITS } from '../../shared/cancel.ts';
@@ -379,6 +380,14 @@ describe('the stack', () => {
         worst = callers.reduce((sum, f) => sum + (f.reserved ?? 0) * Number(f.env[variable]), 0);
       }
       expect(worst, `${provider}: worst-case requests per second`).toBeLessThanOrEqual(PROVIDER_LIMITS[provider]);
+      // Counted as the provider counts, in any one window of its limit (1 s; a minute for GoCardless): each sender
+      // (a container, or the shared budget) fits ⌈rate × window⌉ of its evenly spaced slots in a window.
+      const inWindow = metered.length
+        ? worstInWindow(provider, rates[0] as number, 1)
+        : callers.reduce((n, f) => n + worstInWindow(provider, Number(f.env[variable]), f.reserved ?? 0), 0);
+      expect(inWindow, `${provider}: worst case in one limit window`).toBeLessThanOrEqual(
+        PROVIDER_LIMITS[provider] * LIMIT_WINDOW_SECONDS[provider],
+      );
       // With today's margin: the whole budget is usable, and nothing more.
       expect(worst / PROVIDER_LIMITS[provider], provider).toBeCloseTo(0.95, 6);
     }
