@@ -66,9 +66,11 @@ export interface SendOptions {
 }
 
 /** A budget shared beyond this process (shared/aws/rate-budget.ts): takes the next slot for `key` and says how long
- * to wait for it, or undefined (taking nothing) when the queue reaches further than `horizonMs`. */
+ * to wait for it, or undefined (taking nothing) when the queue reaches further than `horizonMs`; `late` pushes the
+ * slots after it back, for a request that left later than its slot. */
 export interface SharedPace {
   reserve(key: string, perSecond: number, horizonMs: number): Promise<number | undefined>;
+  late(key: string, ms: number): Promise<void>;
 }
 
 export interface HttpClientOptions {
@@ -329,15 +331,28 @@ export class HttpClient {
       throw new RateLimitedError({ retryAfterMs: held, status: 429, attempts, ambiguous });
     }
     if (held > 0) await sleep(held, signal);
+    const asked = Date.now();
     const wait = pace.shared
       ? await this.sharedSlot(pace.shared, pace, Math.min(policy.maxWaitMs, deadline - Date.now()), attempts, ambiguous)
       : this.pacer.reserve(pace.key, pace.perSecond);
-    if (Date.now() + wait >= deadline)
-      throw new RateLimitedError({ retryAfterMs: wait, status: 429, attempts, ambiguous });
+    // The wait counts from when the slot was asked for (a shared budget's answer takes a round trip).
+    const remaining = Math.max(0, asked + wait - Date.now());
+    if (Date.now() + remaining >= deadline)
+      throw new RateLimitedError({ retryAfterMs: remaining, status: 429, attempts, ambiguous });
     // Timers do not fire sooner than 1 ms: a shorter wait is spent by the time the request is on the wire.
-    if (wait >= 1) {
-      await sleep(wait, signal);
+    if (remaining >= 1) {
+      await sleep(remaining, signal);
       this.pacer.sent(pace.key, pace.perSecond);
+    }
+    if (pace.shared) {
+      // The slot began when it was asked for (plus its wait); the request leaves now. Leaving later than the slot by
+      // more than a tenth of the spacing (the budget's own round trip, a late timer) pushes the next slots back by
+      // as much, so the requests actually sent stay spaced. Rare where the round trip is a few milliseconds.
+      const lateness = Date.now() - (asked + wait);
+      if (lateness > 100 / pace.perSecond)
+        await pace.shared.late(pace.key, lateness).catch((error) => {
+          log.warn('shared rate budget not pushed back', { key: pace.key, error: (error as Error).message });
+        });
     }
   }
 

@@ -42,4 +42,13 @@ describe('shared rate budget', () => {
     expect(wait).toBeGreaterThan(1_500);
     expect(wait).toBeLessThan(2_300);
   });
+
+  it('a request that left late pushes the slots after it back by as much', async () => {
+    const now = Date.now();
+    expect(await budget.reserve('provider-d', 10, 5_000, now)).toBe(0);
+    await budget.late('provider-d', 400);
+    // The next slot was now + 100 ms; 400 ms late, it is now + 500 ms.
+    const wait = (await budget.reserve('provider-d', 10, 5_000, now)) as number;
+    expect(wait).toBe(500);
+  });
 });

@@ -20,7 +20,7 @@ export class DynamoRateBudget implements SharedPace {
   }
 
   /**
-   * Takes the next slot for `key` at `perSecond` and returns how long to wait for it; undefined, taking nothing, when
+   * Takes the next slot for `key` at `perSecond` and returns how long after `now` it begins; undefined, taking nothing, when
    * the queue of slots already reaches `horizonMs` ahead (the caller is told to come back later, and no slot it will
    * not use is left idle).
    */
@@ -56,6 +56,18 @@ export class DynamoRateBudget implements SharedPace {
       })
       .catch(conditionFailed);
     if (!queued) return undefined;
-    return Math.max(0, Number(queued.Attributes?.next?.N) - interval - Date.now());
+    return Math.max(0, Number(queued.Attributes?.next?.N) - interval - now);
+  }
+
+  /** Pushes every later slot back by `ms`: a request that left that much after its slot. */
+  async late(key: string, ms: number): Promise<void> {
+    await this.db.call('UpdateItem', {
+      TableName: this.table,
+      Key: { [RATE_BUDGET_TABLE.partitionKey]: { S: key } },
+      UpdateExpression: 'SET #n = #n + :d',
+      ConditionExpression: 'attribute_exists(#n)',
+      ExpressionAttributeNames: { '#n': 'next' },
+      ExpressionAttributeValues: { ':d': { N: String(Math.ceil(ms)) } },
+    });
   }
 }
