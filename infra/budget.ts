@@ -24,14 +24,18 @@ import type { FunctionName } from '../shared/routes.ts';
  * function comes first: the batch maps fan out to it. */
 export const PROVIDER_FUNCTIONS: Record<Provider, readonly { fn: FunctionName; reserved: number }[]> = {
   // The lookup (batch guards, expirations, API reads) shares mycreditapp's budget with the cancels.
+  // Metered across containers, its bound does not depend on how many run: 10 let a batch keep the budget busy while
+  // each call waits on the provider, the ledger and the idempotency record.
   mycreditapp: [
-    { fn: 'cancel-document-request', reserved: 5 },
+    { fn: 'cancel-document-request', reserved: 10 },
     { fn: 'get-credit-application', reserved: 2 },
   ],
   // One container: at 4.75 requests/s it sends at most 5 in any second; two at 2.375/s each could send 3 each
   // (a window catches three slots 421 ms apart), 6 in a second where the budget is 5.
   auco: [{ fn: 'cancel-signing-processes', reserved: 1 }],
-  truework: [{ fn: 'cancel-verification-order', reserved: 5 }],
+  // 10 at 0.95 requests/s each (at most one a second each): 10 in any second, and a container has a whole second for
+  // each call, the provider's answer, the ledger and the idempotency record included.
+  truework: [{ fn: 'cancel-verification-order', reserved: 10 }],
   gocardless: [{ fn: 'cancel-billing-request', reserved: 8 }],
 };
 

@@ -186,31 +186,22 @@ export async function settle(
   }
   // A refusal that names no state (`uncertainRepeat` and no `providerStatus`) may answer our own lost cancel too.
   const stateless = uncertainRepeat === true && outcome.outcome === 'not_cancelable' && !outcome.providerStatus;
-  const earlier =
-    !ambiguous && (outcome.outcome === 'already_canceled' || stateless) && repeat?.idempotencyKey !== undefined
-      ? await repeat.ledger
-          .mayHaveTakenEffect(outcomeBase.provider, outcomeBase.target, repeat.idempotencyKey)
-          .catch((error) => {
-            log.warn('ledger unreadable; a cancel whose first answer was lost may be reported already_canceled', {
-              error,
-            });
-            return false;
-          })
-      : false;
-  if ((ambiguous || earlier) && outcome.outcome === 'already_canceled') {
-    outcome.outcome = 'canceled';
-    outcome.message =
-      `${outcome.message ?? ''} (our earlier attempt of this request took effect; its answer was lost)`.trim();
-  }
   // A retry or a round after a lost answer (shared/batch.ts, Rounds): the same request's earlier attempt, recorded
-  // `canceled`, or `failed` in a way that may have reached the provider (a 5xx, a reset, a timeout), cancelled it.
-  if (!ambiguous && outcome.outcome === 'already_canceled' && (repeat?.idempotencyKey || repeat?.executionId)) {
-    const earlier = await ourEarlierAttempt(repeat.ledger, outcomeBase, repeat);
-    if (earlier) {
-      outcome.outcome = 'canceled';
-      outcome.message =
-        `${outcome.message ?? ''} (our earlier attempt of this request at ${earlier.at} took effect${earlier.outcome === 'failed' ? '; its answer was lost' : ''})`.trim();
-    }
+  // `canceled`, or `failed` in a way that may have reached the provider, cancelled it (or may have, for a refusal
+  // that names no state).
+  const earlier =
+    !ambiguous &&
+    (outcome.outcome === 'already_canceled' || stateless) &&
+    (repeat?.idempotencyKey !== undefined || repeat?.executionId !== undefined)
+      ? await ourEarlierAttempt(repeat.ledger, outcomeBase, repeat)
+      : undefined;
+  // Our own earlier attempt is recorded `canceled`: a refusal that names no state is its repeat.
+  const ours = earlier?.outcome === 'canceled' && stateless;
+  if (((ambiguous || earlier) && outcome.outcome === 'already_canceled') || ours) {
+    outcome.outcome = 'canceled';
+    const at = earlier ? ` at ${earlier.at}` : '';
+    outcome.message =
+      `${outcome.message ?? ''} (our earlier attempt of this request${at} took effect${earlier?.outcome === 'canceled' ? '' : '; its answer was lost'})`.trim();
   }
   if (
     uncertainRepeat &&
@@ -240,7 +231,8 @@ export async function settle(
 }
 
 /** An earlier attempt of the same request (same idempotency key, or same batch execution) that cancelled the
- * target or may have (`failed`, but not refused with a 429). An unreadable ledger finds none. */
+ * target or may have: `failed` after an attempt that may have reached the provider (`details.mayHaveTakenEffect`),
+ * or in any way but a 429 refusal (a crash, a timeout). An unreadable ledger finds none. */
 async function ourEarlierAttempt(
   ledger: Ledger,
   outcomeBase: OutcomeBase,
@@ -256,7 +248,8 @@ async function ourEarlierAttempt(
     (e) =>
       ((ours.idempotencyKey !== undefined && e.idempotencyKey === ours.idempotencyKey) ||
         (ours.executionId !== undefined && e.executionId === ours.executionId)) &&
-      (e.outcome === 'canceled' || (e.outcome === 'failed' && e.failure !== 'rate_limited')),
+      (e.outcome === 'canceled' ||
+        (e.outcome === 'failed' && (e.details?.mayHaveTakenEffect === true || e.failure !== 'rate_limited'))),
   );
 }
 

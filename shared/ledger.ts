@@ -87,9 +87,6 @@ export interface Ledger {
   progress(executionId: string): Promise<Progress>;
   /** The latest `canceled` or `already_canceled` entry for a target, if any. */
   lastCancellation(provider: Provider, target: Record<string, string>): Promise<LedgerEntry | undefined>;
-  /** Whether an earlier attempt of this logical request (same idempotency key) ended `failed` after it may have
-   * taken effect at the provider (its answer lost): a later attempt that finds the target cancelled cancelled it. */
-  mayHaveTakenEffect(provider: Provider, target: Record<string, string>, idempotencyKey: string): Promise<boolean>;
   query(query: LedgerQuery): Promise<{ entries: LedgerEntry[]; cursor?: string }>;
 }
 
@@ -100,11 +97,6 @@ export async function recordOrLog(ledger: Ledger, entries: LedgerEntry[]): Promi
   await ledger
     .record(scrub(entries))
     .catch((error) => log.error('audit ledger write failed; entries follow', { error, entries }));
-}
-
-/** An entry that records an attempt which may have taken effect before its answer was lost (`shared/cancel.ts`). */
-export function tookEffectUnseen(entry: LedgerEntry, idempotencyKey: string): boolean {
-  return entry.idempotencyKey === idempotencyKey && entry.details?.mayHaveTakenEffect === true;
 }
 
 /** Distinct targets per provider with an outcome other than `failed`. */
@@ -154,17 +146,6 @@ export class MemoryLedger implements Ledger {
 
   async lastCancellation(provider: Provider, target: Record<string, string>): Promise<LedgerEntry | undefined> {
     return this.cancellations.get(`${provider} ${targetKey(target)}`);
-  }
-
-  async mayHaveTakenEffect(
-    provider: Provider,
-    target: Record<string, string>,
-    idempotencyKey: string,
-  ): Promise<boolean> {
-    const key = targetKey(target);
-    return this.entries.some(
-      (e) => e.provider === provider && targetKey(e.target) === key && tookEffectUnseen(e, idempotencyKey),
-    );
   }
 
   async query(query: LedgerQuery): Promise<{ entries: LedgerEntry[]; cursor?: string }> {

@@ -81,19 +81,6 @@ describe('audit ledger in DynamoDB', () => {
     expect((await ledger().lastCancellation('gocardless', target))?.requestId).toBe('first');
   });
 
-  it('remembers a failed attempt that may have taken effect, for the same idempotency key only', async () => {
-    const target = { billingRequestId: 'BRQLEDGER3' };
-    expect(await ledger().mayHaveTakenEffect('gocardless', target, 'key-1')).toBe(false);
-    await ledger().record([
-      entry(1, { target, outcome: 'failed', idempotencyKey: 'key-0' }),
-      entry(2, { target, outcome: 'failed', idempotencyKey: 'key-1', details: { mayHaveTakenEffect: true } }),
-      entry(3, { target, outcome: 'failed', idempotencyKey: 'key-2' }),
-    ]);
-    expect(await ledger().mayHaveTakenEffect('gocardless', target, 'key-1')).toBe(true);
-    expect(await ledger().mayHaveTakenEffect('gocardless', target, 'key-2')).toBe(false);
-    expect(await ledger().mayHaveTakenEffect('gocardless', { billingRequestId: 'BRQOTHER' }, 'key-1')).toBe(false);
-  });
-
   it("counts a running batch's settled targets per provider, failed attempts and repeats excluded", async () => {
     const executionId = 'arn:aws:states:eu-west-1:111111111111:execution:Batch:progress-1';
     await ledger().record([

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { sleep } from '../http.ts';
 import type { Ledger, LedgerEntry, LedgerQuery, Progress } from '../ledger.ts';
-import { countSettled, invalidCursor, targetKey, tookEffectUnseen } from '../ledger.ts';
+import { countSettled, invalidCursor, targetKey } from '../ledger.ts';
 import { isCanceled, type OutcomeKind, type Provider } from '../outcome.ts';
 import { type DynamoDb, dynamoDb, type Item, marshallItem, unmarshallItem } from './dynamodb.ts';
 import { LEDGER_TABLE } from './tables.ts';
@@ -123,32 +123,6 @@ export class DynamoLedger implements Ledger {
       start = page.LastEvaluatedKey;
     } while (start);
     return undefined;
-  }
-
-  /** Reads the target's partition (every outcome of one target: a handful) for a `failed` attempt of this key. */
-  async mayHaveTakenEffect(
-    provider: Provider,
-    target: Record<string, string>,
-    idempotencyKey: string,
-  ): Promise<boolean> {
-    let start: Item | undefined;
-    do {
-      const page = await this.db.call<{ Items?: Item[]; LastEvaluatedKey?: Item }>('Query', {
-        TableName: this.table,
-        KeyConditionExpression: '#pk = :pk',
-        FilterExpression: '#o = :failed',
-        ExpressionAttributeNames: { '#pk': LEDGER_TABLE.partitionKey, '#o': 'outcome' },
-        ExpressionAttributeValues: { ':pk': { S: pk(provider, target) }, ':failed': { S: 'failed' } },
-        ScanIndexForward: false,
-        ...(start ? { ExclusiveStartKey: start } : {}),
-      });
-      for (const item of page.Items ?? []) {
-        const { entry } = unmarshallItem(item) as { entry: string };
-        if (tookEffectUnseen(JSON.parse(entry) as LedgerEntry, idempotencyKey)) return true;
-      }
-      start = page.LastEvaluatedKey;
-    } while (start);
-    return false;
   }
 
   private startKey(query: LedgerQuery, cursor: string): Item {

@@ -25,7 +25,8 @@ export class DynamoRateBudget implements SharedPace {
    * not use is left idle).
    */
   async reserve(key: string, perSecond: number, horizonMs: number, now = Date.now()): Promise<number | undefined> {
-    const interval = Math.ceil(1000 / perSecond);
+    // Milliseconds with their fraction: a whole-millisecond slot would round 9.5/s at 10x speed down to 90.9/s.
+    const interval = 1000 / perSecond;
     const base = {
       TableName: this.table,
       Key: { [RATE_BUDGET_TABLE.partitionKey]: { S: key } },
