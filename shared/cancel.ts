@@ -201,7 +201,7 @@ export async function settle(
     outcome.outcome = 'canceled';
     const at = earlier ? ` at ${earlier.at}` : '';
     outcome.message =
-      `${outcome.message ?? ''} (our earlier attempt of this request${at} took effect${earlier?.outcome === 'canceled' ? '' : '; its answer was lost'})`.trim();
+      `${outcome.message ?? ''} (our earlier attempt of this request took effect${at}${earlier?.outcome === 'canceled' ? '' : '; its answer was lost'})`.trim();
   }
   if (
     uncertainRepeat &&

@@ -202,7 +202,7 @@ describe('rounds', () => {
     });
     const ours = await settle(outcomeBase, answer, { repeat: { ledger, idempotencyKey: 'ours' } });
     expect(ours.outcome).toBe('canceled');
-    expect(ours.message).toContain('our earlier attempt of this request at 2026-12-01T00:00:00.000Z took effect');
+    expect(ours.message).toContain('our earlier attempt of this request took effect at 2026-12-01T00:00:00.000Z');
     const theirs = await settle(outcomeBase, answer, { repeat: { ledger, idempotencyKey: 'another' } });
     expect(theirs.outcome).toBe('already_canceled');
   });
