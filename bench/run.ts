@@ -289,11 +289,17 @@ async function limitedSimulators() {
   return { sims, secrets, limits: PROVIDER_LIMITS, D: MYCREDITAPP_DEMO };
 }
 
-type Sims = Awaited<ReturnType<typeof limitedSimulators>>['sims'];
-
 let documentRequests = 0;
+/** What mixedItems seeds at each simulator (in this process or in a process of its own). */
+interface Seedable {
+  gocardless: { add(id: string, status: 'pending'): void };
+  truework: { add(id: string, states: 'processing'[]): void };
+  auco: { add(code: string, status: 'CREATED'): void };
+  mycreditapp: { addDocumentRequest(id: string, status: 'pending'): void };
+}
+
 /** A mixed item list (round robin over the providers), each item seeded at its simulator. */
-function mixedItems(sims: Sims, D: { hostOrg: string; guestOrg: string }, count: number, prefix: string) {
+function mixedItems(sims: Seedable, D: { hostOrg: string; guestOrg: string }, count: number, prefix: string) {
   const list: Record<string, unknown>[] = [];
   const perProvider = { gocardless: 0, truework: 0, auco: 0, mycreditapp: 0 };
   for (let i = 0; i < count; i++) {
@@ -757,31 +763,7 @@ async function outage() {
     });
     // The POST runs in this process: its idempotency record in memory.
     setIdempotencyStore(new MemoryIdempotencyStore());
-    const list: unknown[] = [];
-    for (let i = 0; i < items; i++) {
-      const id = String(i).padStart(6, '0');
-      const p = (['gocardless', 'truework', 'auco', 'mycreditapp'] as const)[i % 4];
-      if (p === 'gocardless') {
-        sims.gocardless.add(`BRQ${id}`, 'pending');
-        list.push({ provider: 'gocardless', billingRequestId: `BRQ${id}` });
-      } else if (p === 'truework') {
-        sims.truework.add(`ORD${id}`, ['processing']);
-        list.push({ provider: 'truework', orderId: `ORD${id}` });
-      } else if (p === 'auco') {
-        sims.auco.add(`AU${id}`, 'CREATED');
-        list.push({ provider: 'auco', code: `AU${id}` });
-      } else {
-        const rid = `00000000-0000-4000-8000-000000${id}`;
-        sims.mycreditapp.addDocumentRequest(rid, 'pending');
-        list.push({
-          provider: 'mycreditapp',
-          orgId: D.hostOrg,
-          requestId: rid,
-          requesterOrganizationId: D.hostOrg,
-          targetOrganizationId: D.guestOrg,
-        });
-      }
-    }
+    const { list } = mixedItems(sims, D, items, 'O');
     const deadline = new Date(Date.now() + (24 * 3_600_000) / scale).toISOString();
     const started = Date.now();
     const res = (await batches(
