@@ -13,6 +13,7 @@ import { log, scrub } from './log.ts';
 import type { Operation, Outcome, Provider } from './outcome.ts';
 import type { answerFields, Classification } from './providers/common.ts';
 import { type SecretStore, secretStore } from './secrets.ts';
+import { tableNamed } from './stand-ins.ts';
 
 export interface OperationContext {
   signal: AbortSignal;
@@ -43,13 +44,20 @@ let shared: Deps | undefined;
 
 /** One HTTP client, secret store and ledger per process (per warm Lambda), so connections and caches are reused. */
 export function defaultDeps(): Deps {
-  const table = process.env.LEDGER_TABLE;
   const budget = process.env.RATE_BUDGET_TABLE;
   const circuits = process.env.CIRCUIT_TABLE;
+  let ledger: Ledger | undefined;
   shared ??= {
     http: new HttpClient(),
     secrets: secretStore(),
-    ledger: table ? new DynamoLedger(table) : new MemoryLedger(),
+    // Built on first use: a function that keeps no ledger (the lookup) needs no LEDGER_TABLE.
+    get ledger(): Ledger {
+      if (!ledger) {
+        const table = tableNamed('LEDGER_TABLE', 'the audit ledger');
+        ledger = table ? new DynamoLedger(table) : new MemoryLedger();
+      }
+      return ledger;
+    },
     ...(budget ? { budget: new DynamoRateBudget(budget) } : {}),
     ...(circuits ? { circuits: new DynamoCircuitStore(circuits) } : {}),
   };

@@ -21,6 +21,7 @@ import { dynamoDb, unmarshallItem } from './aws/dynamodb.ts';
 import { IDEMPOTENCY_TABLE } from './aws/tables.ts';
 import { payloadHash } from './idempotency.ts';
 import { log } from './log.ts';
+import { tableNamed } from './stand-ins.ts';
 
 /** What started an execution, as Prepare determined it. */
 export interface StartedBy {
@@ -100,7 +101,10 @@ class DynamoStore implements Store {
 
 let store: Store | undefined;
 const starts = () => {
-  store ??= process.env.IDEMPOTENCY_TABLE ? new DynamoStore(process.env.IDEMPOTENCY_TABLE) : new MemoryStore();
+  if (!store) {
+    const table = tableNamed('IDEMPOTENCY_TABLE', 'the record of who started an execution');
+    store = table ? new DynamoStore(table) : new MemoryStore();
+  }
   return store;
 };
 

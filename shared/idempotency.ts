@@ -18,6 +18,7 @@ import { DynamoError, dynamoDb, unmarshallItem } from './aws/dynamodb.ts';
 import { IDEMPOTENCY_TABLE } from './aws/tables.ts';
 import { sleep } from './http.ts';
 import { log, scrub } from './log.ts';
+import { tableNamed } from './stand-ins.ts';
 
 export type Begin =
   /** The key is ours: `claim` is the token that lets us complete or release it. */
@@ -224,9 +225,10 @@ export class DynamoIdempotencyStore implements IdempotencyStore {
 
 let store: IdempotencyStore | undefined;
 export function idempotencyStore(): IdempotencyStore {
-  store ??= process.env.IDEMPOTENCY_TABLE
-    ? new DynamoIdempotencyStore(process.env.IDEMPOTENCY_TABLE)
-    : new MemoryIdempotencyStore();
+  if (!store) {
+    const table = tableNamed('IDEMPOTENCY_TABLE', 'idempotency');
+    store = table ? new DynamoIdempotencyStore(table) : new MemoryIdempotencyStore();
+  }
   return store;
 }
 export function setIdempotencyStore(next: IdempotencyStore | undefined): void {

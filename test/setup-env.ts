@@ -1,3 +1,5 @@
+import { useMemoryStandIns } from '../shared/stand-ins.ts';
+
 // Fake AWS credentials and region: the SDK never looks for real ones, and never probes the
 // instance-metadata address (169.254.169.254), which tests must not reach.
 process.env.AWS_ACCESS_KEY_ID = 'AKIATESTTESTTESTTEST';
@@ -27,3 +29,7 @@ for (const name of [
 ]) {
   delete process.env[name];
 }
+
+// The tests choose memory stand-ins for the tables explicitly (production code never falls back to them): a handler
+// called in this process without a table configured keeps its ledger and idempotency records in memory.
+useMemoryStandIns();

@@ -10,6 +10,7 @@ export interface ApiCall {
   path: string;
   pathParameters?: Record<string, string>;
   headers?: Record<string, string>;
+  query?: Record<string, string>;
   body?: unknown;
   timeoutMs?: number;
   /** The IAM principal API Gateway verified (SigV4), as it puts it into the event's `authorizer.iam`. */
@@ -45,6 +46,7 @@ export async function callApi(handler: Handler, call: ApiCall): Promise<ApiResul
     path: call.path,
     ...(call.pathParameters ? { pathParameters: call.pathParameters } : {}),
     headers: { 'content-type': 'application/json', ...call.headers },
+    ...(call.query ? { query: new URLSearchParams(call.query) } : {}),
     ...(call.body !== undefined ? { body: typeof call.body === 'string' ? call.body : JSON.stringify(call.body) } : {}),
   });
   if (call.principal)
