@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../infra/app.ts';
+import { type LocalDynamo, startLocalDynamo } from '../../local/aws/dynamodb.ts';
 import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
 
 const run = promisify(execFile);
@@ -38,7 +39,14 @@ beforeAll(async () => {
     if (hash && operation) assets[operation] = join(outdir, `asset.${hash}`, 'index.mjs');
   }
 }, 120_000);
-afterAll(() => sim.stop());
+let dynamo: LocalDynamo;
+beforeAll(async () => {
+  dynamo = await startLocalDynamo();
+});
+afterAll(async () => {
+  await sim.stop();
+  await dynamo.stop();
+});
 
 describe('bundles as deployed', () => {
   it('every function has a minified ESM bundle with the createRequire banner and a source map beside it', () => {
@@ -57,7 +65,8 @@ describe('bundles as deployed', () => {
     }
   });
 
-  it('the bundled cancel-billing-request, imported from a directory with no node_modules, cancels at the simulator', async () => {
+  /** Runs the deployed cancel-billing-request bundle in a fresh process from a bare directory, with this environment. */
+  async function runBundle(env: Record<string, string>) {
     const dir = mkdtempSync(join(tmpdir(), 'lambda-'));
     const secrets = join(dir, 'secrets.json');
     writeFileSync(
@@ -70,7 +79,7 @@ describe('bundles as deployed', () => {
       const out = await handler({ item: { provider: 'gocardless', billingRequestId: '${GOCARDLESS_DEMO.pending}' }, idempotencyKey: 'bundle-test' }, context);
       process.stdout.write('RESULT ' + JSON.stringify(out) + '\\n');
     `;
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], {
+    return run(process.execPath, ['--input-type=module', '-e', script], {
       cwd: dir,
       env: {
         PATH: process.env.PATH ?? '',
@@ -78,7 +87,18 @@ describe('bundles as deployed', () => {
         LOG_LEVEL: 'warn',
         AWS_REGION: 'eu-west-1',
         AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_ACCESS_KEY_ID: 'AKIATESTTESTTESTTEST',
+        AWS_SECRET_ACCESS_KEY: 'test-secret-access-key',
+        ...env,
       },
+    });
+  }
+
+  it('the bundled cancel-billing-request, imported from a directory with no node_modules, cancels at the simulator', async () => {
+    const { stdout } = await runBundle({
+      AWS_ENDPOINT_URL_DYNAMODB: dynamo.url,
+      LEDGER_TABLE: dynamo.tables.ledger,
+      IDEMPOTENCY_TABLE: dynamo.tables.idempotency,
     });
     const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
     expect(JSON.parse(line?.slice(7) ?? '{}')).toMatchObject({
@@ -87,5 +107,12 @@ describe('bundles as deployed', () => {
       target: { billingRequestId: GOCARDLESS_DEMO.pending },
     });
     expect(sim.effectiveCancels.get(GOCARDLESS_DEMO.pending)).toBe(1);
+  });
+
+  it('deployed without its tables, the bundle fails naming the variable, and cancels nothing', async () => {
+    const before = sim.requests.length;
+    await expect(runBundle({})).rejects.toThrow(/IDEMPOTENCY_TABLE is not set/);
+    // Not a request to the provider: the missing table is found before anything is sent.
+    expect(sim.requests.length).toBe(before);
   });
 });
