@@ -25,7 +25,7 @@ import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { build } from 'esbuild';
 import { buildApp } from '../infra/app.ts';
-import { PROJECT_ROOT } from '../infra/provider-function.ts';
+import { BUNDLE, PROJECT_ROOT } from '../infra/provider-function.ts';
 import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
 
 const run = promisify(execFile);
@@ -63,10 +63,10 @@ const DEPLOYED = {
   bundle: true,
   platform: 'node' as const,
   format: 'esm' as const,
-  target: 'node24',
-  minify: true,
-  mainFields: ['module', 'main'],
-  banner: { js: "import{createRequire as __cr}from'module';const require=__cr(import.meta.url);" },
+  target: BUNDLE.target,
+  minify: BUNDLE.minify,
+  mainFields: [...BUNDLE.mainFields],
+  banner: { js: BUNDLE.banner },
 };
 
 const FLOOR = '(floor: Secrets Manager client only)';

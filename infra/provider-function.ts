@@ -14,6 +14,17 @@ import type { FunctionName } from '../shared/routes.ts';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
+/** How every function is bundled (esbuild): the stack's, and so the local twin's containers' and the bench's, so
+ * what runs locally is what deploys. ESM lets esbuild drop unused exports; minified for a smaller, faster-to-parse
+ * bundle; the AWS SDK is bundled (not taken from the runtime) so the version we test is the version we run. Some
+ * CommonJS dependencies call require() on Node built-ins; ESM has no require, so the banner gives it one. */
+export const BUNDLE = {
+  target: 'node24',
+  minify: true,
+  mainFields: ['module', 'main'],
+  banner: "import{createRequire as __cr}from'module';const require=__cr(import.meta.url);",
+} as const;
+
 export interface ProviderFunctionProps {
   /** The folder under `functions/` whose `handler.ts` this function runs. */
   readonly operation: FunctionName | 'batch-prepare' | 'batch-summarize';
@@ -70,19 +81,16 @@ export class ProviderFunction extends NodejsFunction {
       tracing: Tracing.ACTIVE,
       environment: { OPERATION: props.operation, LOG_LEVEL: 'info', ...props.environment },
       bundling: {
-        // ESM lets esbuild drop unused exports; minified for a smaller, faster-to-parse bundle. The AWS SDK is
-        // bundled (not taken from the runtime) so the version we test is the version we run, and it tree-shakes.
         format: OutputFormat.ESM,
-        target: 'node24',
-        minify: true,
+        target: BUNDLE.target,
+        minify: BUNDLE.minify,
         // Source maps are written next to the bundle for reading stack traces, but not enabled at runtime:
         // --enable-source-maps costs cold-start time on every invocation.
         sourceMap: true,
         sourcesContent: false,
-        mainFields: ['module', 'main'],
+        mainFields: [...BUNDLE.mainFields],
         externalModules: [],
-        // Some CommonJS dependencies call require() on Node built-ins; ESM has no require, so give it one.
-        banner: "import{createRequire as __cr}from'module';const require=__cr(import.meta.url);",
+        banner: BUNDLE.banner,
       },
     });
     this.functionLogGroup = logGroup;

@@ -7,9 +7,15 @@
  *
  * What each function is comes from the synthesized template (local/functions.ts): its handler, reserved
  * concurrency, timeout, memory (the worker's heap limit) and environment, so a container runs with the settings
- * the stack deploys, not with kinder ones.
+ * the stack deploys, not with kinder ones. And a container runs the function's bundle, built as the stack builds it
+ * (BUNDLE): the deployed code, and a cold start as long as Lambda's, not the seconds of loading the sources.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { build } from 'esbuild';
+import { BUNDLE } from '../../infra/provider-function.ts';
 
 export interface FunctionSpec {
   name: string;
@@ -145,6 +151,8 @@ export class LocalLambdaService {
   private readonly counters = new Map<string, FunctionStats>();
   private unreservedInFlight = 0;
   private readonly options: LocalLambdaOptions;
+  private readonly bundles = new Map<string, Promise<string>>();
+  private bundleDir: string | undefined;
 
   constructor(specs: FunctionSpec[], options: LocalLambdaOptions = {}) {
     this.specs = new Map(specs.map((s) => [s.name, s]));
@@ -189,8 +197,7 @@ export class LocalLambdaService {
     stats.invocations++;
     stats.peakConcurrency = Math.max(stats.peakConcurrency, running + 1);
     try {
-      const container = this.take(spec, stats);
-      container.busy = true;
+      const container = await this.take(spec, stats);
       try {
         await container.ready;
         return await this.withTimeout(container, event, Math.min(timeoutMs ?? spec.timeoutMs, spec.timeoutMs));
@@ -203,13 +210,40 @@ export class LocalLambdaService {
     }
   }
 
+  /** The function's bundle, built once as the stack builds it. */
+  private bundle(spec: FunctionSpec): Promise<string> {
+    let file = this.bundles.get(spec.name);
+    if (!file) {
+      this.bundleDir ??= mkdtempSync(join(tmpdir(), 'local-lambda-'));
+      const outfile = join(this.bundleDir, `${spec.name}.mjs`);
+      file = build({
+        entryPoints: [spec.handler],
+        outfile,
+        bundle: true,
+        platform: 'node',
+        format: 'esm',
+        target: BUNDLE.target,
+        minify: BUNDLE.minify,
+        mainFields: [...BUNDLE.mainFields],
+        banner: { js: BUNDLE.banner },
+        logLevel: 'silent',
+      }).then(() => outfile);
+      this.bundles.set(spec.name, file);
+    }
+    return file;
+  }
+
   /** An idle warm container of the function, else a new one (a cold start). */
-  private take(spec: FunctionSpec, stats: FunctionStats): Container {
+  private async take(spec: FunctionSpec, stats: FunctionStats): Promise<Container> {
     const list = this.containers.get(spec.name) ?? [];
     this.containers.set(spec.name, list);
     const warm = list.find((c) => !c.busy && !c.dead);
-    if (warm) return warm;
+    if (warm) {
+      warm.busy = true;
+      return warm;
+    }
     stats.coldStarts++;
+    const handler = await this.bundle(spec);
     const env = { ...(process.env as Record<string, string>) };
     const resources = this.options.resources ?? {};
     for (const name of Object.keys(resources)) delete env[name];
@@ -224,10 +258,11 @@ export class LocalLambdaService {
       AWS_LAMBDA_FUNCTION_NAME: spec.name,
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(spec.memoryMb),
     });
-    const container = new Container(spec, env, (dead) => {
+    const container = new Container({ ...spec, handler }, env, (dead) => {
       const at = list.indexOf(dead);
       if (at >= 0) list.splice(at, 1);
     });
+    container.busy = true;
     list.push(container);
     return container;
   }
@@ -260,5 +295,6 @@ export class LocalLambdaService {
 
   async stop(): Promise<void> {
     await this.reset();
+    if (this.bundleDir) rmSync(this.bundleDir, { recursive: true, force: true });
   }
 }
