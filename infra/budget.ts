@@ -8,9 +8,9 @@
  * - A provider called by one function: each container paces at its share of the budget, so every container busy
  *   at once sends Σ reserved × rate = limit × RATE_MARGIN ≤ limit; and, counted the way a provider counts (any
  *   one window of its limit), at most Σ reserved × ⌈rate × window⌉ ≤ limit × window (worstInWindow).
- * - A provider whose budget several functions share (mycreditapp: the cancels and the lookup): one budget metered
- *   across all of their containers through a DynamoDB item (RATE_BUDGET_TABLE, shared/aws/rate-budget.ts), at
- *   limit × RATE_MARGIN. Static shares would strand budget: the lookup's share idles while a batch cancels, and
+ * - A provider whose budget several functions share (mycreditapp: the cancels and the lookup), or whose limit is too
+ *   small to split into per-container shares (Auco): one budget metered across all of their containers through a
+ *   DynamoDB item (RATE_BUDGET_TABLE, shared/aws/rate-budget.ts), at limit × RATE_MARGIN. Static shares would strand budget: the lookup's share idles while a batch cancels, and
  *   200 guards at midnight crawl through a small share (measured: README, Performance, storm). The price is one
  *   conditional write per request to that provider.
  *
@@ -30,9 +30,9 @@ export const PROVIDER_FUNCTIONS: Record<Provider, readonly { fn: FunctionName; r
     { fn: 'cancel-document-request', reserved: 5 },
     { fn: 'get-credit-application', reserved: 2 },
   ],
-  // One container: at 4.75 requests/s it sends at most 5 in any second; two at 2.375/s each could send 3 each
-  // (a window catches three slots 421 ms apart), 6 in a second where the budget is 5.
-  auco: [{ fn: 'cancel-signing-processes', reserved: 1 }],
+  // Metered: two containers at a static 2.375/s each could send 3 each in one second (a window catches three slots
+  // 421 ms apart), 6 where the budget is 5; one container would throttle an API call whenever a batch runs.
+  auco: [{ fn: 'cancel-signing-processes', reserved: 2 }],
   // 10 at 0.95 requests/s each (at most one a second each): 10 in any second, and a container has a whole second for
   // each call, the provider's answer, the ledger and the idempotency record included.
   truework: [{ fn: 'cancel-verification-order', reserved: 10 }],
@@ -64,9 +64,14 @@ export function reservedConcurrency(fn: string): number | undefined {
   return provider ? PROVIDER_FUNCTIONS[provider].find((f) => f.fn === fn)?.reserved : undefined;
 }
 
-/** Whether several functions share the provider's budget, metered across their containers. */
+/** Providers whose budget is metered across containers (RATE_BUDGET_TABLE) rather than split into static shares:
+ * where several functions share it (mycreditapp), and where a share per container could not keep the count in a
+ * window within the limit without leaving a single container (Auco, 5/s). */
+const METERED: ReadonlySet<Provider> = new Set<Provider>(['mycreditapp', 'auco']);
+
+/** Whether the provider's budget is metered across every container of its functions. */
 export function sharedBudget(provider: Provider): boolean {
-  return PROVIDER_FUNCTIONS[provider].length > 1;
+  return METERED.has(provider);
 }
 
 /** `<PROVIDER>_RATE_PER_SECOND` of a function: the whole budget, metered across containers, where the budget is

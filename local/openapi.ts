@@ -144,10 +144,14 @@ const LedgerEntry = z.looseObject({
   source: z.enum(['api', 'task']),
 });
 const CancellationsPage = z.object({ cancellations: z.array(LedgerEntry), next: z.optional(z.string()) });
+/** What a 500 carries: our configuration or internal error, or API Gateway's own when the function could not answer
+ * (throttled at its reserved concurrency, crashed, timed out): `{"message": "Internal Server Error"}`. */
+const ServerError = z.union([ErrorBody, z.object({ message: z.string() })]);
 for (const [id, s] of Object.entries({
   Outcome: OutcomeSchema,
   Outcomes,
   Error: ErrorBody,
+  ServerError,
   CreditApplication,
   BatchItem,
   BatchStarted,
@@ -163,13 +167,15 @@ const json = (ref: string, description: string) => ({
   content: { 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } },
 });
 const errors = (...statuses: number[]) =>
-  Object.fromEntries(statuses.map((s) => [String(s), json('Error', ERROR_TEXT[s] ?? 'error')]));
+  Object.fromEntries(
+    statuses.map((s) => [String(s), json(s === 500 ? 'ServerError' : 'Error', ERROR_TEXT[s] ?? 'error')]),
+  );
 const ERROR_TEXT: Record<number, string> = {
   400: 'Invalid input: every problem listed, with its path; nothing was sent to a provider',
   404: 'Not found',
   409: 'Conflict',
   422: 'The Idempotency-Key was already used with a different request',
-  500: 'Configuration error or a bug (with the request id to find the log)',
+  500: "Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff)",
   502: 'The lookup failed',
 };
 const outcome = (description: string) => json('Outcome', description);

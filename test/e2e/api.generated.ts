@@ -222,6 +222,9 @@ export interface components {
             requestId?: string;
             batchId?: string;
         };
+        ServerError: components["schemas"]["Error"] | {
+            message: string;
+        };
         CreditApplication: {
             id: string;
             status: string;
@@ -465,13 +468,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
             /** @description rejected: the provider refused our request (its reason in message) */
@@ -544,13 +547,13 @@ export interface operations {
                     "application/json": components["schemas"]["Outcome"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
             /** @description rejected */
@@ -648,13 +651,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
             /** @description rejected */
@@ -744,13 +747,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
             /** @description rejected: the provider refused our request (its reason in message) */
@@ -850,13 +853,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
             /** @description rejected: the provider refused our request (its reason in message) */
@@ -960,13 +963,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
         };
@@ -1009,13 +1012,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
         };
@@ -1099,13 +1102,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
             /** @description The lookup failed */
@@ -1157,13 +1160,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
         };
@@ -1204,13 +1207,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
         };
@@ -1252,13 +1255,13 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Configuration error or a bug (with the request id to find the log) */
+            /** @description Configuration error or a bug (with the request id to find the log); or API Gateway's own when the function could not answer (throttled at its reserved concurrency: retry with backoff) */
             500: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["ServerError"];
                 };
             };
         };

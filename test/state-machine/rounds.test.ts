@@ -199,7 +199,9 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     const key = 'manifests/outage.jsonl';
     system.cloud.s3.put(system.cloud.bucket, key, items.map((i) => JSON.stringify(i)).join('\n'));
     const execution = start({ reason: 'declined', manifest: { bucket: system.cloud.bucket, key } });
-    await until(async () => (await read(execution.name)).status === 'waiting', 'the manifest batch to wait');
+    // Each child takes its 25 items one after another, each failing through its Lambda's own retries until the circuit
+    // opens: the first round takes a while in the Lambda containers.
+    await until(async () => (await read(execution.name)).status === 'waiting', 'the manifest batch to wait', 90_000);
     expect((await read(execution.name)).waiting?.waitingFor.map((w) => [w.provider, w.items])).toEqual([
       ['gocardless', 30],
     ]);
@@ -221,5 +223,5 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     const cancels = new Map([...system.gocardless.effectiveCancels, ...system.truework.effectiveCancels]);
     expect(cancels.size).toBe(60);
     expect([...cancels.values()].every((n) => n === 1)).toBe(true);
-  });
+  }, 180_000);
 });
