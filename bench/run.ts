@@ -350,15 +350,35 @@ function rssSampler() {
   };
 }
 
+/** POST /v1/batches through the local API of this cloud, as a caller would (the batches function in its own
+ * container, with this cloud's endpoints): the batch id. */
+async function postBatch(
+  cloud: { functions: Record<string, unknown> },
+  body: Record<string, unknown>,
+): Promise<string> {
+  const { LocalApi } = await import('../local/api.ts');
+  const api = new LocalApi({ functions: cloud.functions as never, openapi: () => ({}) });
+  await api.listen(0);
+  try {
+    const res = await fetch(`${api.url}/v1/batches`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const answer = (await res.json()) as { batchId?: string };
+    if (!answer.batchId) throw new Error(`the batch did not start (HTTP ${res.status}): ${JSON.stringify(answer)}`);
+    return answer.batchId;
+  } finally {
+    await api.close();
+  }
+}
+
 async function throughput() {
   const { startLocalCloud } = await import('../local/cloud.ts');
-  const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
   const { DEFAULT_MAX_CODES_PER_CALL: AUCO_CHUNK } = await import('../shared/providers/auco.ts');
   await quietLogs();
   const items = QUICK ? 2_000 : 10_000;
   const { sims, secrets, limits, D } = await limitedSimulators();
-  // The POST itself runs in this process (its idempotency record in memory); the batch runs in Lambda containers.
-  setIdempotencyStore(new MemoryIdempotencyStore());
   const cloud = await startLocalCloud({
     secrets,
     timeScale: SCALE,
@@ -378,20 +398,8 @@ async function throughput() {
   const bound = Math.max(...Object.values(bounds));
   await Promise.all(Object.values(sims).map((sim) => sim.flush()));
   const rss = rssSampler();
-  const { handler: batches } = await import('../functions/batches/handler.ts');
-  const { apiGatewayV2Event, lambdaContext } = await import('../local/lambda-events.ts');
   const started = Date.now();
-  const res = (await batches(
-    apiGatewayV2Event({
-      method: 'POST',
-      routeKey: 'POST /v1/batches',
-      path: '/v1/batches',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ reason: 'bench', requestedBy: 'ops@example.com', items: list }),
-    }) as never,
-    lambdaContext('batches'),
-  )) as { body: string };
-  const { batchId } = JSON.parse(res.body) as { batchId: string };
+  const batchId = await postBatch(cloud, { reason: 'bench', requestedBy: 'ops@example.com', items: list });
   const execution = [...cloud.stepFunctions.executions.values()].find((e) => e.name === batchId);
   await execution?.done;
   const seconds = (Date.now() - started) / 1000;
@@ -730,9 +738,6 @@ async function outage() {
   const { AucoSimulator } = await import('../local/simulators/auco.ts');
   const { MyCreditAppSimulator, MYCREDITAPP_DEMO: D } = await import('../local/simulators/mycreditapp.ts');
   const { PROVIDER_LIMITS } = await import('../shared/cancel.ts');
-  const { MemoryIdempotencyStore, setIdempotencyStore } = await import('../shared/idempotency.ts');
-  const { handler: batches } = await import('../functions/batches/handler.ts');
-  const { apiGatewayV2Event, lambdaContext } = await import('../local/lambda-events.ts');
   await quietLogs();
   const runs = QUICK ? 1 : 3;
   const items = 2_000;
@@ -765,22 +770,10 @@ async function outage() {
       },
       env: { CIRCUIT_PROBE_SECONDS: String(15 / scale), LOG_LEVEL: 'error', METRICS_NAMESPACE: '' },
     });
-    // The POST runs in this process: its idempotency record in memory.
-    setIdempotencyStore(new MemoryIdempotencyStore());
     const { list } = mixedItems(sims, D, items, 'O');
     const deadline = new Date(Date.now() + (24 * 3_600_000) / scale).toISOString();
     const started = Date.now();
-    const res = (await batches(
-      apiGatewayV2Event({
-        method: 'POST',
-        routeKey: 'POST /v1/batches',
-        path: '/v1/batches',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ reason: 'bench', requestedBy: 'ops@example.com', deadline, items: list }),
-      }) as never,
-      lambdaContext('batches'),
-    )) as { body: string };
-    const { batchId } = JSON.parse(res.body) as { batchId: string };
+    const batchId = await postBatch(cloud, { reason: 'bench', requestedBy: 'ops@example.com', deadline, items: list });
     const execution = [...cloud.stepFunctions.executions.values()].find((e) => e.name === batchId);
     // The outage begins when half of GoCardless's items are cancelled, and lasts 30 scaled minutes.
     const gocardlessItems = items / 4;

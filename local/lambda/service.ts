@@ -163,10 +163,6 @@ export class LocalLambdaService {
     return [...this.specs.keys()];
   }
 
-  spec(name: string): FunctionSpec | undefined {
-    return this.specs.get(name);
-  }
-
   stats(name: string): FunctionStats {
     let s = this.counters.get(name);
     if (!s) {
