@@ -24,9 +24,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { build } from 'esbuild';
-import { buildApp } from '../infra/app.ts';
-import { BUNDLE, PROJECT_ROOT } from '../infra/provider-function.ts';
-import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
+import { buildApp } from '#infra/app.ts';
+import { BUNDLE, PROJECT_ROOT } from '#infra/provider-function.ts';
+import { DEFAULT_MAX_CODES_PER_CALL } from '#shared/providers/auco/adapter.ts';
 
 const run = promisify(execFile);
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]));
@@ -44,7 +44,7 @@ const percentile = (xs: number[], p: number) =>
 const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 
 // Handlers run in this process for the overhead and the POSTs: their tables' memory stand-ins, chosen explicitly.
-const { useMemoryStandIns } = await import('../shared/stand-ins.ts');
+const { useMemoryStandIns } = await import('#shared/aws/stand-ins.ts');
 useMemoryStandIns();
 
 const results: Record<string, unknown> = {
@@ -141,19 +141,19 @@ async function bundles() {
 
 /** Logs as in production (level info, every line built and redacted), sent nowhere instead of to stdout. */
 async function quietLogs() {
-  const { setLogLevel, setLogSink } = await import('../shared/log.ts');
+  const { setLogLevel, setLogSink } = await import('#shared/observability/log.ts');
   setLogLevel('info');
   setLogSink(() => {});
 }
 
 async function overhead() {
-  const { GoCardlessSimulator, GOCARDLESS_DEMO } = await import('../local/simulators/gocardless.ts');
-  const { handler } = await import('../functions/cancel-billing-request/handler.ts');
-  const { setDefaultDeps } = await import('../shared/cancel.ts');
-  const { HttpClient } = await import('../shared/http.ts');
-  const { MemoryLedger } = await import('../shared/ledger.ts');
-  const { SecretStore, StaticSecretSource } = await import('../shared/secrets.ts');
-  const { lambdaContext } = await import('../local/lambda-events.ts');
+  const { GoCardlessSimulator, GOCARDLESS_DEMO } = await import('#local/simulators/gocardless.ts');
+  const { handler } = await import('#functions/cancel-billing-request/handler.ts');
+  const { setDefaultDeps } = await import('#shared/core/cancel.ts');
+  const { HttpClient } = await import('#shared/http/client.ts');
+  const { MemoryLedger } = await import('#shared/core/ledger.ts');
+  const { SecretStore, StaticSecretSource } = await import('#shared/aws/secrets.ts');
+  const { lambdaContext } = await import('#local/lambda-events.ts');
   await quietLogs();
   process.env.GOCARDLESS_RATE_PER_SECOND = '1000000';
   const sim = new GoCardlessSimulator({ rateLimit: 10_000_000 });
@@ -266,8 +266,8 @@ async function overhead() {
  * time sped up SCALE times for every provider alike, and the secrets that reach them. */
 async function limitedSimulators() {
   const { RemoteSimulator } = await import('./remote-simulators.ts');
-  const { MYCREDITAPP_DEMO } = await import('../local/simulators/mycreditapp.ts');
-  const { PROVIDER_LIMITS } = await import('../shared/cancel.ts');
+  const { MYCREDITAPP_DEMO } = await import('#local/simulators/mycreditapp.ts');
+  const { PROVIDER_LIMITS } = await import('#shared/core/cancel.ts');
   // Each in a process of its own: when a request arrives is what the provider sees, not delayed by this process.
   const [gocardless, truework, auco, mycreditapp] = await Promise.all([
     RemoteSimulator.start('gocardless', {
@@ -356,7 +356,7 @@ async function postBatch(
   cloud: { functions: Record<string, unknown> },
   body: Record<string, unknown>,
 ): Promise<string> {
-  const { LocalApi } = await import('../local/api.ts');
+  const { LocalApi } = await import('#local/api.ts');
   const api = new LocalApi({ functions: cloud.functions as never, openapi: () => ({}) });
   await api.listen(0);
   try {
@@ -374,8 +374,8 @@ async function postBatch(
 }
 
 async function throughput() {
-  const { startLocalCloud } = await import('../local/cloud.ts');
-  const { DEFAULT_MAX_CODES_PER_CALL: AUCO_CHUNK } = await import('../shared/providers/auco.ts');
+  const { startLocalCloud } = await import('#local/cloud.ts');
+  const { DEFAULT_MAX_CODES_PER_CALL: AUCO_CHUNK } = await import('#shared/providers/auco/adapter.ts');
   await quietLogs();
   const items = QUICK ? 2_000 : 10_000;
   const { sims, secrets, limits, D } = await limitedSimulators();
@@ -456,9 +456,9 @@ function peakInWindow(times: number[], windowMs: number): number {
  * in its own containers at its reserved concurrency. Measures whether one budget per provider holds.
  */
 async function storm() {
-  const { startLocalCloud } = await import('../local/cloud.ts');
-  const { LocalApi } = await import('../local/api.ts');
-  const { DEFAULT_MAX_CODES_PER_CALL: AUCO_CHUNK } = await import('../shared/providers/auco.ts');
+  const { startLocalCloud } = await import('#local/cloud.ts');
+  const { LocalApi } = await import('#local/api.ts');
+  const { DEFAULT_MAX_CODES_PER_CALL: AUCO_CHUNK } = await import('#shared/providers/auco/adapter.ts');
   await quietLogs();
   const expirations = QUICK ? 50 : 200;
   const batchItems = QUICK ? 500 : 2_000;
@@ -647,10 +647,10 @@ async function cost(manifestStats?: {
   childTransitions: number;
   retries: number;
 }) {
-  const { batchStateMachine } = await import('../local/asl.ts');
-  const { ITEMS_PER_CHILD } = await import('../infra/batch-state-machine.ts');
-  const { batchConcurrency } = await import('../infra/budget.ts');
-  const { DEFAULT_RATE_PER_SECOND } = await import('../shared/cancel.ts');
+  const { batchStateMachine } = await import('#local/asl.ts');
+  const { ITEMS_PER_CHILD } = await import('#infra/batch-state-machine.ts');
+  const { batchConcurrency } = await import('#infra/budget.ts');
+  const { DEFAULT_RATE_PER_SECOND } = await import('#shared/core/cancel.ts');
   // From the definition: an inline item enters its Cancel task (1), and its Caught state only when it fails;
   // the execution itself enters Prepare, HasGuard, Mode, FanOutInline, 4 maps, Summarize.
   const { definition } = batchStateMachine();
@@ -732,12 +732,12 @@ async function cost(manifestStats?: {
  */
 async function outage() {
   const scale = Number(args.get('outage-scale') ?? 60);
-  const { startLocalCloud } = await import('../local/cloud.ts');
-  const { GoCardlessSimulator } = await import('../local/simulators/gocardless.ts');
-  const { TrueworkSimulator } = await import('../local/simulators/truework.ts');
-  const { AucoSimulator } = await import('../local/simulators/auco.ts');
-  const { MyCreditAppSimulator, MYCREDITAPP_DEMO: D } = await import('../local/simulators/mycreditapp.ts');
-  const { PROVIDER_LIMITS } = await import('../shared/cancel.ts');
+  const { startLocalCloud } = await import('#local/cloud.ts');
+  const { GoCardlessSimulator } = await import('#local/simulators/gocardless.ts');
+  const { TrueworkSimulator } = await import('#local/simulators/truework.ts');
+  const { AucoSimulator } = await import('#local/simulators/auco.ts');
+  const { MyCreditAppSimulator, MYCREDITAPP_DEMO: D } = await import('#local/simulators/mycreditapp.ts');
+  const { PROVIDER_LIMITS } = await import('#shared/core/cancel.ts');
   await quietLogs();
   const runs = QUICK ? 1 : 3;
   const items = 2_000;

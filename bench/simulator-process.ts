@@ -3,11 +3,11 @@
  * sees (when each request arrives) must not be delayed by the local twin's main thread (the state-machine runner,
  * the API) as a simulator in that thread would be. Driven over IPC by bench/remote-simulators.ts.
  */
-import { AucoSimulator } from '../local/simulators/auco.ts';
-import type { Simulator } from '../local/simulators/base.ts';
-import { GoCardlessSimulator } from '../local/simulators/gocardless.ts';
-import { MyCreditAppSimulator } from '../local/simulators/mycreditapp.ts';
-import { TrueworkSimulator } from '../local/simulators/truework.ts';
+import { AucoSimulator } from '#local/simulators/auco.ts';
+import type { Simulator } from '#local/simulators/base.ts';
+import { GoCardlessSimulator } from '#local/simulators/gocardless.ts';
+import { MyCreditAppSimulator } from '#local/simulators/mycreditapp.ts';
+import { TrueworkSimulator } from '#local/simulators/truework.ts';
 
 const [provider = '', optionsJson = '{}'] = process.argv.slice(2);
 const options = JSON.parse(optionsJson) as Record<string, unknown>;

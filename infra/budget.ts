@@ -16,9 +16,9 @@
  *
  * No request to a provider goes out unmetered: a shared budget that cannot be read fails the request as transient.
  */
-import { PROVIDER_LIMITS, RATE_MARGIN } from '../shared/cancel.ts';
-import type { Provider } from '../shared/outcome.ts';
-import type { FunctionName } from '../shared/routes.ts';
+import { PROVIDER_LIMITS, RATE_MARGIN } from '#shared/core/cancel.ts';
+import type { Provider } from '#shared/core/outcome.ts';
+import type { FunctionName } from '#shared/handler/routes.ts';
 
 /** Every function that calls a provider, with its reserved concurrency (containers at once). A provider's cancel
  * function comes first: the batch maps fan out to it. */

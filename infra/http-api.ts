@@ -1,5 +1,5 @@
 /**
- * The HTTP API (API Gateway v2), built from the route table in `shared/routes.ts`: IAM authorization on every
+ * The HTTP API (API Gateway v2), built from the route table in `shared/handler/routes.ts`: IAM authorization on every
  * route, access logs, and default throttling so one caller cannot exhaust the providers' budgets.
  */
 import { RemovalPolicy, Stack } from 'aws-cdk-lib';
@@ -10,7 +10,7 @@ import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { type FunctionName, ROUTES } from '../shared/routes.ts';
+import { type FunctionName, ROUTES } from '#shared/handler/routes.ts';
 
 export interface CancellationsApiProps {
   readonly functions: Record<FunctionName, IFunction>;

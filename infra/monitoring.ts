@@ -1,7 +1,7 @@
 /**
  * Alarms on what needs a person (function errors and throttles, failed batch executions, undeliverable schedules,
  * a provider unreachable for 15 minutes) and a dashboard of cancellations by provider and outcome and of each
- * provider's circuit, from the metrics the functions emit (shared/metrics.ts).
+ * provider's circuit, from the metrics the functions emit (shared/observability/metrics.ts).
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import {
@@ -24,7 +24,7 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { IQueue } from 'aws-cdk-lib/aws-sqs';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
-import { OUTCOMES, PROVIDERS } from '../shared/outcome.ts';
+import { OUTCOMES, PROVIDERS } from '#shared/core/outcome.ts';
 
 export interface MonitoringProps {
   readonly functions: Record<string, IFunction>;
@@ -94,7 +94,7 @@ export class Monitoring extends Construct {
       );
     }
 
-    // A provider's circuit (shared/circuit.ts), as the cancel functions and Summarize see it: open or not, and for how
+    // A provider's circuit (shared/core/circuit.ts), as the cancel functions and Summarize see it: open or not, and for how
     // long. Each round of a waiting batch and each probe reports it, so an outage shows within a round's wait.
     const circuit = (provider: string, name: 'CircuitOpen' | 'UnreachableSeconds') =>
       new Metric({

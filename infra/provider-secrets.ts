@@ -6,9 +6,9 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import type { Provider } from '../shared/outcome.ts';
+import type { Provider } from '#shared/core/outcome.ts';
 
-/** What each secret looks like before the real values are put in: the shape of `shared/secrets.ts`. */
+/** What each secret looks like before the real values are put in: the shape of `shared/aws/secrets.ts`. */
 const PLACEHOLDERS: Record<Provider, { template: Record<string, string>; generated: string }> = {
   mycreditapp: { template: { clientId: 'REPLACE_WITH_CLIENT_ID' }, generated: 'clientSecret' },
   auco: { template: { publicKey: 'puk_REPLACE_WITH_PUBLIC_KEY' }, generated: 'privateKey' },

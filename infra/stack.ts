@@ -5,9 +5,9 @@
 import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
-import type { Provider } from '../shared/outcome.ts';
-import { DEFAULT_MAX_CODES_PER_CALL } from '../shared/providers/auco.ts';
-import { FUNCTIONS, type FunctionName } from '../shared/routes.ts';
+import type { Provider } from '#shared/core/outcome.ts';
+import { FUNCTIONS, type FunctionName } from '#shared/handler/routes.ts';
+import { DEFAULT_MAX_CODES_PER_CALL } from '#shared/providers/auco/adapter.ts';
 import { BatchStateMachine, RESULT_WRITER_V2_FLAG } from './batch-state-machine.ts';
 import { paceOf, providerOf, reservedConcurrency, sharedBudget } from './budget.ts';
 import { Expirations } from './expirations.ts';
@@ -182,11 +182,11 @@ export class CancellationsStack extends Stack {
     this.tables.grantCircuits(summarize, 'read');
 
     this.functions = functions;
-    // Each route's function, by its operation (shared/routes.ts).
+    // Each route's function, by its operation (shared/handler/routes.ts).
     const byOperation = new Map(Object.values(functions).map((fn) => [fn.operation, fn]));
     const routed = FUNCTIONS.map((name) => {
       const fn = byOperation.get(name);
-      if (!fn) throw new Error(`No function has operation ${name}, which shared/routes.ts routes to`);
+      if (!fn) throw new Error(`No function has operation ${name}, which shared/handler/routes.ts routes to`);
       return [name, fn] as const;
     });
     this.api = new CancellationsApi(this, 'Http', {

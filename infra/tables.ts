@@ -7,7 +7,7 @@ import { AttributeType, Billing, ProjectionType, TableEncryptionV2, TableV2 } fr
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Function as LambdaFunction } from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
-import { CIRCUIT_TABLE, IDEMPOTENCY_TABLE, LEDGER_TABLE, RATE_BUDGET_TABLE } from '../shared/aws/tables.ts';
+import { CIRCUIT_TABLE, IDEMPOTENCY_TABLE, LEDGER_TABLE, RATE_BUDGET_TABLE } from '#shared/aws/tables.ts';
 
 export type LedgerAccess = 'write' | 'write-and-read-target' | 'query' | 'progress';
 
@@ -60,7 +60,7 @@ export class CancellationTables extends Construct {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: false },
       removalPolicy: RemovalPolicy.DESTROY,
     });
-    // One item per provider (shared/circuit.ts): state that heals itself, nothing to recover.
+    // One item per provider (shared/core/circuit.ts): state that heals itself, nothing to recover.
     this.circuits = new TableV2(this, 'Circuits', {
       partitionKey: { name: CIRCUIT_TABLE.partitionKey, type: AttributeType.STRING },
       billing: Billing.onDemand(),
@@ -109,7 +109,7 @@ export class CancellationTables extends Construct {
     fn.addEnvironment('LEDGER_TABLE', this.ledger.tableName);
   }
 
-  /** The execution start records (shared/execution-starts.ts), kept in the idempotency table: `record` for the
+  /** The execution start records (shared/core/execution-starts.ts), kept in the idempotency table: `record` for the
    * functions that start executions or register schedules, `read` for Prepare. */
   grantExecutionStarts(fn: LambdaFunction, access: 'record' | 'read'): void {
     fn.addToRolePolicy(

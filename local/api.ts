@@ -1,5 +1,5 @@
 /**
- * The HTTP API on loopback: every route of `shared/routes.ts`, served by invoking the same Lambda handlers with
+ * The HTTP API on loopback: every route of `shared/handler/routes.ts`, served by invoking the same Lambda handlers with
  * real API Gateway HTTP API (payload format 2.0) events, as API Gateway would: open by default, or (`auth`) with
  * every route IAM-authorized, its SigV4 signature verified and its principal passed on (local/sigv4.ts).
  * It also serves `GET /openapi.json` (open either way).
@@ -7,9 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { InvalidInputError } from '../shared/errors.ts';
-import { invalidInputResponse } from '../shared/events.ts';
-import { matchPath, ROUTES } from '../shared/routes.ts';
+import { InvalidInputError } from '#shared/core/errors.ts';
+import { invalidInputResponse } from '#shared/handler/events.ts';
+import { matchPath, ROUTES } from '#shared/handler/routes.ts';
 import { apiGatewayV2Event, lambdaContext } from './lambda-events.ts';
 import { listenOnLoopback } from './listen.ts';
 import type { IamPrincipal, IamVerifier } from './sigv4.ts';
@@ -91,7 +91,7 @@ export class LocalApi {
       );
     } catch (error) {
       if (!(error instanceof InvalidInputError)) throw error;
-      // What the function would answer for bad input (shared/events.ts), without invoking it.
+      // What the function would answer for bad input (shared/handler/events.ts), without invoking it.
       const answer = invalidInputResponse(error.issues, randomUUID(), error.issueCount);
       return send(400, JSON.parse(answer.body as string));
     }

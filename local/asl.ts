@@ -6,7 +6,7 @@
  */
 import { App } from 'aws-cdk-lib';
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
-import { buildApp } from '../infra/app.ts';
+import { buildApp } from '#infra/app.ts';
 
 import { LOCAL_ACCOUNT, LOCAL_REGION, localFunctionArn } from './lambda-events.ts';
 

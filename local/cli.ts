@@ -19,9 +19,9 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { SignatureV4 } from '@smithy/signature-v4';
-import { identity } from '../shared/batch.ts';
-import type { BatchItem } from '../shared/items.ts';
-import { isCanceled, OUTCOMES, type Outcome, PROVIDERS, type Provider } from '../shared/outcome.ts';
+import { identity } from '#shared/batch/batch.ts';
+import type { BatchItem } from '#shared/core/items.ts';
+import { isCanceled, OUTCOMES, type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { executeApiSigner, regionFor, signedHeaders } from './sigv4.ts';
 
 const USAGE = `Usage: npm run cli -- <command> [options]

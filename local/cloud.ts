@@ -8,14 +8,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
+import { startLocalLambda } from '#local/aws/lambda.ts';
+import { LocalS3 } from '#local/aws/s3.ts';
+import { LocalScheduler } from '#local/aws/scheduler.ts';
+import { LocalStepFunctions } from '#local/aws/stepfunctions.ts';
+import { LocalLambdaService } from '#local/lambda/service.ts';
 import { batchStateMachine, localTemplate } from './asl.ts';
-import { type LocalDynamo, startLocalDynamo } from './aws/dynamodb.ts';
-import { startLocalLambda } from './aws/lambda.ts';
-import { LocalS3 } from './aws/s3.ts';
-import { LocalScheduler } from './aws/scheduler.ts';
-import { LocalStepFunctions } from './aws/stepfunctions.ts';
 import { functionSpecs } from './functions.ts';
-import { LocalLambdaService } from './lambda/service.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION } from './lambda-events.ts';
 import { type LocalLambda, type LocalRunnerOptions, LocalStateMachine } from './state-machine.ts';
 

@@ -5,8 +5,8 @@
  * functions the template gives them to.
  */
 import { fileURLToPath } from 'node:url';
+import type { FunctionSpec } from '#local/lambda/service.ts';
 import type { Template } from './asl.ts';
-import type { FunctionSpec } from './lambda/service.ts';
 
 const FUNCTIONS_DIR = fileURLToPath(new URL('../functions/', import.meta.url));
 

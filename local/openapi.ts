@@ -4,19 +4,19 @@
  * at /openapi.json; `npm run openapi` writes docs/openapi.json for publishing.
  */
 import * as z from 'zod/mini';
-import { Get as batchGetApi, Post as batchPostApi } from '../functions/batches/handler.ts';
-import { Api as cancelBillingRequestApi } from '../functions/cancel-billing-request/handler.ts';
-import { Api as cancelDocumentRequestApi } from '../functions/cancel-document-request/handler.ts';
-import { Api as cancelSigningProcessesApi } from '../functions/cancel-signing-processes/handler.ts';
-import { Api as cancelVerificationOrderApi } from '../functions/cancel-verification-order/handler.ts';
-import { Query as cancellationsQuery } from '../functions/cancellations/handler.ts';
-import { ById as expirationByIdApi } from '../functions/expirations/handler.ts';
-import { Api as getCreditApplicationApi } from '../functions/get-credit-application/handler.ts';
-import { BatchRequest } from '../shared/batch.ts';
-import { ExpirationRequest } from '../shared/expirations.ts';
-import { BatchItem } from '../shared/items.ts';
-import { OPERATIONS, OUTCOMES, OutcomeSchema, PROVIDERS } from '../shared/outcome.ts';
-import { ROUTES } from '../shared/routes.ts';
+import { Get as batchGetApi, Post as batchPostApi } from '#functions/batches/handler.ts';
+import { Api as cancelBillingRequestApi } from '#functions/cancel-billing-request/handler.ts';
+import { Api as cancelDocumentRequestApi } from '#functions/cancel-document-request/handler.ts';
+import { Api as cancelSigningProcessesApi } from '#functions/cancel-signing-processes/handler.ts';
+import { Api as cancelVerificationOrderApi } from '#functions/cancel-verification-order/handler.ts';
+import { Query as cancellationsQuery } from '#functions/cancellations/handler.ts';
+import { ById as expirationByIdApi } from '#functions/expirations/handler.ts';
+import { Api as getCreditApplicationApi } from '#functions/get-credit-application/handler.ts';
+import { BatchRequest } from '#shared/batch/batch.ts';
+import { ExpirationRequest } from '#shared/core/expirations.ts';
+import { BatchItem } from '#shared/core/items.ts';
+import { OPERATIONS, OUTCOMES, OutcomeSchema, PROVIDERS } from '#shared/core/outcome.ts';
+import { ROUTES } from '#shared/handler/routes.ts';
 
 type Json = Record<string, unknown>;
 /** The schemas named under components.schemas: wherever one of them appears, the document refers to it. */
@@ -90,7 +90,7 @@ const BatchStatus = z.looseObject({
   batchId: z.string(),
   status: z.enum(['running', 'waiting', 'completed', 'completed_with_failures', 'skipped', 'failed', 'aborted']),
   executionStatus: z.string(),
-  /** Between rounds: the providers it waits for and its next attempt (shared/batch.ts, Rounds). */
+  /** Between rounds: the providers it waits for and its next attempt (shared/batch/batch.ts, Rounds). */
   waiting: z.optional(
     z.looseObject({
       round: z.number(),

@@ -11,8 +11,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { Sha256 } from '../shared/aws/dynamodb.ts';
-import { registerSecretValues } from '../shared/log.ts';
+import { Sha256 } from '#shared/aws/dynamodb.ts';
+import { registerSecretValues } from '#shared/observability/log.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION } from './lambda-events.ts';
 
 export const EXECUTE_API = 'execute-api';

@@ -12,19 +12,19 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { ConfigurationError } from '../shared/errors.ts';
-import { setLogLevel } from '../shared/log.ts';
-import { PROVIDERS, type Provider } from '../shared/outcome.ts';
-import { type ProviderSecret, parseSecretsFile } from '../shared/secrets.ts';
+import { AUCO_DEMO, AucoSimulator } from '#local/simulators/auco.ts';
+import type { Simulator } from '#local/simulators/base.ts';
+import { GOCARDLESS_DEMO, GoCardlessSimulator } from '#local/simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from '#local/simulators/mycreditapp.ts';
+import { TRUEWORK_DEMO, TrueworkSimulator } from '#local/simulators/truework.ts';
+import { type ProviderSecret, parseSecretsFile } from '#shared/aws/secrets.ts';
+import { ConfigurationError } from '#shared/core/errors.ts';
+import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
+import { setLogLevel } from '#shared/observability/log.ts';
 import { LocalApi } from './api.ts';
 import { startLocalCloud } from './cloud.ts';
 import { openApiDocument } from './openapi.ts';
 import { type Caller, IamVerifier, localRegion, parseCallersFile } from './sigv4.ts';
-import { AUCO_DEMO, AucoSimulator } from './simulators/auco.ts';
-import type { Simulator } from './simulators/base.ts';
-import { GOCARDLESS_DEMO, GoCardlessSimulator } from './simulators/gocardless.ts';
-import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from './simulators/mycreditapp.ts';
-import { TRUEWORK_DEMO, TrueworkSimulator } from './simulators/truework.ts';
 
 const USAGE = `Usage: npm start [-- --port N] [--secrets FILE] [--data DIR] [--auth none|iam [--callers FILE]] [--verbose]
 

@@ -13,7 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from 'aws-lambda';
 import { type RunOptions, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
-import type { LocalS3 } from './aws/s3.ts';
+import type { LocalS3 } from '#local/aws/s3.ts';
 import { lambdaContext, lambdaErrorPayload } from './lambda-events.ts';
 
 /** A failed run as Step Functions reports it: aws-local-stepfunctions puts the state's error on `cause`. */

@@ -3,7 +3,7 @@
  * test/e2e/api.generated.ts, the types openapi-typescript generates from it (the end-to-end tests' client).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { openApiDocument } from '../local/openapi.ts';
+import { openApiDocument } from '#local/openapi.ts';
 import { generateTypes } from '../tools/openapi-typescript/generate.ts';
 
 const doc = openApiDocument();

@@ -5,18 +5,18 @@
  * state machine, the local scheduler, and the start records in DynamoDB (dynalite).
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler as batches } from '../functions/batches/handler.ts';
-import { handler as cancelBillingRequest } from '../functions/cancel-billing-request/handler.ts';
-import { handler as expirations } from '../functions/expirations/handler.ts';
-import { GOCARDLESS_DEMO } from '../local/simulators/gocardless.ts';
-import { MYCREDITAPP_DEMO as D } from '../local/simulators/mycreditapp.ts';
-import { DynamoDb } from '../shared/aws/dynamodb.ts';
-import { DynamoLedger } from '../shared/aws/ledger-table.ts';
-import { defaultDeps } from '../shared/cancel.ts';
-import { expirationBatch } from '../shared/expirations.ts';
-import { type LedgerEntry, type MemoryLedger, targetKey } from '../shared/ledger.ts';
-import { callApi } from './support/invoke.ts';
-import { startTestSystem, type TestSystem } from './support/system.ts';
+import { handler as batches } from '#functions/batches/handler.ts';
+import { handler as cancelBillingRequest } from '#functions/cancel-billing-request/handler.ts';
+import { handler as expirations } from '#functions/expirations/handler.ts';
+import { GOCARDLESS_DEMO } from '#local/simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO as D } from '#local/simulators/mycreditapp.ts';
+import { DynamoDb } from '#shared/aws/dynamodb.ts';
+import { DynamoLedger } from '#shared/aws/ledger-table.ts';
+import { defaultDeps } from '#shared/core/cancel.ts';
+import { expirationBatch } from '#shared/core/expirations.ts';
+import { type LedgerEntry, type MemoryLedger, targetKey } from '#shared/core/ledger.ts';
+import { callApi } from '#test/support/invoke.ts';
+import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
 const ALICE = 'arn:aws:iam::111111111111:user/alice';
 const OPERATOR = 'arn:aws:sts::111111111111:assumed-role/Operators/carol';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { RateLimitedError, TransientError } from '../shared/errors.ts';
-import { backoffDelay, DEFAULT_RETRY, HttpClient, parseRequestedWait } from '../shared/http.ts';
-import { hang, type Loopback, reply, reset, startLoopback, truncated } from './support/loopback.ts';
+import { RateLimitedError, TransientError } from '#shared/core/errors.ts';
+import { backoffDelay, DEFAULT_RETRY, HttpClient, parseRequestedWait } from '#shared/http/client.ts';
+import { hang, type Loopback, reply, reset, startLoopback, truncated } from '#test/support/loopback.ts';
 
 let server: Loopback;
 beforeAll(async () => {

@@ -5,8 +5,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LocalLambdaService, TooManyRequestsError } from '../local/lambda/service.ts';
-import { startTestSystem, type TestSystem } from './support/system.ts';
+import { LocalLambdaService, TooManyRequestsError } from '#local/lambda/service.ts';
+import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
 const counter = (reserved: number | undefined, timeoutMs = 5_000) => ({
   name: 'counter',

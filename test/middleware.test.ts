@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as z from 'zod/mini';
-import { apiGatewayV2Event, lambdaContext } from '../local/lambda-events.ts';
-import { ConfigurationError, type InvalidInputError } from '../shared/errors.ts';
-import { TaskContext } from '../shared/items.ts';
-import { registerSecretValues, setLogSink } from '../shared/log.ts';
-import { defineHandler, type Invocation } from '../shared/middleware.ts';
+import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
+import { ConfigurationError, type InvalidInputError } from '#shared/core/errors.ts';
+import { TaskContext } from '#shared/core/items.ts';
+import { defineHandler, type Invocation } from '#shared/handler/middleware.ts';
+import { registerSecretValues, setLogSink } from '#shared/observability/log.ts';
 
 const Body = z.strictObject({
   reason: z.enum(['a', 'b']),
@@ -149,7 +149,7 @@ describe('handler pipeline', () => {
   it('stamps correlation ids on every log line and scrubs secret values', async () => {
     const logs = captureLogs();
     registerSecretValues(['tw_sk_test_supersecret123']);
-    const { log } = await import('../shared/log.ts');
+    const { log } = await import('#shared/observability/log.ts');
     const handler = echoHandler(async () => {
       log.warn('calling provider', {
         headers: { Authorization: 'Bearer abc' },

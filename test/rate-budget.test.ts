@@ -4,9 +4,9 @@
  * may wait takes nothing.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LocalDynamo, startLocalDynamo } from '../local/aws/dynamodb.ts';
-import { DynamoDb } from '../shared/aws/dynamodb.ts';
-import { DynamoRateBudget } from '../shared/aws/rate-budget.ts';
+import { type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
+import { DynamoDb } from '#shared/aws/dynamodb.ts';
+import { DynamoRateBudget } from '#shared/aws/rate-budget.ts';
 
 let dynamo: LocalDynamo;
 let budget: DynamoRateBudget;

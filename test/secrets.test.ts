@@ -2,9 +2,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigurationError } from '../shared/errors.ts';
-import { FileSecretSource, parseSecretsFile, SecretStore, SecretsManagerSource } from '../shared/secrets.ts';
-import { type FakeSecretsManager, startFakeSecretsManager } from './support/secrets-manager.ts';
+import { FileSecretSource, parseSecretsFile, SecretStore, SecretsManagerSource } from '#shared/aws/secrets.ts';
+import { ConfigurationError } from '#shared/core/errors.ts';
+import { type FakeSecretsManager, startFakeSecretsManager } from '#test/support/secrets-manager.ts';
 
 const GOOD = {
   privateKey: 'prk_live_0123456789abcdef',

@@ -1,4 +1,4 @@
-import { useMemoryStandIns } from '../shared/stand-ins.ts';
+import { useMemoryStandIns } from '#shared/aws/stand-ins.ts';
 
 // Fake AWS credentials and region: the SDK never looks for real ones, and never probes the
 // instance-metadata address (169.254.169.254), which tests must not reach.

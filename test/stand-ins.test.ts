@@ -3,13 +3,13 @@
  * use of the table; memory stand-ins are only what a caller chooses (the tests do, in test/setup-env.ts).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { handler as cancellations } from '../functions/cancellations/handler.ts';
-import { DynamoLedger } from '../shared/aws/ledger-table.ts';
-import { defaultDeps, setDefaultDeps } from '../shared/cancel.ts';
-import { ConfigurationError } from '../shared/errors.ts';
-import { DynamoIdempotencyStore, idempotencyStore, setIdempotencyStore } from '../shared/idempotency.ts';
-import { useMemoryStandIns } from '../shared/stand-ins.ts';
-import { callApi } from './support/invoke.ts';
+import { handler as cancellations } from '#functions/cancellations/handler.ts';
+import { DynamoLedger } from '#shared/aws/ledger-table.ts';
+import { useMemoryStandIns } from '#shared/aws/stand-ins.ts';
+import { defaultDeps, setDefaultDeps } from '#shared/core/cancel.ts';
+import { ConfigurationError } from '#shared/core/errors.ts';
+import { DynamoIdempotencyStore, idempotencyStore, setIdempotencyStore } from '#shared/handler/idempotency.ts';
+import { callApi } from '#test/support/invoke.ts';
 
 afterEach(() => {
   delete process.env.LEDGER_TABLE;

@@ -3,12 +3,13 @@
  * started by the project itself, tables created as the stack declares them.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler as cancelBillingRequest } from '../functions/cancel-billing-request/handler.ts';
-import { handler as cancelDocumentRequest } from '../functions/cancel-document-request/handler.ts';
-import { LOCAL_TABLES, type LocalDynamo, startLocalDynamo } from '../local/aws/dynamodb.ts';
-import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../local/simulators/gocardless.ts';
-import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from '../local/simulators/mycreditapp.ts';
-import { DynamoLedger } from '../shared/aws/ledger-table.ts';
+import { handler as cancelBillingRequest } from '#functions/cancel-billing-request/handler.ts';
+import { handler as cancelDocumentRequest } from '#functions/cancel-document-request/handler.ts';
+import { LOCAL_TABLES, type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
+import { GOCARDLESS_DEMO, GoCardlessSimulator } from '#local/simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from '#local/simulators/mycreditapp.ts';
+import { DynamoLedger } from '#shared/aws/ledger-table.ts';
+import type { LedgerEntry } from '#shared/core/ledger.ts';
 import {
   canonicalJson,
   DynamoIdempotencyStore,
@@ -16,10 +17,9 @@ import {
   MemoryIdempotencyStore,
   onceFor,
   setIdempotencyStore,
-} from '../shared/idempotency.ts';
-import type { LedgerEntry } from '../shared/ledger.ts';
-import { callApi } from './support/invoke.ts';
-import { useSecrets } from './support/providers.ts';
+} from '#shared/handler/idempotency.ts';
+import { callApi } from '#test/support/invoke.ts';
+import { useSecrets } from '#test/support/providers.ts';
 
 let dynamo: LocalDynamo;
 beforeAll(async () => {

@@ -6,13 +6,13 @@
  */
 import * as z from 'zod/mini';
 import { getText, putJsonl, putText, requireEnv } from '#shared/aws/s3.ts';
-import { type Prepared, parseBatchFields, parseManifest, prepareBatch, validateBatch } from '#shared/batch.ts';
-import { InvalidInputError } from '#shared/errors.ts';
-import { startedByOf } from '#shared/execution-starts.ts';
-import { scheduleName } from '#shared/expirations.ts';
-import { defineHandler } from '#shared/middleware.ts';
-import { maxCodesPerCall } from '#shared/operations/cancel-signing-processes.ts';
-import { PROVIDERS } from '#shared/outcome.ts';
+import { type Prepared, parseBatchFields, parseManifest, prepareBatch, validateBatch } from '#shared/batch/batch.ts';
+import { InvalidInputError } from '#shared/core/errors.ts';
+import { startedByOf } from '#shared/core/execution-starts.ts';
+import { scheduleName } from '#shared/core/expirations.ts';
+import { PROVIDERS } from '#shared/core/outcome.ts';
+import { defineHandler } from '#shared/handler/middleware.ts';
+import { maxCodesPerCall } from '#shared/providers/auco/cancel-signing-processes.ts';
 
 const Task = z.object({
   input: z.unknown(),

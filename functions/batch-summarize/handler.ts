@@ -1,6 +1,6 @@
 /**
  * Lambda (Step Functions task): Summarize, after every round. Turns every provider map's results, caught failures
- * included, into final outcomes and items to try again (shared/batch.ts, Rounds). While items wait and the
+ * included, into final outcomes and items to try again (shared/batch/batch.ts, Rounds). While items wait and the
  * deadline has not passed, it answers `status: waiting` with the next round (its tasks, its wait); otherwise one
  * outcome per input item (in input order) and the counts per provider and outcome. Items whose Lambda crashed, and
  * items given up at the deadline, are recorded `failed` in the audit ledger here, since their own function could not.
@@ -22,13 +22,13 @@ import {
   type RoundInfo,
   splitRound,
   summarize,
-} from '#shared/batch.ts';
-import { defaultDeps } from '#shared/cancel.ts';
-import { executionCaller, type LedgerEntry, recordOrLog } from '#shared/ledger.ts';
-import { log } from '#shared/log.ts';
-import { emitCircuitMetrics } from '#shared/metrics.ts';
-import { defineHandler } from '#shared/middleware.ts';
-import { type Outcome, PROVIDERS, type Provider } from '#shared/outcome.ts';
+} from '#shared/batch/batch.ts';
+import { defaultDeps } from '#shared/core/cancel.ts';
+import { executionCaller, type LedgerEntry, recordOrLog } from '#shared/core/ledger.ts';
+import { type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
+import { defineHandler } from '#shared/handler/middleware.ts';
+import { log } from '#shared/observability/log.ts';
+import { emitCircuitMetrics } from '#shared/observability/metrics.ts';
 import { parseJson } from '#shared/providers/common.ts';
 
 /** The rounds so far: absent after the first. */

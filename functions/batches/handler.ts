@@ -12,13 +12,13 @@ import {
 } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
-import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch.ts';
-import { defaultDeps } from '#shared/cancel.ts';
-import { IdempotencyHeaders } from '#shared/cancel-handler.ts';
-import { type InputIssue, InvalidInputError } from '#shared/errors.ts';
-import { recordApiStart } from '#shared/execution-starts.ts';
-import { defineHandler, type Reply } from '#shared/middleware.ts';
-import { mycreditappOrganizationId } from '#shared/secrets.ts';
+import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
+import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch/batch.ts';
+import { defaultDeps } from '#shared/core/cancel.ts';
+import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
+import { recordApiStart } from '#shared/core/execution-starts.ts';
+import { IdempotencyHeaders } from '#shared/handler/cancel-handler.ts';
+import { defineHandler, type Reply } from '#shared/handler/middleware.ts';
 
 /** Items one POST may carry (more than INLINE_LIMIT go through a manifest written for the caller). */
 export const API_ITEM_LIMIT = 10_000;
@@ -148,7 +148,7 @@ const STATUS: Record<string, string> = {
 };
 
 /**
- * A running batch between rounds (shared/batch.ts): its latest event is the round's Wait, whose input says what it
+ * A running batch between rounds (shared/batch/batch.ts): its latest event is the round's Wait, whose input says what it
  * waits for. Anything else, or a history that cannot be read, is `running`.
  */
 async function waiting(executionArn: string): Promise<Record<string, unknown> | undefined> {

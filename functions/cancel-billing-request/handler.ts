@@ -1,5 +1,6 @@
 /** Lambda: cancel a GoCardless billing request (POST /v1/gocardless/billing-requests/{billingRequestId}/cancel). */
 import * as z from 'zod/mini';
+import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/core/items.ts';
 import {
   cancelRun,
   IdempotencyHeaders,
@@ -8,10 +9,12 @@ import {
   type Why,
   WhyFields,
   whyFromTask,
-} from '#shared/cancel-handler.ts';
-import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/items.ts';
-import { defineHandler } from '#shared/middleware.ts';
-import { type CancelBillingRequestInput, cancelBillingRequest } from '#shared/operations/cancel-billing-request.ts';
+} from '#shared/handler/cancel-handler.ts';
+import { defineHandler } from '#shared/handler/middleware.ts';
+import {
+  type CancelBillingRequestInput,
+  cancelBillingRequest,
+} from '#shared/providers/gocardless/cancel-billing-request.ts';
 
 type Input = { cancel: CancelBillingRequestInput; why: Why };
 

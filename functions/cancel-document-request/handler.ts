@@ -1,6 +1,8 @@
 /** Lambda: cancel a mycreditapp document request
  * (POST /v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel). */
 import * as z from 'zod/mini';
+import { MyCreditAppItem, TaskContext, Uuid } from '#shared/core/items.ts';
+import type { Outcome } from '#shared/core/outcome.ts';
 import {
   cancelRun,
   MyCreditAppHeaders,
@@ -9,11 +11,12 @@ import {
   type Why,
   WhyFields,
   whyFromTask,
-} from '#shared/cancel-handler.ts';
-import { MyCreditAppItem, TaskContext, Uuid } from '#shared/items.ts';
-import { defineHandler } from '#shared/middleware.ts';
-import { type CancelDocumentRequestInput, cancelDocumentRequest } from '#shared/operations/cancel-document-request.ts';
-import type { Outcome } from '#shared/outcome.ts';
+} from '#shared/handler/cancel-handler.ts';
+import { defineHandler } from '#shared/handler/middleware.ts';
+import {
+  type CancelDocumentRequestInput,
+  cancelDocumentRequest,
+} from '#shared/providers/mycreditapp/cancel-document-request.ts';
 
 type Input = { cancel: CancelDocumentRequestInput; why: Why };
 

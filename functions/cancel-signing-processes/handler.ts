@@ -1,6 +1,8 @@
 /** Lambda: cancel Auco signing processes (POST /v1/auco/documents/cancel, body: codes, message, email).
  * As a Step Functions task it takes a chunk of Auco items (codes) prepared by the batch. */
 import * as z from 'zod/mini';
+import { AucoCode, TaskContext } from '#shared/core/items.ts';
+import type { Outcome } from '#shared/core/outcome.ts';
 import {
   cancelRun,
   IdempotencyHeaders,
@@ -9,14 +11,12 @@ import {
   type Why,
   WhyFields,
   whyFromTask,
-} from '#shared/cancel-handler.ts';
-import { AucoCode, TaskContext } from '#shared/items.ts';
-import { defineHandler } from '#shared/middleware.ts';
+} from '#shared/handler/cancel-handler.ts';
+import { defineHandler } from '#shared/handler/middleware.ts';
 import {
   type CancelSigningProcessesInput,
   cancelSigningProcesses,
-} from '#shared/operations/cancel-signing-processes.ts';
-import type { Outcome } from '#shared/outcome.ts';
+} from '#shared/providers/auco/cancel-signing-processes.ts';
 
 type Input = { cancel: CancelSigningProcessesInput; why: Why };
 

@@ -1,5 +1,7 @@
 /** Lambda: cancel a Truework verification order (POST /v1/truework/orders/{orderId}/cancel). */
 import * as z from 'zod/mini';
+import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/core/items.ts';
+import type { Outcome } from '#shared/core/outcome.ts';
 import {
   cancelRun,
   IdempotencyHeaders,
@@ -8,14 +10,12 @@ import {
   type Why,
   WhyFields,
   whyFromTask,
-} from '#shared/cancel-handler.ts';
-import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/items.ts';
-import { defineHandler } from '#shared/middleware.ts';
+} from '#shared/handler/cancel-handler.ts';
+import { defineHandler } from '#shared/handler/middleware.ts';
 import {
   type CancelVerificationOrderInput,
   cancelVerificationOrder,
-} from '#shared/operations/cancel-verification-order.ts';
-import type { Outcome } from '#shared/outcome.ts';
+} from '#shared/providers/truework/cancel-verification-order.ts';
 
 type Input = { cancel: CancelVerificationOrderInput; why: Why };
 

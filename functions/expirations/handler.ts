@@ -14,10 +14,11 @@ import {
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
-import { guardOrganizationIssues, validateBatch } from '#shared/batch.ts';
-import { defaultDeps } from '#shared/cancel.ts';
-import { type InputIssue, InvalidInputError } from '#shared/errors.ts';
-import { forgetSchedule, recordApiStart, recordSchedule } from '#shared/execution-starts.ts';
+import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
+import { guardOrganizationIssues, validateBatch } from '#shared/batch/batch.ts';
+import { defaultDeps } from '#shared/core/cancel.ts';
+import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
+import { forgetSchedule, recordApiStart, recordSchedule } from '#shared/core/execution-starts.ts';
 import {
   atExpression,
   ExpirationRequest,
@@ -28,11 +29,10 @@ import {
   type StartExecutionParameters,
   scheduleName,
   startExecutionTarget,
-} from '#shared/expirations.ts';
-import { toInputIssues } from '#shared/issues.ts';
-import { Uuid } from '#shared/items.ts';
-import { defineHandler, type Reply } from '#shared/middleware.ts';
-import { mycreditappOrganizationId } from '#shared/secrets.ts';
+} from '#shared/core/expirations.ts';
+import { toInputIssues } from '#shared/core/issues.ts';
+import { Uuid } from '#shared/core/items.ts';
+import { defineHandler, type Reply } from '#shared/handler/middleware.ts';
 
 /** Schedule inputs are kept small; a longer item list goes to S3 and the schedule carries its location. */
 const MAX_INLINE_INPUT_BYTES = 6_000;

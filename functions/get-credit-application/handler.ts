@@ -1,14 +1,14 @@
 /** Lambda: read a mycreditapp credit application (GET /v1/mycreditapp/credit-applications/{creditApplicationId}).
  * As a Step Functions task it is the batch guard: given `skipIfStatusIn`, it answers whether to skip. */
 import * as z from 'zod/mini';
-import { operationContext, outcomeReply, taskResult } from '#shared/cancel-handler.ts';
-import { Uuid } from '#shared/items.ts';
-import { defineHandler } from '#shared/middleware.ts';
+import { Uuid } from '#shared/core/items.ts';
+import { operationContext, outcomeReply, taskResult } from '#shared/handler/cancel-handler.ts';
+import { defineHandler } from '#shared/handler/middleware.ts';
 import {
   type GetCreditApplicationInput,
   getCreditApplication,
   type LookupResult,
-} from '#shared/operations/get-credit-application.ts';
+} from '#shared/providers/mycreditapp/get-credit-application.ts';
 
 type Input = { lookup: GetCreditApplicationInput; skipIfStatusIn?: string[] };
 

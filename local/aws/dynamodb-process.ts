@@ -4,7 +4,7 @@
  * calls. It reports its URL over IPC and exits when its parent goes away.
  */
 import dynalite from 'dynalite';
-import { listenOnLoopback } from '../listen.ts';
+import { listenOnLoopback } from '#local/listen.ts';
 
 const path = process.argv[2];
 const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0, ...(path ? { path } : {}) });

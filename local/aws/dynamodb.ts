@@ -4,8 +4,8 @@
  * them.
  */
 import { fork } from 'node:child_process';
-import { DynamoDb, DynamoError } from '../../shared/aws/dynamodb.ts';
-import { createTableInputs } from '../../shared/aws/tables.ts';
+import { DynamoDb, DynamoError } from '#shared/aws/dynamodb.ts';
+import { createTableInputs } from '#shared/aws/tables.ts';
 
 export const LOCAL_TABLES = {
   ledger: 'cancellations-ledger',

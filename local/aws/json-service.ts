@@ -1,6 +1,6 @@
 /** A loopback server for an AWS JSON-protocol service (`X-Amz-Target: <Prefix>.<Operation>`), as the SDK calls it. */
 import http from 'node:http';
-import { listenOnLoopback, withBody } from '../listen.ts';
+import { listenOnLoopback, withBody } from '#local/listen.ts';
 
 export class AwsServiceError extends Error {
   readonly type: string;

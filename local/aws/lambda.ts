@@ -4,10 +4,10 @@
  * or 200 with `X-Amz-Function-Error: Unhandled` and the error payload.
  */
 import http from 'node:http';
-import { TooManyRequestsError } from '../lambda/service.ts';
-import { lambdaContext, lambdaErrorPayload } from '../lambda-events.ts';
-import { listenOnLoopback, withBody } from '../listen.ts';
-import type { LocalLambda } from '../state-machine.ts';
+import { TooManyRequestsError } from '#local/lambda/service.ts';
+import { lambdaContext, lambdaErrorPayload } from '#local/lambda-events.ts';
+import { listenOnLoopback, withBody } from '#local/listen.ts';
+import type { LocalLambda } from '#local/state-machine.ts';
 
 export async function startLocalLambda(
   functions: Record<string, LocalLambda>,

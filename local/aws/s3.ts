@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join, relative } from 'node:path';
-import { listenOnLoopback, withBody } from '../listen.ts';
+import { listenOnLoopback, withBody } from '#local/listen.ts';
 
 export class LocalS3 {
   private readonly memory = new Map<string, string>();

@@ -10,11 +10,11 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname } from 'node:path';
-import { parseAtExpression } from '../../shared/expirations.ts';
-import { sleep } from '../../shared/http.ts';
-import { log } from '../../shared/log.ts';
-import { LOCAL_ACCOUNT, LOCAL_REGION } from '../lambda-events.ts';
-import { listenOnLoopback, withBody } from '../listen.ts';
+import { LOCAL_ACCOUNT, LOCAL_REGION } from '#local/lambda-events.ts';
+import { listenOnLoopback, withBody } from '#local/listen.ts';
+import { parseAtExpression } from '#shared/core/expirations.ts';
+import { sleep } from '#shared/http/client.ts';
+import { log } from '#shared/observability/log.ts';
 import { AwsServiceError } from './json-service.ts';
 
 export interface LocalSchedule {

@@ -12,9 +12,9 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { log } from '../../shared/log.ts';
-import type { LocalStateMachine, RunStats } from '../state-machine.ts';
-import { executionFailure, newStats } from '../state-machine.ts';
+import type { LocalStateMachine, RunStats } from '#local/state-machine.ts';
+import { executionFailure, newStats } from '#local/state-machine.ts';
+import { log } from '#shared/observability/log.ts';
 import { AwsServiceError, startJsonService } from './json-service.ts';
 
 export interface LocalExecution {

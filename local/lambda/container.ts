@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Context } from 'aws-lambda';
-import { lambdaContext, lambdaErrorPayload } from '../lambda-events.ts';
+import { lambdaContext, lambdaErrorPayload } from '#local/lambda-events.ts';
 
 const { name, handler: file } = workerData as { name: string; handler: string };
 const port = parentPort;

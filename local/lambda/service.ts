@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { build } from 'esbuild';
-import { BUNDLE } from '../../infra/provider-function.ts';
+import { BUNDLE } from '#infra/provider-function.ts';
 
 export interface FunctionSpec {
   name: string;

@@ -13,7 +13,7 @@
  *   PUT    /__sim/resources/{id}    set a resource's state (provider-specific body)
  */
 import http from 'node:http';
-import { listenOnLoopback, withBody } from '../listen.ts';
+import { listenOnLoopback, withBody } from '#local/listen.ts';
 
 export type Fault =
   | {

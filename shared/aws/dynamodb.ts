@@ -1,6 +1,6 @@
 /**
  * The few DynamoDB calls the functions make (PutItem, GetItem, UpdateItem, DeleteItem, Query), as signed JSON
- * requests through `shared/http.ts`. Why not @aws-sdk/client-dynamodb: it adds 106 KB (+24 %) to every provider
+ * requests through `shared/http/client.ts`. Why not @aws-sdk/client-dynamodb: it adds 106 KB (+24 %) to every provider
  * function's bundle, while this signs with the SigV4 signer and credential chain the Secrets Manager client
  * already bundles (+0.5 KB, measured; see bench/). The wire protocol is AWS JSON 1.0; dynalite, which implements
  * DynamoDB's validation faithfully, is what the tests and `npm start` run it against.
@@ -8,7 +8,7 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { HttpClient } from '../http.ts';
+import { HttpClient } from '#shared/http/client.ts';
 
 type Data = string | ArrayBuffer | ArrayBufferView;
 const bytes = (data: Data) =>

@@ -4,10 +4,10 @@
  * keys, so a new outcome field needs no migration.
  */
 import { randomUUID } from 'node:crypto';
-import { sleep } from '../http.ts';
-import type { Ledger, LedgerEntry, LedgerQuery, Progress } from '../ledger.ts';
-import { countSettled, invalidCursor, targetKey } from '../ledger.ts';
-import { isCanceled, type OutcomeKind, type Provider } from '../outcome.ts';
+import type { Ledger, LedgerEntry, LedgerQuery, Progress } from '#shared/core/ledger.ts';
+import { countSettled, invalidCursor, targetKey } from '#shared/core/ledger.ts';
+import { isCanceled, type OutcomeKind, type Provider } from '#shared/core/outcome.ts';
+import { sleep } from '#shared/http/client.ts';
 import { type DynamoDb, dynamoDb, type Item, marshallItem, unmarshallItem } from './dynamodb.ts';
 import { LEDGER_TABLE } from './tables.ts';
 

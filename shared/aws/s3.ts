@@ -1,6 +1,6 @@
 /** The few S3 calls the batch functions make: read a manifest, write tasks and results. */
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { ConfigurationError, InvalidInputError } from '../errors.ts';
+import { ConfigurationError, InvalidInputError } from '#shared/core/errors.ts';
 
 let client: S3Client | undefined;
 function s3(): S3Client {

@@ -21,7 +21,7 @@ export const IDEMPOTENCY_TABLE = {
 
 /** Each shared provider budget's next free request slot (shared/aws/rate-budget.ts). */
 export const RATE_BUDGET_TABLE = { partitionKey: 'pk' } as const;
-/** One item per provider: its circuit (shared/circuit.ts). */
+/** One item per provider: its circuit (shared/core/circuit.ts). */
 export const CIRCUIT_TABLE = { partitionKey: 'provider' } as const;
 
 const hashAndRange = (index: { partitionKey: string; sortKey: string }) => [

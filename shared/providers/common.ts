@@ -1,10 +1,11 @@
 /**
  * What the provider adapters share: reading answers defensively, and the shape of a classification.
- * Adapters are pure: they build requests and classify answers; `shared/cancel.ts` does the I/O.
+ * Adapters are pure: they build requests and classify answers; `shared/core/cancel.ts` does the I/O.
  */
-import type { HttpResponse, RawResponse } from '../http.ts';
-import { redact } from '../log.ts';
-import type { Outcome, OutcomeKind } from '../outcome.ts';
+
+import type { Outcome, OutcomeKind } from '#shared/core/outcome.ts';
+import type { HttpResponse, RawResponse } from '#shared/http/client.ts';
+import { redact } from '#shared/observability/log.ts';
 
 /** The answer's body as JSON, or undefined when it is empty or not JSON (an HTML error page, a truncated body). */
 export function parseJson(text: string): unknown {

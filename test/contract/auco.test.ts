@@ -3,10 +3,10 @@
  * real loopback HTTP, for every item of PROVIDERS.md 2.4 and the unknowns it leaves open.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler } from '../../functions/cancel-signing-processes/handler.ts';
-import { AUCO_DEMO as A, AucoSimulator } from '../../local/simulators/auco.ts';
-import { callApi, callTask } from '../support/invoke.ts';
-import { useSecrets } from '../support/providers.ts';
+import { handler } from '#functions/cancel-signing-processes/handler.ts';
+import { AUCO_DEMO as A, AucoSimulator } from '#local/simulators/auco.ts';
+import { callApi, callTask } from '#test/support/invoke.ts';
+import { useSecrets } from '#test/support/providers.ts';
 
 const sim = new AucoSimulator();
 beforeAll(async () => {

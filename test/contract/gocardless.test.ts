@@ -13,11 +13,11 @@ import {
   ValidationFailedError,
 } from 'gocardless-nodejs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler } from '../../functions/cancel-billing-request/handler.ts';
-import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
-import { MemoryIdempotencyStore, setIdempotencyStore } from '../../shared/idempotency.ts';
-import { callApi, callTask } from '../support/invoke.ts';
-import { useSecrets } from '../support/providers.ts';
+import { handler } from '#functions/cancel-billing-request/handler.ts';
+import { GOCARDLESS_DEMO, GoCardlessSimulator } from '#local/simulators/gocardless.ts';
+import { MemoryIdempotencyStore, setIdempotencyStore } from '#shared/handler/idempotency.ts';
+import { callApi, callTask } from '#test/support/invoke.ts';
+import { useSecrets } from '#test/support/providers.ts';
 
 const sim = new GoCardlessSimulator();
 beforeAll(async () => {

@@ -3,14 +3,14 @@
  * shapes, against the simulator over real loopback HTTP, for every item of PROVIDERS.md 1.4 and its unknowns.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler as batchesHandler } from '../../functions/batches/handler.ts';
-import { handler as cancelHandler } from '../../functions/cancel-document-request/handler.ts';
-import { handler as expirationsHandler } from '../../functions/expirations/handler.ts';
-import { handler as lookupHandler } from '../../functions/get-credit-application/handler.ts';
-import { MYCREDITAPP_DEMO as D, MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
-import { clearTokens } from '../../shared/operations/mycreditapp-session.ts';
-import { callApi, callTask } from '../support/invoke.ts';
-import { useSecrets } from '../support/providers.ts';
+import { handler as batchesHandler } from '#functions/batches/handler.ts';
+import { handler as cancelHandler } from '#functions/cancel-document-request/handler.ts';
+import { handler as expirationsHandler } from '#functions/expirations/handler.ts';
+import { handler as lookupHandler } from '#functions/get-credit-application/handler.ts';
+import { MYCREDITAPP_DEMO as D, MyCreditAppSimulator } from '#local/simulators/mycreditapp.ts';
+import { clearTokens } from '#shared/providers/mycreditapp/session.ts';
+import { callApi, callTask } from '#test/support/invoke.ts';
+import { useSecrets } from '#test/support/providers.ts';
 
 const sim = new MyCreditAppSimulator();
 beforeAll(async () => {

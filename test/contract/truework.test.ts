@@ -3,11 +3,11 @@
  * real loopback HTTP, for every item of PROVIDERS.md 3.6 and the unknowns it leaves open.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler } from '../../functions/cancel-verification-order/handler.ts';
-import { TRUEWORK_DEMO, TrueworkSimulator } from '../../local/simulators/truework.ts';
-import { HttpClient } from '../../shared/http.ts';
-import { callApi, callTask } from '../support/invoke.ts';
-import { useSecrets } from '../support/providers.ts';
+import { handler } from '#functions/cancel-verification-order/handler.ts';
+import { TRUEWORK_DEMO, TrueworkSimulator } from '#local/simulators/truework.ts';
+import { HttpClient } from '#shared/http/client.ts';
+import { callApi, callTask } from '#test/support/invoke.ts';
+import { useSecrets } from '#test/support/providers.ts';
 
 const sim = new TrueworkSimulator();
 beforeAll(async () => {

@@ -7,8 +7,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
-import { TrueworkSimulator } from '../../local/simulators/truework.ts';
+import { GoCardlessSimulator } from '#local/simulators/gocardless.ts';
+import { TrueworkSimulator } from '#local/simulators/truework.ts';
 import { type Started, startSystem } from './support.ts';
 
 const BILLING_REQUESTS = Array.from({ length: 24 }, (_, i) => `BRQ000CRASH${String(i).padStart(4, '0')}`);

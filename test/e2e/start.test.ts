@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AUCO_DEMO } from '../../local/simulators/auco.ts';
-import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
-import { MYCREDITAPP_DEMO as D } from '../../local/simulators/mycreditapp.ts';
-import { TRUEWORK_DEMO } from '../../local/simulators/truework.ts';
+import { AUCO_DEMO } from '#local/simulators/auco.ts';
+import { GOCARDLESS_DEMO, GoCardlessSimulator } from '#local/simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO as D } from '#local/simulators/mycreditapp.ts';
+import { TRUEWORK_DEMO } from '#local/simulators/truework.ts';
 import { type ApiClient, ContractChecker, refusedStart, type Started, startSystem } from './support.ts';
 
 const run = promisify(execFile);

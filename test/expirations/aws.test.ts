@@ -3,11 +3,11 @@
  * loopback server speaking the Scheduler REST API.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler } from '../../functions/expirations/handler.ts';
-import { GOCARDLESS_DEMO } from '../../local/simulators/gocardless.ts';
-import { callApi } from '../support/invoke.ts';
-import { useSecrets } from '../support/providers.ts';
-import { startSchedulerApi } from '../support/scheduler-api.ts';
+import { handler } from '#functions/expirations/handler.ts';
+import { GOCARDLESS_DEMO } from '#local/simulators/gocardless.ts';
+import { callApi } from '#test/support/invoke.ts';
+import { useSecrets } from '#test/support/providers.ts';
+import { startSchedulerApi } from '#test/support/scheduler-api.ts';
 
 let api: Awaited<ReturnType<typeof startSchedulerApi>>;
 const ENV = {

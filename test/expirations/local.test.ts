@@ -6,12 +6,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler } from '../../functions/expirations/handler.ts';
-import { LocalScheduler } from '../../local/aws/scheduler.ts';
-import { GOCARDLESS_DEMO } from '../../local/simulators/gocardless.ts';
-import { MYCREDITAPP_DEMO as D } from '../../local/simulators/mycreditapp.ts';
-import { callApi } from '../support/invoke.ts';
-import { startTestSystem, type TestSystem } from '../support/system.ts';
+import { handler } from '#functions/expirations/handler.ts';
+import { LocalScheduler } from '#local/aws/scheduler.ts';
+import { GOCARDLESS_DEMO } from '#local/simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO as D } from '#local/simulators/mycreditapp.ts';
+import { callApi } from '#test/support/invoke.ts';
+import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
 let system: TestSystem;
 beforeAll(async () => {

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../infra/app.ts';
-import { type LocalDynamo, startLocalDynamo } from '../../local/aws/dynamodb.ts';
-import { GOCARDLESS_DEMO, GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
+import { buildApp } from '#infra/app.ts';
+import { type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
+import { GOCARDLESS_DEMO, GoCardlessSimulator } from '#local/simulators/gocardless.ts';
 
 const run = promisify(execFile);
 const sim = new GoCardlessSimulator();

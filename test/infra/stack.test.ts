@@ -6,13 +6,13 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../infra/app.ts';
-import { LIMIT_WINDOW_SECONDS, worstInWindow } from '../../infra/budget.ts';
-import type { CancellationsStack } from '../../infra/stack.ts';
-import { extractStateMachine, type Template as ResolvableTemplate } from '../../local/asl.ts';
-import { PROVIDER_LIMITS } from '../../shared/cancel.ts';
-import { PROVIDERS } from '../../shared/outcome.ts';
-import { ROUTES } from '../../shared/routes.ts';
+import { buildApp } from '#infra/app.ts';
+import { LIMIT_WINDOW_SECONDS, worstInWindow } from '#infra/budget.ts';
+import type { CancellationsStack } from '#infra/stack.ts';
+import { extractStateMachine, type Template as ResolvableTemplate } from '#local/asl.ts';
+import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
+import { PROVIDERS } from '#shared/core/outcome.ts';
+import { ROUTES } from '#shared/handler/routes.ts';
 
 let stack: CancellationsStack;
 let template: Template;
@@ -138,7 +138,7 @@ describe('the stack', () => {
       CancelVerificationOrder: records,
       CancelBillingRequest: records,
       Batches: records,
-      // The execution start records (shared/execution-starts.ts): written where executions start, read by Prepare.
+      // The execution start records (shared/core/execution-starts.ts): written where executions start, read by Prepare.
       Expirations: ['dynamodb:DeleteItem', 'dynamodb:PutItem'],
       BatchPrepare: ['dynamodb:GetItem'],
     });
@@ -238,7 +238,7 @@ describe('the stack', () => {
         'lambda:InvokeFunction',
         'states:StartExecution',
         's3:PutObject',
-        // Who started an execution, said before starting it (shared/execution-starts.ts).
+        // Who started an execution, said before starting it (shared/core/execution-starts.ts).
         'dynamodb:PutItem',
         'dynamodb:DeleteItem',
         // The mycreditapp secret's organizationId: the default of the guard's organization ids.

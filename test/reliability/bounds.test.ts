@@ -7,20 +7,20 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler as batches } from '../../functions/batches/handler.ts';
-import { handler as cancelBillingRequest } from '../../functions/cancel-billing-request/handler.ts';
-import { handler as cancelVerificationOrder } from '../../functions/cancel-verification-order/handler.ts';
-import { handler as cancellations } from '../../functions/cancellations/handler.ts';
-import { LocalApi } from '../../local/api.ts';
-import { LOCAL_TABLES, type LocalDynamo, startLocalDynamo } from '../../local/aws/dynamodb.ts';
-import { apiGatewayV2Event, lambdaContext } from '../../local/lambda-events.ts';
-import { DynamoLedger } from '../../shared/aws/ledger-table.ts';
-import { MANIFEST_LIMIT, parseManifest } from '../../shared/batch.ts';
-import { defaultDeps, setDefaultDeps } from '../../shared/cancel.ts';
-import { MAX_BODY_DEPTH, MAX_BODY_VALUES } from '../../shared/events.ts';
-import type { LedgerEntry } from '../../shared/ledger.ts';
-import { setLogSink } from '../../shared/log.ts';
-import { useSecrets } from '../support/providers.ts';
+import { handler as batches } from '#functions/batches/handler.ts';
+import { handler as cancelBillingRequest } from '#functions/cancel-billing-request/handler.ts';
+import { handler as cancelVerificationOrder } from '#functions/cancel-verification-order/handler.ts';
+import { handler as cancellations } from '#functions/cancellations/handler.ts';
+import { LocalApi } from '#local/api.ts';
+import { LOCAL_TABLES, type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
+import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
+import { DynamoLedger } from '#shared/aws/ledger-table.ts';
+import { MANIFEST_LIMIT, parseManifest } from '#shared/batch/batch.ts';
+import { defaultDeps, setDefaultDeps } from '#shared/core/cancel.ts';
+import type { LedgerEntry } from '#shared/core/ledger.ts';
+import { MAX_BODY_DEPTH, MAX_BODY_VALUES } from '#shared/handler/events.ts';
+import { setLogSink } from '#shared/observability/log.ts';
+import { useSecrets } from '#test/support/providers.ts';
 
 /** Anything that leaves the process (providers, S3, Step Functions) lands here: it must stay silent. */
 let calls = 0;

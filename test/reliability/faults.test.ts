@@ -4,15 +4,15 @@
  * fault that persists ends `failed` with the right kind; nothing hangs past the Lambda's budget.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler as cancelBillingRequest } from '../../functions/cancel-billing-request/handler.ts';
-import { handler as cancelDocumentRequest } from '../../functions/cancel-document-request/handler.ts';
-import { handler as cancelSigningProcesses } from '../../functions/cancel-signing-processes/handler.ts';
-import { handler as cancelVerificationOrder } from '../../functions/cancel-verification-order/handler.ts';
-import type { Fault, Simulator } from '../../local/simulators/base.ts';
-import { MYCREDITAPP_DEMO as D } from '../../local/simulators/mycreditapp.ts';
-import { clearTokens } from '../../shared/operations/mycreditapp-session.ts';
-import { callApi } from '../support/invoke.ts';
-import { startTestSystem, type TestSystem } from '../support/system.ts';
+import { handler as cancelBillingRequest } from '#functions/cancel-billing-request/handler.ts';
+import { handler as cancelDocumentRequest } from '#functions/cancel-document-request/handler.ts';
+import { handler as cancelSigningProcesses } from '#functions/cancel-signing-processes/handler.ts';
+import { handler as cancelVerificationOrder } from '#functions/cancel-verification-order/handler.ts';
+import type { Fault, Simulator } from '#local/simulators/base.ts';
+import { MYCREDITAPP_DEMO as D } from '#local/simulators/mycreditapp.ts';
+import { clearTokens } from '#shared/providers/mycreditapp/session.ts';
+import { callApi } from '#test/support/invoke.ts';
+import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
 let system: TestSystem;
 beforeAll(async () => {

@@ -13,38 +13,38 @@ import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as z from 'zod/mini';
-import { handler as batches, Post as batchPost } from '../../functions/batches/handler.ts';
+import { handler as batches, Post as batchPost } from '#functions/batches/handler.ts';
 import {
   handler as cancelBillingRequest,
   Api as cancelBillingRequestApi,
-} from '../../functions/cancel-billing-request/handler.ts';
+} from '#functions/cancel-billing-request/handler.ts';
 import {
   handler as cancelDocumentRequest,
   Api as cancelDocumentRequestApi,
-} from '../../functions/cancel-document-request/handler.ts';
+} from '#functions/cancel-document-request/handler.ts';
 import {
   handler as cancelSigningProcesses,
   Api as cancelSigningProcessesApi,
-} from '../../functions/cancel-signing-processes/handler.ts';
+} from '#functions/cancel-signing-processes/handler.ts';
 import {
   handler as cancelVerificationOrder,
   Api as cancelVerificationOrderApi,
-} from '../../functions/cancel-verification-order/handler.ts';
-import { handler as cancellations, Query as cancellationsQuery } from '../../functions/cancellations/handler.ts';
-import { ById, handler as expirations } from '../../functions/expirations/handler.ts';
+} from '#functions/cancel-verification-order/handler.ts';
+import { handler as cancellations, Query as cancellationsQuery } from '#functions/cancellations/handler.ts';
+import { ById, handler as expirations } from '#functions/expirations/handler.ts';
 import {
   handler as getCreditApplication,
   Api as getCreditApplicationApi,
-} from '../../functions/get-credit-application/handler.ts';
-import { LocalApi } from '../../local/api.ts';
-import { apiGatewayV2Event, lambdaContext } from '../../local/lambda-events.ts';
-import { DynamoLedger } from '../../shared/aws/ledger-table.ts';
-import { validateBatch } from '../../shared/batch.ts';
-import { defaultDeps, setDefaultDeps } from '../../shared/cancel.ts';
-import { ExpirationRequest } from '../../shared/expirations.ts';
-import { setLogSink } from '../../shared/log.ts';
-import { ROUTES } from '../../shared/routes.ts';
-import { useSecrets } from '../support/providers.ts';
+} from '#functions/get-credit-application/handler.ts';
+import { LocalApi } from '#local/api.ts';
+import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
+import { DynamoLedger } from '#shared/aws/ledger-table.ts';
+import { validateBatch } from '#shared/batch/batch.ts';
+import { defaultDeps, setDefaultDeps } from '#shared/core/cancel.ts';
+import { ExpirationRequest } from '#shared/core/expirations.ts';
+import { ROUTES } from '#shared/handler/routes.ts';
+import { setLogSink } from '#shared/observability/log.ts';
+import { useSecrets } from '#test/support/providers.ts';
 
 const RUNS = 10_000;
 

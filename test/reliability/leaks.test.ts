@@ -3,23 +3,23 @@
  * provider refusals, providers that echo our credentials back, crashes, configuration errors) contains them.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { handler as cancelBillingRequest } from '../../functions/cancel-billing-request/handler.ts';
-import { handler as cancelDocumentRequest } from '../../functions/cancel-document-request/handler.ts';
-import { handler as cancelSigningProcesses } from '../../functions/cancel-signing-processes/handler.ts';
-import { handler as cancelVerificationOrder } from '../../functions/cancel-verification-order/handler.ts';
-import { handler as getCreditApplication } from '../../functions/get-credit-application/handler.ts';
-import { AucoSimulator } from '../../local/simulators/auco.ts';
-import { GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
-import { MYCREDITAPP_DEMO as D, MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
-import { TrueworkSimulator } from '../../local/simulators/truework.ts';
-import { MemoryIdempotencyStore, setIdempotencyStore } from '../../shared/idempotency.ts';
-import { log, setLogLevel, setLogSink } from '../../shared/log.ts';
-import { clearTokens } from '../../shared/operations/mycreditapp-session.ts';
-import { SecretStore, SecretsManagerSource } from '../../shared/secrets.ts';
-import { callApi, callTask } from '../support/invoke.ts';
-import { reply, startLoopback } from '../support/loopback.ts';
-import { useSecrets } from '../support/providers.ts';
-import { startFakeSecretsManager } from '../support/secrets-manager.ts';
+import { handler as cancelBillingRequest } from '#functions/cancel-billing-request/handler.ts';
+import { handler as cancelDocumentRequest } from '#functions/cancel-document-request/handler.ts';
+import { handler as cancelSigningProcesses } from '#functions/cancel-signing-processes/handler.ts';
+import { handler as cancelVerificationOrder } from '#functions/cancel-verification-order/handler.ts';
+import { handler as getCreditApplication } from '#functions/get-credit-application/handler.ts';
+import { AucoSimulator } from '#local/simulators/auco.ts';
+import { GoCardlessSimulator } from '#local/simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO as D, MyCreditAppSimulator } from '#local/simulators/mycreditapp.ts';
+import { TrueworkSimulator } from '#local/simulators/truework.ts';
+import { SecretStore, SecretsManagerSource } from '#shared/aws/secrets.ts';
+import { MemoryIdempotencyStore, setIdempotencyStore } from '#shared/handler/idempotency.ts';
+import { log, setLogLevel, setLogSink } from '#shared/observability/log.ts';
+import { clearTokens } from '#shared/providers/mycreditapp/session.ts';
+import { callApi, callTask } from '#test/support/invoke.ts';
+import { reply, startLoopback } from '#test/support/loopback.ts';
+import { useSecrets } from '#test/support/providers.ts';
+import { startFakeSecretsManager } from '#test/support/secrets-manager.ts';
 
 const SECRETS = {
   accessToken: 'sandbox_KNOWNSECRET_gocardless_0001',

@@ -4,15 +4,15 @@
  */
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { handler as batches } from '../../functions/batches/handler.ts';
-import { batchStateMachine } from '../../local/asl.ts';
-import { apiGatewayV2Event, lambdaContext } from '../../local/lambda-events.ts';
-import { AUCO_DEMO } from '../../local/simulators/auco.ts';
-import { GOCARDLESS_DEMO } from '../../local/simulators/gocardless.ts';
-import { MYCREDITAPP_DEMO as D } from '../../local/simulators/mycreditapp.ts';
-import { TRUEWORK_DEMO } from '../../local/simulators/truework.ts';
-import type { BatchResult } from '../../shared/batch.ts';
-import { startTestSystem, type TestSystem } from '../support/system.ts';
+import { handler as batches } from '#functions/batches/handler.ts';
+import { batchStateMachine } from '#local/asl.ts';
+import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
+import { AUCO_DEMO } from '#local/simulators/auco.ts';
+import { GOCARDLESS_DEMO } from '#local/simulators/gocardless.ts';
+import { MYCREDITAPP_DEMO as D } from '#local/simulators/mycreditapp.ts';
+import { TRUEWORK_DEMO } from '#local/simulators/truework.ts';
+import type { BatchResult } from '#shared/batch/batch.ts';
+import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
 let system: TestSystem;
 /** Crash these item indexes' Lambda invocations (an unhandled TypeError, as a bug would). */

@@ -1,6 +1,6 @@
 /** Invokes handlers the way AWS does: API Gateway v2 events and Step Functions task inputs, with real contexts. */
 import type { Context } from 'aws-lambda';
-import { apiGatewayV2Event, lambdaContext } from '../../local/lambda-events.ts';
+import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
 
 type Handler = (event: never, context: Context) => Promise<unknown>;
 

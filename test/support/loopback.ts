@@ -1,7 +1,7 @@
 /** A scripted HTTP server on 127.0.0.1: each request takes the next responder from the script (the last one
  * repeats), and every request is recorded. Enough to prove client behaviour over real sockets. */
 import http from 'node:http';
-import { listenOnLoopback, withBody } from '../../local/listen.ts';
+import { listenOnLoopback, withBody } from '#local/listen.ts';
 
 export interface Recorded {
   method: string;

@@ -1,10 +1,11 @@
 /** Wires the process-wide dependencies to simulators: fast retries, secrets held in memory. */
-import { setDefaultDeps } from '../../shared/cancel.ts';
-import { HttpClient } from '../../shared/http.ts';
-import { MemoryIdempotencyStore, setIdempotencyStore } from '../../shared/idempotency.ts';
-import { MemoryLedger } from '../../shared/ledger.ts';
-import type { Provider } from '../../shared/outcome.ts';
-import { SecretStore, StaticSecretSource } from '../../shared/secrets.ts';
+
+import { SecretStore, StaticSecretSource } from '#shared/aws/secrets.ts';
+import { setDefaultDeps } from '#shared/core/cancel.ts';
+import { MemoryLedger } from '#shared/core/ledger.ts';
+import type { Provider } from '#shared/core/outcome.ts';
+import { MemoryIdempotencyStore, setIdempotencyStore } from '#shared/handler/idempotency.ts';
+import { HttpClient } from '#shared/http/client.ts';
 
 export function useSecrets(
   secrets: Partial<Record<Provider, unknown>>,

@@ -3,7 +3,7 @@
  * request: what the AWS path of the expirations function sends is asserted on the wire.
  */
 import http from 'node:http';
-import { listenOnLoopback, withBody } from '../../local/listen.ts';
+import { listenOnLoopback, withBody } from '#local/listen.ts';
 
 export interface RecordedCall {
   method: string;

@@ -1,6 +1,6 @@
 /** A loopback server speaking the Secrets Manager GetSecretValue wire protocol (AWS JSON 1.1, TOOLING.md 5). */
 import http from 'node:http';
-import { listenOnLoopback, withBody } from '../../local/listen.ts';
+import { listenOnLoopback, withBody } from '#local/listen.ts';
 
 export interface FakeSecretsManager {
   url: string;

@@ -1,14 +1,14 @@
 /** The four provider simulators, secrets pointing at them, and the local cloud: the system on loopback. */
-import { type LocalCloud, type LocalCloudOptions, startLocalCloud } from '../../local/cloud.ts';
-import { AucoSimulator } from '../../local/simulators/auco.ts';
-import { GoCardlessSimulator } from '../../local/simulators/gocardless.ts';
-import { MyCreditAppSimulator } from '../../local/simulators/mycreditapp.ts';
-import { TrueworkSimulator } from '../../local/simulators/truework.ts';
-import { DynamoDb } from '../../shared/aws/dynamodb.ts';
-import { setDefaultDeps } from '../../shared/cancel.ts';
-import { DynamoCircuitStore } from '../../shared/circuit.ts';
-import { HttpClient } from '../../shared/http.ts';
-import { PROVIDERS } from '../../shared/outcome.ts';
+import { type LocalCloud, type LocalCloudOptions, startLocalCloud } from '#local/cloud.ts';
+import { AucoSimulator } from '#local/simulators/auco.ts';
+import { GoCardlessSimulator } from '#local/simulators/gocardless.ts';
+import { MyCreditAppSimulator } from '#local/simulators/mycreditapp.ts';
+import { TrueworkSimulator } from '#local/simulators/truework.ts';
+import { DynamoDb } from '#shared/aws/dynamodb.ts';
+import { setDefaultDeps } from '#shared/core/cancel.ts';
+import { DynamoCircuitStore } from '#shared/core/circuit.ts';
+import { PROVIDERS } from '#shared/core/outcome.ts';
+import { HttpClient } from '#shared/http/client.ts';
 import { useSecrets } from './providers.ts';
 
 export interface TestSystem {
@@ -25,7 +25,7 @@ export interface TestSystem {
 
 /**
  * `waitScale` defaults to 1/1000: a round's 30 s wait takes 30 ms. `circuits`: batch tasks go through the providers'
- * circuits in the local DynamoDB table (shared/circuit.ts), as in AWS; without it, no circuit.
+ * circuits in the local DynamoDB table (shared/core/circuit.ts), as in AWS; without it, no circuit.
  */
 export async function startTestSystem(
   options: LocalCloudOptions & { rateLimited?: boolean; circuits?: boolean } = {},

@@ -4,11 +4,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { RawResponse } from '../../shared/http.ts';
-import * as auco from '../../shared/providers/auco.ts';
-import * as gocardless from '../../shared/providers/gocardless.ts';
-import * as mycreditapp from '../../shared/providers/mycreditapp.ts';
-import * as truework from '../../shared/providers/truework.ts';
+import type { RawResponse } from '#shared/http/client.ts';
+import * as auco from '#shared/providers/auco/adapter.ts';
+import * as gocardless from '#shared/providers/gocardless/adapter.ts';
+import * as mycreditapp from '#shared/providers/mycreditapp/adapter.ts';
+import * as truework from '#shared/providers/truework/adapter.ts';
 
 const res = (status: number, body: unknown, headers: Record<string, string> = {}): RawResponse => ({
   status,

@@ -6,9 +6,9 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LocalScheduler } from '../../local/aws/scheduler.ts';
-import { LocalStepFunctions } from '../../local/aws/stepfunctions.ts';
-import type { LocalStateMachine } from '../../local/state-machine.ts';
+import { LocalScheduler } from '#local/aws/scheduler.ts';
+import { LocalStepFunctions } from '#local/aws/stepfunctions.ts';
+import type { LocalStateMachine } from '#local/state-machine.ts';
 
 const ARN = 'arn:aws:states:eu-west-1:111111111111:stateMachine:BatchStateMachine';
 

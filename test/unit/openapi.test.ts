@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { openApiDocument } from '../../local/openapi.ts';
-import { ROUTES } from '../../shared/routes.ts';
+import { openApiDocument } from '#local/openapi.ts';
+import { ROUTES } from '#shared/handler/routes.ts';
 import { generateTypes } from '../../tools/openapi-typescript/generate.ts';
 
 const run = promisify(execFile);

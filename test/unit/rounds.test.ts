@@ -1,9 +1,9 @@
-/** Rounds (shared/batch.ts): which items go again, how long the batch waits, and when it gives up. Pure. */
+/** Rounds (shared/batch/batch.ts): which items go again, how long the batch waits, and when it gives up. Pure. */
 import { describe, expect, it } from 'vitest';
-import { type IterationResult, type PreparedTask, planNextRound, ROUNDS, splitRound } from '../../shared/batch.ts';
-import { base, settle } from '../../shared/cancel.ts';
-import { MemoryLedger } from '../../shared/ledger.ts';
-import type { Outcome } from '../../shared/outcome.ts';
+import { type IterationResult, type PreparedTask, planNextRound, ROUNDS, splitRound } from '#shared/batch/batch.ts';
+import { base, settle } from '#shared/core/cancel.ts';
+import { MemoryLedger } from '#shared/core/ledger.ts';
+import type { Outcome } from '#shared/core/outcome.ts';
 
 const NOW = Date.parse('2026-12-01T00:00:00Z');
 const task = (provider: 'gocardless' | 'truework', index: number): PreparedTask => ({

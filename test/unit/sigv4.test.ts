@@ -6,10 +6,10 @@
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalApi } from '../../local/api.ts';
-import { IamVerifier, regionFor, signedHeaders } from '../../local/sigv4.ts';
-import type { LocalLambda } from '../../local/state-machine.ts';
-import { Sha256 } from '../../shared/aws/dynamodb.ts';
+import { LocalApi } from '#local/api.ts';
+import { IamVerifier, regionFor, signedHeaders } from '#local/sigv4.ts';
+import type { LocalLambda } from '#local/state-machine.ts';
+import { Sha256 } from '#shared/aws/dynamodb.ts';
 
 const USER = {
   accessKeyId: 'AKIAUNITUNITUNIT0001',

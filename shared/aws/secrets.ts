@@ -1,0 +1,291 @@
+/**
+ * Provider credentials (DESIGN.md 3.2, a contract): one JSON secret per provider, validated at load, cached in
+ * the warm Lambda with a TTL, refetched once after a provider 401 (rotation), never logged or echoed.
+ *
+ * Sources: Secrets Manager in AWS (`SECRET_ID`, set by `ProviderFunction.bindSecret`), or a local JSON file keyed
+ * by provider (`SECRETS_FILE`, what `npm start -- --secrets FILE` sets). Every secret value loaded is registered
+ * with the logger, which scrubs it from every log line, error and outcome.
+ */
+
+import { readFileSync } from 'node:fs';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import * as z from 'zod/mini';
+import { ConfigurationError, TransientError } from '#shared/core/errors.ts';
+import { toInputIssues } from '#shared/core/issues.ts';
+import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
+import { registerSecretValues } from '#shared/observability/log.ts';
+
+/** A loopback host: the only place a plaintext `http://` URL may carry a credential (a simulator, a local proxy). */
+const isLoopback = (hostname: string) =>
+  hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+const providerUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).check(
+  z.refine(
+    (v) => {
+      try {
+        const url = new URL(v);
+        return url.protocol !== 'http:' || isLoopback(url.hostname); // other schemes: reported by the check above
+      } catch {
+        return true; // not a URL at all: reported by the check above
+      }
+    },
+    {
+      error:
+        'must be an https URL: http:// would send the credential in plaintext, and is accepted only for a loopback address (127.0.0.1, localhost, [::1])',
+    },
+  ),
+);
+const nonEmpty = (max: number) => z.string().check(z.minLength(1, 'must not be empty'), z.maxLength(max));
+
+export const SecretSchemas = {
+  mycreditapp: z.strictObject({
+    clientId: nonEmpty(128),
+    clientSecret: nonEmpty(64),
+    baseUrl: z.optional(providerUrl),
+    /** The version segment appended to a `baseUrl` without a path (and to the production URL). */
+    apiVersion: z.optional(z.string().check(z.regex(/^v[0-9][0-9a-z-]*$/, 'must look like "v1" or "v1-beta"'))),
+    /** Default for both organization headers when a call (a batch guard, say) does not name them. */
+    organizationId: z.optional(z.uuid('must be a uuid')),
+  }),
+  auco: z.strictObject({
+    privateKey: z.string().check(z.startsWith('prk_', 'must be an Auco private key (prk_...)')),
+    publicKey: z.string().check(z.startsWith('puk_', 'must be an Auco public key (puk_...)')),
+    baseUrl: z.optional(providerUrl),
+  }),
+  truework: z.strictObject({
+    apiKey: z.string().check(z.startsWith('tw_sk_', 'must be a Truework secret key (tw_sk_... or tw_sk_test_...)')),
+    baseUrl: z.optional(providerUrl),
+    /** Response-signature public keys by key id (base64 raw Ed25519). When present, every JSON answer is verified. */
+    publicKeys: z.optional(
+      z.record(
+        z.string().check(z.minLength(1)),
+        z.string().check(z.regex(/^[A-Za-z0-9+/]{43}=$/, 'must be a base64 raw Ed25519 key')),
+      ),
+    ),
+    /** The API version sent in `Accept` (`application/json; version=...`); empty means the key's pinned version. */
+    apiVersion: z.optional(z.string().check(z.regex(/^(\d{4}-\d{2}-\d{2})?$/, 'must be a date like 2023-10-30'))),
+  }),
+  gocardless: z.strictObject({
+    accessToken: nonEmpty(512),
+    baseUrl: z.optional(providerUrl),
+  }),
+} as const;
+
+export type ProviderSecret<P extends Provider> = z.infer<(typeof SecretSchemas)[P]>;
+
+function describeIssues(error: z.core.$ZodError, input: unknown): string[] {
+  return toInputIssues(error, input).map((i) => (i.path ? `field "${i.path}" ${i.message}` : i.message));
+}
+
+/** Validates one provider's secret; the error names the secret and the field, never the value. */
+export function parseProviderSecret<P extends Provider>(
+  provider: P,
+  value: unknown,
+  secretName: string,
+): ProviderSecret<P> {
+  const result = z.safeParse(SecretSchemas[provider], value);
+  if (!result.success) {
+    throw new ConfigurationError(
+      `Secret "${secretName}" for ${provider} is invalid: ${describeIssues(result.error, value).join('; ')}`,
+    );
+  }
+  const secret = result.data as ProviderSecret<P>;
+  registerSecretValues(secretStrings(secret));
+  return secret;
+}
+
+/** The credential strings in a secret (not its URLs or ids), for redaction. */
+function secretStrings(secret: Record<string, unknown>): string[] {
+  const fields = ['clientSecret', 'clientId', 'privateKey', 'publicKey', 'apiKey', 'accessToken'];
+  return fields.map((f) => secret[f]).filter((v): v is string => typeof v === 'string');
+}
+
+/**
+ * Validates a whole local secrets file (`npm start -- --secrets FILE`): only known providers, each complete.
+ * Returns the providers it configures. Every problem is listed, each naming the provider and field.
+ */
+export function parseSecretsFile(value: unknown, fileName: string): Partial<{ [P in Provider]: ProviderSecret<P> }> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ConfigurationError(
+      `Secrets file "${fileName}" must hold a JSON object keyed by provider (${PROVIDERS.join(', ')})`,
+    );
+  }
+  const problems: string[] = [];
+  const unknown = Object.keys(value).filter((k) => !(PROVIDERS as readonly string[]).includes(k));
+  if (unknown.length)
+    problems.push(`unknown provider(s) ${unknown.map((k) => `"${k}"`).join(', ')} (expected ${PROVIDERS.join(', ')})`);
+  const out: Partial<Record<Provider, unknown>> = {};
+  for (const provider of PROVIDERS) {
+    const entry = (value as Record<string, unknown>)[provider];
+    if (entry === undefined) continue;
+    const result = z.safeParse(SecretSchemas[provider], entry);
+    if (result.success) {
+      out[provider] = result.data;
+      registerSecretValues(secretStrings(result.data));
+    } else {
+      problems.push(...describeIssues(result.error, entry).map((p) => `${provider}: ${p}`));
+    }
+  }
+  if (problems.length) throw new ConfigurationError(`Secrets file "${fileName}" is invalid: ${problems.join('; ')}`);
+  return out as Partial<{ [P in Provider]: ProviderSecret<P> }>;
+}
+
+export interface SecretSource {
+  /** Reads and validates the secret of a provider, uncached. */
+  read<P extends Provider>(provider: P): Promise<ProviderSecret<P>>;
+}
+
+/** Secrets Manager: the secret id comes from `SECRET_ID` (one secret per function, its own provider's). */
+export class SecretsManagerSource implements SecretSource {
+  private client: SecretsManagerClient | undefined;
+  private readonly secretIdFor: (provider: Provider) => string | undefined;
+  constructor(secretIdFor: (provider: Provider) => string | undefined) {
+    this.secretIdFor = secretIdFor;
+  }
+
+  async read<P extends Provider>(provider: P): Promise<ProviderSecret<P>> {
+    const secretId = this.secretIdFor(provider);
+    if (!secretId) {
+      throw new ConfigurationError(
+        `No secret configured for ${provider}: set SECRET_ID (in AWS, ProviderFunction.bindSecret does)`,
+      );
+    }
+    this.client ??= new SecretsManagerClient({});
+    let text: string | undefined;
+    try {
+      const answer = await this.client.send(new GetSecretValueCommand({ SecretId: secretId }));
+      text = answer.SecretString;
+    } catch (error) {
+      const name = (error as { name?: string }).name ?? 'Error';
+      if (name === 'ResourceNotFoundException')
+        throw new ConfigurationError(`Secret "${secretId}" for ${provider} was not found`);
+      if (name === 'AccessDeniedException' || name === 'AccessDenied') {
+        throw new ConfigurationError(
+          `Access denied reading secret "${secretId}" for ${provider}: the function needs secretsmanager:GetSecretValue on it (and kms:Decrypt for a customer-managed key)`,
+        );
+      }
+      if (name === 'DecryptionFailure' || name === 'InvalidRequestException' || name === 'InvalidParameterException') {
+        throw new ConfigurationError(`Secret "${secretId}" for ${provider} cannot be read (${name})`);
+      }
+      throw new TransientError(`Secrets Manager did not answer for "${secretId}" (${name})`, {
+        attempts: 1,
+        ambiguous: false,
+      });
+    }
+    if (text === undefined)
+      throw new ConfigurationError(
+        `Secret "${secretId}" for ${provider} has no SecretString (binary secrets are not supported)`,
+      );
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      // JSON.parse's own message quotes the text, which is the secret: never pass it on.
+      throw new ConfigurationError(`Secret "${secretId}" for ${provider} is not valid JSON`);
+    }
+    return parseProviderSecret(provider, value, secretId);
+  }
+}
+
+/** A local JSON file keyed by provider (DESIGN.md 3.2), re-read on each load so edits apply without a restart. */
+export class FileSecretSource implements SecretSource {
+  private readonly path: string;
+  constructor(path: string) {
+    this.path = path;
+  }
+  async read<P extends Provider>(provider: P): Promise<ProviderSecret<P>> {
+    let value: unknown;
+    try {
+      value = JSON.parse(readFileSync(this.path, 'utf8'));
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? 'not valid JSON';
+      throw new ConfigurationError(`Secrets file "${this.path}" cannot be read (${reason})`);
+    }
+    const secret = (value as Record<string, unknown> | null)?.[provider];
+    if (secret === undefined) throw new ConfigurationError(`Secrets file "${this.path}" has no entry for ${provider}`);
+    return parseProviderSecret(provider, secret, `${this.path}#${provider}`);
+  }
+}
+
+/** Secrets held in memory (what `npm start` builds for its simulators). */
+export class StaticSecretSource implements SecretSource {
+  private readonly secrets: Partial<{ [P in Provider]: unknown }>;
+  constructor(secrets: Partial<{ [P in Provider]: unknown }>) {
+    this.secrets = secrets;
+  }
+  async read<P extends Provider>(provider: P): Promise<ProviderSecret<P>> {
+    const secret = this.secrets[provider];
+    if (secret === undefined) throw new ConfigurationError(`No secret configured for ${provider}`);
+    return parseProviderSecret(provider, secret, `local:${provider}`);
+  }
+}
+
+interface CacheEntry {
+  value: Promise<unknown>;
+  expires: number;
+}
+
+/** A TTL cache in front of a source, with concurrent reads of one provider sharing one fetch. */
+export class SecretStore {
+  private readonly cache = new Map<Provider, CacheEntry>();
+  private readonly source: SecretSource;
+  private readonly ttlMs: number;
+  constructor(source: SecretSource, ttlMs = 300_000) {
+    this.source = source;
+    this.ttlMs = ttlMs;
+  }
+
+  async get<P extends Provider>(provider: P, options: { forceRefresh?: boolean } = {}): Promise<ProviderSecret<P>> {
+    const now = Date.now();
+    const cached = this.cache.get(provider);
+    if (cached && !options.forceRefresh && cached.expires > now) return cached.value as Promise<ProviderSecret<P>>;
+    const value = this.source.read(provider);
+    this.cache.set(provider, { value, expires: now + this.ttlMs });
+    value.catch(() => this.cache.delete(provider));
+    return value;
+  }
+
+  /**
+   * Runs `call` with the cached secret; if the provider answered 401 (`unauthorized`), refetches the secret once
+   * (it may have been rotated) and runs `call` again with it.
+   */
+  async withSecret<P extends Provider, T>(
+    provider: P,
+    call: (secret: ProviderSecret<P>) => Promise<T>,
+    unauthorized: (result: T) => boolean,
+  ): Promise<T> {
+    const first = await call(await this.get(provider));
+    if (!unauthorized(first)) return first;
+    return call(await this.get(provider, { forceRefresh: true }));
+  }
+}
+
+let defaultStore: SecretStore | undefined;
+
+/** The store every handler uses: a local file when SECRETS_FILE is set, Secrets Manager otherwise. */
+export function secretStore(): SecretStore {
+  if (!defaultStore) {
+    const ttlMs = Number(process.env.SECRETS_TTL_SECONDS ?? 300) * 1000;
+    const file = process.env.SECRETS_FILE;
+    defaultStore = new SecretStore(
+      file ? new FileSecretSource(file) : new SecretsManagerSource(() => process.env.SECRET_ID),
+      ttlMs,
+    );
+  }
+  return defaultStore;
+}
+
+/** Replaces the store every handler uses (the local runner, tests). */
+export function setSecretStore(store: SecretStore | undefined): void {
+  defaultStore = store;
+}
+
+/** The mycreditapp secret's `organizationId` (what a guard's lookup defaults both organization headers to), or
+ * undefined when it has none or no mycreditapp secret is configured. Transient trouble reading it propagates. */
+export async function mycreditappOrganizationId(store: SecretStore = secretStore()): Promise<string | undefined> {
+  try {
+    return (await store.get('mycreditapp')).organizationId;
+  } catch (error) {
+    if (error instanceof ConfigurationError) return undefined;
+    throw error;
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * A circuit per provider, shared by every batch execution and every warm Lambda: its state is one DynamoDB item
+ * per provider (CIRCUIT_TABLE), so what one container learns about an outage, all of them know.
+ *
+ * - closed: calls go through. A `failed` outcome that says the provider did not answer (`transient`, `timeout`)
+ *   counts a failure; CIRCUIT_FAILURES_TO_OPEN of them in a row open the circuit. An answer (any other outcome,
+ *   a 429 included: the provider is up, only busy) resets the count.
+ * - open: calls are refused before any request (`Provider.CircuitOpen`, which the batch keeps for its next round),
+ *   except one probe per CIRCUIT_PROBE_SECONDS per provider, claimed with a conditional write so that, across every
+ *   execution and container, about one request per interval reaches the provider. A probe makes a single attempt.
+ *   A probe that gets an answer closes the circuit; the batches' next rounds then drain at the provider's budget.
+ *
+ * Batches (Step Functions tasks) go through the circuit; a caller of the API does not (it gets its own answer).
+ */
+import { type DynamoDb, DynamoError, dynamoDb, type Item, unmarshallItem } from '#shared/aws/dynamodb.ts';
+import { CIRCUIT_TABLE } from '#shared/aws/tables.ts';
+import type { Outcome, Provider } from './outcome.ts';
+
+export interface CircuitState {
+  provider: Provider;
+  state: 'closed' | 'open';
+  /** Consecutive failures (outcomes that found the provider unreachable). */
+  failures: number;
+  /** Epoch ms the circuit opened. */
+  openedAt?: number;
+  /** Epoch ms from which the next probe may be claimed. */
+  probeAt?: number;
+  /** The last failure's message. */
+  lastFailure?: string;
+  updatedAt?: number;
+}
+
+export interface CircuitConfig {
+  failuresToOpen: number;
+  probeIntervalMs: number;
+}
+
+/** CIRCUIT_FAILURES_TO_OPEN (3) and CIRCUIT_PROBE_SECONDS (15: four probes a minute per provider). */
+export function circuitConfig(env: NodeJS.ProcessEnv = process.env): CircuitConfig {
+  const number = (name: string, fallback: number) => {
+    const n = Number(env[name]);
+    return Number.isFinite(n) && n > 0 ? n : fallback;
+  };
+  return {
+    failuresToOpen: Math.round(number('CIRCUIT_FAILURES_TO_OPEN', 3)),
+    probeIntervalMs: number('CIRCUIT_PROBE_SECONDS', 15) * 1000,
+  };
+}
+
+export interface CircuitStore {
+  get(provider: Provider): Promise<CircuitState | undefined>;
+  /** Counts a failure; opens the circuit at the threshold. Returns the state after it. */
+  failure(provider: Provider, message: string, now?: number): Promise<CircuitState>;
+  /** The provider answered: closes the circuit. Returns the state before it (to tell a transition). */
+  success(provider: Provider): Promise<CircuitState | undefined>;
+  /** Claims the probe of an open circuit: true for one caller per interval. */
+  claimProbe(provider: Provider, now?: number): Promise<boolean>;
+}
+
+/** Whether an outcome shows the provider unreachable (counts toward opening), or answering (closes). */
+export function unreachable(outcome: Pick<Outcome, 'outcome' | 'failure'>): boolean {
+  return outcome.outcome === 'failed' && (outcome.failure === 'transient' || outcome.failure === 'timeout');
+}
+
+const fromItem = (item: Record<string, unknown>): CircuitState => ({
+  provider: item[CIRCUIT_TABLE.partitionKey] as Provider,
+  state: item.state === 'open' ? 'open' : 'closed',
+  failures: Number(item.failures ?? 0),
+  ...(typeof item.openedAt === 'number' ? { openedAt: item.openedAt } : {}),
+  ...(typeof item.probeAt === 'number' ? { probeAt: item.probeAt } : {}),
+  ...(typeof item.lastFailure === 'string' ? { lastFailure: item.lastFailure } : {}),
+  ...(typeof item.updatedAt === 'number' ? { updatedAt: item.updatedAt } : {}),
+});
+
+const conditionFailed = (error: unknown) =>
+  error instanceof DynamoError && error.type === 'ConditionalCheckFailedException';
+
+export class DynamoCircuitStore implements CircuitStore {
+  private readonly table: string;
+  private readonly db: DynamoDb;
+  private readonly config: CircuitConfig;
+
+  constructor(table: string, options: { db?: DynamoDb; config?: CircuitConfig } = {}) {
+    this.table = table;
+    this.db = options.db ?? dynamoDb();
+    this.config = options.config ?? circuitConfig();
+  }
+
+  private key(provider: Provider) {
+    return { [CIRCUIT_TABLE.partitionKey]: { S: provider } };
+  }
+
+  async get(provider: Provider): Promise<CircuitState | undefined> {
+    const { Item } = await this.db.call<{ Item?: Item }>('GetItem', {
+      TableName: this.table,
+      Key: this.key(provider),
+      ConsistentRead: true,
+    });
+    return Item ? fromItem(unmarshallItem(Item)) : undefined;
+  }
+
+  async failure(provider: Provider, message: string, now = Date.now()): Promise<CircuitState> {
+    const { Attributes } = await this.db.call<{ Attributes: Item }>('UpdateItem', {
+      TableName: this.table,
+      Key: this.key(provider),
+      UpdateExpression: 'SET failures = if_not_exists(failures, :zero) + :one, lastFailure = :m, updatedAt = :now',
+      ExpressionAttributeValues: {
+        ':zero': { N: '0' },
+        ':one': { N: '1' },
+        ':m': { S: message.slice(0, 500) },
+        ':now': { N: String(now) },
+      },
+      ReturnValues: 'ALL_NEW',
+    });
+    const state = fromItem(unmarshallItem(Attributes));
+    if (state.state === 'open' || state.failures < this.config.failuresToOpen) return state;
+    try {
+      await this.db.call('UpdateItem', {
+        TableName: this.table,
+        Key: this.key(provider),
+        UpdateExpression: 'SET #s = :open, openedAt = :now, probeAt = :probe',
+        ConditionExpression: 'attribute_not_exists(#s) OR #s <> :open',
+        ExpressionAttributeNames: { '#s': 'state' },
+        ExpressionAttributeValues: {
+          ':open': { S: 'open' },
+          ':now': { N: String(now) },
+          ':probe': { N: String(now + this.config.probeIntervalMs) },
+        },
+      });
+      return { ...state, state: 'open', openedAt: now, probeAt: now + this.config.probeIntervalMs };
+    } catch (error) {
+      if (conditionFailed(error)) return { ...state, state: 'open' };
+      throw error;
+    }
+  }
+
+  async success(provider: Provider): Promise<CircuitState | undefined> {
+    const { Attributes } = await this.db.call<{ Attributes?: Item }>('UpdateItem', {
+      TableName: this.table,
+      Key: this.key(provider),
+      UpdateExpression: 'SET #s = :closed, failures = :zero, updatedAt = :now REMOVE openedAt, probeAt',
+      ExpressionAttributeNames: { '#s': 'state' },
+      ExpressionAttributeValues: { ':closed': { S: 'closed' }, ':zero': { N: '0' }, ':now': { N: String(Date.now()) } },
+      ReturnValues: 'ALL_OLD',
+    });
+    return Attributes ? fromItem(unmarshallItem(Attributes)) : undefined;
+  }
+
+  async claimProbe(provider: Provider, now = Date.now()): Promise<boolean> {
+    try {
+      await this.db.call('UpdateItem', {
+        TableName: this.table,
+        Key: this.key(provider),
+        UpdateExpression: 'SET probeAt = :next',
+        ConditionExpression: '#s = :open AND probeAt <= :now',
+        ExpressionAttributeNames: { '#s': 'state' },
+        ExpressionAttributeValues: {
+          ':open': { S: 'open' },
+          ':now': { N: String(now) },
+          ':next': { N: String(now + this.config.probeIntervalMs) },
+        },
+      });
+      return true;
+    } catch (error) {
+      if (conditionFailed(error)) return false;
+      throw error;
+    }
+  }
+}

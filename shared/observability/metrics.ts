@@ -1,0 +1,76 @@
+/**
+ * Cancellations by provider and outcome as CloudWatch metrics, written as Embedded Metric Format log lines: no
+ * SDK call and no extra dependency; CloudWatch turns the lines into metrics. On only where METRICS_NAMESPACE is set
+ * (the stack sets it), so local runs and tests stay quiet.
+ */
+import type { CircuitState } from '#shared/core/circuit.ts';
+import type { Outcome } from '#shared/core/outcome.ts';
+
+export function emitOutcomeMetrics(
+  outcomes: readonly Outcome[],
+  write: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+): void {
+  const namespace = process.env.METRICS_NAMESPACE;
+  if (!namespace || outcomes.length === 0) return;
+  const counts = new Map<string, { provider: string; outcome: string; count: number }>();
+  for (const o of outcomes) {
+    const key = `${o.provider}/${o.outcome}`;
+    const entry = counts.get(key) ?? { provider: o.provider, outcome: o.outcome, count: 0 };
+    entry.count++;
+    counts.set(key, entry);
+  }
+  for (const { provider, outcome, count } of counts.values()) {
+    write(
+      JSON.stringify({
+        _aws: {
+          Timestamp: Date.now(),
+          CloudWatchMetrics: [
+            {
+              Namespace: namespace,
+              Dimensions: [['Provider', 'Outcome']],
+              Metrics: [{ Name: 'Cancellations', Unit: 'Count' }],
+            },
+          ],
+        },
+        Provider: provider,
+        Outcome: outcome,
+        Cancellations: count,
+      }),
+    );
+  }
+}
+
+/**
+ * A provider's circuit (shared/core/circuit.ts): `CircuitOpen` (1 open, 0 closed) and `UnreachableSeconds` (how long it
+ * has been open), per provider. The alarm on a provider unreachable for 15 minutes reads the second.
+ */
+export function emitCircuitMetrics(
+  provider: string,
+  circuit: Pick<CircuitState, 'state' | 'openedAt'>,
+  write: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+  now = Date.now(),
+): void {
+  const namespace = process.env.METRICS_NAMESPACE;
+  if (!namespace) return;
+  const open = circuit.state === 'open';
+  write(
+    JSON.stringify({
+      _aws: {
+        Timestamp: now,
+        CloudWatchMetrics: [
+          {
+            Namespace: namespace,
+            Dimensions: [['Provider']],
+            Metrics: [
+              { Name: 'CircuitOpen', Unit: 'Count' },
+              { Name: 'UnreachableSeconds', Unit: 'Seconds' },
+            ],
+          },
+        ],
+      },
+      Provider: provider,
+      CircuitOpen: open ? 1 : 0,
+      UnreachableSeconds: open && circuit.openedAt ? Math.max(0, Math.round((now - circuit.openedAt) / 1000)) : 0,
+    }),
+  );
+}
