@@ -156,6 +156,7 @@ async function overhead() {
   const { lambdaContext } = await import('#local/lambda-events.ts');
   await quietLogs();
   process.env.GOCARDLESS_RATE_PER_SECOND = '1000000';
+  (await import('#shared/config.ts')).reloadConfig();
   const sim = new GoCardlessSimulator({ rateLimit: 10_000_000 });
   await sim.start();
   setDefaultDeps({

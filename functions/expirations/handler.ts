@@ -13,9 +13,10 @@ import {
 } from '@aws-sdk/client-scheduler';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
-import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
+import { putJsonl } from '#shared/aws/s3.ts';
 import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
 import { guardOrganizationIssues, validateBatch } from '#shared/batch/batch.ts';
+import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
 import { forgetSchedule, recordApiStart, recordSchedule } from '#shared/core/execution-starts.ts';
@@ -33,6 +34,16 @@ import {
 import { toInputIssues } from '#shared/core/issues.ts';
 import { Uuid } from '#shared/core/items.ts';
 import { defineHandler, type Reply } from '#shared/handler/middleware.ts';
+
+needs(
+  'STATE_MACHINE_ARN',
+  'BATCH_BUCKET',
+  'IDEMPOTENCY_TABLE',
+  'SCHEDULE_GROUP',
+  'SCHEDULER_ROLE_ARN',
+  'SCHEDULER_DLQ_ARN',
+  'LOOKUP_FUNCTION_NAME',
+);
 
 /** Schedule inputs are kept small; a longer item list goes to S3 and the schedule carries its location. */
 const MAX_INLINE_INPUT_BYTES = 6_000;
@@ -62,7 +73,7 @@ interface Lookup {
 async function lookup(request: ExpirationRequest): Promise<Lookup> {
   const answer = await aws().lambda.send(
     new InvokeCommand({
-      FunctionName: requireEnv('LOOKUP_FUNCTION_NAME'),
+      FunctionName: resource('LOOKUP_FUNCTION_NAME'),
       Payload: JSON.stringify({
         creditApplicationId: request.creditApplicationId,
         ...(request.requesterOrganizationId ? { requesterOrganizationId: request.requesterOrganizationId } : {}),
@@ -154,17 +165,17 @@ async function register(body: unknown, principal: string | undefined): Promise<R
 
   let items: unknown = request.items;
   if (Buffer.byteLength(JSON.stringify(items)) > MAX_INLINE_INPUT_BYTES) {
-    const bucket = requireEnv('BATCH_BUCKET');
+    const bucket = resource('BATCH_BUCKET');
     const key = `expirations/${request.creditApplicationId}/${Date.now()}.jsonl`;
     await putJsonl(bucket, key, request.items);
     items = { bucket, key };
   }
   const batch = expirationBatch(request, items);
   const name = scheduleName(request.creditApplicationId);
-  const group = requireEnv('SCHEDULE_GROUP');
+  const group = resource('SCHEDULE_GROUP');
   const id = request.creditApplicationId;
   const when = new Date(expiresAt).toISOString();
-  const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
+  const stateMachineArn = resource('STATE_MACHINE_ARN');
   const executionName = executionNameFor(name, Date.now());
 
   if (expiresAt <= Date.now()) {
@@ -201,7 +212,7 @@ async function register(body: unknown, principal: string | undefined): Promise<R
       // no context attribute fits a name either: the schedule's ARN and time hold ':' and '/', the delivery id
       // changes per attempt.) The role needs states:StartExecution on the state machine either way.
       Arn: startExecutionTarget(stateMachineArn),
-      RoleArn: requireEnv('SCHEDULER_ROLE_ARN'),
+      RoleArn: resource('SCHEDULER_ROLE_ARN'),
       Input: JSON.stringify({
         StateMachineArn: stateMachineArn,
         Name: executionName,
@@ -209,7 +220,7 @@ async function register(body: unknown, principal: string | undefined): Promise<R
       } satisfies StartExecutionParameters),
       // A target that fails to start is retried for a day, then the event goes to the dead-letter queue (alarmed).
       RetryPolicy: { MaximumEventAgeInSeconds: 86_400, MaximumRetryAttempts: 185 },
-      DeadLetterConfig: { Arn: requireEnv('SCHEDULER_DLQ_ARN') },
+      DeadLetterConfig: { Arn: resource('SCHEDULER_DLQ_ARN') },
     },
   };
   // Said before the schedule exists: Prepare recognises the execution this schedule starts (this exact input, at
@@ -248,7 +259,7 @@ async function deleteSchedule(name: string, group: string): Promise<boolean> {
 }
 
 async function read(id: string): Promise<Reply> {
-  const group = requireEnv('SCHEDULE_GROUP');
+  const group = resource('SCHEDULE_GROUP');
   try {
     const s = await aws().scheduler.send(new GetScheduleCommand({ Name: scheduleName(id), GroupName: group }));
     const target = JSON.parse(s.Target?.Input ?? '{}') as Partial<StartExecutionParameters>;
@@ -291,7 +302,7 @@ export const handler = defineHandler<Input, Reply>({
     if (input.kind === 'register')
       return register(input.body, invocation.caller.via === 'api' ? invocation.caller.principal : undefined);
     if (input.kind === 'read') return read(input.id);
-    const deleted = await deleteSchedule(scheduleName(input.id), requireEnv('SCHEDULE_GROUP'));
+    const deleted = await deleteSchedule(scheduleName(input.id), resource('SCHEDULE_GROUP'));
     return deleted
       ? reply(204)
       : reply(404, { error: 'not_found', message: `No expiration is scheduled for credit application ${input.id}` });
