@@ -17,7 +17,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { DynamoError, dynamoDb, unmarshallItem } from '#shared/aws/dynamodb.ts';
 import { IDEMPOTENCY_TABLE } from '#shared/aws/tables.ts';
 import { config, table as configuredTable } from '#shared/config.ts';
-import { sleep } from '#shared/http/client.ts';
+import { sleep } from '#shared/http/sleep.ts';
 import { log, scrub } from '#shared/observability/log.ts';
 
 export type Begin =
