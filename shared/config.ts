@@ -196,7 +196,9 @@ function missing(name: Resource): ConfigurationError {
 export function needs(...names: Resource[]): void {
   if (standIns) return;
   const { resources } = config();
-  for (const name of names) if (!resources[name]) throw missing(name);
+  const unset = names.filter((name) => !resources[name]);
+  if (unset.length === 1) throw missing(unset[0] as Resource);
+  if (unset.length > 1) throw new ConfigurationError(unset.map((name) => missing(name).message).join('; '));
 }
 
 /** A resource the function uses now: its value, else a ConfigurationError naming the variable. */

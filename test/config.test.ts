@@ -92,6 +92,10 @@ describe('what a function needs', () => {
     expect(() => needs('LEDGER_TABLE')).toThrow(/LEDGER_TABLE is not set, so the function has no audit ledger table/);
     expect(() => needs('BATCH_BUCKET')).toThrow(/the stack sets it/);
     expect(() => resource('BATCH_BUCKET')).toThrow(/BATCH_BUCKET is not set/);
+    // Every variable missing is named at once.
+    expect(() => needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE')).toThrow(
+      /IDEMPOTENCY_TABLE is not set, .*; LEDGER_TABLE is not set, /,
+    );
     process.env.BATCH_BUCKET = 'batches';
     reloadConfig();
     expect(() => needs('BATCH_BUCKET')).not.toThrow();

@@ -32,7 +32,7 @@ import { log } from '#shared/observability/log.ts';
 import { emitCircuitMetrics } from '#shared/observability/metrics.ts';
 import { parseJson } from '#shared/providers/common.ts';
 
-needs('BATCH_BUCKET', 'LEDGER_TABLE', 'CIRCUIT_TABLE');
+needs('BATCH_BUCKET', 'LEDGER_TABLE');
 
 /** The rounds so far: absent after the first. */
 const Round = z.optional(z.looseObject({ number: z.number(), events: z.number() }));

@@ -17,7 +17,7 @@ import {
   cancelBillingRequest,
 } from '#shared/providers/gocardless/cancel-billing-request.ts';
 
-needs('LEDGER_TABLE', 'IDEMPOTENCY_TABLE', 'CIRCUIT_TABLE');
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
 
 type Input = { cancel: CancelBillingRequestInput; why: Why };
 

@@ -19,7 +19,7 @@ import {
   cancelDocumentRequest,
 } from '#shared/providers/mycreditapp/cancel-document-request.ts';
 
-needs('LEDGER_TABLE', 'IDEMPOTENCY_TABLE', 'RATE_BUDGET_TABLE', 'CIRCUIT_TABLE');
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE', 'RATE_BUDGET_TABLE');
 
 type Input = { cancel: CancelDocumentRequestInput; why: Why };
 

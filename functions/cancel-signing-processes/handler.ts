@@ -19,7 +19,7 @@ import {
   cancelSigningProcesses,
 } from '#shared/providers/auco/cancel-signing-processes.ts';
 
-needs('LEDGER_TABLE', 'IDEMPOTENCY_TABLE', 'RATE_BUDGET_TABLE', 'CIRCUIT_TABLE');
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE', 'RATE_BUDGET_TABLE');
 
 type Input = { cancel: CancelSigningProcessesInput; why: Why };
 

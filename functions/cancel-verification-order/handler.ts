@@ -18,7 +18,7 @@ import {
   cancelVerificationOrder,
 } from '#shared/providers/truework/cancel-verification-order.ts';
 
-needs('LEDGER_TABLE', 'IDEMPOTENCY_TABLE', 'CIRCUIT_TABLE');
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
 
 type Input = { cancel: CancelVerificationOrderInput; why: Why };
 
