@@ -124,7 +124,7 @@ async function bundles() {
     for (const [name, file] of Object.entries(files)) {
       const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script(file)], {
         cwd: tmpdir(),
-        env: { ...envs[name], PATH: process.env.PATH ?? '', AWS_REGION: 'eu-west-1' },
+        env: { ...envs[name], AWS_LAMBDA_FUNCTION_NAME: name, PATH: process.env.PATH ?? '', AWS_REGION: 'eu-west-1' },
       });
       times[name]?.push(Number(stdout));
     }

@@ -8,9 +8,10 @@
  * provider; the local twin's containers get exactly the template's variables, so a stack that forgot one fails
  * there too. A malformed value (a rate that is not a positive number, say) fails the same way, naming its variable.
  *
- * Memory stand-ins for the tables (tests, a script that runs the handlers in one process) are an explicit choice,
- * `useMemoryStandIns()`, never a fallback: in such a process the handlers are imported before the test sets its
- * variables, so `needs` leaves the check to the first use (`resource(...)`, `table(...)`), where an unset table is its
+ * Outside a Lambda function (a tool that imports a handler for its schemas, the tests), `needs` leaves the check to
+ * the first use. Memory stand-ins for the tables (tests, a script that runs the handlers in one process) are an
+ * explicit choice, `useMemoryStandIns()`, never a fallback: in such a process the handlers are imported before the
+ * test sets its variables, so `needs` leaves the check to the first use (`resource(...)`, `table(...)`), where an unset table is its
  * memory stand-in and any other unset resource fails naming its variable.
  */
 import * as z from 'zod/mini';
@@ -53,6 +54,7 @@ const Environment = z.object({
   AWS_ENDPOINT_URL: text,
   AWS_ENDPOINT_URL_DYNAMODB: text,
   AWS_ENDPOINT_URL_S3: text,
+  AWS_LAMBDA_FUNCTION_NAME: text,
   SECRET_ID: text,
   SECRETS_FILE: text,
   SECRETS_TTL_SECONDS: positive,
@@ -86,6 +88,8 @@ const Environment = z.object({
 const RATE_VARIABLE = /^([A-Z][A-Z0-9]*)_RATE_PER_SECOND$/;
 
 export interface Config {
+  /** AWS_LAMBDA_FUNCTION_NAME: set where the code runs as a Lambda function (in AWS, and in the twin's containers). */
+  functionName: string | undefined;
   /** AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1. */
   region: string;
   /** AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL: a local endpoint (`npm start`); else the regional one. */
@@ -140,6 +144,7 @@ export function readConfig(env: Readonly<Record<string, string | undefined>>): C
     if (value) resources[name] = value;
   }
   return {
+    functionName: e.AWS_LAMBDA_FUNCTION_NAME,
     region: e.AWS_REGION ?? e.AWS_DEFAULT_REGION ?? 'us-east-1',
     dynamoDbEndpoint: e.AWS_ENDPOINT_URL_DYNAMODB ?? e.AWS_ENDPOINT_URL,
     s3Endpoint: e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL,
@@ -185,16 +190,18 @@ export function useMemoryStandIns(choose = true): void {
 
 function missing(name: Resource): ConfigurationError {
   return new ConfigurationError(
-    `${name} is not set, so the function has no ${RESOURCES[name]}: the stack sets it on every function that uses it (npm start's containers get it from the template)`,
+    `${name} is not set, so ${config().functionName ?? 'the function'} has no ${RESOURCES[name]}: the stack sets it on every function that uses it (npm start's containers get it from the template)`,
   );
 }
 
 /**
- * What a function cannot run without, declared at its module scope: a missing one fails the cold start naming it
- * (and a malformed variable too, as reading the configuration validates it).
+ * What a function cannot run without, declared at its module scope: running as a Lambda function
+ * (AWS_LAMBDA_FUNCTION_NAME, in AWS and in the twin's containers), a missing one fails the cold start naming it, and
+ * every other missing one (a malformed variable too, as reading the configuration validates it). Elsewhere (a tool
+ * that imports a handler for its schemas, such as the OpenAPI document; the tests) the check waits for the first use.
  */
 export function needs(...names: Resource[]): void {
-  if (standIns) return;
+  if (standIns || !config().functionName) return;
   const { resources } = config();
   const unset = names.filter((name) => !resources[name]);
   if (unset.length === 1) throw missing(unset[0] as Resource);
