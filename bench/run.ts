@@ -78,14 +78,28 @@ async function bundles() {
   const template = app.synth().getStackByName(stack.stackName).template as {
     Resources: Record<
       string,
-      { Type: string; Properties: { Code?: { S3Key?: string }; Environment?: { Variables?: { OPERATION?: string } } } }
+      {
+        Type: string;
+        Properties: {
+          Code?: { S3Key?: string };
+          Environment?: { Variables?: { OPERATION?: string } & Record<string, unknown> };
+        };
+      }
     >;
   };
   const files: Record<string, string> = {};
+  // Each function's environment as the stack gives it (a reference to a table or a bucket as a placeholder name):
+  // a function cold-starts only with what it needs (shared/config.ts).
+  const envs: Record<string, Record<string, string>> = {};
   for (const r of Object.values(template.Resources)) {
-    const op = r.Properties.Environment?.Variables?.OPERATION;
+    const variables = r.Properties.Environment?.Variables;
+    const op = variables?.OPERATION;
     const hash = r.Properties.Code?.S3Key?.replace(/\.zip$/, '');
-    if (r.Type === 'AWS::Lambda::Function' && op && hash) files[op] = join(outdir, `asset.${hash}`, 'index.mjs');
+    if (r.Type !== 'AWS::Lambda::Function' || !op || !hash) continue;
+    files[op] = join(outdir, `asset.${hash}`, 'index.mjs');
+    envs[op] = Object.fromEntries(
+      Object.entries(variables).map(([k, v]) => [k, typeof v === 'string' ? v : `bench-${k.toLowerCase()}`]),
+    );
   }
   // The floor: only the Secrets Manager client, constructed and used, built the same way.
   const floorDir = mkdtempSync(join(tmpdir(), 'bench-floor-'));
@@ -110,7 +124,7 @@ async function bundles() {
     for (const [name, file] of Object.entries(files)) {
       const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script(file)], {
         cwd: tmpdir(),
-        env: { PATH: process.env.PATH ?? '', AWS_REGION: 'eu-west-1' },
+        env: { ...envs[name], AWS_LAMBDA_FUNCTION_NAME: name, PATH: process.env.PATH ?? '', AWS_REGION: 'eu-west-1' },
       });
       times[name]?.push(Number(stdout));
     }
@@ -156,6 +170,7 @@ async function overhead() {
   const { lambdaContext } = await import('#local/lambda-events.ts');
   await quietLogs();
   process.env.GOCARDLESS_RATE_PER_SECOND = '1000000';
+  (await import('#shared/config.ts')).reloadConfig();
   const sim = new GoCardlessSimulator({ rateLimit: 10_000_000 });
   await sim.start();
   setDefaultDeps({

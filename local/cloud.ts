@@ -14,6 +14,7 @@ import { LocalS3 } from '#local/aws/s3.ts';
 import { LocalScheduler } from '#local/aws/scheduler.ts';
 import { LocalStepFunctions } from '#local/aws/stepfunctions.ts';
 import { LocalLambdaService } from '#local/lambda/service.ts';
+import { reloadConfig } from '#shared/config.ts';
 import { batchStateMachine, localTemplate } from './asl.ts';
 import { functionSpecs } from './functions.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION } from './lambda-events.ts';
@@ -135,6 +136,8 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     LOOKUP_FUNCTION_NAME: 'get-credit-application',
   };
   Object.assign(process.env, env);
+  // Code in this process (the CLI's reads, the tests' own clients) sees the endpoints and tables just set.
+  reloadConfig();
   // Containers start on demand: the endpoints (in this process's environment), the resources their template names,
   // the secrets file for functions given a secret, then the caller's overrides.
   Object.assign(resources, Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('AWS_ENDPOINT_URL'))));

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RateLimitedError, TransientError } from '#shared/core/errors.ts';
-import { backoffDelay, DEFAULT_RETRY, HttpClient, parseRequestedWait } from '#shared/http/client.ts';
+import { HttpClient } from '#shared/http/client.ts';
+import { backoffDelay, DEFAULT_RETRY, parseRequestedWait } from '#shared/http/retry.ts';
 import { hang, type Loopback, reply, reset, startLoopback, truncated } from '#test/support/loopback.ts';
 
 let server: Loopback;

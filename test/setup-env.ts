@@ -1,4 +1,6 @@
+import { beforeEach } from 'vitest';
 import { useMemoryStandIns } from '#shared/aws/stand-ins.ts';
+import { reloadConfig } from '#shared/config.ts';
 
 // Fake AWS credentials and region: the SDK never looks for real ones, and never probes the
 // instance-metadata address (169.254.169.254), which tests must not reach.
@@ -33,3 +35,9 @@ for (const name of [
 // The tests choose memory stand-ins for the tables explicitly (production code never falls back to them): a handler
 // called in this process without a table configured keeps its ledger and idempotency records in memory.
 useMemoryStandIns();
+
+// A container reads its environment once (shared/config.ts); the tests change it between files and in their beforeAll
+// hooks, so every test reads it again (one that changes it later calls reloadConfig() itself).
+beforeEach(() => {
+  reloadConfig();
+});

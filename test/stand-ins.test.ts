@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { handler as cancellations } from '#functions/cancellations/handler.ts';
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
 import { useMemoryStandIns } from '#shared/aws/stand-ins.ts';
+import { reloadConfig } from '#shared/config.ts';
 import { defaultDeps, setDefaultDeps } from '#shared/core/cancel.ts';
 import { ConfigurationError } from '#shared/core/errors.ts';
 import { DynamoIdempotencyStore, idempotencyStore, setIdempotencyStore } from '#shared/handler/idempotency.ts';
@@ -15,6 +16,7 @@ afterEach(() => {
   delete process.env.LEDGER_TABLE;
   delete process.env.IDEMPOTENCY_TABLE;
   useMemoryStandIns();
+  reloadConfig();
   setDefaultDeps(undefined);
   setIdempotencyStore(undefined);
 });
@@ -49,6 +51,7 @@ describe('tables are configured, or stand-ins chosen: never a silent fallback', 
     useMemoryStandIns(false);
     process.env.LEDGER_TABLE = 'ledger';
     process.env.IDEMPOTENCY_TABLE = 'idempotency';
+    reloadConfig();
     setDefaultDeps(undefined);
     setIdempotencyStore(undefined);
     expect(defaultDeps().ledger).toBeInstanceOf(DynamoLedger);

@@ -5,14 +5,17 @@
  * Distributed Maps to read.
  */
 import * as z from 'zod/mini';
-import { getText, putJsonl, putText, requireEnv } from '#shared/aws/s3.ts';
+import { getText, putJsonl, putText } from '#shared/aws/s3.ts';
 import { type Prepared, parseBatchFields, parseManifest, prepareBatch, validateBatch } from '#shared/batch/batch.ts';
+import { needs, resource } from '#shared/config.ts';
 import { InvalidInputError } from '#shared/core/errors.ts';
 import { startedByOf } from '#shared/core/execution-starts.ts';
 import { scheduleName } from '#shared/core/expirations.ts';
 import { PROVIDERS } from '#shared/core/outcome.ts';
 import { defineHandler } from '#shared/handler/middleware.ts';
 import { maxCodesPerCall } from '#shared/providers/auco/cancel-signing-processes.ts';
+
+needs('BATCH_BUCKET', 'IDEMPOTENCY_TABLE');
 
 const Task = z.object({
   input: z.unknown(),
@@ -43,7 +46,7 @@ async function prepareManifest({ input, executionId, executionName, startTime }:
   if (issues.length) throw new InvalidInputError(issues, 'Invalid manifest');
   const { request, items } = validateBatch(input, raw, 'manifest');
   const prepared = prepareBatch(request, items, executionId, 'manifest', maxCodesPerCall(), startedAt(startTime));
-  const bucket = requireEnv('BATCH_BUCKET');
+  const bucket = resource('BATCH_BUCKET');
   const prefix = `batches/${executionName}`;
   const manifests: PreparedManifest['manifests'] = {};
   for (const provider of PROVIDERS) {

@@ -10,7 +10,7 @@
  * and at the end writes `results.jsonl` and `summary.json` there.
  */
 import * as z from 'zod/mini';
-import { getText, putJsonl, putText, requireEnv } from '#shared/aws/s3.ts';
+import { getText, putJsonl, putText } from '#shared/aws/s3.ts';
 import {
   type BatchResult,
   caughtOutcomes,
@@ -23,6 +23,7 @@ import {
   splitRound,
   summarize,
 } from '#shared/batch/batch.ts';
+import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { executionCaller, type LedgerEntry, recordOrLog } from '#shared/core/ledger.ts';
 import { type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
@@ -30,6 +31,8 @@ import { defineHandler } from '#shared/handler/middleware.ts';
 import { log } from '#shared/observability/log.ts';
 import { emitCircuitMetrics } from '#shared/observability/metrics.ts';
 import { parseJson } from '#shared/providers/common.ts';
+
+needs('BATCH_BUCKET', 'LEDGER_TABLE');
 
 /** The rounds so far: absent after the first. */
 const Round = z.optional(z.looseObject({ number: z.number(), events: z.number() }));
@@ -204,7 +207,7 @@ const jsonl = <T>(text: string | undefined): T[] =>
     .map((l) => JSON.parse(l) as T);
 
 async function summarizeManifest(state: z.infer<typeof Manifest>): Promise<unknown> {
-  const bucket = requireEnv('BATCH_BUCKET');
+  const bucket = resource('BATCH_BUCKET');
   const base = state.prepared.key.replace(/\/prepared\.json$/, '');
   const iterations = (await Promise.all(state.fanout.map(readMapRun))).flat();
   const earlier = state.carried

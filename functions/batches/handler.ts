@@ -11,14 +11,17 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
-import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
+import { putJsonl } from '#shared/aws/s3.ts';
 import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
 import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch/batch.ts';
+import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
 import { recordApiStart } from '#shared/core/execution-starts.ts';
 import { IdempotencyHeaders } from '#shared/handler/cancel-handler.ts';
 import { defineHandler, type Reply } from '#shared/handler/middleware.ts';
+
+needs('STATE_MACHINE_ARN', 'BATCH_BUCKET', 'IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
 
 /** Items one POST may carry (more than INLINE_LIMIT go through a manifest written for the caller). */
 export const API_ITEM_LIMIT = 10_000;
@@ -96,11 +99,11 @@ async function start(body: unknown, idempotencyKey: string | undefined, principa
     );
     if (issues.length) throw new InvalidInputError(issues);
   }
-  const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
+  const stateMachineArn = resource('STATE_MACHINE_ARN');
   const name = executionName(idempotencyKey, principal);
   let input: unknown = request;
   if (items.length > INLINE_LIMIT) {
-    const bucket = requireEnv('BATCH_BUCKET');
+    const bucket = resource('BATCH_BUCKET');
     const key = `requests/${name}.jsonl`;
     await putJsonl(bucket, key, items);
     const { items: _items, ...fields } = request;
@@ -173,7 +176,7 @@ async function waiting(executionArn: string): Promise<Record<string, unknown> | 
 }
 
 async function read(batchId: string): Promise<Reply> {
-  const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
+  const stateMachineArn = resource('STATE_MACHINE_ARN');
   const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${batchId}`;
   try {
     const execution = await sfn().send(new DescribeExecutionCommand({ executionArn }));

@@ -1,5 +1,6 @@
 /** Lambda: cancel a GoCardless billing request (POST /v1/gocardless/billing-requests/{billingRequestId}/cancel). */
 import * as z from 'zod/mini';
+import { needs } from '#shared/config.ts';
 import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/core/items.ts';
 import {
   cancelRun,
@@ -15,6 +16,8 @@ import {
   type CancelBillingRequestInput,
   cancelBillingRequest,
 } from '#shared/providers/gocardless/cancel-billing-request.ts';
+
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
 
 type Input = { cancel: CancelBillingRequestInput; why: Why };
 

@@ -1,6 +1,7 @@
 /** Lambda: cancel a mycreditapp document request
  * (POST /v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel). */
 import * as z from 'zod/mini';
+import { needs } from '#shared/config.ts';
 import { MyCreditAppItem, TaskContext, Uuid } from '#shared/core/items.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
 import {
@@ -17,6 +18,8 @@ import {
   type CancelDocumentRequestInput,
   cancelDocumentRequest,
 } from '#shared/providers/mycreditapp/cancel-document-request.ts';
+
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE', 'RATE_BUDGET_TABLE');
 
 type Input = { cancel: CancelDocumentRequestInput; why: Why };
 

@@ -1,6 +1,7 @@
 /** Lambda: cancel Auco signing processes (POST /v1/auco/documents/cancel, body: codes, message, email).
  * As a Step Functions task it takes a chunk of Auco items (codes) prepared by the batch. */
 import * as z from 'zod/mini';
+import { needs } from '#shared/config.ts';
 import { AucoCode, TaskContext } from '#shared/core/items.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
 import {
@@ -17,6 +18,8 @@ import {
   type CancelSigningProcessesInput,
   cancelSigningProcesses,
 } from '#shared/providers/auco/cancel-signing-processes.ts';
+
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE', 'RATE_BUDGET_TABLE');
 
 type Input = { cancel: CancelSigningProcessesInput; why: Why };
 

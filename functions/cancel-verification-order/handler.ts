@@ -1,5 +1,6 @@
 /** Lambda: cancel a Truework verification order (POST /v1/truework/orders/{orderId}/cancel). */
 import * as z from 'zod/mini';
+import { needs } from '#shared/config.ts';
 import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/core/items.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
 import {
@@ -16,6 +17,8 @@ import {
   type CancelVerificationOrderInput,
   cancelVerificationOrder,
 } from '#shared/providers/truework/cancel-verification-order.ts';
+
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
 
 type Input = { cancel: CancelVerificationOrderInput; why: Why };
 

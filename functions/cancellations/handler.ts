@@ -4,12 +4,15 @@
  * application (`?creditApplicationId=...`); newest first, `limit` (1-100) and `cursor` to page.
  */
 import * as z from 'zod/mini';
+import { needs } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { InvalidInputError } from '#shared/core/errors.ts';
 import { AucoCode, BillingRequestId, TrueworkItem, Uuid } from '#shared/core/items.ts';
 import { type LedgerQuery, targetKey } from '#shared/core/ledger.ts';
 import { PROVIDERS } from '#shared/core/outcome.ts';
 import { defineHandler } from '#shared/handler/middleware.ts';
+
+needs('LEDGER_TABLE');
 
 export const Query = z.strictObject({
   provider: z.optional(z.enum(PROVIDERS, { error: `must be one of ${PROVIDERS.join(', ')}` })),

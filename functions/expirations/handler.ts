@@ -13,9 +13,10 @@ import {
 } from '@aws-sdk/client-scheduler';
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
-import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
+import { putJsonl } from '#shared/aws/s3.ts';
 import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
 import { guardOrganizationIssues, validateBatch } from '#shared/batch/batch.ts';
+import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
 import { forgetSchedule, recordApiStart, recordSchedule } from '#shared/core/execution-starts.ts';
@@ -33,6 +34,16 @@ import {
 import { toInputIssues } from '#shared/core/issues.ts';
 import { Uuid } from '#shared/core/items.ts';
 import { defineHandler, type Reply } from '#shared/handler/middleware.ts';
+
+needs(
+  'STATE_MACHINE_ARN',
+  'BATCH_BUCKET',
+  'IDEMPOTENCY_TABLE',
+  'SCHEDULE_GROUP',
+  'SCHEDULER_ROLE_ARN',
+  'SCHEDULER_DLQ_ARN',
+  'LOOKUP_FUNCTION_NAME',
+);
 
 /** Schedule inputs are kept small; a longer item list goes to S3 and the schedule carries its location. */
 const MAX_INLINE_INPUT_BYTES = 6_000;
@@ -62,7 +73,7 @@ interface Lookup {
 async function lookup(request: ExpirationRequest): Promise<Lookup> {
   const answer = await aws().lambda.send(
     new InvokeCommand({
-      FunctionName: requireEnv('LOOKUP_FUNCTION_NAME'),
+      FunctionName: resource('LOOKUP_FUNCTION_NAME'),
       Payload: JSON.stringify({
         creditApplicationId: request.creditApplicationId,
         ...(request.requesterOrganizationId ? { requesterOrganizationId: request.requesterOrganizationId } : {}),
@@ -86,10 +97,36 @@ class LookupError extends Error {
 
 const reply = (statusCode: number, body?: unknown): Reply => ({ statusCode, body });
 
+/** Registers an expiration: validate it, find when it expires, then run its batch now (already expired) or schedule
+ * it for then (replacing the application's earlier schedule). */
 async function register(body: unknown, principal: string | undefined): Promise<Reply> {
+  const request = await validRegistration(body);
+  const expiry = await expiryOf(request);
+  if ('refused' in expiry) return expiry.refused;
+  const { expiresAt } = expiry;
+
+  const batch = expirationBatch(request, await batchItems(request));
+  const name = scheduleName(request.creditApplicationId);
+  const group = resource('SCHEDULE_GROUP');
+  const stateMachineArn = resource('STATE_MACHINE_ARN');
+  const planned: Planned = {
+    id: request.creditApplicationId,
+    expiresAt,
+    when: new Date(expiresAt).toISOString(),
+    batch,
+    name,
+    group,
+    stateMachineArn,
+    executionName: executionNameFor(name, Date.now()),
+  };
+  return expiresAt <= Date.now() ? runNow(planned, principal) : schedule(planned, principal);
+}
+
+/** The request, valid: every problem listed at once (the request's and its items', validated as a batch would
+ * validate them), else an InvalidInputError. */
+async function validRegistration(body: unknown): Promise<ExpirationRequest> {
   const parsed = z.safeParse(ExpirationRequest, body);
   const issues: InputIssue[] = parsed.success ? [] : toInputIssues(parsed.error, body);
-  // The items are validated as a batch would validate them, every problem listed with the request's.
   try {
     const raw = body as { reason?: unknown; requestedBy?: unknown; items?: unknown } | null;
     validateBatch(
@@ -116,124 +153,157 @@ async function register(body: unknown, principal: string | undefined): Promise<R
   }
   if (issues.length || !parsed.success)
     throw new InvalidInputError(issues.map((i) => ({ ...i, path: i.path ? `body.${i.path}` : 'body' })));
-  const request = parsed.data;
+  return parsed.data;
+}
 
-  let expiresAt = request.expiresAt;
-  if (expiresAt === undefined) {
-    let application: Lookup;
-    try {
-      application = await lookup(request);
-    } catch (error) {
-      if (error instanceof LookupError)
-        return reply(502, {
+/** When the expiration runs: the request's expiresAt, else the application's own expires_at (looked up), else the
+ * answer that says why it cannot be scheduled. */
+async function expiryOf(request: ExpirationRequest): Promise<{ expiresAt: number } | { refused: Reply }> {
+  if (request.expiresAt !== undefined) return { expiresAt: request.expiresAt };
+  let application: Lookup;
+  try {
+    application = await lookup(request);
+  } catch (error) {
+    if (error instanceof LookupError)
+      return {
+        refused: reply(502, {
           error: 'lookup_failed',
           message: `${error.message}; give expiresAt to schedule without it`,
-        });
-      throw error;
-    }
-    if (!application.found) {
-      return reply(404, {
+        }),
+      };
+    throw error;
+  }
+  if (!application.found) {
+    return {
+      refused: reply(404, {
         error: 'not_found',
         message: `mycreditapp does not know credit application ${request.creditApplicationId}; give expiresAt to schedule anyway`,
-      });
-    }
-    if (!application.expiresAt) {
-      return reply(422, {
+      }),
+    };
+  }
+  if (!application.expiresAt) {
+    return {
+      refused: reply(422, {
         error: 'no_expiry',
         message: `Credit application ${request.creditApplicationId} has no expires_at; give expiresAt`,
-      });
-    }
-    expiresAt = Date.parse(application.expiresAt);
-    const problem = expiresAtProblem(expiresAt);
-    if (problem)
-      return reply(422, {
+      }),
+    };
+  }
+  const expiresAt = Date.parse(application.expiresAt);
+  const problem = expiresAtProblem(expiresAt);
+  if (problem)
+    return {
+      refused: reply(422, {
         error: 'expiry_out_of_range',
         message: `The application's expires_at (${application.expiresAt}) ${problem}`,
-      });
-  }
+      }),
+    };
+  return { expiresAt };
+}
 
-  let items: unknown = request.items;
-  if (Buffer.byteLength(JSON.stringify(items)) > MAX_INLINE_INPUT_BYTES) {
-    const bucket = requireEnv('BATCH_BUCKET');
-    const key = `expirations/${request.creditApplicationId}/${Date.now()}.jsonl`;
-    await putJsonl(bucket, key, request.items);
-    items = { bucket, key };
-  }
-  const batch = expirationBatch(request, items);
-  const name = scheduleName(request.creditApplicationId);
-  const group = requireEnv('SCHEDULE_GROUP');
-  const id = request.creditApplicationId;
-  const when = new Date(expiresAt).toISOString();
-  const stateMachineArn = requireEnv('STATE_MACHINE_ARN');
-  const executionName = executionNameFor(name, Date.now());
+/** The items as the schedule carries them: inline, or, beyond MAX_INLINE_INPUT_BYTES, the S3 manifest written now. */
+async function batchItems(request: ExpirationRequest): Promise<unknown> {
+  if (Buffer.byteLength(JSON.stringify(request.items)) <= MAX_INLINE_INPUT_BYTES) return request.items;
+  const bucket = resource('BATCH_BUCKET');
+  const key = `expirations/${request.creditApplicationId}/${Date.now()}.jsonl`;
+  await putJsonl(bucket, key, request.items);
+  return { bucket, key };
+}
 
-  if (expiresAt <= Date.now()) {
-    // Already expired: run now, and drop any schedule that would run it again later.
-    await deleteSchedule(name, group);
-    // Said before starting it: the audit ledger records this API caller as what started the execution.
-    await recordApiStart(executionName, principal);
-    const started = await aws().sfn.send(
-      new StartExecutionCommand({ stateMachineArn, name: executionName, input: JSON.stringify(batch) }),
-    );
-    const batchId = started.executionArn?.split(':').at(-1);
-    return reply(202, {
-      id,
-      status: 'started',
-      expiresAt: when,
-      batchId,
-      message: `expiresAt ${when} is in the past: the cancellations run now`,
-      links: { batch: `/v1/batches/${batchId}` },
-    });
-  }
+/** An expiration, ready to run or schedule. */
+interface Planned {
+  /** The credit application's id, the expiration's. */
+  id: string;
+  expiresAt: number;
+  /** expiresAt as ISO-8601. */
+  when: string;
+  batch: ReturnType<typeof expirationBatch>;
+  /** The schedule's name and group. */
+  name: string;
+  group: string;
+  stateMachineArn: string;
+  /** The batch execution's name: its batchId. */
+  executionName: string;
+}
 
-  const schedule = {
-    Name: name,
-    GroupName: group,
-    ScheduleExpression: atExpression(expiresAt),
+/** Already expired: run now, and drop any schedule that would run it again later. */
+async function runNow(p: Planned, principal: string | undefined): Promise<Reply> {
+  await deleteSchedule(p.name, p.group);
+  // Said before starting it: the audit ledger records this API caller as what started the execution.
+  await recordApiStart(p.executionName, principal);
+  const started = await aws().sfn.send(
+    new StartExecutionCommand({
+      stateMachineArn: p.stateMachineArn,
+      name: p.executionName,
+      input: JSON.stringify(p.batch),
+    }),
+  );
+  const batchId = started.executionArn?.split(':').at(-1);
+  return reply(202, {
+    id: p.id,
+    status: 'started',
+    expiresAt: p.when,
+    batchId,
+    message: `expiresAt ${p.when} is in the past: the cancellations run now`,
+    links: { batch: `/v1/batches/${batchId}` },
+  });
+}
+
+/** Schedules the batch at expiresAt, creating the application's schedule or replacing the one it has. */
+async function schedule(p: Planned, principal: string | undefined): Promise<Reply> {
+  const input = scheduleInput(p);
+  // Said before the schedule exists: Prepare recognises the execution this schedule starts (this exact input, at
+  // this time) and records the schedule, and who registered it, as what started it.
+  await recordSchedule(p.name, p.batch, p.expiresAt, principal);
+  let replaced = false;
+  try {
+    await aws().scheduler.send(new CreateScheduleCommand(input));
+  } catch (error) {
+    if ((error as { name?: string }).name !== 'ConflictException') throw error;
+    await aws().scheduler.send(new UpdateScheduleCommand(input));
+    replaced = true;
+  }
+  return reply(replaced ? 200 : 201, {
+    id: p.id,
+    status: 'scheduled',
+    expiresAt: p.when,
+    schedule: p.name,
+    group: p.group,
+    replaced,
+    // The id the batch will have when the schedule fires (GET /v1/batches/{batchId} is 404 until then).
+    batchId: p.executionName,
+    links: { self: `/v1/expirations/${p.id}` },
+  });
+}
+
+/** The one-time schedule that starts the batch execution at expiresAt. */
+function scheduleInput(p: Planned) {
+  return {
+    Name: p.name,
+    GroupName: p.group,
+    ScheduleExpression: atExpression(p.expiresAt),
     ScheduleExpressionTimezone: 'UTC',
     FlexibleTimeWindow: { Mode: 'OFF' as const },
     ActionAfterCompletion: 'DELETE' as const,
     State: 'ENABLED' as const,
-    Description: `Cancel in-flight work of credit application ${id} at its expiry`,
+    Description: `Cancel in-flight work of credit application ${p.id} at its expiry`,
     Target: {
       // The universal target, so the execution gets a name derived from this schedule: a repeated delivery names
       // the same execution and starts nothing new. (The templated target, the state machine's ARN, cannot name it;
       // no context attribute fits a name either: the schedule's ARN and time hold ':' and '/', the delivery id
       // changes per attempt.) The role needs states:StartExecution on the state machine either way.
-      Arn: startExecutionTarget(stateMachineArn),
-      RoleArn: requireEnv('SCHEDULER_ROLE_ARN'),
+      Arn: startExecutionTarget(p.stateMachineArn),
+      RoleArn: resource('SCHEDULER_ROLE_ARN'),
       Input: JSON.stringify({
-        StateMachineArn: stateMachineArn,
-        Name: executionName,
-        Input: JSON.stringify(batch),
+        StateMachineArn: p.stateMachineArn,
+        Name: p.executionName,
+        Input: JSON.stringify(p.batch),
       } satisfies StartExecutionParameters),
       // A target that fails to start is retried for a day, then the event goes to the dead-letter queue (alarmed).
       RetryPolicy: { MaximumEventAgeInSeconds: 86_400, MaximumRetryAttempts: 185 },
-      DeadLetterConfig: { Arn: requireEnv('SCHEDULER_DLQ_ARN') },
+      DeadLetterConfig: { Arn: resource('SCHEDULER_DLQ_ARN') },
     },
   };
-  // Said before the schedule exists: Prepare recognises the execution this schedule starts (this exact input, at
-  // this time) and records the schedule, and who registered it, as what started it.
-  await recordSchedule(name, batch, expiresAt, principal);
-  let replaced = false;
-  try {
-    await aws().scheduler.send(new CreateScheduleCommand(schedule));
-  } catch (error) {
-    if ((error as { name?: string }).name !== 'ConflictException') throw error;
-    await aws().scheduler.send(new UpdateScheduleCommand(schedule));
-    replaced = true;
-  }
-  return reply(replaced ? 200 : 201, {
-    id,
-    status: 'scheduled',
-    expiresAt: when,
-    schedule: name,
-    group,
-    replaced,
-    // The id the batch will have when the schedule fires (GET /v1/batches/{batchId} is 404 until then).
-    batchId: executionName,
-    links: { self: `/v1/expirations/${id}` },
-  });
 }
 
 async function deleteSchedule(name: string, group: string): Promise<boolean> {
@@ -248,7 +318,7 @@ async function deleteSchedule(name: string, group: string): Promise<boolean> {
 }
 
 async function read(id: string): Promise<Reply> {
-  const group = requireEnv('SCHEDULE_GROUP');
+  const group = resource('SCHEDULE_GROUP');
   try {
     const s = await aws().scheduler.send(new GetScheduleCommand({ Name: scheduleName(id), GroupName: group }));
     const target = JSON.parse(s.Target?.Input ?? '{}') as Partial<StartExecutionParameters>;
@@ -291,7 +361,7 @@ export const handler = defineHandler<Input, Reply>({
     if (input.kind === 'register')
       return register(input.body, invocation.caller.via === 'api' ? invocation.caller.principal : undefined);
     if (input.kind === 'read') return read(input.id);
-    const deleted = await deleteSchedule(scheduleName(input.id), requireEnv('SCHEDULE_GROUP'));
+    const deleted = await deleteSchedule(scheduleName(input.id), resource('SCHEDULE_GROUP'));
     return deleted
       ? reply(204)
       : reply(404, { error: 'not_found', message: `No expiration is scheduled for credit application ${input.id}` });

@@ -1,6 +1,7 @@
 /** Lambda: read a mycreditapp credit application (GET /v1/mycreditapp/credit-applications/{creditApplicationId}).
  * As a Step Functions task it is the batch guard: given `skipIfStatusIn`, it answers whether to skip. */
 import * as z from 'zod/mini';
+import { needs } from '#shared/config.ts';
 import { Uuid } from '#shared/core/items.ts';
 import { operationContext, outcomeReply, taskResult } from '#shared/handler/cancel-handler.ts';
 import { defineHandler } from '#shared/handler/middleware.ts';
@@ -9,6 +10,8 @@ import {
   getCreditApplication,
   type LookupResult,
 } from '#shared/providers/mycreditapp/get-credit-application.ts';
+
+needs('RATE_BUDGET_TABLE');
 
 type Input = { lookup: GetCreditApplicationInput; skipIfStatusIn?: string[] };
 

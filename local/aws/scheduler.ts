@@ -13,7 +13,7 @@ import { dirname } from 'node:path';
 import { LOCAL_ACCOUNT, LOCAL_REGION } from '#local/lambda-events.ts';
 import { listenOnLoopback, withBody } from '#local/listen.ts';
 import { parseAtExpression } from '#shared/core/expirations.ts';
-import { sleep } from '#shared/http/client.ts';
+import { sleep } from '#shared/http/sleep.ts';
 import { log } from '#shared/observability/log.ts';
 import { AwsServiceError } from './json-service.ts';
 

@@ -8,6 +8,7 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { config } from '#shared/config.ts';
 import { HttpClient } from '#shared/http/client.ts';
 
 type Data = string | ArrayBuffer | ArrayBufferView;
@@ -97,16 +98,11 @@ export class DynamoDb {
   }
 
   private get region(): string {
-    return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+    return config().region;
   }
 
   private get endpoint(): URL {
-    return new URL(
-      this.fixedEndpoint ??
-        process.env.AWS_ENDPOINT_URL_DYNAMODB ??
-        process.env.AWS_ENDPOINT_URL ??
-        `https://dynamodb.${this.region}.amazonaws.com/`,
-    );
+    return new URL(this.fixedEndpoint ?? config().dynamoDbEndpoint ?? `https://dynamodb.${this.region}.amazonaws.com/`);
   }
 
   async call<T = Record<string, unknown>>(

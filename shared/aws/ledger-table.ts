@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Ledger, LedgerEntry, LedgerQuery, Progress } from '#shared/core/ledger.ts';
 import { countSettled, invalidCursor, targetKey } from '#shared/core/ledger.ts';
 import { isCanceled, type OutcomeKind, type Provider } from '#shared/core/outcome.ts';
-import { sleep } from '#shared/http/client.ts';
+import { sleep } from '#shared/http/sleep.ts';
 import { type DynamoDb, dynamoDb, type Item, marshallItem, unmarshallItem } from './dynamodb.ts';
 import { LEDGER_TABLE } from './tables.ts';
 

@@ -6,7 +6,7 @@
  * share. Each request costs one conditional write (two when callers queue), on a key written at most `perSecond`
  * times a second, far below a partition's 1,000 writes/s.
  */
-import type { SharedPace } from '#shared/http/client.ts';
+import type { SharedPace } from '#shared/http/types.ts';
 import { type DynamoDb, DynamoError, dynamoDb } from './dynamodb.ts';
 import { RATE_BUDGET_TABLE } from './tables.ts';
 

@@ -1,11 +1,12 @@
 /** The few S3 calls the batch functions make: read a manifest, write tasks and results. */
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { config } from '#shared/config.ts';
 import { ConfigurationError, InvalidInputError } from '#shared/core/errors.ts';
 
 let client: S3Client | undefined;
 function s3(): S3Client {
   // A local endpoint (AWS_ENDPOINT_URL_S3, as `npm start` sets) serves buckets by path, not by host name.
-  client ??= new S3Client({ forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL) });
+  client ??= new S3Client({ forcePathStyle: Boolean(config().s3Endpoint) });
   return client;
 }
 
@@ -37,10 +38,4 @@ export async function putText(
 /** Writes rows as JSON Lines: one JSON value per line, each line ended. */
 export async function putJsonl(bucket: string, key: string, rows: readonly unknown[]): Promise<void> {
   await putText(bucket, key, `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`, 'application/x-ndjson');
-}
-
-export function requireEnv(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new ConfigurationError(`${name} is not set (the stack sets it; locally \`npm start\` does)`);
-  return value;
 }

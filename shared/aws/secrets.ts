@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import * as z from 'zod/mini';
+import { config } from '#shared/config.ts';
 import { ConfigurationError, TransientError } from '#shared/core/errors.ts';
 import { toInputIssues } from '#shared/core/issues.ts';
 import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
@@ -264,11 +265,10 @@ let defaultStore: SecretStore | undefined;
 /** The store every handler uses: a local file when SECRETS_FILE is set, Secrets Manager otherwise. */
 export function secretStore(): SecretStore {
   if (!defaultStore) {
-    const ttlMs = Number(process.env.SECRETS_TTL_SECONDS ?? 300) * 1000;
-    const file = process.env.SECRETS_FILE;
+    const { secretsFile, secretsTtlMs } = config();
     defaultStore = new SecretStore(
-      file ? new FileSecretSource(file) : new SecretsManagerSource(() => process.env.SECRET_ID),
-      ttlMs,
+      secretsFile ? new FileSecretSource(secretsFile) : new SecretsManagerSource(() => config().secretId),
+      secretsTtlMs,
     );
   }
   return defaultStore;

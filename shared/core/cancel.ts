@@ -6,8 +6,9 @@
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
 import { DynamoRateBudget } from '#shared/aws/rate-budget.ts';
 import { type SecretStore, secretStore } from '#shared/aws/secrets.ts';
-import { tableNamed } from '#shared/aws/stand-ins.ts';
-import { HttpClient, type SendOptions, type SharedPace } from '#shared/http/client.ts';
+import { config, optionalTable, table } from '#shared/config.ts';
+import { HttpClient } from '#shared/http/client.ts';
+import type { SendOptions, SharedPace } from '#shared/http/types.ts';
 import { log, scrub } from '#shared/observability/log.ts';
 import type { answerFields, Classification } from '#shared/providers/common.ts';
 import { type CircuitStore, DynamoCircuitStore } from './circuit.ts';
@@ -44,8 +45,8 @@ let shared: Deps | undefined;
 
 /** One HTTP client, secret store and ledger per process (per warm Lambda), so connections and caches are reused. */
 export function defaultDeps(): Deps {
-  const budget = process.env.RATE_BUDGET_TABLE;
-  const circuits = process.env.CIRCUIT_TABLE;
+  const budget = optionalTable('RATE_BUDGET_TABLE');
+  const circuits = optionalTable('CIRCUIT_TABLE');
   let ledger: Ledger | undefined;
   shared ??= {
     http: new HttpClient(),
@@ -53,8 +54,8 @@ export function defaultDeps(): Deps {
     // Built on first use: a function that keeps no ledger (the lookup) needs no LEDGER_TABLE.
     get ledger(): Ledger {
       if (!ledger) {
-        const table = tableNamed('LEDGER_TABLE', 'the audit ledger');
-        ledger = table ? new DynamoLedger(table) : new MemoryLedger();
+        const name = table('LEDGER_TABLE');
+        ledger = name ? new DynamoLedger(name) : new MemoryLedger();
       }
       return ledger;
     },
@@ -91,8 +92,7 @@ export const DEFAULT_RATE_PER_SECOND = Object.fromEntries(
  * container's share of the provider's budget (limit × margin ÷ reserved concurrency), or, where several functions
  * share the budget through RATE_BUDGET_TABLE, the budget's whole rate, metered across containers (infra/budget.ts). */
 export function rateFor(provider: Provider): number {
-  const configured = Number(process.env[`${provider.toUpperCase()}_RATE_PER_SECOND`]);
-  return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_RATE_PER_SECOND[provider];
+  return config().ratePerSecond[provider] ?? DEFAULT_RATE_PER_SECOND[provider];
 }
 
 export function sendOptions(

@@ -14,6 +14,7 @@
  */
 import { type DynamoDb, DynamoError, dynamoDb, type Item, unmarshallItem } from '#shared/aws/dynamodb.ts';
 import { CIRCUIT_TABLE } from '#shared/aws/tables.ts';
+import { config } from '#shared/config.ts';
 import type { Outcome, Provider } from './outcome.ts';
 
 export interface CircuitState {
@@ -36,15 +37,8 @@ export interface CircuitConfig {
 }
 
 /** CIRCUIT_FAILURES_TO_OPEN (3) and CIRCUIT_PROBE_SECONDS (15: four probes a minute per provider). */
-export function circuitConfig(env: NodeJS.ProcessEnv = process.env): CircuitConfig {
-  const number = (name: string, fallback: number) => {
-    const n = Number(env[name]);
-    return Number.isFinite(n) && n > 0 ? n : fallback;
-  };
-  return {
-    failuresToOpen: Math.round(number('CIRCUIT_FAILURES_TO_OPEN', 3)),
-    probeIntervalMs: number('CIRCUIT_PROBE_SECONDS', 15) * 1000,
-  };
+export function circuitConfig(): CircuitConfig {
+  return config().circuit;
 }
 
 export interface CircuitStore {

@@ -18,8 +18,8 @@
  * Cost: one PutItem per started batch or registered expiration, one or two GetItems per execution (in Prepare).
  */
 import { dynamoDb, unmarshallItem } from '#shared/aws/dynamodb.ts';
-import { tableNamed } from '#shared/aws/stand-ins.ts';
 import { IDEMPOTENCY_TABLE } from '#shared/aws/tables.ts';
+import { table as configuredTable } from '#shared/config.ts';
 import { payloadHash } from '#shared/handler/idempotency.ts';
 import { log } from '#shared/observability/log.ts';
 
@@ -102,7 +102,7 @@ class DynamoStore implements Store {
 let store: Store | undefined;
 const starts = () => {
   if (!store) {
-    const table = tableNamed('IDEMPOTENCY_TABLE', 'the record of who started an execution');
+    const table = configuredTable('IDEMPOTENCY_TABLE');
     store = table ? new DynamoStore(table) : new MemoryStore();
   }
   return store;

@@ -15,9 +15,9 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { DynamoError, dynamoDb, unmarshallItem } from '#shared/aws/dynamodb.ts';
-import { tableNamed } from '#shared/aws/stand-ins.ts';
 import { IDEMPOTENCY_TABLE } from '#shared/aws/tables.ts';
-import { sleep } from '#shared/http/client.ts';
+import { config, table as configuredTable } from '#shared/config.ts';
+import { sleep } from '#shared/http/sleep.ts';
 import { log, scrub } from '#shared/observability/log.ts';
 
 export type Begin =
@@ -46,7 +46,7 @@ export class IdempotencyInProgressError extends Error {
   override readonly name = 'Idempotency.InProgress';
 }
 
-const TTL_SECONDS = () => Number(process.env.IDEMPOTENCY_TTL_SECONDS ?? 86_400);
+const TTL_SECONDS = () => config().idempotencyTtlSeconds;
 
 /**
  * JSON with every object's keys sorted, at any depth: the same data gives the same text whatever the key order.
@@ -226,7 +226,7 @@ export class DynamoIdempotencyStore implements IdempotencyStore {
 let store: IdempotencyStore | undefined;
 export function idempotencyStore(): IdempotencyStore {
   if (!store) {
-    const table = tableNamed('IDEMPOTENCY_TABLE', 'idempotency');
+    const table = configuredTable('IDEMPOTENCY_TABLE');
     store = table ? new DynamoIdempotencyStore(table) : new MemoryIdempotencyStore();
   }
   return store;

@@ -8,6 +8,7 @@
  *   string that is logged, returned in an error or written to an outcome, wherever it appears.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { config } from '#shared/config.ts';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -113,7 +114,7 @@ export function redactValue(value: unknown, depth = 0): unknown {
 
 type Sink = (line: string) => void;
 let sink: Sink = (line) => process.stdout.write(`${line}\n`);
-let threshold = LEVELS[(process.env.LOG_LEVEL?.toLowerCase() as LogLevel) ?? 'info'] ?? LEVELS.info;
+let threshold = LEVELS[config().logLevel];
 
 /** Sends log lines elsewhere (tests capture them; `npm start` may silence them). Returns the previous sink. */
 export function setLogSink(next: Sink): Sink {

@@ -3,6 +3,7 @@
  * SDK call and no extra dependency; CloudWatch turns the lines into metrics. On only where METRICS_NAMESPACE is set
  * (the stack sets it), so local runs and tests stay quiet.
  */
+import { config } from '#shared/config.ts';
 import type { CircuitState } from '#shared/core/circuit.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
 
@@ -10,7 +11,7 @@ export function emitOutcomeMetrics(
   outcomes: readonly Outcome[],
   write: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
 ): void {
-  const namespace = process.env.METRICS_NAMESPACE;
+  const namespace = config().metricsNamespace;
   if (!namespace || outcomes.length === 0) return;
   const counts = new Map<string, { provider: string; outcome: string; count: number }>();
   for (const o of outcomes) {
@@ -50,7 +51,7 @@ export function emitCircuitMetrics(
   write: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
   now = Date.now(),
 ): void {
-  const namespace = process.env.METRICS_NAMESPACE;
+  const namespace = config().metricsNamespace;
   if (!namespace) return;
   const open = circuit.state === 'open';
   write(

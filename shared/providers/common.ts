@@ -4,7 +4,7 @@
  */
 
 import type { Outcome, OutcomeKind } from '#shared/core/outcome.ts';
-import type { HttpResponse, RawResponse } from '#shared/http/client.ts';
+import type { HttpResponse, RawResponse } from '#shared/http/types.ts';
 import { redact } from '#shared/observability/log.ts';
 
 /** The answer's body as JSON, or undefined when it is empty or not JSON (an HTML error page, a truncated body). */

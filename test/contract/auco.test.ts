@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '#functions/cancel-signing-processes/handler.ts';
 import { AUCO_DEMO as A, AucoSimulator } from '#local/simulators/auco.ts';
+import { reloadConfig } from '#shared/config.ts';
 import { callApi, callTask } from '#test/support/invoke.ts';
 import { useSecrets } from '#test/support/providers.ts';
 
@@ -162,6 +163,7 @@ describe('Auco: cancel signing processes', () => {
 
   it('chunks codes to AUCO_MAX_CODES_PER_CALL per provider call', async () => {
     process.env.AUCO_MAX_CODES_PER_CALL = '2';
+    reloadConfig();
     try {
       const codes = Array.from({ length: 5 }, (_, i) => `TR00CHUNK${i}`);
       for (const c of codes) sim.add(c, 'CREATED');

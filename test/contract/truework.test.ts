@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler } from '#functions/cancel-verification-order/handler.ts';
 import { TRUEWORK_DEMO, TrueworkSimulator } from '#local/simulators/truework.ts';
+import { reloadConfig } from '#shared/config.ts';
 import { HttpClient } from '#shared/http/client.ts';
 import { callApi, callTask } from '#test/support/invoke.ts';
 import { useSecrets } from '#test/support/providers.ts';
@@ -265,6 +266,7 @@ describe('Truework: cancel a verification order', () => {
   it('a real token-bucket 429 from the simulator is backed off too (pacing off)', async () => {
     // Bypass our own pacing to provoke the simulator's limit: 15 concurrent calls on a fresh client.
     process.env.TRUEWORK_RATE_PER_SECOND = '1000';
+    reloadConfig();
     try {
       useSecrets(
         { truework: secret() },

@@ -40,6 +40,7 @@ import { LocalApi } from '#local/api.ts';
 import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
 import { validateBatch } from '#shared/batch/batch.ts';
+import { reloadConfig } from '#shared/config.ts';
 import { defaultDeps, setDefaultDeps } from '#shared/core/cancel.ts';
 import { ExpirationRequest } from '#shared/core/expirations.ts';
 import { ROUTES } from '#shared/handler/routes.ts';
@@ -75,6 +76,7 @@ beforeAll(async () => {
     SCHEDULER_DLQ_ARN: 'arn:aws:sqs:eu-west-1:111111111111:q',
     LOOKUP_FUNCTION_NAME: 'lookup',
   });
+  reloadConfig();
   restoreLogs = setLogSink(() => undefined);
 });
 afterAll(async () => {

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { RawResponse } from '#shared/http/client.ts';
+import type { RawResponse } from '#shared/http/types.ts';
 import * as auco from '#shared/providers/auco/adapter.ts';
 import * as gocardless from '#shared/providers/gocardless/adapter.ts';
 import * as mycreditapp from '#shared/providers/mycreditapp/adapter.ts';

@@ -11,7 +11,7 @@
 
 import type { ProviderSecret } from '#shared/aws/secrets.ts';
 import type { OutcomeKind } from '#shared/core/outcome.ts';
-import type { HttpRequest, RawResponse } from '#shared/http/client.ts';
+import type { HttpRequest, RawResponse } from '#shared/http/types.ts';
 import { asObject, asString, brief, misrouted, parseJson, rootOf } from '#shared/providers/common.ts';
 
 export const AUCO_LIVE_URL = 'https://api.auco.ai/v1.5/ext';

@@ -1,4 +1,6 @@
 /** Cancel Auco signing processes, several codes per call: the I/O around `shared/providers/auco/adapter.ts`. */
+
+import { config } from '#shared/config.ts';
 import {
   base,
   catchTransient,
@@ -32,8 +34,7 @@ export interface CancelSigningProcessesInput {
 }
 
 export function maxCodesPerCall(): number {
-  const configured = Number(process.env.AUCO_MAX_CODES_PER_CALL);
-  return Number.isInteger(configured) && configured > 0 ? configured : DEFAULT_MAX_CODES_PER_CALL;
+  return config().aucoMaxCodesPerCall ?? DEFAULT_MAX_CODES_PER_CALL;
 }
 
 /** One outcome per distinct code, in the order given; codes go to Auco in calls of at most `maxCodesPerCall()`. */

@@ -25,7 +25,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ProviderSecret } from '#shared/aws/secrets.ts';
-import type { HttpRequest, RawResponse } from '#shared/http/client.ts';
+import type { HttpRequest, RawResponse } from '#shared/http/types.ts';
 import {
   asObject,
   asString,

@@ -14,7 +14,7 @@
 import * as z from 'zod/mini';
 import type { ProviderSecret } from '#shared/aws/secrets.ts';
 import { toInputIssues } from '#shared/core/issues.ts';
-import type { HttpRequest, RawResponse } from '#shared/http/client.ts';
+import type { HttpRequest, RawResponse } from '#shared/http/types.ts';
 import {
   asObject,
   asString,

@@ -6,7 +6,7 @@
 
 import type { ProviderSecret } from '#shared/aws/secrets.ts';
 import { type Deps, type OperationContext, sendOptions } from '#shared/core/cancel.ts';
-import type { HttpRequest, HttpResponse, RawResponse, SendOptions } from '#shared/http/client.ts';
+import type { HttpRequest, HttpResponse, RawResponse, SendOptions } from '#shared/http/types.ts';
 import { registerSecretValues } from '#shared/observability/log.ts';
 import { malformedSuccess, misrouted } from '#shared/providers/common.ts';
 import { apiRoot, isMaintenance, MISROUTE_CHECK, parseDetail, parseToken, tokenRequest } from './adapter.ts';

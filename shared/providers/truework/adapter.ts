@@ -13,7 +13,7 @@
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import type { ProviderSecret } from '#shared/aws/secrets.ts';
 import type { OutcomeKind } from '#shared/core/outcome.ts';
-import type { HttpRequest, RawResponse } from '#shared/http/client.ts';
+import type { HttpRequest, RawResponse } from '#shared/http/types.ts';
 import {
   asObject,
   asString,

@@ -11,7 +11,7 @@ import {
   settle,
 } from '#shared/core/cancel.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
-import type { HttpRequest, HttpResponse } from '#shared/http/client.ts';
+import type { HttpRequest, HttpResponse } from '#shared/http/types.ts';
 import { answerFields, type Classification, decided } from '#shared/providers/common.ts';
 import {
   cancelRequest,
