@@ -26,6 +26,13 @@ export function withCorrelation<T>(ids: Correlation, fn: () => T): T {
   return correlation.run({ ...correlation.getStore(), ...ids }, fn);
 }
 
+/** Adds ids to the scope `withCorrelation` opened (what a middleware that cannot wrap the rest of the invocation
+ * does: shared/handler/middleware.ts opens an empty scope around middy, and its `correlatedLogs` fills it). */
+export function addCorrelation(ids: Correlation): void {
+  const store = correlation.getStore();
+  if (store) Object.assign(store, ids);
+}
+
 export function currentCorrelation(): Correlation {
   return correlation.getStore() ?? {};
 }
