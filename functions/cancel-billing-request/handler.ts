@@ -1,22 +1,8 @@
 /** Lambda: cancel a GoCardless billing request (POST /v1/gocardless/billing-requests/{billingRequestId}/cancel). */
 import * as z from 'zod/mini';
 import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/core/items.ts';
-import {
-  cancelRun,
-  IdempotencyHeaders,
-  outcomeReply,
-  taskResult,
-  type Why,
-  WhyFields,
-  whyFromTask,
-} from '#shared/handler/cancel-handler.ts';
-import { defineHandler } from '#shared/handler/middleware.ts';
-import {
-  type CancelBillingRequestInput,
-  cancelBillingRequest,
-} from '#shared/providers/gocardless/cancel-billing-request.ts';
-
-type Input = { cancel: CancelBillingRequestInput; why: Why };
+import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
+import { cancelBillingRequest } from '#shared/providers/gocardless/cancel-billing-request.ts';
 
 export const Api = z.object({
   path: z.object({ billingRequestId: BillingRequestId }),
@@ -25,24 +11,22 @@ export const Api = z.object({
 });
 const Task = z.strictObject({ item: GoCardlessItem, ...TaskContext });
 
-export const handler = defineHandler<Input, Awaited<ReturnType<typeof cancelBillingRequest>>>({
+export const handler = defineCancelHandler({
   name: 'cancel-billing-request',
+  provider: 'gocardless',
+  operation: cancelBillingRequest,
   api: {
     schema: Api,
-    toInput: (p: z.infer<typeof Api>) => ({
+    toInput: (p) => ({
       cancel: { billingRequestId: p.path.billingRequestId, ...(p.body?.metadata ? { metadata: p.body.metadata } : {}) },
       why: { idempotencyKey: p.headers['idempotency-key'], reason: p.body?.reason, requestedBy: p.body?.requestedBy },
     }),
   },
   task: {
     schema: Task,
-    toInput: (p: z.infer<typeof Task>) => ({
+    toInput: (p) => ({
       cancel: { billingRequestId: p.item.billingRequestId, ...(p.item.metadata ? { metadata: p.item.metadata } : {}) },
       why: whyFromTask(p),
     }),
   },
-  idempotent: true,
-  run: cancelRun(cancelBillingRequest, 'gocardless'),
-  reply: outcomeReply,
-  taskResult,
 });

@@ -1,23 +1,8 @@
 /** Lambda: cancel a Truework verification order (POST /v1/truework/orders/{orderId}/cancel). */
 import * as z from 'zod/mini';
 import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/core/items.ts';
-import type { Outcome } from '#shared/core/outcome.ts';
-import {
-  cancelRun,
-  IdempotencyHeaders,
-  outcomeReply,
-  taskResult,
-  type Why,
-  WhyFields,
-  whyFromTask,
-} from '#shared/handler/cancel-handler.ts';
-import { defineHandler } from '#shared/handler/middleware.ts';
-import {
-  type CancelVerificationOrderInput,
-  cancelVerificationOrder,
-} from '#shared/providers/truework/cancel-verification-order.ts';
-
-type Input = { cancel: CancelVerificationOrderInput; why: Why };
+import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
+import { cancelVerificationOrder } from '#shared/providers/truework/cancel-verification-order.ts';
 
 export const Api = z.object({
   path: z.object({ orderId: TrueworkItem.shape.orderId }),
@@ -31,11 +16,13 @@ export const Api = z.object({
 });
 const Task = z.strictObject({ item: TrueworkItem, ...TaskContext });
 
-export const handler = defineHandler<Input, Outcome>({
+export const handler = defineCancelHandler({
   name: 'cancel-verification-order',
+  provider: 'truework',
+  operation: cancelVerificationOrder,
   api: {
     schema: Api,
-    toInput: (p: z.infer<typeof Api>) => ({
+    toInput: (p) => ({
       cancel: {
         orderId: p.path.orderId,
         reason: p.body.reason,
@@ -51,7 +38,7 @@ export const handler = defineHandler<Input, Outcome>({
   task: {
     schema: Task,
     // In a batch the reason defaults to "other", with the batch's reason as the details.
-    toInput: (p: z.infer<typeof Task>) => ({
+    toInput: (p) => ({
       cancel: {
         orderId: p.item.orderId,
         reason: p.item.reason ?? 'other',
@@ -60,8 +47,4 @@ export const handler = defineHandler<Input, Outcome>({
       why: whyFromTask(p),
     }),
   },
-  idempotent: true,
-  run: cancelRun(cancelVerificationOrder, 'truework'),
-  reply: outcomeReply,
-  taskResult,
 });
