@@ -2,8 +2,9 @@
  * The handler pipeline every Lambda shares, as middy middlewares. In the order their `before` steps run (their
  * `after` and `onError` steps run in the reverse order):
  *
- * 1. `correlatedLogs`: correlation ids (API request id, execution id, batch item id) on every log line written
- *    during the invocation, however deep; one line when it ends; whatever leaves the function scrubbed of secrets.
+ * 1. `correlatedLogs`: correlation ids (API request id, execution id, batch item id) and Powertools Logger's Lambda
+ *    context keys (`cold_start`, `function_request_id`, `xray_trace_id`, ...) on every log line written during the
+ *    invocation, however deep; one line when it ends; whatever leaves the function scrubbed of secrets.
  * 2. `invocationContext`: who called (the platform's word), a deadline and an abort signal every outbound call
  *    honours, both ahead of the Lambda's own timeout.
  * 3. `answers`: errors to answers. At the API, a result becomes a JSON answer, and an error the HTTP answer it
@@ -22,7 +23,7 @@ import * as z from 'zod/mini';
 import { ConfigurationError, InvalidInputError } from '#shared/core/errors.ts';
 import { toInputIssues } from '#shared/core/issues.ts';
 import { type Caller, executionCaller } from '#shared/core/ledger.ts';
-import { addCorrelation, log, redact, scrub, withCorrelation } from '#shared/observability/log.ts';
+import { addCorrelation, lambdaContextKeys, log, redact, scrub, withCorrelation } from '#shared/observability/log.ts';
 import { type ApiRequest, apiRequest, invalidInputResponse, isApiEvent, jsonResponse } from './events.ts';
 import {
   claimOnce,
@@ -162,7 +163,11 @@ export function correlatedLogs(operation: string): Middleware {
     name: 'correlatedLogs',
     before: (request) => {
       (request.internal as { started?: number }).started = Date.now();
-      addCorrelation({ ...correlationOf(request.event, request.context), operation });
+      addCorrelation({
+        ...lambdaContextKeys(request.context),
+        ...correlationOf(request.event, request.context),
+        operation,
+      });
     },
     after: done,
     onError: (request) => {
