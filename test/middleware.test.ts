@@ -4,7 +4,7 @@ import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
 import { ConfigurationError, type InvalidInputError } from '#shared/core/errors.ts';
 import { TaskContext } from '#shared/core/items.ts';
 import { defineHandler, type Invocation } from '#shared/handler/middleware.ts';
-import { registerSecretValues, setLogSink } from '#shared/observability/log.ts';
+import { log, registerSecretValues, setLogSink } from '#shared/observability/log.ts';
 
 const Body = z.strictObject({
   reason: z.enum(['a', 'b']),
@@ -149,7 +149,6 @@ describe('handler pipeline', () => {
   it('stamps correlation ids on every log line and scrubs secret values', async () => {
     const logs = captureLogs();
     registerSecretValues(['tw_sk_test_supersecret123']);
-    const { log } = await import('#shared/observability/log.ts');
     const handler = echoHandler(async () => {
       log.warn('calling provider', {
         headers: { Authorization: 'Bearer abc' },
@@ -163,5 +162,35 @@ describe('handler pipeline', () => {
     expect(line.headers.Authorization).toBe('[REDACTED]');
     expect(line.note).toBe('key [REDACTED] used');
     expect(logs.join('\n')).not.toContain('supersecret');
+  });
+
+  it("adds Powertools Logger's Lambda context keys: cold start once per container, the request and the trace", async () => {
+    const logs = captureLogs();
+    const handler = echoHandler(async () => {
+      log.warn('working');
+      return 'ok';
+    });
+    const previous = process.env._X_AMZN_TRACE_ID;
+    process.env._X_AMZN_TRACE_ID = 'Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1';
+    try {
+      const first = lambdaContext('echo');
+      await handler({ id: 'a', codes: [] } as never, first);
+      await handler({ id: 'b', codes: [] } as never, lambdaContext('echo'));
+      const done = logs.filter((l) => l.includes('working')).map((l) => JSON.parse(l));
+      expect(done[0]).toMatchObject({
+        function_name: 'echo',
+        function_arn: first.invokedFunctionArn,
+        function_memory_size: 256,
+        function_request_id: first.awsRequestId,
+        xray_trace_id: '1-5759e988-bd862e3fe1be46a994272793',
+      });
+      expect(typeof done[0].cold_start).toBe('boolean');
+      // The second invocation of the same module instance is warm, whatever the first was.
+      expect(done[1].cold_start).toBe(false);
+      expect(done[1].function_request_id).not.toBe(first.awsRequestId);
+    } finally {
+      if (previous === undefined) delete process.env._X_AMZN_TRACE_ID;
+      else process.env._X_AMZN_TRACE_ID = previous;
+    }
   });
 });

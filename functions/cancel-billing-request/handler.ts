@@ -2,24 +2,10 @@
 import * as z from 'zod/mini';
 import { needs } from '#shared/config.ts';
 import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/core/items.ts';
-import {
-  cancelRun,
-  IdempotencyHeaders,
-  outcomeReply,
-  taskResult,
-  type Why,
-  WhyFields,
-  whyFromTask,
-} from '#shared/handler/cancel-handler.ts';
-import { defineHandler } from '#shared/handler/middleware.ts';
-import {
-  type CancelBillingRequestInput,
-  cancelBillingRequest,
-} from '#shared/providers/gocardless/cancel-billing-request.ts';
+import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
+import { cancelBillingRequest } from '#shared/providers/gocardless/cancel-billing-request.ts';
 
 needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
-
-type Input = { cancel: CancelBillingRequestInput; why: Why };
 
 export const Api = z.object({
   path: z.object({ billingRequestId: BillingRequestId }),
@@ -28,24 +14,22 @@ export const Api = z.object({
 });
 const Task = z.strictObject({ item: GoCardlessItem, ...TaskContext });
 
-export const handler = defineHandler<Input, Awaited<ReturnType<typeof cancelBillingRequest>>>({
+export const handler = defineCancelHandler({
   name: 'cancel-billing-request',
+  provider: 'gocardless',
+  operation: cancelBillingRequest,
   api: {
     schema: Api,
-    toInput: (p: z.infer<typeof Api>) => ({
+    toInput: (p) => ({
       cancel: { billingRequestId: p.path.billingRequestId, ...(p.body?.metadata ? { metadata: p.body.metadata } : {}) },
       why: { idempotencyKey: p.headers['idempotency-key'], reason: p.body?.reason, requestedBy: p.body?.requestedBy },
     }),
   },
   task: {
     schema: Task,
-    toInput: (p: z.infer<typeof Task>) => ({
+    toInput: (p) => ({
       cancel: { billingRequestId: p.item.billingRequestId, ...(p.item.metadata ? { metadata: p.item.metadata } : {}) },
       why: whyFromTask(p),
     }),
   },
-  idempotent: true,
-  run: cancelRun(cancelBillingRequest, 'gocardless'),
-  reply: outcomeReply,
-  taskResult,
 });

@@ -3,25 +3,17 @@
 import * as z from 'zod/mini';
 import { needs } from '#shared/config.ts';
 import { MyCreditAppItem, TaskContext, Uuid } from '#shared/core/items.ts';
-import type { Outcome } from '#shared/core/outcome.ts';
-import {
-  cancelRun,
-  MyCreditAppHeaders,
-  outcomeReply,
-  taskResult,
-  type Why,
-  WhyFields,
-  whyFromTask,
-} from '#shared/handler/cancel-handler.ts';
-import { defineHandler } from '#shared/handler/middleware.ts';
-import {
-  type CancelDocumentRequestInput,
-  cancelDocumentRequest,
-} from '#shared/providers/mycreditapp/cancel-document-request.ts';
+import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
+import { cancelDocumentRequest } from '#shared/providers/mycreditapp/cancel-document-request.ts';
+
+/** mycreditapp's organization headers, passed through to it (DESIGN.md 3.3). */
+export const MyCreditAppHeaders = z.looseObject({
+  ...IdempotencyHeaders.shape,
+  'requester-organization-id': z.guid('must be a uuid (your organization)'),
+  'target-organization-id': z.guid('must be a uuid (the organization the request targets)'),
+});
 
 needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE', 'RATE_BUDGET_TABLE');
-
-type Input = { cancel: CancelDocumentRequestInput; why: Why };
 
 export const Api = z.object({
   path: z.object({ orgId: Uuid, requestId: Uuid }),
@@ -30,11 +22,13 @@ export const Api = z.object({
 });
 const Task = z.strictObject({ item: MyCreditAppItem, ...TaskContext });
 
-export const handler = defineHandler<Input, Outcome>({
+export const handler = defineCancelHandler({
   name: 'cancel-document-request',
+  provider: 'mycreditapp',
+  operation: cancelDocumentRequest,
   api: {
     schema: Api,
-    toInput: (p: z.infer<typeof Api>) => ({
+    toInput: (p) => ({
       cancel: {
         orgId: p.path.orgId,
         requestId: p.path.requestId,
@@ -46,7 +40,7 @@ export const handler = defineHandler<Input, Outcome>({
   },
   task: {
     schema: Task,
-    toInput: ({ item, ...p }: z.infer<typeof Task>) => ({
+    toInput: ({ item, ...p }) => ({
       cancel: {
         orgId: item.orgId,
         requestId: item.requestId,
@@ -56,8 +50,4 @@ export const handler = defineHandler<Input, Outcome>({
       why: whyFromTask(p),
     }),
   },
-  idempotent: true,
-  run: cancelRun(cancelDocumentRequest, 'mycreditapp'),
-  reply: outcomeReply,
-  taskResult,
 });

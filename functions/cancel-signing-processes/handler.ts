@@ -3,25 +3,10 @@
 import * as z from 'zod/mini';
 import { needs } from '#shared/config.ts';
 import { AucoCode, TaskContext } from '#shared/core/items.ts';
-import type { Outcome } from '#shared/core/outcome.ts';
-import {
-  cancelRun,
-  IdempotencyHeaders,
-  outcomesReply,
-  taskResult,
-  type Why,
-  WhyFields,
-  whyFromTask,
-} from '#shared/handler/cancel-handler.ts';
-import { defineHandler } from '#shared/handler/middleware.ts';
-import {
-  type CancelSigningProcessesInput,
-  cancelSigningProcesses,
-} from '#shared/providers/auco/cancel-signing-processes.ts';
+import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
+import { cancelSigningProcesses } from '#shared/providers/auco/cancel-signing-processes.ts';
 
 needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE', 'RATE_BUDGET_TABLE');
-
-type Input = { cancel: CancelSigningProcessesInput; why: Why };
 
 /** Codes per API request (each call to Auco takes at most AUCO_MAX_CODES_PER_CALL of them). */
 export const MAX_CODES_PER_REQUEST = 500;
@@ -45,11 +30,15 @@ export const Api = z.object({
 /** A chunk of Auco items from a batch: the codes, and the message and email every code of the chunk shares. */
 const Task = z.strictObject({ item: z.strictObject({ provider: z.literal('auco'), ...Cancel }), ...TaskContext });
 
-export const handler = defineHandler<Input, Outcome[]>({
+export const handler = defineCancelHandler({
   name: 'cancel-signing-processes',
+  provider: 'auco',
+  operation: cancelSigningProcesses,
+  // One call cancels several codes, one outcome each: the API answers them together (207 when they differ).
+  outcomesPerCall: 'several',
   api: {
     schema: Api,
-    toInput: (p: z.infer<typeof Api>) => ({
+    toInput: (p) => ({
       cancel: { codes: p.body.codes, message: p.body.message, email: p.body.email },
       why: {
         idempotencyKey: p.headers['idempotency-key'],
@@ -60,7 +49,7 @@ export const handler = defineHandler<Input, Outcome[]>({
   },
   task: {
     schema: Task,
-    toInput: ({ item, ...p }: z.infer<typeof Task>) => ({
+    toInput: ({ item, ...p }) => ({
       cancel: { codes: item.codes, message: item.message, email: item.email },
       why: (({ reason, requestedBy, ...why }) => ({
         ...why,
@@ -69,8 +58,4 @@ export const handler = defineHandler<Input, Outcome[]>({
       }))(whyFromTask(p)),
     }),
   },
-  idempotent: true,
-  run: cancelRun(cancelSigningProcesses, 'auco'),
-  reply: (outcomes) => outcomesReply(outcomes, { provider: 'auco', operation: 'cancel-signing-processes' }),
-  taskResult,
 });

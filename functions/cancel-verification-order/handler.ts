@@ -2,25 +2,10 @@
 import * as z from 'zod/mini';
 import { needs } from '#shared/config.ts';
 import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/core/items.ts';
-import type { Outcome } from '#shared/core/outcome.ts';
-import {
-  cancelRun,
-  IdempotencyHeaders,
-  outcomeReply,
-  taskResult,
-  type Why,
-  WhyFields,
-  whyFromTask,
-} from '#shared/handler/cancel-handler.ts';
-import { defineHandler } from '#shared/handler/middleware.ts';
-import {
-  type CancelVerificationOrderInput,
-  cancelVerificationOrder,
-} from '#shared/providers/truework/cancel-verification-order.ts';
+import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
+import { cancelVerificationOrder } from '#shared/providers/truework/cancel-verification-order.ts';
 
 needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
-
-type Input = { cancel: CancelVerificationOrderInput; why: Why };
 
 export const Api = z.object({
   path: z.object({ orderId: TrueworkItem.shape.orderId }),
@@ -34,11 +19,13 @@ export const Api = z.object({
 });
 const Task = z.strictObject({ item: TrueworkItem, ...TaskContext });
 
-export const handler = defineHandler<Input, Outcome>({
+export const handler = defineCancelHandler({
   name: 'cancel-verification-order',
+  provider: 'truework',
+  operation: cancelVerificationOrder,
   api: {
     schema: Api,
-    toInput: (p: z.infer<typeof Api>) => ({
+    toInput: (p) => ({
       cancel: {
         orderId: p.path.orderId,
         reason: p.body.reason,
@@ -54,7 +41,7 @@ export const handler = defineHandler<Input, Outcome>({
   task: {
     schema: Task,
     // In a batch the reason defaults to "other", with the batch's reason as the details.
-    toInput: (p: z.infer<typeof Task>) => ({
+    toInput: (p) => ({
       cancel: {
         orderId: p.item.orderId,
         reason: p.item.reason ?? 'other',
@@ -63,8 +50,4 @@ export const handler = defineHandler<Input, Outcome>({
       why: whyFromTask(p),
     }),
   },
-  idempotent: true,
-  run: cancelRun(cancelVerificationOrder, 'truework'),
-  reply: outcomeReply,
-  taskResult,
 });

@@ -1,6 +1,9 @@
 /**
- * What the cancel handlers share: the common API headers, the reply for one outcome or several, and the task
- * result that hands a `failed` outcome back to Step Functions as a retryable error.
+ * What the cancel handlers share, and the factory that builds one (`defineCancelHandler`): each handler file holds
+ * only what differs (its schemas, its operation, how a validated request or task becomes the operation's input).
+ * The rest is here: the common API headers, the audit ledger and the provider's circuit around the operation, the
+ * reply for one outcome or several, and the task result that hands a `failed` outcome back to Step Functions as a
+ * retryable error.
  */
 import * as z from 'zod/mini';
 import { type Deps, defaultDeps, type OperationContext } from '#shared/core/cancel.ts';
@@ -11,19 +14,13 @@ import { type LedgerEntry, recordOrLog } from '#shared/core/ledger.ts';
 import { httpStatusFor, httpStatusForAll, type Outcome, type Provider } from '#shared/core/outcome.ts';
 import { log } from '#shared/observability/log.ts';
 import { emitCircuitMetrics, emitOutcomeMetrics } from '#shared/observability/metrics.ts';
-import { type Invocation, type Reply, scopedIdempotencyKey } from './middleware.ts';
+import { defineHandler, type Invocation, type Reply, scopedIdempotencyKey } from './middleware.ts';
 
 /** `Idempotency-Key`: a retried API call with the same key returns the first outcome. */
 export const IdempotencyHeaders = z.looseObject({
   'idempotency-key': z.optional(
     z.string().check(z.regex(/^[\x21-\x7e]{1,255}$/, 'must be 1 to 255 printable ASCII characters without spaces')),
   ),
-});
-
-export const MyCreditAppHeaders = z.looseObject({
-  ...IdempotencyHeaders.shape,
-  'requester-organization-id': z.guid('must be a uuid (your organization)'),
-  'target-organization-id': z.guid('must be a uuid (the organization the request targets)'),
 });
 
 /** Who asked and why, optional on every cancel body: recorded with the outcome. */
@@ -167,7 +164,8 @@ export function outcomeReply(outcome: Outcome): Reply {
   };
 }
 
-/** Several outcomes answered together (Auco codes): the shared status, or 207 when they differ. */
+/** Several outcomes answered together (one call naming several targets): the shared status, or 207 when they
+ * differ. */
 export function outcomesReply(outcomes: Outcome[], extra: Record<string, unknown> = {}): Reply {
   const statusCode = httpStatusForAll(outcomes);
   const shared = new Set(outcomes.map((o) => o.outcome));
@@ -197,4 +195,56 @@ export function taskResult<T extends Outcome | Outcome[]>(result: T, input?: { w
   if (why?.indexes && Array.isArray(result)) return { indexes: why.indexes, outcomes: result };
   if (why?.index !== undefined && !Array.isArray(result)) return { index: why.index, outcome: result };
   return result;
+}
+
+/** A cancel handler's input: what the operation cancels, and who asked and why. */
+export interface CancelInput<C> {
+  cancel: C;
+  why: Why;
+}
+
+/** What one cancel handler says; everything else is `defineCancelHandler`'s. */
+interface CancelHandlerBase<C, R extends Outcome | Outcome[], Api extends z.ZodMiniType, Task extends z.ZodMiniType> {
+  /** The function (its folder under functions/), which is also the operation's name in its outcomes. */
+  name: string;
+  provider: Provider;
+  operation: (cancel: C, ctx: OperationContext, deps: Deps) => Promise<R>;
+  /** The route's schema (path, headers, query, body) and the input it gives. */
+  api: { schema: Api; toInput: (parsed: z.output<Api>) => CancelInput<C> };
+  /** A batch task's schema and the input it gives. */
+  task: { schema: Task; toInput: (parsed: z.output<Task>) => CancelInput<C> };
+}
+
+/**
+ * One outcome per call (the default), or several: an operation that cancels several targets in one call gives
+ * one outcome each, answered together at the API (`outcomesReply`: the shared status, or 207).
+ */
+export type CancelHandlerSpec<
+  C,
+  R extends Outcome | Outcome[],
+  Api extends z.ZodMiniType,
+  Task extends z.ZodMiniType,
+> = CancelHandlerBase<C, R, Api, Task> &
+  (R extends Outcome[] ? { outcomesPerCall: 'several' } : { outcomesPerCall?: 'one' });
+
+/** A cancel handler: validated input, once per idempotency key, the operation through the ledger and circuit
+ * (`cancelRun`), the outcome(s) as the API's reply or the task's result. */
+export function defineCancelHandler<
+  C,
+  R extends Outcome | Outcome[],
+  Api extends z.ZodMiniType,
+  Task extends z.ZodMiniType,
+>(spec: CancelHandlerSpec<C, R, Api, Task>) {
+  const several = spec.outcomesPerCall === 'several';
+  return defineHandler<CancelInput<C>, R>({
+    name: spec.name,
+    api: { schema: spec.api.schema, toInput: spec.api.toInput as (parsed: never) => CancelInput<C> },
+    task: { schema: spec.task.schema, toInput: spec.task.toInput as (parsed: never) => CancelInput<C> },
+    idempotent: true,
+    run: cancelRun(spec.operation, spec.provider),
+    reply: several
+      ? (outcomes) => outcomesReply(outcomes as Outcome[], { provider: spec.provider, operation: spec.name })
+      : (outcome) => outcomeReply(outcome as Outcome),
+    taskResult,
+  });
 }

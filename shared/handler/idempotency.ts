@@ -10,7 +10,7 @@
  *
  * The fingerprint that tells "the same request" is a hash of a canonical JSON form (object keys sorted), so the
  * same object written in another key order is the same request; callers hash everything that reaches the
- * provider (shared/handler/middleware.ts hashes the validated input, headers such as mycreditapp's organizations included).
+ * provider (shared/handler/middleware.ts hashes the validated input, headers that change the request included).
  * DynamoDB in AWS and with `npm start` (dynalite); a process-local map where no table is configured.
  */
 import { createHash, randomUUID } from 'node:crypto';
@@ -236,16 +236,14 @@ export function setIdempotencyStore(next: IdempotencyStore | undefined): void {
 }
 
 /**
- * Runs `work` once per key: a completed key returns its kept answer (`replayed`), a key in progress is waited for
- * until `deadline`, a key reused with a different payload is refused. `keep` says whether an answer is final.
+ * Claims `key` for this request until `deadline`: a completed key gives its kept answer (`replayed`), a key in
+ * progress is waited for until `deadline`, a key reused with a different payload is refused.
  */
-export async function onceFor<T>(
+export async function claimOnce(
   key: string,
   hash: string,
   deadline: number,
-  work: () => Promise<T>,
-  keep: (result: T) => boolean,
-): Promise<{ result: T; replayed: boolean }> {
+): Promise<{ claim: string } | { replayed: unknown }> {
   const store = idempotencyStore();
   for (;;) {
     const begin = await store.begin(key, hash, deadline);
@@ -254,25 +252,51 @@ export async function onceFor<T>(
         'This Idempotency-Key was already used with a different request; use a new key for a new request',
       );
     }
-    if (begin.kind === 'completed') return { result: begin.data as T, replayed: true };
-    if (begin.kind === 'in_progress') {
-      if (Date.now() + 100 >= deadline)
-        throw new IdempotencyInProgressError('A request with this Idempotency-Key is still in progress; retry shortly');
-      await sleep(100);
-      continue;
-    }
-    const { claim } = begin;
-    let result: T;
-    try {
-      result = await work();
-    } catch (error) {
-      await store.release(key, claim).catch((e) => log.error('idempotency record not released', { error: e }));
-      throw error;
-    }
-    if (!keep(result)) await store.release(key, claim);
-    else if (!(await store.complete(key, claim, scrub(result))))
-      // We outlived our hold and another invocation took the key over: its record stands, ours is not kept.
-      log.warn('idempotency record was taken over by another invocation; this answer is not kept', { key });
-    return { result, replayed: false };
+    if (begin.kind === 'completed') return { replayed: begin.data };
+    if (begin.kind === 'new') return { claim: begin.claim };
+    if (Date.now() + 100 >= deadline)
+      throw new IdempotencyInProgressError('A request with this Idempotency-Key is still in progress; retry shortly');
+    await sleep(100);
   }
+}
+
+/** Keeps the answer of a claimed key when `keep` says it is final, else releases the key so a retry runs again. */
+export async function settleOnce<T>(key: string, claim: string, result: T, keep: (result: T) => boolean) {
+  const store = idempotencyStore();
+  if (!keep(result)) await store.release(key, claim);
+  else if (!(await store.complete(key, claim, scrub(result))))
+    // We outlived our hold and another invocation took the key over: its record stands, ours is not kept.
+    log.warn('idempotency record was taken over by another invocation; this answer is not kept', { key });
+}
+
+/** Releases a claimed key after the work failed (the failure is the caller's to report; a release that fails is
+ * logged, and the record expires with its hold). */
+export async function releaseOnce(key: string, claim: string): Promise<void> {
+  await idempotencyStore()
+    .release(key, claim)
+    .catch((e) => log.error('idempotency record not released', { error: e }));
+}
+
+/**
+ * Runs `work` once per key (claimOnce, then settleOnce, or releaseOnce when it throws). `keep` says whether an
+ * answer is final.
+ */
+export async function onceFor<T>(
+  key: string,
+  hash: string,
+  deadline: number,
+  work: () => Promise<T>,
+  keep: (result: T) => boolean,
+): Promise<{ result: T; replayed: boolean }> {
+  const claimed = await claimOnce(key, hash, deadline);
+  if ('replayed' in claimed) return { result: claimed.replayed as T, replayed: true };
+  let result: T;
+  try {
+    result = await work();
+  } catch (error) {
+    await releaseOnce(key, claimed.claim);
+    throw error;
+  }
+  await settleOnce(key, claimed.claim, result, keep);
+  return { result, replayed: false };
 }

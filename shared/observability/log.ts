@@ -13,11 +13,48 @@ import { config } from '#shared/config.ts';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
-export interface Correlation {
+export interface Correlation extends LambdaContextKeys {
   requestId?: string;
   executionId?: string;
   itemId?: string;
   operation?: string;
+}
+
+/** The keys Powertools for AWS Lambda's Logger adds with `injectLambdaContext`, under its names, so the queries
+ * operators keep for Powertools (cold starts, one request, one trace) work on these logs too. */
+export interface LambdaContextKeys {
+  cold_start?: boolean;
+  function_name?: string;
+  function_arn?: string;
+  function_memory_size?: number;
+  function_request_id?: string;
+  xray_trace_id?: string;
+}
+
+/** True until the first invocation of this module instance (a container) takes it; never for provisioned
+ * concurrency, whose initialization happens before any request (Powertools' rule). */
+let coldStart = process.env.AWS_LAMBDA_INITIALIZATION_TYPE !== 'provisioned-concurrency';
+
+/** Powertools' Lambda context keys for one invocation (call once per invocation: it takes the cold start). The
+ * trace id is the `Root` of the `_X_AMZN_TRACE_ID` the Lambda runtime sets per invocation. */
+export function lambdaContextKeys(context: {
+  functionName?: string;
+  invokedFunctionArn?: string;
+  memoryLimitInMB?: string;
+  awsRequestId?: string;
+}): LambdaContextKeys {
+  const cold = coldStart;
+  coldStart = false;
+  const trace = /(?:^|;)Root=([^;]+)/.exec(process.env._X_AMZN_TRACE_ID ?? '')?.[1];
+  const memory = Number(context.memoryLimitInMB);
+  return {
+    cold_start: cold,
+    ...(context.functionName ? { function_name: context.functionName } : {}),
+    ...(context.invokedFunctionArn ? { function_arn: context.invokedFunctionArn } : {}),
+    ...(memory > 0 ? { function_memory_size: memory } : {}),
+    ...(context.awsRequestId ? { function_request_id: context.awsRequestId } : {}),
+    ...(trace ? { xray_trace_id: trace } : {}),
+  };
 }
 
 const correlation = new AsyncLocalStorage<Correlation>();
@@ -25,6 +62,13 @@ const correlation = new AsyncLocalStorage<Correlation>();
 /** Runs `fn` with these correlation ids attached to every log line it writes, however deep. */
 export function withCorrelation<T>(ids: Correlation, fn: () => T): T {
   return correlation.run({ ...correlation.getStore(), ...ids }, fn);
+}
+
+/** Adds ids to the scope `withCorrelation` opened (what a middleware that cannot wrap the rest of the invocation
+ * does: shared/handler/middleware.ts opens an empty scope around middy, and its `correlatedLogs` fills it). */
+export function addCorrelation(ids: Correlation): void {
+  const store = correlation.getStore();
+  if (store) Object.assign(store, ids);
 }
 
 export function currentCorrelation(): Correlation {
