@@ -5,7 +5,7 @@
  *                                  manifest: Parallel of one Distributed Map per provider -> Summarize -> waiting?
  *            waiting: Wait (the round's seconds) -> the same fan-out with the items still pending (a round)
  *
- * Rounds (shared/batch/batch.ts): items that end a round `failed` for a transient reason are tried again, with their
+ * Rounds (shared/batch/rounds.ts): items that end a round `failed` for a transient reason are tried again, with their
  * own idempotency keys, after a growing Wait, until the batch's `deadline`; only then are they `failed`. A
  * provider whose circuit is open gets one item per round, its probe. Summarize decides, after every round.
  *
@@ -47,7 +47,7 @@ import {
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { MAX_DEADLINE_MS } from '#shared/batch/batch.ts';
+import { MAX_DEADLINE_MS } from '#shared/batch/input.ts';
 import { RETRYABLE_ERROR_NAME } from '#shared/core/errors.ts';
 import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { MapRunResultWriter, TaskFileReader } from './batch-objects.ts';

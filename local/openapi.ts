@@ -12,7 +12,7 @@ import { Api as cancelVerificationOrderApi } from '#functions/cancel-verificatio
 import { Query as cancellationsQuery } from '#functions/cancellations/handler.ts';
 import { ById as expirationByIdApi } from '#functions/expirations/handler.ts';
 import { Api as getCreditApplicationApi } from '#functions/get-credit-application/handler.ts';
-import { BatchRequest } from '#shared/batch/batch.ts';
+import { BatchRequest } from '#shared/batch/input.ts';
 import { ExpirationRequest } from '#shared/core/expirations.ts';
 import { BatchItem } from '#shared/core/items.ts';
 import { OPERATIONS, OUTCOMES, OutcomeSchema, PROVIDERS } from '#shared/core/outcome.ts';
@@ -90,7 +90,7 @@ const BatchStatus = z.looseObject({
   batchId: z.string(),
   status: z.enum(['running', 'waiting', 'completed', 'completed_with_failures', 'skipped', 'failed', 'aborted']),
   executionStatus: z.string(),
-  /** Between rounds: the providers it waits for and its next attempt (shared/batch/batch.ts, Rounds). */
+  /** Between rounds: the providers it waits for and its next attempt (shared/batch/rounds.ts). */
   waiting: z.optional(
     z.looseObject({
       round: z.number(),

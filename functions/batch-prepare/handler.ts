@@ -6,7 +6,8 @@
  */
 import * as z from 'zod/mini';
 import { getText, putJsonl, putText, requireEnv } from '#shared/aws/s3.ts';
-import { type Prepared, parseBatchFields, parseManifest, prepareBatch, validateBatch } from '#shared/batch/batch.ts';
+import { parseBatchFields, parseManifest, validateBatch } from '#shared/batch/input.ts';
+import { type Prepared, prepareBatch } from '#shared/batch/prepare.ts';
 import { InvalidInputError } from '#shared/core/errors.ts';
 import { startedByOf } from '#shared/core/execution-starts.ts';
 import { scheduleName } from '#shared/core/expirations.ts';

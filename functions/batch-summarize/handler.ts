@@ -1,6 +1,6 @@
 /**
  * Lambda (Step Functions task): Summarize, after every round. Turns every provider map's results, caught failures
- * included, into final outcomes and items to try again (shared/batch/batch.ts, Rounds). While items wait and the
+ * included, into final outcomes and items to try again (shared/batch/rounds.ts). While items wait and the
  * deadline has not passed, it answers `status: waiting` with the next round (its tasks, its wait); otherwise one
  * outcome per input item (in input order) and the counts per provider and outcome. Items whose Lambda crashed, and
  * items given up at the deadline, are recorded `failed` in the audit ledger here, since their own function could not.
@@ -11,18 +11,15 @@
  */
 import * as z from 'zod/mini';
 import { getText, putJsonl, putText, requireEnv } from '#shared/aws/s3.ts';
+import type { PreparedTask } from '#shared/batch/prepare.ts';
 import {
-  type BatchResult,
-  caughtOutcomes,
-  type IterationResult,
   type OpenCircuits,
-  type PreparedTask,
   planNextRound,
   type RoundDecision,
   type RoundInfo,
   splitRound,
-  summarize,
-} from '#shared/batch/batch.ts';
+} from '#shared/batch/rounds.ts';
+import { type BatchResult, caughtOutcomes, type IterationResult, summarize } from '#shared/batch/summarize.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { executionCaller, type LedgerEntry, recordOrLog } from '#shared/core/ledger.ts';
 import { type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';

@@ -13,7 +13,7 @@ import {
 import * as z from 'zod/mini';
 import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
 import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
-import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch/batch.ts';
+import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch/input.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
 import { recordApiStart } from '#shared/core/execution-starts.ts';
@@ -148,7 +148,7 @@ const STATUS: Record<string, string> = {
 };
 
 /**
- * A running batch between rounds (shared/batch/batch.ts): its latest event is the round's Wait, whose input says what it
+ * A running batch between rounds (shared/batch/rounds.ts): its latest event is the round's Wait, whose input says what it
  * waits for. Anything else, or a history that cannot be read, is `running`.
  */
 async function waiting(executionArn: string): Promise<Record<string, unknown> | undefined> {
