@@ -20,8 +20,8 @@ import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { identity } from '#shared/batch/keys.ts';
-import type { BatchItem } from '#shared/core/items.ts';
 import { isCanceled, OUTCOMES, type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
+import type { BatchItem } from '#shared/providers/index.ts';
 import { executeApiSigner, regionFor, signedHeaders } from './sigv4.ts';
 
 const USAGE = `Usage: npm run cli -- <command> [options]

@@ -14,9 +14,9 @@ import { ById as expirationByIdApi } from '#functions/expirations/handler.ts';
 import { Api as getCreditApplicationApi } from '#functions/get-credit-application/handler.ts';
 import { BatchRequest } from '#shared/batch/input.ts';
 import { ExpirationRequest } from '#shared/core/expirations.ts';
-import { BatchItem } from '#shared/core/items.ts';
 import { OPERATIONS, OUTCOMES, OutcomeSchema, PROVIDERS } from '#shared/core/outcome.ts';
 import { ROUTES } from '#shared/handler/routes.ts';
+import { BatchItem } from '#shared/providers/index.ts';
 
 type Json = Record<string, unknown>;
 /** The schemas named under components.schemas: wherever one of them appears, the document refers to it. */

@@ -1,6 +1,6 @@
 /** Lambda: cancel a GoCardless billing request (POST /v1/gocardless/billing-requests/{billingRequestId}/cancel). */
 import * as z from 'zod/mini';
-import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/core/items.ts';
+import { TaskContext } from '#shared/core/items.ts';
 import {
   cancelRun,
   IdempotencyHeaders,
@@ -15,6 +15,7 @@ import {
   type CancelBillingRequestInput,
   cancelBillingRequest,
 } from '#shared/providers/gocardless/cancel-billing-request.ts';
+import { BillingRequestId, GoCardlessItem, GoCardlessMetadata } from '#shared/providers/gocardless/items.ts';
 
 type Input = { cancel: CancelBillingRequestInput; why: Why };
 

@@ -1,7 +1,7 @@
 /** Lambda: cancel a mycreditapp document request
  * (POST /v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel). */
 import * as z from 'zod/mini';
-import { MyCreditAppItem, TaskContext, Uuid } from '#shared/core/items.ts';
+import { TaskContext, Uuid } from '#shared/core/items.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
 import {
   cancelRun,
@@ -17,6 +17,7 @@ import {
   type CancelDocumentRequestInput,
   cancelDocumentRequest,
 } from '#shared/providers/mycreditapp/cancel-document-request.ts';
+import { MyCreditAppItem } from '#shared/providers/mycreditapp/items.ts';
 
 type Input = { cancel: CancelDocumentRequestInput; why: Why };
 

@@ -1,7 +1,7 @@
 /** Lambda: cancel Auco signing processes (POST /v1/auco/documents/cancel, body: codes, message, email).
  * As a Step Functions task it takes a chunk of Auco items (codes) prepared by the batch. */
 import * as z from 'zod/mini';
-import { AucoCode, TaskContext } from '#shared/core/items.ts';
+import { TaskContext } from '#shared/core/items.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
 import {
   cancelRun,
@@ -17,6 +17,7 @@ import {
   type CancelSigningProcessesInput,
   cancelSigningProcesses,
 } from '#shared/providers/auco/cancel-signing-processes.ts';
+import { AucoCode } from '#shared/providers/auco/items.ts';
 
 type Input = { cancel: CancelSigningProcessesInput; why: Why };
 

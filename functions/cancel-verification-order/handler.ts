@@ -1,6 +1,6 @@
 /** Lambda: cancel a Truework verification order (POST /v1/truework/orders/{orderId}/cancel). */
 import * as z from 'zod/mini';
-import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/core/items.ts';
+import { TaskContext } from '#shared/core/items.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
 import {
   cancelRun,
@@ -16,6 +16,7 @@ import {
   type CancelVerificationOrderInput,
   cancelVerificationOrder,
 } from '#shared/providers/truework/cancel-verification-order.ts';
+import { TrueworkItem, TrueworkReason } from '#shared/providers/truework/items.ts';
 
 type Input = { cancel: CancelVerificationOrderInput; why: Why };
 

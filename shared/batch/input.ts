@@ -8,7 +8,8 @@
 import * as z from 'zod/mini';
 import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
 import { toInputIssues } from '#shared/core/issues.ts';
-import { BatchItem, text, Uuid } from '#shared/core/items.ts';
+import { text, Uuid } from '#shared/core/items.ts';
+import { BatchItem, providerModule } from '#shared/providers/index.ts';
 import { CREDIT_APPLICATION_STATUSES } from '#shared/providers/mycreditapp/adapter.ts';
 
 /** How long transient failures are retried in rounds by default: 24 h after the start (DESIGN.md 3.3). */
@@ -88,8 +89,6 @@ export const BatchRequest = z
   );
 export type BatchRequest = z.infer<typeof BatchRequest>;
 
-const isEmail = (s: string | undefined) => s !== undefined && z.safeParse(z.email(), s).success;
-
 /** Validates the batch fields alone (not the items): every problem listed. */
 export function parseBatchFields(input: unknown): BatchRequest {
   const parsed = z.safeParse(BatchRequest, input);
@@ -133,12 +132,7 @@ export function validateBatch(
       issues.push(...toInputIssues(item.error, raw, where));
       return;
     }
-    if (item.data.provider === 'auco' && !item.data.email && !isEmail(requestedBy)) {
-      issues.push({
-        path: `${where}.email`,
-        message: 'is required for Auco when requestedBy is not an email address (Auco records who cancelled)',
-      });
-    }
+    issues.push(...(providerModule(item.data.provider).checkItem?.(item.data, { requestedBy }, where) ?? []));
     items.push(item.data);
   });
   if (parsed.success && parsed.data.deadline && Date.parse(parsed.data.deadline) > Date.now() + MAX_DEADLINE_MS)

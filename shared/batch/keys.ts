@@ -1,45 +1,26 @@
 /**
- * What identifies a batch item and its task: the provider's target, the item's identity (two items with the same one
- * are the same cancellation), and the idempotency key of a task, stable for an execution.
+ * What identifies a batch item and its task: the provider's target (its module's `targetFields`), the item's
+ * identity (two items with the same one are the same cancellation), and a task's idempotency key, stable for an
+ * execution.
  */
 import { createHash } from 'node:crypto';
-import type { BatchItem } from '#shared/core/items.ts';
 import type { Operation, Provider } from '#shared/core/outcome.ts';
-import type { PreparedTask } from './prepare.ts';
+import { type BatchItem, providerModule } from '#shared/providers/index.ts';
 
-export const OPERATION_OF: Record<Provider, Operation> = {
-  mycreditapp: 'cancel-document-request',
-  auco: 'cancel-signing-processes',
-  truework: 'cancel-verification-order',
-  gocardless: 'cancel-billing-request',
-};
+/** The operation a provider's batch tasks run: its cancel function. */
+export function operationOf(provider: Provider): Operation {
+  return providerModule(provider).functions[0].fn;
+}
+
+/** The target of an item: its provider's target fields. */
+export function targetOf(item: BatchItem | (Record<string, unknown> & { provider: Provider })): Record<string, string> {
+  const fields = providerModule(item.provider).targetFields;
+  return Object.fromEntries(fields.map((f) => [f, String((item as Record<string, unknown>)[f] ?? '')]));
+}
 
 /** What makes two items the same cancellation. */
 export function identity(item: BatchItem): string {
-  switch (item.provider) {
-    case 'mycreditapp':
-      return `mycreditapp:${item.orgId}/${item.requestId}`;
-    case 'auco':
-      return `auco:${item.code}`;
-    case 'truework':
-      return `truework:${item.orderId}`;
-    case 'gocardless':
-      return `gocardless:${item.billingRequestId}`;
-  }
-}
-
-export function targetOf(item: BatchItem | PreparedTask['item']): Record<string, string> {
-  const i = item as Record<string, string>;
-  switch (item.provider) {
-    case 'mycreditapp':
-      return { orgId: i.orgId ?? '', requestId: i.requestId ?? '' };
-    case 'auco':
-      return { code: i.code ?? '' };
-    case 'truework':
-      return { orderId: i.orderId ?? '' };
-    case 'gocardless':
-      return { billingRequestId: i.billingRequestId ?? '' };
-  }
+  return `${item.provider}:${Object.values(targetOf(item)).join('/')}`;
 }
 
 /** A task's idempotency key: stable for this execution and this item (or chunk). */

@@ -1,12 +1,12 @@
 /**
- * Prepare (DESIGN.md 3.3): a validated batch made into the state machine's tasks, duplicates removed, Auco codes
- * chunked, every task given its idempotency key and the batch its deadline. Pure: the I/O is in
+ * Prepare (DESIGN.md 3.3): a validated batch made into the state machine's tasks, duplicates removed, the targets of
+ * a provider that takes many per call chunked (its module's `chunk` hook), every task given its idempotency key and the batch its deadline. Pure: the I/O is in
  * `functions/batch-prepare`.
  */
 import { InvalidInputError } from '#shared/core/errors.ts';
 import type { StartedBy } from '#shared/core/execution-starts.ts';
-import type { AucoItem, BatchItem } from '#shared/core/items.ts';
 import type { Provider } from '#shared/core/outcome.ts';
+import { type BatchItem, providerModule, REGISTRY } from '#shared/providers/index.ts';
 import {
   type BatchRequest,
   DEFAULT_DEADLINE_MS,
@@ -16,12 +16,12 @@ import {
 } from './input.ts';
 import { identity, keyFor } from './keys.ts';
 
-/** A task of the state machine: one item (or a chunk of Auco codes), its place in the input, its key. */
+/** A task of the state machine: one item (or a chunk of a provider's targets), its place in the input, its key. */
 export interface PreparedTask {
   item: Record<string, unknown> & { provider: Provider };
   /** Input position of a single item. */
   index?: number;
-  /** Input positions of an Auco chunk's codes, in the order of `item.codes`. */
+  /** Input positions of a chunk's targets, in its order (Auco: `item.codes`). */
   indexes?: number[];
   /** Stable for this execution and this item: a retried state reuses it, so nothing is cancelled twice. */
   idempotencyKey: string;
@@ -60,16 +60,20 @@ export function batchDeadline(request: Pick<BatchRequest, 'deadline'>, startedAt
   return new Date(at).toISOString();
 }
 
+/** One empty task list per provider. */
+export function emptyGroups(): Record<Provider, PreparedTask[]> {
+  return Object.fromEntries(REGISTRY.map((p) => [p.name, []])) as unknown as Record<Provider, PreparedTask[]>;
+}
+
 /**
- * Prepares a validated batch for the state machine: duplicates removed (the first occurrence wins), Auco codes
- * chunked per (message, email) to at most `aucoChunk` per call, every task given its idempotency key.
+ * Prepares a validated batch for the state machine: duplicates removed (the first occurrence wins), the targets of
+ * a provider with a `chunk` hook grouped into its calls, every task given its idempotency key.
  */
 export function prepareBatch(
   request: BatchRequest,
   items: BatchItem[],
   executionId: string,
   mode: Prepared['mode'],
-  aucoChunk: number,
   startedAt: number = Date.now(),
 ): Prepared {
   const deadline = batchDeadline(request, startedAt);
@@ -80,10 +84,10 @@ export function prepareBatch(
     ...(creditApplicationId ? { creditApplicationId } : {}),
     executionId,
   };
-  const groups: Record<Provider, PreparedTask[]> = { mycreditapp: [], auco: [], truework: [], gocardless: [] };
+  const groups = emptyGroups();
   const seen = new Map<string, number>();
   const duplicates: [number, number][] = [];
-  const aucoGroups = new Map<string, { message: string; email: string; codes: string[]; indexes: number[] }>();
+  const toChunk = new Map<Provider, { item: BatchItem; index: number }[]>();
 
   items.forEach((item, index) => {
     const id = identity(item);
@@ -93,29 +97,19 @@ export function prepareBatch(
       return;
     }
     seen.set(id, index);
-    if (item.provider === 'auco') {
-      const auco = item as AucoItem;
-      const message = auco.message ?? request.reason;
-      const email = auco.email ?? request.requestedBy ?? '';
-      const key = `${message}\n${email}`;
-      const group = aucoGroups.get(key) ?? { message, email, codes: [], indexes: [] };
-      group.codes.push(auco.code);
-      group.indexes.push(index);
-      aucoGroups.set(key, group);
+    if (providerModule(item.provider).chunk) {
+      toChunk.set(item.provider, [...(toChunk.get(item.provider) ?? []), { item, index }]);
       return;
     }
     groups[item.provider].push({ item, index, idempotencyKey: keyFor(executionId, id) });
   });
 
-  for (const { message, email, codes, indexes } of aucoGroups.values()) {
-    for (let i = 0; i < codes.length; i += aucoChunk) {
-      const chunkCodes = codes.slice(i, i + aucoChunk);
-      groups.auco.push({
-        item: { provider: 'auco', codes: chunkCodes, message, email },
-        indexes: indexes.slice(i, i + aucoChunk),
-        idempotencyKey: keyFor(executionId, `auco:${chunkCodes.join(',')}`),
-      });
-    }
+  for (const [provider, mine] of toChunk) {
+    const chunk = providerModule(provider).chunk;
+    if (chunk)
+      groups[provider].push(
+        ...(chunk.tasks(mine, request, chunk.size(), (what) => keyFor(executionId, what)) as PreparedTask[]),
+      );
   }
   return {
     mode,

@@ -13,9 +13,10 @@
  */
 import { RETRYABLE_ERROR_NAME } from '#shared/core/errors.ts';
 import { type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
-import { keyFor, OPERATION_OF, targetOf } from './keys.ts';
-import type { Prepared, PreparedTask } from './prepare.ts';
-import { caughtOutcomes, collectOutcomes, type IterationResult } from './summarize.ts';
+import { providerModule } from '#shared/providers/index.ts';
+import { keyFor, operationOf, targetOf } from './keys.ts';
+import { emptyGroups, type Prepared, type PreparedTask } from './prepare.ts';
+import { caughtOutcomes, chunkTargets, collectOutcomes, type IterationResult } from './summarize.ts';
 
 export const ROUNDS = {
   firstWaitSeconds: 30,
@@ -73,14 +74,11 @@ export function splitRound(
       retry.push({ task, last: failed });
       continue;
     }
-    // An Auco chunk partly settled: only its failed codes go again, as a chunk of their own with its own key.
-    const codes = failed.map((o) => String(o.outcome.target.code ?? ''));
+    // A chunk partly settled: only its failed targets go again, as a chunk of their own with its own key.
+    const chunk = providerModule(task.item.provider).chunk;
+    const again = failed.map((o) => ({ index: o.index, target: o.outcome.target }));
     retry.push({
-      task: {
-        item: { ...task.item, codes },
-        indexes: failed.map((o) => o.index),
-        idempotencyKey: keyFor(executionId, `auco:${codes.join(',')}`),
-      },
+      task: (chunk?.subset(task, again, (what) => keyFor(executionId, what)) ?? task) as PreparedTask,
       last: failed,
     });
   }
@@ -92,7 +90,7 @@ export interface RoundInfo {
   number: number;
   /** History events the rounds have used so far (estimated, see ROUNDS). */
   events: number;
-  /** Items (Auco codes counted one by one) still without a final outcome. */
+  /** Items (a chunk's targets counted one by one) still without a final outcome. */
   pending: number;
   /** Providers the batch waits for, with how many items, and their circuit when it is open. */
   waitingFor: { provider: Provider; items: number; circuit?: 'open'; since?: string }[];
@@ -129,13 +127,13 @@ const itemsOf = (t: PreparedTask) => t.indexes?.length ?? 1;
 function givenUp(task: PreparedTask, last: Settled[] | undefined, why: string, fallback: string): Settled[] {
   const lastByIndex = new Map((last ?? []).map((s) => [s.index, s.outcome]));
   const indexes = task.indexes ?? [task.index ?? -1];
-  const codes = (task.item.codes as string[] | undefined) ?? [];
+  const targets = task.indexes ? chunkTargets(task) : [];
   return indexes.map((index, i) => {
     const previous = lastByIndex.get(index);
-    const target = task.indexes ? { code: codes[i] ?? '' } : targetOf(task.item);
+    const target = task.indexes ? (targets[i] ?? {}) : targetOf(task.item);
     const outcome: Outcome = previous ?? {
       provider: task.item.provider,
-      operation: OPERATION_OF[task.item.provider],
+      operation: operationOf(task.item.provider),
       target,
       outcome: 'failed',
       failure: 'transient',
@@ -201,7 +199,7 @@ export function planNextRound(input: {
     };
   }
 
-  const groups: Record<Provider, PreparedTask[]> = { mycreditapp: [], auco: [], truework: [], gocardless: [] };
+  const groups = emptyGroups();
   const nextHeld: PreparedTask[] = [];
   for (const task of tasks) {
     const provider = task.item.provider;

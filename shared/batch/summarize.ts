@@ -12,7 +12,8 @@ import {
   type Provider,
 } from '#shared/core/outcome.ts';
 import { redact } from '#shared/observability/log.ts';
-import { OPERATION_OF, targetOf } from './keys.ts';
+import { providerModule } from '#shared/providers/index.ts';
+import { operationOf, targetOf } from './keys.ts';
 import type { Prepared, PreparedTask } from './prepare.ts';
 import type { RoundsReport } from './rounds.ts';
 
@@ -89,7 +90,7 @@ export function caughtOutcomes(
   const failure = FAILURE_OF_ERROR[task.error.Error] ?? 'transient';
   const failed = (target: Record<string, string>): Outcome => ({
     provider,
-    operation: OPERATION_OF[provider],
+    operation: operationOf(provider),
     target,
     outcome: 'failed',
     failure,
@@ -99,10 +100,15 @@ export function caughtOutcomes(
     message: redact(`${task.error.Error}: ${message}`).slice(0, 1000),
   });
   if (task.indexes) {
-    const codes = (task.item.codes as string[] | undefined) ?? [];
-    return task.indexes.map((index, i) => ({ index, outcome: carried?.[i] ?? failed({ code: codes[i] ?? '' }) }));
+    const targets = chunkTargets(task);
+    return task.indexes.map((index, i) => ({ index, outcome: carried?.[i] ?? failed(targets[i] ?? {}) }));
   }
   return [{ index: task.index ?? -1, outcome: carried?.[0] ?? failed(targetOf(task.item)) }];
+}
+
+/** The target of each of a chunk task's items (its provider's `chunk` hook). */
+export function chunkTargets(task: PreparedTask): Record<string, string>[] {
+  return providerModule(task.item.provider).chunk?.targets(task) ?? [];
 }
 
 /** Flattens iteration results into one outcome per input index. */

@@ -17,11 +17,11 @@ import {
   chunk,
   classifyCancel,
   classifyStatus,
-  DEFAULT_MAX_CODES_PER_CALL,
   malformedCounts,
   malformedStatus,
   statusRequest,
 } from './adapter.ts';
+import { maxCodesPerCall } from './index.ts';
 
 export interface CancelSigningProcessesInput {
   codes: string[];
@@ -29,11 +29,6 @@ export interface CancelSigningProcessesInput {
   message: string;
   /** Who cancels (Auco's audit); most likely a user of the Auco company. */
   email: string;
-}
-
-export function maxCodesPerCall(): number {
-  const configured = Number(process.env.AUCO_MAX_CODES_PER_CALL);
-  return Number.isInteger(configured) && configured > 0 ? configured : DEFAULT_MAX_CODES_PER_CALL;
 }
 
 /** One outcome per distinct code, in the order given; codes go to Auco in calls of at most `maxCodesPerCall()`. */

@@ -1,0 +1,16 @@
+/** Truework, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
+import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
+import type { ProviderModule } from '#shared/providers/provider.ts';
+import { TrueworkItem } from './items.ts';
+
+export const truework = {
+  name: 'truework',
+  // 10 at 0.95 requests/s each (at most one a second each): 10 in any second, and a container has a whole second for
+  // each call, the provider's answer, the ledger and the idempotency record included.
+  functions: [{ fn: 'cancel-verification-order', reserved: 10, description: 'Cancel a Truework verification order' }],
+  item: TrueworkItem,
+  targetFields: ['orderId'],
+  limit: { perSecond: PROVIDER_LIMITS.truework, windowSeconds: 1 },
+  metered: false,
+  secretPlaceholder: { template: {}, generated: 'apiKey' },
+} as const satisfies ProviderModule<'truework'>;
