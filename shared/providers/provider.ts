@@ -47,6 +47,18 @@ export interface ChunkHook {
   ): ChunkTask;
 }
 
+/** How `npm run cli -- cancel <provider> ...` (local/cli.ts) turns its arguments into the provider's API route. */
+export interface CliCancel {
+  /** The command's usage line, after `cancel `. */
+  readonly usage: string;
+  request(
+    ids: string[],
+    opts: Readonly<Record<string, string | string[] | boolean | undefined>>,
+    need: (value: string | undefined, what: string) => string,
+    usage: (message: string) => Error,
+  ): { path: string; body?: unknown; headers?: Record<string, string> };
+}
+
 export interface ProviderModule<Name extends string = string> {
   readonly name: Name;
   /** The functions that call it; the first is its cancel function, which a batch's map fans out to. */
@@ -68,4 +80,6 @@ export interface ProviderModule<Name extends string = string> {
   checkItem?(item: Record<string, unknown>, batch: { requestedBy?: string | undefined }, where: string): InputIssue[];
   /** Many targets per call: how a batch chunks them. */
   readonly chunk?: ChunkHook;
+  /** Its cancel command in the CLI. */
+  readonly cli: CliCancel;
 }

@@ -74,4 +74,18 @@ export const auco = {
       };
     },
   },
+  cli: {
+    usage: 'auco <code>... --message TEXT --email ADDRESS',
+    request(ids, opts, need, usage) {
+      if (!ids.length) throw usage('at least one document code is required');
+      return {
+        path: '/v1/auco/documents/cancel',
+        body: {
+          codes: ids,
+          message: need(opts.message as string | undefined, '--message'),
+          email: need(opts.email as string | undefined, '--email'),
+        },
+      };
+    },
+  },
 } as const satisfies ProviderModule<'auco'>;

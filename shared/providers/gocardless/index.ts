@@ -12,4 +12,21 @@ export const gocardless = {
   limit: { perSecond: PROVIDER_LIMITS.gocardless, windowSeconds: 60 },
   metered: false,
   secretPlaceholder: { template: {}, generated: 'accessToken' },
+  cli: {
+    usage: 'gocardless <billingRequestId> [--metadata key=value]...',
+    request(ids, opts, need, usage) {
+      const id = need(ids[0], 'a billing request id');
+      const metadata = Object.fromEntries(
+        ((opts.metadata as string[] | undefined) ?? []).map((kv) => {
+          const at = kv.indexOf('=');
+          if (at < 1) throw usage(`--metadata takes key=value, not "${kv}"`);
+          return [kv.slice(0, at), kv.slice(at + 1)];
+        }),
+      );
+      return {
+        path: `/v1/gocardless/billing-requests/${encodeURIComponent(id)}/cancel`,
+        body: Object.keys(metadata).length ? { metadata } : {},
+      };
+    },
+  },
 } as const satisfies ProviderModule<'gocardless'>;

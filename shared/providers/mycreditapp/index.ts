@@ -18,4 +18,17 @@ export const mycreditapp = {
   // Several functions share the budget (the cancels and the lookup).
   metered: true,
   secretPlaceholder: { template: { clientId: 'REPLACE_WITH_CLIENT_ID' }, generated: 'clientSecret' },
+  cli: {
+    usage: 'mycreditapp <orgId> <requestId> --requester <uuid> --target <uuid>',
+    request(ids, opts, need) {
+      const [orgId, requestId] = [need(ids[0], 'an organization id'), need(ids[1], 'a document request id')];
+      return {
+        path: `/v1/mycreditapp/organizations/${encodeURIComponent(orgId)}/document-requests/${encodeURIComponent(requestId)}/cancel`,
+        headers: {
+          'requester-organization-id': need(opts.requester as string | undefined, '--requester'),
+          'target-organization-id': need(opts.target as string | undefined, '--target'),
+        },
+      };
+    },
+  },
 } as const satisfies ProviderModule<'mycreditapp'>;

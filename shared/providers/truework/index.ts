@@ -13,4 +13,14 @@ export const truework = {
   limit: { perSecond: PROVIDER_LIMITS.truework, windowSeconds: 1 },
   metered: false,
   secretPlaceholder: { template: {}, generated: 'apiKey' },
+  cli: {
+    usage: 'truework <orderId> [--reason other] [--details TEXT]',
+    request: (ids, opts, need) => ({
+      path: `/v1/truework/orders/${encodeURIComponent(need(ids[0], 'an order id'))}/cancel`,
+      body: {
+        reason: (opts.reason as string | undefined) ?? 'other',
+        ...(opts.details ? { details: opts.details } : {}),
+      },
+    }),
+  },
 } as const satisfies ProviderModule<'truework'>;
