@@ -16,7 +16,8 @@ const MOST_FILES = 2;
 const NOT_YET: Record<string, string> = {
   'shared/core/outcome.ts': 'PROVIDERS, the names every Lambda validates with (the registry would bundle all four)',
   'shared/core/cancel.ts': 'PROVIDER_LIMITS, the limits table bench/run.ts imports from here (bench/ is not ours now)',
-  'shared/aws/secrets.ts': 'the secret schemas, needed by every provider Lambda (moving them changes SecretStore)',
+  'shared/aws/secrets.ts':
+    "SecretSchemas, the table of the providers' secret schemas every Lambda loads by name (an API change to SecretStore)",
   'shared/handler/routes.ts': "the routes' paths (shared/handler/ is not ours now)",
   'shared/handler/cancel-handler.ts': 'MyCreditAppHeaders (shared/handler/ is not ours now)',
   'functions/expirations/handler.ts': 'the guard: its lookup and messages (not ours now)',
