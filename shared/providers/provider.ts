@@ -61,6 +61,8 @@ export interface CliCancel {
 
 export interface ProviderModule<Name extends string = string> {
   readonly name: Name;
+  /** Its name as people write it (in documents: "GoCardless"). */
+  readonly title: string;
   /** The functions that call it; the first is its cancel function, which a batch's map fans out to. */
   readonly functions: readonly [ProviderFunctionSpec, ...ProviderFunctionSpec[]];
   /** Its batch item (a strict object whose `provider` is `name`), validated by the API, batches and tasks. */

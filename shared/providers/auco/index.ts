@@ -17,6 +17,7 @@ const codesOf = (task: ChunkTask) => (task.item.codes as string[] | undefined) ?
 
 export const auco = {
   name: 'auco',
+  title: 'Auco',
   // Metered: two containers at a static 2.375/s each could send 3 each in one second (a window catches three slots
   // 421 ms apart), 6 where the budget is 5; one container would throttle an API call whenever a batch runs.
   functions: [{ fn: 'cancel-signing-processes', reserved: 2, description: 'Cancel Auco signing processes' }],

@@ -5,6 +5,7 @@ import { GoCardlessItem } from './items.ts';
 
 export const gocardless = {
   name: 'gocardless',
+  title: 'GoCardless',
   functions: [{ fn: 'cancel-billing-request', reserved: 8, description: 'Cancel a GoCardless billing request' }],
   item: GoCardlessItem,
   targetFields: ['billingRequestId'],

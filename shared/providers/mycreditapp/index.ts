@@ -5,6 +5,7 @@ import { MyCreditAppItem } from './items.ts';
 
 export const mycreditapp = {
   name: 'mycreditapp',
+  title: 'mycreditapp',
   functions: [
     { fn: 'cancel-document-request', reserved: 5, description: 'Cancel a mycreditapp document request' },
     // The lookup (batch guards, expirations, API reads) shares mycreditapp's budget with the cancels.
