@@ -12,7 +12,7 @@ import {
 } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl, requireEnv } from '#shared/aws/s3.ts';
-import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
+import { guardOrganizationId } from '#shared/aws/secrets.ts';
 import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch/input.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
@@ -91,7 +91,7 @@ async function start(body: unknown, idempotencyKey: string | undefined, principa
   if (request.guard) {
     const issues = guardOrganizationIssues(
       request.guard,
-      await mycreditappOrganizationId(defaultDeps().secrets),
+      await guardOrganizationId(defaultDeps().secrets),
       'body.guard.',
     );
     if (issues.length) throw new InvalidInputError(issues);

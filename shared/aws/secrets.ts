@@ -238,7 +238,7 @@ export function setSecretStore(store: SecretStore | undefined): void {
 
 /** The mycreditapp secret's `organizationId` (what a guard's lookup defaults both organization headers to), or
  * undefined when it has none or no mycreditapp secret is configured. Transient trouble reading it propagates. */
-export async function mycreditappOrganizationId(store: SecretStore = secretStore()): Promise<string | undefined> {
+export async function guardOrganizationId(store: SecretStore = secretStore()): Promise<string | undefined> {
   try {
     return (await store.get('mycreditapp')).organizationId;
   } catch (error) {
@@ -246,3 +246,6 @@ export async function mycreditappOrganizationId(store: SecretStore = secretStore
     throw error;
   }
 }
+
+/** The same, by its former name (functions/expirations imports it). */
+export const mycreditappOrganizationId = guardOrganizationId;

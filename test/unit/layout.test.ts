@@ -21,7 +21,6 @@ const NOT_YET: Record<string, string> = {
   'shared/handler/routes.ts': "the routes' paths (shared/handler/ is not ours now)",
   'shared/handler/cancel-handler.ts': 'MyCreditAppHeaders (shared/handler/ is not ours now)',
   'functions/expirations/handler.ts': 'the guard: its lookup and messages (not ours now)',
-  'functions/batches/handler.ts': "the guard's default organization ids (mycreditappOrganizationId)",
   'functions/cancellations/handler.ts': 'the example in its 400 message',
   'shared/batch/input.ts': "the guard's statuses, and messages that name providers",
 };
