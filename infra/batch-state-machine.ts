@@ -5,7 +5,7 @@
  *                                  manifest: Parallel of one Distributed Map per provider -> Summarize -> waiting?
  *            waiting: Wait (the round's seconds) -> the same fan-out with the items still pending (a round)
  *
- * Rounds (shared/batch/batch.ts): items that end a round `failed` for a transient reason are tried again, with their
+ * Rounds (shared/batch/rounds.ts): items that end a round `failed` for a transient reason are tried again, with their
  * own idempotency keys, after a growing Wait, until the batch's `deadline`; only then are they `failed`. A
  * provider whose circuit is open gets one item per round, its probe. Summarize decides, after every round.
  *
@@ -47,9 +47,10 @@ import {
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { MAX_DEADLINE_MS } from '#shared/batch/batch.ts';
+import { MAX_DEADLINE_MS } from '#shared/batch/input.ts';
 import { RETRYABLE_ERROR_NAME } from '#shared/core/errors.ts';
-import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
+import type { Provider } from '#shared/core/outcome.ts';
+import { PROVIDER_MODULES, REGISTRY } from '#shared/providers/index.ts';
 import { MapRunResultWriter, TaskFileReader } from './batch-objects.ts';
 import { batchConcurrency } from './budget.ts';
 
@@ -58,10 +59,10 @@ export const RESULT_WRITER_V2_FLAG = '@aws-cdk/aws-stepfunctions:useDistributedM
 
 /** Concurrent cancellations per provider in one batch (the map's MaxConcurrency): the cancel function's reserved
  * concurrency (infra/budget.ts). Several batches at once are bounded by the reservation itself, not by this. */
-export const BATCH_CONCURRENCY = Object.fromEntries(PROVIDERS.map((p) => [p, batchConcurrency(p)])) as Record<
-  Provider,
-  number
->;
+export const BATCH_CONCURRENCY = Object.fromEntries(
+  REGISTRY.map((p) => [p.name, batchConcurrency(p.name)]),
+) as unknown as Record<Provider, number>;
+const PROVIDERS = REGISTRY.map((p) => p.name);
 /** Items per Distributed Map child workflow (ItemBatcher). */
 export const ITEMS_PER_CHILD = 25;
 /** Error names the item task retries; everything else is caught. */
@@ -166,7 +167,8 @@ export class BatchStateMachine extends Construct {
     /** What each item's task receives: the item, its position(s), its key, and the batch it belongs to. */
     const itemSelector = (provider: Provider, batchPath: string) => ({
       item: JsonPath.stringAt('$$.Map.Item.Value.item'),
-      ...(provider === 'auco'
+      // A provider that takes many targets per call (its `chunk` hook) gets a chunk's positions.
+      ...(PROVIDER_MODULES[provider].chunk
         ? { indexes: JsonPath.listAt('$$.Map.Item.Value.indexes') }
         : { index: JsonPath.numberAt('$$.Map.Item.Value.index') }),
       idempotencyKey: JsonPath.stringAt('$$.Map.Item.Value.idempotencyKey'),

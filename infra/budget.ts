@@ -16,31 +16,22 @@
  *
  * No request to a provider goes out unmetered: a shared budget that cannot be read fails the request as transient.
  */
-import { PROVIDER_LIMITS, RATE_MARGIN } from '#shared/core/cancel.ts';
+import { RATE_MARGIN } from '#shared/core/cancel.ts';
 import type { Provider } from '#shared/core/outcome.ts';
-import type { FunctionName } from '#shared/handler/routes.ts';
+import { PROVIDER_MODULES, REGISTRY } from '#shared/providers/index.ts';
+import type { ProviderFunctionSpec } from '#shared/providers/provider.ts';
 
-/** Every function that calls a provider, with its reserved concurrency (containers at once). A provider's cancel
- * function comes first: the batch maps fan out to it. */
-export const PROVIDER_FUNCTIONS: Record<Provider, readonly { fn: FunctionName; reserved: number }[]> = {
-  // The lookup (batch guards, expirations, API reads) shares mycreditapp's budget with the cancels.
-  // Metered across containers, its bound does not depend on how many run; 5 keep the budget busy (each has about
-  // half a second per call) without crowding the shared slots (10 measured worse: README, Performance, storm).
-  mycreditapp: [
-    { fn: 'cancel-document-request', reserved: 5 },
-    { fn: 'get-credit-application', reserved: 2 },
-  ],
-  // Metered: two containers at a static 2.375/s each could send 3 each in one second (a window catches three slots
-  // 421 ms apart), 6 where the budget is 5; one container would throttle an API call whenever a batch runs.
-  auco: [{ fn: 'cancel-signing-processes', reserved: 2 }],
-  // 10 at 0.95 requests/s each (at most one a second each): 10 in any second, and a container has a whole second for
-  // each call, the provider's answer, the ledger and the idempotency record included.
-  truework: [{ fn: 'cancel-verification-order', reserved: 10 }],
-  gocardless: [{ fn: 'cancel-billing-request', reserved: 8 }],
-};
+/** Every function that calls a provider, with its reserved concurrency (containers at once), from each provider's
+ * module (`functions`: its cancel function first, which the batch maps fan out to). */
+export const PROVIDER_FUNCTIONS = Object.fromEntries(REGISTRY.map((p) => [p.name, p.functions])) as unknown as Record<
+  Provider,
+  readonly ProviderFunctionSpec[]
+>;
 
 /** The window each provider counts its limit over (GoCardless: 1,000 a minute; the others: per second). */
-export const LIMIT_WINDOW_SECONDS: Record<Provider, number> = { mycreditapp: 1, auco: 1, truework: 1, gocardless: 60 };
+export const LIMIT_WINDOW_SECONDS = Object.fromEntries(
+  REGISTRY.map((p) => [p.name, p.limit.windowSeconds]),
+) as unknown as Record<Provider, number>;
 
 /** The most requests a function's containers can send in any one limit window, all busy at once: each sends at
  * most ⌈rate × window⌉ in a window (its slots are 1/rate apart), and a shared budget is one sender. */
@@ -50,12 +41,7 @@ export function worstInWindow(provider: Provider, rate: number, containers: numb
 
 /** The provider each function calls, if any. */
 export function providerOf(fn: string): Provider | undefined {
-  for (const [provider, fns] of Object.entries(PROVIDER_FUNCTIONS) as [
-    Provider,
-    (typeof PROVIDER_FUNCTIONS)[Provider],
-  ][])
-    if (fns.some((f) => f.fn === fn)) return provider;
-  return undefined;
+  return REGISTRY.find((p) => p.functions.some((f) => f.fn === fn))?.name;
 }
 
 /** The reserved concurrency of a function that calls a provider (undefined: unreserved). */
@@ -64,14 +50,11 @@ export function reservedConcurrency(fn: string): number | undefined {
   return provider ? PROVIDER_FUNCTIONS[provider].find((f) => f.fn === fn)?.reserved : undefined;
 }
 
-/** Providers whose budget is metered across containers (RATE_BUDGET_TABLE) rather than split into static shares:
- * where several functions share it (mycreditapp), and where a share per container could not keep the count in a
- * window within the limit without leaving a single container (Auco, 5/s). */
-const METERED: ReadonlySet<Provider> = new Set<Provider>(['mycreditapp', 'auco']);
-
-/** Whether the provider's budget is metered across every container of its functions. */
+/** Whether the provider's budget is metered across every container of its functions (RATE_BUDGET_TABLE) rather
+ * than split into static shares: where several functions share it, and where a share per container could not keep
+ * the count in a window within the limit without leaving a single container (its module's `metered`). */
 export function sharedBudget(provider: Provider): boolean {
-  return METERED.has(provider);
+  return PROVIDER_MODULES[provider].metered;
 }
 
 /** `<PROVIDER>_RATE_PER_SECOND` of a function: the whole budget, metered across containers, where the budget is
@@ -80,7 +63,7 @@ export function paceOf(fn: string): number {
   const provider = providerOf(fn);
   const entry = provider ? PROVIDER_FUNCTIONS[provider].find((f) => f.fn === fn) : undefined;
   if (!provider || !entry) throw new Error(`${fn} calls no provider (infra/budget.ts)`);
-  const budget = PROVIDER_LIMITS[provider] * RATE_MARGIN;
+  const budget = PROVIDER_MODULES[provider].limit.perSecond * RATE_MARGIN;
   return sharedBudget(provider) ? budget : budget / entry.reserved;
 }
 

@@ -6,8 +6,28 @@
 import { type CfnElement, Stack, Validations } from 'aws-cdk-lib';
 import { CfnPolicy, CfnRole } from 'aws-cdk-lib/aws-iam';
 import type { IConstruct } from 'constructs';
+import { PROVIDER_FUNCTIONS } from '#shared/providers/index.ts';
 import { MAP_RUNS_PREFIX, TASK_FILES } from './batch-objects.ts';
-import type { CancellationsStack } from './stack.ts';
+import type { BatchStateMachine } from './batch-state-machine.ts';
+import type { Expirations } from './expirations.ts';
+import type { ProviderFunction } from './provider-function.ts';
+import type { ProviderSecrets } from './provider-secrets.ts';
+
+/** What the acknowledgements are about: the stack's constructs (CancellationsStack passes itself). */
+export interface Acknowledged {
+  readonly secrets: ProviderSecrets;
+  readonly functions: Record<string, ProviderFunction>;
+  readonly batch: BatchStateMachine;
+  readonly expirations?: Expirations;
+}
+
+/** The functions the state machine invokes: Prepare, Summarize and every function that calls a provider (the
+ * cancels, the guard's lookup), from the registry. */
+const INVOKED: ReadonlySet<string> = new Set([
+  'batch-prepare',
+  'batch-summarize',
+  ...PROVIDER_FUNCTIONS.map((f) => f.fn),
+]);
 
 const IAM5 = (finding: string) => `AwsSolutions::AwsSolutions-IAM5[${finding}]`;
 
@@ -69,7 +89,7 @@ function logicalId(construct: IConstruct): string {
   return Stack.of(construct).getLogicalId(construct.node.defaultChild as CfnElement);
 }
 
-export function acknowledgeFindings(stack: CancellationsStack): void {
+export function acknowledgeFindings(stack: Acknowledged): void {
   for (const secret of Object.values(stack.secrets.secrets)) {
     Validations.of(secret).acknowledge({
       id: 'AwsSolutions::AwsSolutions-SMG4',
@@ -113,17 +133,7 @@ export function acknowledgeFindings(stack: CancellationsStack): void {
 
   const machine = stack.batch.stateMachine;
   const machineRole = machine.role;
-  const invoked = [...Object.values(stack.functions)].filter((fn) =>
-    [
-      'BatchPrepare',
-      'BatchSummarize',
-      'GetCreditApplication',
-      'CancelDocumentRequest',
-      'CancelSigningProcesses',
-      'CancelVerificationOrder',
-      'CancelBillingRequest',
-    ].includes(fn.node.id),
-  );
+  const invoked = Object.values(stack.functions).filter((fn) => INVOKED.has(fn.operation));
   acknowledgeAnyResource(
     machineRole,
     MACHINE_ANY_RESOURCE_ACTIONS,

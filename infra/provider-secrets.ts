@@ -7,36 +7,26 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import type { Provider } from '#shared/core/outcome.ts';
-
-/** What each secret looks like before the real values are put in: the shape of `shared/aws/secrets.ts`. */
-const PLACEHOLDERS: Record<Provider, { template: Record<string, string>; generated: string }> = {
-  mycreditapp: { template: { clientId: 'REPLACE_WITH_CLIENT_ID' }, generated: 'clientSecret' },
-  auco: { template: { publicKey: 'puk_REPLACE_WITH_PUBLIC_KEY' }, generated: 'privateKey' },
-  truework: { template: {}, generated: 'apiKey' },
-  gocardless: { template: {}, generated: 'accessToken' },
-};
+import { REGISTRY } from '#shared/providers/index.ts';
 
 export class ProviderSecrets extends Construct {
   readonly secrets: Record<Provider, Secret>;
 
   constructor(scope: Construct, id: string, props: { removalPolicy?: RemovalPolicy } = {}) {
     super(scope, id);
-    const make = (provider: Provider) =>
-      new Secret(this, provider, {
-        description: `${provider} credentials for provider cancellations (JSON; see README "Configuration")`,
+    // Before the real values are put in, each secret holds its provider module's placeholder: the shape of its
+    // secret schema, with a generated value in its credential field.
+    const make = ({ name, secretPlaceholder }: (typeof REGISTRY)[number]) =>
+      new Secret(this, name, {
+        description: `${name} credentials for provider cancellations (JSON; see README "Configuration")`,
         removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
         generateSecretString: {
-          secretStringTemplate: JSON.stringify(PLACEHOLDERS[provider].template),
-          generateStringKey: PLACEHOLDERS[provider].generated,
+          secretStringTemplate: JSON.stringify(secretPlaceholder.template),
+          generateStringKey: secretPlaceholder.generated,
           excludePunctuation: true,
           passwordLength: 32,
         },
       });
-    this.secrets = {
-      mycreditapp: make('mycreditapp'),
-      auco: make('auco'),
-      truework: make('truework'),
-      gocardless: make('gocardless'),
-    };
+    this.secrets = Object.fromEntries(REGISTRY.map((p) => [p.name, make(p)])) as unknown as Record<Provider, Secret>;
   }
 }

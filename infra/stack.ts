@@ -7,7 +7,8 @@ import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
 import type { Provider } from '#shared/core/outcome.ts';
 import { FUNCTIONS, type FunctionName } from '#shared/handler/routes.ts';
-import { DEFAULT_MAX_CODES_PER_CALL } from '#shared/providers/auco/adapter.ts';
+import { REGISTRY } from '#shared/providers/index.ts';
+import type { ProviderFunctionSpec } from '#shared/providers/provider.ts';
 import { BatchStateMachine, RESULT_WRITER_V2_FLAG } from './batch-state-machine.ts';
 import { paceOf, providerOf, reservedConcurrency, sharedBudget } from './budget.ts';
 import { Expirations } from './expirations.ts';
@@ -56,41 +57,32 @@ export class CancellationsStack extends Stack {
     const pace = (operation: FunctionName) => ({
       [`${String(providerOf(operation)).toUpperCase()}_RATE_PER_SECOND`]: String(paceOf(operation)),
     });
-    const auco = { AUCO_MAX_CODES_PER_CALL: String(DEFAULT_MAX_CODES_PER_CALL) };
+    /** What the providers' hooks read in the functions that run them (Auco's codes per call: its cancel function
+     * and Prepare, which chunks). */
+    const hooks = Object.assign({}, ...REGISTRY.map((p) => ('environment' in p ? p.environment : {})));
+    const pascal = (s: string) => s.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase());
+    const provided = (provider: Provider, spec: ProviderFunctionSpec, environment: Record<string, string> = {}) =>
+      make(pascal(spec.fn), {
+        operation: spec.fn,
+        description: spec.description,
+        environment: { ...pace(spec.fn), ...environment },
+      }).bindSecret(this.secrets.secrets[provider]);
 
-    const cancel = {
-      mycreditapp: make('CancelDocumentRequest', {
-        operation: 'cancel-document-request',
-        description: 'Cancel a mycreditapp document request',
-        environment: pace('cancel-document-request'),
-      }).bindSecret(this.secrets.secrets.mycreditapp),
-      auco: make('CancelSigningProcesses', {
-        operation: 'cancel-signing-processes',
-        description: 'Cancel Auco signing processes',
-        environment: { ...pace('cancel-signing-processes'), ...auco },
-      }).bindSecret(this.secrets.secrets.auco),
-      truework: make('CancelVerificationOrder', {
-        operation: 'cancel-verification-order',
-        description: 'Cancel a Truework verification order',
-        environment: pace('cancel-verification-order'),
-      }).bindSecret(this.secrets.secrets.truework),
-      gocardless: make('CancelBillingRequest', {
-        operation: 'cancel-billing-request',
-        description: 'Cancel a GoCardless billing request',
-        environment: pace('cancel-billing-request'),
-      }).bindSecret(this.secrets.secrets.gocardless),
-    } satisfies Record<Provider, ProviderFunction>;
-    const lookup = make('GetCreditApplication', {
-      operation: 'get-credit-application',
-      description: 'Read a mycreditapp credit application',
-      environment: pace('get-credit-application'),
-    }).bindSecret(this.secrets.secrets.mycreditapp);
+    // Each provider's cancel function (the batch maps fan out to it), then the others that call a provider.
+    const cancel = Object.fromEntries(
+      REGISTRY.map((p) => [p.name, provided(p.name, p.functions[0], 'environment' in p ? p.environment : {})]),
+    ) as Record<Provider, ProviderFunction>;
+    for (const p of REGISTRY) for (const spec of p.functions.slice(1)) provided(p.name, spec);
+    const lookup = functions.GetCreditApplication;
+    if (!lookup) throw new Error('No provider module lists get-credit-application, the batch guard');
+    /** The provider whose secret holds the guard's default organization ids. */
+    const guardSecret = this.secrets.secrets[providerOf(lookup.operation) as Provider];
     // Prepare and Summarize parse and write whole manifests (up to 100,000 items): more memory and time.
     const big = { memorySize: 1024, timeout: Duration.minutes(5) };
     const prepare = make('BatchPrepare', {
       operation: 'batch-prepare',
       description: 'Batch: validate, de-duplicate, chunk',
-      environment: auco,
+      environment: hooks,
       ...big,
     });
     const summarize = make('BatchSummarize', {
@@ -118,9 +110,9 @@ export class CancellationsStack extends Stack {
       description: 'POST /v1/batches and GET /v1/batches/{batchId}',
       environment: { STATE_MACHINE_ARN: this.batch.stateMachine.stateMachineArn, BATCH_BUCKET: bucket.bucketName },
     });
-    // The mycreditapp secret's organizationId is the default of a guard's organization ids: without either, a
+    // The lookup's provider's secret (its organizationId) is the default of a guard's organization ids: without either, a
     // guarded batch is refused (400) before it starts.
-    batches.bindSecret(this.secrets.secrets.mycreditapp);
+    batches.bindSecret(guardSecret);
     this.batch.stateMachine.grantStartExecution(batches);
     batches.addToRolePolicy(
       new PolicyStatement({
@@ -145,7 +137,7 @@ export class CancellationsStack extends Stack {
       operation: 'expirations',
       description: 'POST, GET and DELETE /v1/expirations',
       environment: { BATCH_BUCKET: bucket.bucketName },
-    }).bindSecret(this.secrets.secrets.mycreditapp); // as Batches: the guard's default organization ids
+    }).bindSecret(guardSecret); // as Batches: the guard's default organization ids
     const expirations = new Expirations(this, 'Expiry', {
       fn: expirationsFn,
       stateMachine: this.batch.stateMachine,

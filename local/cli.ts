@@ -1,10 +1,7 @@
 /**
  * `npm run cli -- ...`: the local API from a terminal.
  *
- *   cancel gocardless <billingRequestId> [--metadata key=value]...
- *   cancel truework <orderId> [--reason other] [--details TEXT]
- *   cancel auco <code>... --message TEXT --email ADDRESS
- *   cancel mycreditapp <orgId> <requestId> --requester <uuid> --target <uuid>
+ *   cancel <provider> ...        each provider's own arguments (its module's `cli`, shared/providers/<provider>/index.ts)
  *   lookup <creditApplicationId>
  *   batch <file.json>            start a batch and follow it: a progress bar per provider, then a summary table
  *   status <batchId>
@@ -19,17 +16,22 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { SignatureV4 } from '@smithy/signature-v4';
-import { identity } from '#shared/batch/batch.ts';
-import type { BatchItem } from '#shared/core/items.ts';
-import { isCanceled, OUTCOMES, type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
+import { identity } from '#shared/batch/keys.ts';
+import { isCanceled, OUTCOMES, type Outcome, type Provider } from '#shared/core/outcome.ts';
+import { ROUTES } from '#shared/handler/routes.ts';
+import { type BatchItem, REGISTRY } from '#shared/providers/index.ts';
+import type { ProviderModule } from '#shared/providers/provider.ts';
+
+const PROVIDERS = REGISTRY.map((p) => p.name);
+
 import { executeApiSigner, regionFor, signedHeaders } from './sigv4.ts';
 
 const USAGE = `Usage: npm run cli -- <command> [options]
 
-  cancel gocardless <billingRequestId> [--metadata key=value]...
-  cancel truework <orderId> [--reason other] [--details TEXT]
-  cancel auco <code>... --message TEXT --email ADDRESS
-  cancel mycreditapp <orgId> <requestId> --requester <uuid> --target <uuid>
+${[...REGISTRY]
+  .reverse()
+  .map((p) => `  cancel ${p.cli.usage}`)
+  .join('\n')}
   lookup <creditApplicationId>
   batch <file.json>              start a batch and follow it to the end
   status <batchId>
@@ -155,57 +157,10 @@ function need(value: string | undefined, what: string): string {
 
 async function cancel(args: string[]): Promise<number> {
   const [provider, ...ids] = args;
-  switch (provider) {
-    case 'gocardless': {
-      const id = need(ids[0], 'a billing request id');
-      const metadata = Object.fromEntries(
-        (opts.metadata ?? []).map((kv) => {
-          const at = kv.indexOf('=');
-          if (at < 1) throw new Usage(`--metadata takes key=value, not "${kv}"`);
-          return [kv.slice(0, at), kv.slice(at + 1)];
-        }),
-      );
-      return printOutcome(
-        await call(
-          'POST',
-          `/v1/gocardless/billing-requests/${encodeURIComponent(id)}/cancel`,
-          Object.keys(metadata).length ? { metadata } : {},
-        ),
-      );
-    }
-    case 'truework':
-      return printOutcome(
-        await call('POST', `/v1/truework/orders/${encodeURIComponent(need(ids[0], 'an order id'))}/cancel`, {
-          reason: opts.reason ?? 'other',
-          ...(opts.details ? { details: opts.details } : {}),
-        }),
-      );
-    case 'auco':
-      if (!ids.length) throw new Usage('at least one document code is required');
-      return printOutcome(
-        await call('POST', '/v1/auco/documents/cancel', {
-          codes: ids,
-          message: need(opts.message, '--message'),
-          email: need(opts.email, '--email'),
-        }),
-      );
-    case 'mycreditapp': {
-      const [orgId, requestId] = [need(ids[0], 'an organization id'), need(ids[1], 'a document request id')];
-      return printOutcome(
-        await call(
-          'POST',
-          `/v1/mycreditapp/organizations/${encodeURIComponent(orgId)}/document-requests/${encodeURIComponent(requestId)}/cancel`,
-          undefined,
-          {
-            'requester-organization-id': need(opts.requester, '--requester'),
-            'target-organization-id': need(opts.target, '--target'),
-          },
-        ),
-      );
-    }
-    default:
-      throw new Usage(`cancel takes a provider: ${PROVIDERS.join(', ')}`);
-  }
+  const module: ProviderModule | undefined = REGISTRY.find((p) => p.name === provider);
+  if (!module) throw new Usage(`cancel takes a provider: ${PROVIDERS.join(', ')}`);
+  const request = module.cli.request(ids, opts, need, (message) => new Usage(message));
+  return printOutcome(await call('POST', request.path, request.body, request.headers));
 }
 
 function bar(done: number, total: number, width = 30): string {
@@ -311,7 +266,11 @@ async function main(): Promise<number> {
     case 'lookup': {
       const answer = await call(
         'GET',
-        `/v1/mycreditapp/credit-applications/${encodeURIComponent(need(args[0], 'a credit application id'))}`,
+        // The lookup's own route (shared/handler/routes.ts).
+        (ROUTES.find((r) => r.function === 'get-credit-application')?.path ?? '').replace(
+          '{creditApplicationId}',
+          encodeURIComponent(need(args[0], 'a credit application id')),
+        ),
       );
       if (json) console.log(JSON.stringify(answer.body));
       else if (answer.status === 200)
@@ -358,16 +317,13 @@ async function main(): Promise<number> {
   }
 }
 
+/** A ledger query's target: `--target-id` is the provider's last target field, `--org` the one before (if any). */
 function ledgerTarget(provider: string, id: string): string {
-  const field: Record<string, string> = {
-    gocardless: 'billingRequestId',
-    truework: 'orderId',
-    auco: 'code',
-    mycreditapp: 'requestId',
-  };
-  const name = field[provider];
-  if (!name) throw new Usage(`--provider must be one of ${PROVIDERS.join(', ')}`);
-  return `provider=${provider}&${name}=${encodeURIComponent(id)}${provider === 'mycreditapp' ? `&orgId=${encodeURIComponent(need(opts.org, '--org (mycreditapp targets are org and request)'))}` : ''}`;
+  const fields = REGISTRY.find((p) => p.name === provider)?.targetFields;
+  const name = fields?.at(-1);
+  if (!fields || !name) throw new Usage(`--provider must be one of ${PROVIDERS.join(', ')}`);
+  const org = fields.length > 1 ? fields[0] : undefined;
+  return `provider=${provider}&${name}=${encodeURIComponent(id)}${org ? `&${org}=${encodeURIComponent(need(opts.org, `--org (${provider} targets are org and request)`))}` : ''}`;
 }
 
 try {

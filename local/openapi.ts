@@ -12,11 +12,11 @@ import { Api as cancelVerificationOrderApi } from '#functions/cancel-verificatio
 import { Query as cancellationsQuery } from '#functions/cancellations/handler.ts';
 import { ById as expirationByIdApi } from '#functions/expirations/handler.ts';
 import { Api as getCreditApplicationApi } from '#functions/get-credit-application/handler.ts';
-import { BatchRequest } from '#shared/batch/batch.ts';
+import { BatchRequest } from '#shared/batch/input.ts';
 import { ExpirationRequest } from '#shared/core/expirations.ts';
-import { BatchItem } from '#shared/core/items.ts';
 import { OPERATIONS, OUTCOMES, OutcomeSchema, PROVIDERS } from '#shared/core/outcome.ts';
 import { ROUTES } from '#shared/handler/routes.ts';
+import { BatchItem, REGISTRY } from '#shared/providers/index.ts';
 
 type Json = Record<string, unknown>;
 /** The schemas named under components.schemas: wherever one of them appears, the document refers to it. */
@@ -46,9 +46,12 @@ const ErrorBody = z.object({
   requestId: z.optional(z.string()),
   batchId: z.optional(z.string()),
 });
+/** The provider that answers several outcomes at once: the one that takes many targets per call (its `chunk`). */
+const many = REGISTRY.find((p) => 'chunk' in p) ?? REGISTRY[0];
+const titles = REGISTRY.map((p) => p.title);
 const Outcomes = z.object({
-  provider: z.literal('auco'),
-  operation: z.literal('cancel-signing-processes'),
+  provider: z.literal(many.name),
+  operation: z.literal(many.functions[0].fn),
   outcome: z.optional(z.enum(OUTCOMES)),
   outcomes: z.array(OutcomeSchema),
 });
@@ -90,7 +93,7 @@ const BatchStatus = z.looseObject({
   batchId: z.string(),
   status: z.enum(['running', 'waiting', 'completed', 'completed_with_failures', 'skipped', 'failed', 'aborted']),
   executionStatus: z.string(),
-  /** Between rounds: the providers it waits for and its next attempt (shared/batch/batch.ts, Rounds). */
+  /** Between rounds: the providers it waits for and its next attempt (shared/batch/rounds.ts). */
   waiting: z.optional(
     z.looseObject({
       round: z.number(),
@@ -320,8 +323,7 @@ export function openApiDocument(local?: string): Json {
       title: 'Provider cancellations',
       version: '1.0.0',
       license: { name: 'MIT', identifier: 'MIT' },
-      description:
-        'Cancel in-flight work at mycreditapp, Auco, Truework and GoCardless. In AWS every route needs IAM (SigV4) authorization; locally (npm start) it is open on loopback. Failures of transient kind answer 503/504 with Retry-After where the provider said how long.',
+      description: `Cancel in-flight work at ${titles.slice(0, -1).join(', ')} and ${titles.at(-1)}. In AWS every route needs IAM (SigV4) authorization; locally (npm start) it is open on loopback. Failures of transient kind answer 503/504 with Retry-After where the provider said how long.`,
     },
     servers: [
       {

@@ -12,14 +12,15 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { AUCO_DEMO, AucoSimulator } from '#local/simulators/auco.ts';
 import type { Simulator } from '#local/simulators/base.ts';
-import { GOCARDLESS_DEMO, GoCardlessSimulator } from '#local/simulators/gocardless.ts';
-import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from '#local/simulators/mycreditapp.ts';
-import { TRUEWORK_DEMO, TrueworkSimulator } from '#local/simulators/truework.ts';
+import { demoRequests, SIMULATORS } from '#local/simulators/index.ts';
 import { type ProviderSecret, parseSecretsFile } from '#shared/aws/secrets.ts';
 import { ConfigurationError } from '#shared/core/errors.ts';
-import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
+import type { Provider } from '#shared/core/outcome.ts';
+import { REGISTRY } from '#shared/providers/index.ts';
+
+const PROVIDERS = REGISTRY.map((p) => p.name);
+
 import { setLogLevel } from '#shared/observability/log.ts';
 import { LocalApi } from './api.ts';
 import { startLocalCloud } from './cloud.ts';
@@ -136,45 +137,15 @@ async function readCallers(file: string | undefined): Promise<Caller[]> {
   }
 }
 
-const SIMULATORS: Record<Provider, () => Simulator> = {
-  mycreditapp: () => new MyCreditAppSimulator(),
-  auco: () => new AucoSimulator(),
-  truework: () => new TrueworkSimulator(),
-  gocardless: () => new GoCardlessSimulator(),
-};
-
 /** `sign`: curl's options to sign each request (with --auth iam). */
 function examples(api: string, simulated: Set<Provider>, sign = ''): string[] {
   const json = (v: unknown) => `'${JSON.stringify(v)}'`;
   const post = (path: string, body: unknown) =>
     `curl -s${sign} -X POST ${api}${path} -H 'content-type: application/json' -d ${json(body)}`;
   const out: string[] = [];
-  if (simulated.has('gocardless'))
-    out.push(
-      post(`/v1/gocardless/billing-requests/${GOCARDLESS_DEMO.pending}/cancel`, { metadata: { reason: 'declined' } }),
-    );
-  if (simulated.has('truework'))
-    out.push(
-      post(`/v1/truework/orders/${TRUEWORK_DEMO.open}/cancel`, {
-        reason: 'other',
-        details: 'Credit application declined',
-      }),
-    );
-  const items = [
-    ...(simulated.has('auco') ? [{ provider: 'auco', code: AUCO_DEMO.created }] : []),
-    ...(simulated.has('mycreditapp')
-      ? [
-          {
-            provider: 'mycreditapp',
-            orgId: MYCREDITAPP_DEMO.hostOrg,
-            requestId: MYCREDITAPP_DEMO.pendingRequest,
-            requesterOrganizationId: MYCREDITAPP_DEMO.hostOrg,
-            targetOrganizationId: MYCREDITAPP_DEMO.guestOrg,
-          },
-        ]
-      : []),
-    ...(simulated.has('gocardless') ? [{ provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.ready }] : []),
-  ];
+  const demo = demoRequests(simulated);
+  out.push(...demo.calls.map((c) => post(c.path, c.body)));
+  const items = demo.items;
   if (items.length)
     out.push(
       `${post('/v1/batches', { reason: 'Credit application declined', requestedBy: 'ops@example.com', items })}   # then: curl -s${sign} ${api}/v1/batches/<batchId>`,
@@ -193,14 +164,10 @@ async function main(): Promise<void> {
   const sims = new Map<Provider, Simulator>();
   const secrets: Partial<Record<Provider, unknown>> = { ...fromFile };
   for (const provider of simulated) {
-    const sim = SIMULATORS[provider]();
+    const sim = SIMULATORS[provider].create();
     await sim.start();
     sims.set(provider, sim);
-    // The demo organization answers lookups that name none.
-    secrets[provider] = {
-      ...sim.demoSecret(),
-      ...(provider === 'mycreditapp' ? { organizationId: MYCREDITAPP_DEMO.hostOrg } : {}),
-    };
+    secrets[provider] = { ...sim.demoSecret(), ...SIMULATORS[provider].demoSecret };
   }
   // Every handler runs in its own Lambda containers (local/lambda/service.ts), with the environment the stack
   // gives it: these secrets (a private file), the ledger and idempotency tables in the local DynamoDB.

@@ -65,7 +65,6 @@ const Environment = z.object({
   CIRCUIT_TABLE: text,
   CIRCUIT_FAILURES_TO_OPEN: positive,
   CIRCUIT_PROBE_SECONDS: positive,
-  AUCO_MAX_CODES_PER_CALL: count,
   BATCH_BUCKET: text,
   STATE_MACHINE_ARN: text,
   SCHEDULE_GROUP: text,
@@ -106,8 +105,8 @@ export interface Config {
   ratePerSecond: Readonly<Record<string, number>>;
   /** CIRCUIT_FAILURES_TO_OPEN (3) and CIRCUIT_PROBE_SECONDS (15). */
   circuit: { failuresToOpen: number; probeIntervalMs: number };
-  /** AUCO_MAX_CODES_PER_CALL; undefined: the adapter's default. */
-  aucoMaxCodesPerCall: number | undefined;
+  /** Every variable set (not blank), for the settings a provider module owns (`countSetting`). */
+  settings: Readonly<Record<string, string>>;
   /** METRICS_NAMESPACE; undefined: no metrics. */
   metricsNamespace: string | undefined;
   /** LOG_LEVEL (info). */
@@ -157,7 +156,7 @@ export function readConfig(env: Readonly<Record<string, string | undefined>>): C
       failuresToOpen: Math.round(e.CIRCUIT_FAILURES_TO_OPEN ?? 3),
       probeIntervalMs: (e.CIRCUIT_PROBE_SECONDS ?? 15) * 1000,
     },
-    aucoMaxCodesPerCall: e.AUCO_MAX_CODES_PER_CALL,
+    settings: set as Record<string, string>,
     metricsNamespace: e.METRICS_NAMESPACE,
     logLevel: e.LOG_LEVEL ?? 'info',
     resources,
@@ -226,4 +225,16 @@ export function table(name: Table): string | undefined {
 /** An optional table (RATE_BUDGET_TABLE, CIRCUIT_TABLE): its name, or undefined where the function goes without. */
 export function optionalTable(name: Table): string | undefined {
   return config().resources[name];
+}
+
+/** A positive integer a provider module owns (its descriptor's `environment` names it), or undefined where unset;
+ * a malformed one is a ConfigurationError naming the variable, never its value. */
+export function countSetting(variable: string): number | undefined {
+  const value = config().settings[variable];
+  if (value === undefined) return undefined;
+  const parsed = count.safeParse(value);
+  if (parsed.success && parsed.data !== undefined) return parsed.data;
+  throw new ConfigurationError(
+    `The function's environment is invalid: ${variable} must be a positive integer (the stack sets it; locally \`npm start\` does)`,
+  );
 }

@@ -13,7 +13,7 @@ import { functionSpecs } from '#local/functions.ts';
 import { LocalLambdaService } from '#local/lambda/service.ts';
 import { apiGatewayV2Event } from '#local/lambda-events.ts';
 import { GOCARDLESS_DEMO, GoCardlessSimulator } from '#local/simulators/gocardless.ts';
-import { needs, readConfig, reloadConfig, resource, useMemoryStandIns } from '#shared/config.ts';
+import { countSetting, needs, readConfig, reloadConfig, resource, useMemoryStandIns } from '#shared/config.ts';
 import { ConfigurationError } from '#shared/core/errors.ts';
 
 const FUNCTIONS = fileURLToPath(new URL('../functions/', import.meta.url));
@@ -26,7 +26,6 @@ describe('reading the environment', () => {
       secretsTtlMs: 300_000,
       idempotencyTtlSeconds: 86_400,
       circuit: { failuresToOpen: 3, probeIntervalMs: 15_000 },
-      aucoMaxCodesPerCall: undefined,
       metricsNamespace: undefined,
       logLevel: 'info',
       ratePerSecond: {},
@@ -51,7 +50,6 @@ describe('reading the environment', () => {
       dynamoDbEndpoint: 'http://127.0.0.1:1',
       s3Endpoint: 'http://127.0.0.1:2',
       ratePerSecond: { gocardless: 15.8, auco: 4.75 },
-      aucoMaxCodesPerCall: 2,
       circuit: { probeIntervalMs: 500 },
       logLevel: 'warn',
       resources: { LEDGER_TABLE: 'ledger' },
@@ -62,7 +60,7 @@ describe('reading the environment', () => {
     const read = () =>
       readConfig({
         TRUEWORK_RATE_PER_SECOND: 'fast',
-        AUCO_MAX_CODES_PER_CALL: '2.5',
+        CIRCUIT_FAILURES_TO_OPEN: 'x2',
         IDEMPOTENCY_TTL_SECONDS: '-1',
         LOG_LEVEL: 'loud',
       });
@@ -74,9 +72,28 @@ describe('reading the environment', () => {
         return (error as Error).message;
       }
     })();
-    for (const name of ['TRUEWORK_RATE_PER_SECOND', 'AUCO_MAX_CODES_PER_CALL', 'IDEMPOTENCY_TTL_SECONDS', 'LOG_LEVEL'])
+    for (const name of ['TRUEWORK_RATE_PER_SECOND', 'CIRCUIT_FAILURES_TO_OPEN', 'IDEMPOTENCY_TTL_SECONDS', 'LOG_LEVEL'])
       expect(message).toContain(name);
-    expect(message).not.toMatch(/fast|loud|2\.5/);
+    expect(message).not.toMatch(/fast|loud|x2/);
+  });
+});
+
+describe("a provider module's own setting", () => {
+  afterEach(() => {
+    delete process.env.AUCO_MAX_CODES_PER_CALL;
+    reloadConfig();
+  });
+
+  it('reads a positive integer, is undefined where unset, and names a malformed one without its value', () => {
+    reloadConfig();
+    expect(countSetting('AUCO_MAX_CODES_PER_CALL')).toBeUndefined();
+    process.env.AUCO_MAX_CODES_PER_CALL = '2';
+    reloadConfig();
+    expect(countSetting('AUCO_MAX_CODES_PER_CALL')).toBe(2);
+    process.env.AUCO_MAX_CODES_PER_CALL = '2.5';
+    reloadConfig();
+    expect(() => countSetting('AUCO_MAX_CODES_PER_CALL')).toThrow(/AUCO_MAX_CODES_PER_CALL must be a positive integer/);
+    expect(() => countSetting('AUCO_MAX_CODES_PER_CALL')).not.toThrow(/2\.5/);
   });
 });
 

@@ -1,19 +1,19 @@
 /**
  * Lambda (Step Functions task): Prepare. Validates a batch (every bad item listed by index and field), removes
- * duplicates, chunks Auco codes, gives every task a stable idempotency key and sets the deadline of its rounds. An inline batch comes back in the
+ * duplicates, chunks the targets of a provider that takes many per call (Auco's codes), gives every task a stable idempotency key and sets the deadline of its rounds. An inline batch comes back in the
  * state; a manifest batch is read from S3 and its tasks written back to S3, one JSONL file per provider, for the
  * Distributed Maps to read.
  */
 import * as z from 'zod/mini';
 import { getText, putJsonl, putText } from '#shared/aws/s3.ts';
-import { type Prepared, parseBatchFields, parseManifest, prepareBatch, validateBatch } from '#shared/batch/batch.ts';
+import { parseBatchFields, parseManifest, validateBatch } from '#shared/batch/input.ts';
+import { type Prepared, prepareBatch } from '#shared/batch/prepare.ts';
 import { needs, resource } from '#shared/config.ts';
 import { InvalidInputError } from '#shared/core/errors.ts';
 import { startedByOf } from '#shared/core/execution-starts.ts';
 import { scheduleName } from '#shared/core/expirations.ts';
 import { PROVIDERS } from '#shared/core/outcome.ts';
 import { defineHandler } from '#shared/handler/middleware.ts';
-import { maxCodesPerCall } from '#shared/providers/auco/cancel-signing-processes.ts';
 
 needs('BATCH_BUCKET', 'IDEMPOTENCY_TABLE');
 
@@ -45,7 +45,7 @@ async function prepareManifest({ input, executionId, executionName, startTime }:
   const { items: raw, issues } = parseManifest(await getText(location.bucket, location.key, 'manifest'));
   if (issues.length) throw new InvalidInputError(issues, 'Invalid manifest');
   const { request, items } = validateBatch(input, raw, 'manifest');
-  const prepared = prepareBatch(request, items, executionId, 'manifest', maxCodesPerCall(), startedAt(startTime));
+  const prepared = prepareBatch(request, items, executionId, 'manifest', startedAt(startTime));
   const bucket = resource('BATCH_BUCKET');
   const prefix = `batches/${executionName}`;
   const manifests: PreparedManifest['manifests'] = {};
@@ -81,14 +81,7 @@ export const handler = defineHandler<Input, Prepared | PreparedManifest>({
         ? await prepareManifest(input)
         : (() => {
             const { request, items } = validateBatch(input.input);
-            return prepareBatch(
-              request,
-              items,
-              input.executionId,
-              'inline',
-              maxCodesPerCall(),
-              startedAt(input.startTime),
-            );
+            return prepareBatch(request, items, input.executionId, 'inline', startedAt(input.startTime));
           })();
     // What started this execution, for every ledger entry of the batch: from our own start records, looked up by
     // the name Step Functions gives (the context, not the input a console user types).

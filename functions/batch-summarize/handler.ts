@@ -1,6 +1,6 @@
 /**
  * Lambda (Step Functions task): Summarize, after every round. Turns every provider map's results, caught failures
- * included, into final outcomes and items to try again (shared/batch/batch.ts, Rounds). While items wait and the
+ * included, into final outcomes and items to try again (shared/batch/rounds.ts). While items wait and the
  * deadline has not passed, it answers `status: waiting` with the next round (its tasks, its wait); otherwise one
  * outcome per input item (in input order) and the counts per provider and outcome. Items whose Lambda crashed, and
  * items given up at the deadline, are recorded `failed` in the audit ledger here, since their own function could not.
@@ -11,18 +11,15 @@
  */
 import * as z from 'zod/mini';
 import { getText, putJsonl, putText } from '#shared/aws/s3.ts';
+import type { PreparedTask } from '#shared/batch/prepare.ts';
 import {
-  type BatchResult,
-  caughtOutcomes,
-  type IterationResult,
   type OpenCircuits,
-  type PreparedTask,
   planNextRound,
   type RoundDecision,
   type RoundInfo,
   splitRound,
-  summarize,
-} from '#shared/batch/batch.ts';
+} from '#shared/batch/rounds.ts';
+import { type BatchResult, caughtOutcomes, type IterationResult, summarize } from '#shared/batch/summarize.ts';
 import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { executionCaller, type LedgerEntry, recordOrLog } from '#shared/core/ledger.ts';
@@ -170,31 +167,42 @@ function jsonOr<T>(text: string | undefined, fallback: T): T {
   return (parseJson(text ?? '') as T | undefined) ?? fallback;
 }
 
-/** The iterations of one Distributed Map run, read from its ResultWriter manifest. */
-async function readMapRun(written: unknown): Promise<IterationResult[]> {
+/** Where a Distributed Map run's ResultWriter wrote its manifest (the map state's output), if it did. */
+function resultWriterDetails(written: unknown): { Bucket: string; Key: string } | undefined {
   const details = (written as { ResultWriterDetails?: { Bucket?: string; Key?: string } } | null)?.ResultWriterDetails;
-  if (!details?.Bucket || !details.Key) return [];
+  return details?.Bucket && details.Key ? { Bucket: details.Bucket, Key: details.Key } : undefined;
+}
+
+/** The result files the run's manifest lists, by the status of the children in them (SUCCEEDED, FAILED, ...). */
+async function resultFiles(details: { Bucket: string; Key: string }): Promise<[string, { Key: string }[]][]> {
   const manifest = jsonOr<{ ResultFiles?: Record<string, { Key: string }[]> }>(
     await getText(details.Bucket, details.Key, 'map run manifest'),
     {},
   );
+  return Object.entries(manifest.ResultFiles ?? {});
+}
+
+/** One child execution's iterations: its output when it succeeded; else every item of its batch, failed with the
+ * child's error (a child that failed or never ran). */
+function childIterations(status: string, child: ChildResult): IterationResult[] {
+  if (status === 'SUCCEEDED') return jsonOr<IterationResult[]>(child.Output, []);
+  const batch = jsonOr<{ Items?: PreparedTask[] }>(child.Input, {});
+  const error = {
+    Error: child.Error ?? `Child.${status}`,
+    Cause: child.Cause ?? `the child workflow ended ${status}`,
+  };
+  return (batch.Items ?? []).map((task) => ({ ...task, error }));
+}
+
+/** The iterations of one Distributed Map run, read from its ResultWriter manifest and the result files it lists. */
+async function readMapRun(written: unknown): Promise<IterationResult[]> {
+  const details = resultWriterDetails(written);
+  if (!details) return [];
   const iterations: IterationResult[] = [];
-  for (const [status, files] of Object.entries(manifest.ResultFiles ?? {})) {
+  for (const [status, files] of await resultFiles(details)) {
     for (const file of files) {
       const children = jsonOr<ChildResult[]>(await getText(details.Bucket, file.Key, 'map run results'), []);
-      for (const child of children) {
-        if (status === 'SUCCEEDED') {
-          iterations.push(...jsonOr<IterationResult[]>(child.Output, []));
-          continue;
-        }
-        // A child that failed or never ran: every item of its batch is failed, with the child's error.
-        const batch = jsonOr<{ Items?: PreparedTask[] }>(child.Input, {});
-        const error = {
-          Error: child.Error ?? `Child.${status}`,
-          Cause: child.Cause ?? `the child workflow ended ${status}`,
-        };
-        for (const task of batch.Items ?? []) iterations.push({ ...task, error });
-      }
+      for (const child of children) iterations.push(...childIterations(status, child));
     }
   }
   return iterations;
@@ -206,33 +214,51 @@ const jsonl = <T>(text: string | undefined): T[] =>
     .filter((l) => l.trim())
     .map((l) => JSON.parse(l) as T);
 
-async function summarizeManifest(state: z.infer<typeof Manifest>): Promise<unknown> {
-  const bucket = resource('BATCH_BUCKET');
-  const base = state.prepared.key.replace(/\/prepared\.json$/, '');
-  const iterations = (await Promise.all(state.fanout.map(readMapRun))).flat();
-  const earlier = state.carried
-    ? jsonl<{ index: number; outcome: Outcome }>(await getText(bucket, state.carried.settled, 'settled outcomes'))
-    : [];
-  const held = state.carried ? jsonl<PreparedTask>(await getText(bucket, state.carried.held, 'held tasks')) : [];
-  const { settled, decision } = await afterRound(state, state.round as RoundInfo | undefined, iterations, held);
-  const all = [...earlier, ...settled];
-  if (decision.kind === 'wait') {
-    // The next round's tasks, what it holds back, and what is settled so far, in S3: the state stays small.
-    const prefix = `${base}/rounds/${decision.round.number}`;
-    const manifests: Partial<Record<Provider, { bucket: string; key: string; count: number }>> = {};
-    for (const provider of PROVIDERS) {
-      const tasks = decision.groups[provider];
-      if (!tasks.length) continue;
-      const key = `${prefix}/tasks/${provider}.jsonl`;
-      await putJsonl(bucket, key, tasks);
-      manifests[provider] = { bucket, key, count: tasks.length };
-    }
-    const carried = { settled: `${prefix}/settled.jsonl`, held: `${prefix}/held.jsonl` };
-    await putJsonl(bucket, carried.settled, all);
-    await putJsonl(bucket, carried.held, decision.held);
-    const { fanout: _f, manifests: _m, carried: _c, ...rest } = state;
-    return { ...rest, status: 'waiting', manifests, carried, round: decision.round };
+type Manifest = z.infer<typeof Manifest>;
+type SettledItem = { index: number; outcome: Outcome };
+
+/** What earlier rounds left in S3: their final outcomes, and the tasks they held back. */
+async function readCarried(state: Manifest, bucket: string): Promise<{ earlier: SettledItem[]; held: PreparedTask[] }> {
+  if (!state.carried) return { earlier: [], held: [] };
+  return {
+    earlier: jsonl<SettledItem>(await getText(bucket, state.carried.settled, 'settled outcomes')),
+    held: jsonl<PreparedTask>(await getText(bucket, state.carried.held, 'held tasks')),
+  };
+}
+
+/** The next round's tasks (one JSONL file per provider, for its Distributed Map), what it holds back, and what is
+ * settled so far, in S3: the state stays small. */
+async function writeNextRound(
+  state: Manifest,
+  bucket: string,
+  base: string,
+  decision: Extract<RoundDecision, { kind: 'wait' }>,
+  all: SettledItem[],
+): Promise<unknown> {
+  const prefix = `${base}/rounds/${decision.round.number}`;
+  const manifests: Partial<Record<Provider, { bucket: string; key: string; count: number }>> = {};
+  for (const provider of PROVIDERS) {
+    const tasks = decision.groups[provider];
+    if (!tasks.length) continue;
+    const key = `${prefix}/tasks/${provider}.jsonl`;
+    await putJsonl(bucket, key, tasks);
+    manifests[provider] = { bucket, key, count: tasks.length };
   }
+  const carried = { settled: `${prefix}/settled.jsonl`, held: `${prefix}/held.jsonl` };
+  await putJsonl(bucket, carried.settled, all);
+  await putJsonl(bucket, carried.held, decision.held);
+  const { fanout: _f, manifests: _m, carried: _c, ...rest } = state as Manifest & { manifests?: unknown };
+  return { ...rest, status: 'waiting', manifests, carried, round: decision.round };
+}
+
+/** The end: one outcome per input item in `results.jsonl`, the counts in `summary.json`, and where they are. */
+async function writeResults(
+  state: Manifest,
+  bucket: string,
+  base: string,
+  decision: Extract<RoundDecision, { kind: 'final' }>,
+  all: SettledItem[],
+): Promise<unknown> {
   const prepared = jsonOr<{ total: number; unique: number; duplicates: [number, number][] }>(
     await getText(state.prepared.bucket, state.prepared.key, 'prepared batch'),
     { total: 0, unique: 0, duplicates: [] },
@@ -252,6 +278,19 @@ async function summarizeManifest(state: z.infer<typeof Manifest>): Promise<unkno
     ...(guard ? { guard } : {}),
   };
   return result;
+}
+
+/** A manifest round: read the maps' result files and what earlier rounds carried, decide, write what comes next. */
+async function summarizeManifest(state: Manifest): Promise<unknown> {
+  const bucket = resource('BATCH_BUCKET');
+  const base = state.prepared.key.replace(/\/prepared\.json$/, '');
+  const iterations = (await Promise.all(state.fanout.map(readMapRun))).flat();
+  const { earlier, held } = await readCarried(state, bucket);
+  const { settled, decision } = await afterRound(state, state.round as RoundInfo | undefined, iterations, held);
+  const all = [...earlier, ...settled];
+  return decision.kind === 'wait'
+    ? writeNextRound(state, bucket, base, decision, all)
+    : writeResults(state, bucket, base, decision, all);
 }
 
 export const handler = defineHandler<Input, unknown>({

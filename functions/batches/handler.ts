@@ -12,8 +12,8 @@ import {
 } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl } from '#shared/aws/s3.ts';
-import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
-import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch/batch.ts';
+import { guardOrganizationId } from '#shared/aws/secrets.ts';
+import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch/input.ts';
 import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
@@ -94,7 +94,7 @@ async function start(body: unknown, idempotencyKey: string | undefined, principa
   if (request.guard) {
     const issues = guardOrganizationIssues(
       request.guard,
-      await mycreditappOrganizationId(defaultDeps().secrets),
+      await guardOrganizationId(defaultDeps().secrets),
       'body.guard.',
     );
     if (issues.length) throw new InvalidInputError(issues);
@@ -151,7 +151,7 @@ const STATUS: Record<string, string> = {
 };
 
 /**
- * A running batch between rounds (shared/batch/batch.ts): its latest event is the round's Wait, whose input says what it
+ * A running batch between rounds (shared/batch/rounds.ts): its latest event is the round's Wait, whose input says what it
  * waits for. Anything else, or a history that cannot be read, is `running`.
  */
 async function waiting(executionArn: string): Promise<Record<string, unknown> | undefined> {

@@ -1,9 +1,10 @@
 /** Lambda: cancel a GoCardless billing request (POST /v1/gocardless/billing-requests/{billingRequestId}/cancel). */
 import * as z from 'zod/mini';
 import { needs } from '#shared/config.ts';
-import { BillingRequestId, GoCardlessItem, GoCardlessMetadata, TaskContext } from '#shared/core/items.ts';
+import { TaskContext } from '#shared/core/items.ts';
 import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
 import { cancelBillingRequest } from '#shared/providers/gocardless/cancel-billing-request.ts';
+import { BillingRequestId, GoCardlessItem, GoCardlessMetadata } from '#shared/providers/gocardless/items.ts';
 
 needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
 

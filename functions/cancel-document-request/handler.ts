@@ -2,9 +2,10 @@
  * (POST /v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel). */
 import * as z from 'zod/mini';
 import { needs } from '#shared/config.ts';
-import { MyCreditAppItem, TaskContext, Uuid } from '#shared/core/items.ts';
+import { TaskContext, Uuid } from '#shared/core/items.ts';
 import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
 import { cancelDocumentRequest } from '#shared/providers/mycreditapp/cancel-document-request.ts';
+import { MyCreditAppItem } from '#shared/providers/mycreditapp/items.ts';
 
 /** mycreditapp's organization headers, passed through to it (DESIGN.md 3.3). */
 export const MyCreditAppHeaders = z.looseObject({

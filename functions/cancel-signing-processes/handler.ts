@@ -2,9 +2,10 @@
  * As a Step Functions task it takes a chunk of Auco items (codes) prepared by the batch. */
 import * as z from 'zod/mini';
 import { needs } from '#shared/config.ts';
-import { AucoCode, TaskContext } from '#shared/core/items.ts';
+import { TaskContext } from '#shared/core/items.ts';
 import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
 import { cancelSigningProcesses } from '#shared/providers/auco/cancel-signing-processes.ts';
+import { AucoCode } from '#shared/providers/auco/items.ts';
 
 needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE', 'RATE_BUDGET_TABLE');
 

@@ -1,9 +1,10 @@
 /** Lambda: cancel a Truework verification order (POST /v1/truework/orders/{orderId}/cancel). */
 import * as z from 'zod/mini';
 import { needs } from '#shared/config.ts';
-import { TaskContext, TrueworkItem, TrueworkReason } from '#shared/core/items.ts';
+import { TaskContext } from '#shared/core/items.ts';
 import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from '#shared/handler/cancel-handler.ts';
 import { cancelVerificationOrder } from '#shared/providers/truework/cancel-verification-order.ts';
+import { TrueworkItem, TrueworkReason } from '#shared/providers/truework/items.ts';
 
 needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
 

@@ -7,21 +7,24 @@ import * as z from 'zod/mini';
 import { needs } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { InvalidInputError } from '#shared/core/errors.ts';
-import { AucoCode, BillingRequestId, TrueworkItem, Uuid } from '#shared/core/items.ts';
+import { Uuid } from '#shared/core/items.ts';
 import { type LedgerQuery, targetKey } from '#shared/core/ledger.ts';
-import { PROVIDERS } from '#shared/core/outcome.ts';
+import type { Provider } from '#shared/core/outcome.ts';
 import { defineHandler } from '#shared/handler/middleware.ts';
+import { REGISTRY } from '#shared/providers/index.ts';
+
+const PROVIDERS = REGISTRY.map((p) => p.name) as [Provider, ...Provider[]];
+/** Every provider's target fields, each validated as its item validates it. */
+const TARGET_FIELDS = Object.fromEntries(
+  REGISTRY.flatMap((p) => p.targetFields.map((f) => [f, z.optional(p.item.shape[f as keyof typeof p.item.shape])])),
+);
 
 needs('LEDGER_TABLE');
 
 export const Query = z.strictObject({
   provider: z.optional(z.enum(PROVIDERS, { error: `must be one of ${PROVIDERS.join(', ')}` })),
   creditApplicationId: z.optional(Uuid),
-  orgId: z.optional(Uuid),
-  requestId: z.optional(Uuid),
-  code: z.optional(AucoCode),
-  orderId: z.optional(TrueworkItem.shape.orderId),
-  billingRequestId: z.optional(BillingRequestId),
+  ...TARGET_FIELDS,
   limit: z.optional(
     z
       .pipe(z.string().check(z.regex(/^\d{1,3}$/, 'must be a number from 1 to 100')), z.transform(Number))
@@ -32,14 +35,6 @@ export const Query = z.strictObject({
   ),
 });
 type Query = z.infer<typeof Query>;
-
-/** The target fields of each provider, in the order a ledger key is written. */
-const TARGET_FIELDS = {
-  mycreditapp: ['orgId', 'requestId'],
-  auco: ['code'],
-  truework: ['orderId'],
-  gocardless: ['billingRequestId'],
-} as const;
 
 function toLedgerQuery(q: Query): LedgerQuery {
   const page = { ...(q.limit ? { limit: q.limit } : {}), ...(q.cursor ? { cursor: q.cursor } : {}) };
@@ -53,13 +48,14 @@ function toLedgerQuery(q: Query): LedgerQuery {
       },
     ]);
   }
-  const fields = TARGET_FIELDS[q.provider];
-  const missing = fields.filter((f) => q[f] === undefined);
+  const fields = REGISTRY.find((p) => p.name === q.provider)?.targetFields ?? [];
+  const values = q as Record<string, unknown>;
+  const missing = fields.filter((f) => values[f] === undefined);
   if (missing.length)
     throw new InvalidInputError(
       missing.map((f) => ({ path: `query.${f}`, message: `is required to find a ${q.provider} target` })),
     );
-  const target = Object.fromEntries(fields.map((f) => [f, String(q[f])]));
+  const target = Object.fromEntries(fields.map((f) => [f, String(values[f])]));
   return { provider: q.provider, target: targetKey(target), ...page };
 }
 

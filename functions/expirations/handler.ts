@@ -15,7 +15,7 @@ import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl } from '#shared/aws/s3.ts';
 import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
-import { guardOrganizationIssues, validateBatch } from '#shared/batch/batch.ts';
+import { guardOrganizationIssues, validateBatch } from '#shared/batch/input.ts';
 import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';

@@ -15,60 +15,17 @@ import { ConfigurationError, TransientError } from '#shared/core/errors.ts';
 import { toInputIssues } from '#shared/core/issues.ts';
 import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { registerSecretValues } from '#shared/observability/log.ts';
+import { AucoSecret } from '#shared/providers/auco/secret.ts';
+import { GoCardlessSecret } from '#shared/providers/gocardless/secret.ts';
+import { MyCreditAppSecret } from '#shared/providers/mycreditapp/secret.ts';
+import { TrueworkSecret } from '#shared/providers/truework/secret.ts';
 
-/** A loopback host: the only place a plaintext `http://` URL may carry a credential (a simulator, a local proxy). */
-const isLoopback = (hostname: string) =>
-  hostname === 'localhost' || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
-const providerUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).check(
-  z.refine(
-    (v) => {
-      try {
-        const url = new URL(v);
-        return url.protocol !== 'http:' || isLoopback(url.hostname); // other schemes: reported by the check above
-      } catch {
-        return true; // not a URL at all: reported by the check above
-      }
-    },
-    {
-      error:
-        'must be an https URL: http:// would send the credential in plaintext, and is accepted only for a loopback address (127.0.0.1, localhost, [::1])',
-    },
-  ),
-);
-const nonEmpty = (max: number) => z.string().check(z.minLength(1, 'must not be empty'), z.maxLength(max));
-
+/** Each provider's secret schema, from its own module (shared/providers/<provider>/secret.ts). */
 export const SecretSchemas = {
-  mycreditapp: z.strictObject({
-    clientId: nonEmpty(128),
-    clientSecret: nonEmpty(64),
-    baseUrl: z.optional(providerUrl),
-    /** The version segment appended to a `baseUrl` without a path (and to the production URL). */
-    apiVersion: z.optional(z.string().check(z.regex(/^v[0-9][0-9a-z-]*$/, 'must look like "v1" or "v1-beta"'))),
-    /** Default for both organization headers when a call (a batch guard, say) does not name them. */
-    organizationId: z.optional(z.uuid('must be a uuid')),
-  }),
-  auco: z.strictObject({
-    privateKey: z.string().check(z.startsWith('prk_', 'must be an Auco private key (prk_...)')),
-    publicKey: z.string().check(z.startsWith('puk_', 'must be an Auco public key (puk_...)')),
-    baseUrl: z.optional(providerUrl),
-  }),
-  truework: z.strictObject({
-    apiKey: z.string().check(z.startsWith('tw_sk_', 'must be a Truework secret key (tw_sk_... or tw_sk_test_...)')),
-    baseUrl: z.optional(providerUrl),
-    /** Response-signature public keys by key id (base64 raw Ed25519). When present, every JSON answer is verified. */
-    publicKeys: z.optional(
-      z.record(
-        z.string().check(z.minLength(1)),
-        z.string().check(z.regex(/^[A-Za-z0-9+/]{43}=$/, 'must be a base64 raw Ed25519 key')),
-      ),
-    ),
-    /** The API version sent in `Accept` (`application/json; version=...`); empty means the key's pinned version. */
-    apiVersion: z.optional(z.string().check(z.regex(/^(\d{4}-\d{2}-\d{2})?$/, 'must be a date like 2023-10-30'))),
-  }),
-  gocardless: z.strictObject({
-    accessToken: nonEmpty(512),
-    baseUrl: z.optional(providerUrl),
-  }),
+  mycreditapp: MyCreditAppSecret,
+  auco: AucoSecret,
+  truework: TrueworkSecret,
+  gocardless: GoCardlessSecret,
 } as const;
 
 export type ProviderSecret<P extends Provider> = z.infer<(typeof SecretSchemas)[P]>;
@@ -281,7 +238,7 @@ export function setSecretStore(store: SecretStore | undefined): void {
 
 /** The mycreditapp secret's `organizationId` (what a guard's lookup defaults both organization headers to), or
  * undefined when it has none or no mycreditapp secret is configured. Transient trouble reading it propagates. */
-export async function mycreditappOrganizationId(store: SecretStore = secretStore()): Promise<string | undefined> {
+export async function guardOrganizationId(store: SecretStore = secretStore()): Promise<string | undefined> {
   try {
     return (await store.get('mycreditapp')).organizationId;
   } catch (error) {
@@ -289,3 +246,6 @@ export async function mycreditappOrganizationId(store: SecretStore = secretStore
     throw error;
   }
 }
+
+/** The same, by its former name (functions/expirations imports it). */
+export const mycreditappOrganizationId = guardOrganizationId;

@@ -194,7 +194,7 @@ export async function settle(
   }
   // A refusal that names no state (`uncertainRepeat` and no `providerStatus`) may answer our own lost cancel too.
   const stateless = uncertainRepeat === true && outcome.outcome === 'not_cancelable' && !outcome.providerStatus;
-  // A retry or a round after a lost answer (shared/batch/batch.ts, Rounds): the same request's earlier attempt, recorded
+  // A retry or a round after a lost answer (shared/batch/rounds.ts): the same request's earlier attempt, recorded
   // `canceled`, or `failed` in a way that may have reached the provider, cancelled it (or may have, for a refusal
   // that names no state).
   const earlier =

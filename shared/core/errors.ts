@@ -100,7 +100,7 @@ export class TaskRetryableError extends Error {
 }
 
 /** A batch task refused before any request: the provider's circuit is open and this call is not its probe. Not
- * retried within the round; the batch keeps the item for its next round (shared/batch/batch.ts). */
+ * retried within the round; the batch keeps the item for its next round (shared/batch/rounds.ts). */
 export class CircuitOpenError extends Error {
   override readonly name = 'Provider.CircuitOpen';
   constructor(message: string) {

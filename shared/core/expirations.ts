@@ -4,7 +4,7 @@
  * application (its name is derived from the id), so registering again replaces it.
  */
 import * as z from 'zod/mini';
-import { DEFAULT_SKIP_IF_STATUS_IN, Guard } from '#shared/batch/batch.ts';
+import { DEFAULT_SKIP_IF_STATUS_IN, Guard } from '#shared/batch/input.ts';
 import { parseTimestamp } from '#shared/providers/common.ts';
 import { text, Uuid } from './items.ts';
 

@@ -15,7 +15,7 @@ import { LocalApi } from '#local/api.ts';
 import { LOCAL_TABLES, type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
 import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
-import { MANIFEST_LIMIT, parseManifest } from '#shared/batch/batch.ts';
+import { MANIFEST_LIMIT, parseManifest } from '#shared/batch/input.ts';
 import { defaultDeps, setDefaultDeps } from '#shared/core/cancel.ts';
 import type { LedgerEntry } from '#shared/core/ledger.ts';
 import { MAX_BODY_DEPTH, MAX_BODY_VALUES } from '#shared/handler/events.ts';

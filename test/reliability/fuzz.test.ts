@@ -39,7 +39,7 @@ import {
 import { LocalApi } from '#local/api.ts';
 import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
-import { validateBatch } from '#shared/batch/batch.ts';
+import { validateBatch } from '#shared/batch/input.ts';
 import { reloadConfig } from '#shared/config.ts';
 import { defaultDeps, setDefaultDeps } from '#shared/core/cancel.ts';
 import { ExpirationRequest } from '#shared/core/expirations.ts';

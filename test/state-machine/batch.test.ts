@@ -11,7 +11,7 @@ import { AUCO_DEMO } from '#local/simulators/auco.ts';
 import { GOCARDLESS_DEMO } from '#local/simulators/gocardless.ts';
 import { MYCREDITAPP_DEMO as D } from '#local/simulators/mycreditapp.ts';
 import { TRUEWORK_DEMO } from '#local/simulators/truework.ts';
-import type { BatchResult } from '#shared/batch/batch.ts';
+import type { BatchResult } from '#shared/batch/summarize.ts';
 import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
 let system: TestSystem;

@@ -1,5 +1,5 @@
 /**
- * Rounds, the deadline and the providers' circuits (shared/batch/batch.ts, shared/core/circuit.ts): the synthesized batch
+ * Rounds, the deadline and the providers' circuits (shared/batch/rounds.ts, shared/core/circuit.ts): the synthesized batch
  * definition run locally against the simulators, with a provider down and then back. The rounds' waits are scaled
  * (1/1000: a 30 s wait takes 30 ms) and the circuit probes every CIRCUIT_PROBE_SECONDS (0.2 s here); the circuit
  * lives in the local DynamoDB table, as in AWS.
@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as batches } from '#functions/batches/handler.ts';
 import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
-import type { BatchResult } from '#shared/batch/batch.ts';
+import type { BatchResult } from '#shared/batch/summarize.ts';
 import { DynamoCircuitStore } from '#shared/core/circuit.ts';
 import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 

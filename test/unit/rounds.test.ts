@@ -1,6 +1,8 @@
-/** Rounds (shared/batch/batch.ts): which items go again, how long the batch waits, and when it gives up. Pure. */
+/** Rounds (shared/batch/rounds.ts): which items go again, how long the batch waits, and when it gives up. Pure. */
 import { describe, expect, it } from 'vitest';
-import { type IterationResult, type PreparedTask, planNextRound, ROUNDS, splitRound } from '#shared/batch/batch.ts';
+import type { PreparedTask } from '#shared/batch/prepare.ts';
+import { planNextRound, ROUNDS, splitRound } from '#shared/batch/rounds.ts';
+import type { IterationResult } from '#shared/batch/summarize.ts';
 import { base, settle } from '#shared/core/cancel.ts';
 import { MemoryLedger } from '#shared/core/ledger.ts';
 import type { Outcome } from '#shared/core/outcome.ts';

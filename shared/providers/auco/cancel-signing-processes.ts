@@ -19,11 +19,11 @@ import {
   chunk,
   classifyCancel,
   classifyStatus,
-  DEFAULT_MAX_CODES_PER_CALL,
   malformedCounts,
   malformedStatus,
   statusRequest,
 } from './adapter.ts';
+import { maxCodesPerCall } from './index.ts';
 
 export interface CancelSigningProcessesInput {
   codes: string[];
@@ -31,10 +31,6 @@ export interface CancelSigningProcessesInput {
   message: string;
   /** Who cancels (Auco's audit); most likely a user of the Auco company. */
   email: string;
-}
-
-export function maxCodesPerCall(): number {
-  return config().aucoMaxCodesPerCall ?? DEFAULT_MAX_CODES_PER_CALL;
 }
 
 /** One outcome per distinct code, in the order given; codes go to Auco in calls of at most `maxCodesPerCall()`. */

@@ -1,0 +1,33 @@
+/** GoCardless, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
+import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
+import type { ProviderModule } from '#shared/providers/provider.ts';
+import { GoCardlessItem } from './items.ts';
+
+export const gocardless = {
+  name: 'gocardless',
+  title: 'GoCardless',
+  functions: [{ fn: 'cancel-billing-request', reserved: 8, description: 'Cancel a GoCardless billing request' }],
+  item: GoCardlessItem,
+  targetFields: ['billingRequestId'],
+  // 1,000 a minute (PROVIDERS.md 4.4): counted over any minute.
+  limit: { perSecond: PROVIDER_LIMITS.gocardless, windowSeconds: 60 },
+  metered: false,
+  secretPlaceholder: { template: {}, generated: 'accessToken' },
+  cli: {
+    usage: 'gocardless <billingRequestId> [--metadata key=value]...',
+    request(ids, opts, need, usage) {
+      const id = need(ids[0], 'a billing request id');
+      const metadata = Object.fromEntries(
+        ((opts.metadata as string[] | undefined) ?? []).map((kv) => {
+          const at = kv.indexOf('=');
+          if (at < 1) throw usage(`--metadata takes key=value, not "${kv}"`);
+          return [kv.slice(0, at), kv.slice(at + 1)];
+        }),
+      );
+      return {
+        path: `/v1/gocardless/billing-requests/${encodeURIComponent(id)}/cancel`,
+        body: Object.keys(metadata).length ? { metadata } : {},
+      };
+    },
+  },
+} as const satisfies ProviderModule<'gocardless'>;

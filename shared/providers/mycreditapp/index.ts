@@ -1,0 +1,35 @@
+/** mycreditapp, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
+import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
+import type { ProviderModule } from '#shared/providers/provider.ts';
+import { MyCreditAppItem } from './items.ts';
+
+export const mycreditapp = {
+  name: 'mycreditapp',
+  title: 'mycreditapp',
+  functions: [
+    { fn: 'cancel-document-request', reserved: 5, description: 'Cancel a mycreditapp document request' },
+    // The lookup (batch guards, expirations, API reads) shares mycreditapp's budget with the cancels.
+    // Metered across containers, its bound does not depend on how many run; 2 keep the budget busy (each has about
+    // half a second per call) without crowding the shared slots (more measured worse: README, Performance, storm).
+    { fn: 'get-credit-application', reserved: 2, description: 'Read a mycreditapp credit application' },
+  ],
+  item: MyCreditAppItem,
+  targetFields: ['orgId', 'requestId'],
+  limit: { perSecond: PROVIDER_LIMITS.mycreditapp, windowSeconds: 1 },
+  // Several functions share the budget (the cancels and the lookup).
+  metered: true,
+  secretPlaceholder: { template: { clientId: 'REPLACE_WITH_CLIENT_ID' }, generated: 'clientSecret' },
+  cli: {
+    usage: 'mycreditapp <orgId> <requestId> --requester <uuid> --target <uuid>',
+    request(ids, opts, need) {
+      const [orgId, requestId] = [need(ids[0], 'an organization id'), need(ids[1], 'a document request id')];
+      return {
+        path: `/v1/mycreditapp/organizations/${encodeURIComponent(orgId)}/document-requests/${encodeURIComponent(requestId)}/cancel`,
+        headers: {
+          'requester-organization-id': need(opts.requester as string | undefined, '--requester'),
+          'target-organization-id': need(opts.target as string | undefined, '--target'),
+        },
+      };
+    },
+  },
+} as const satisfies ProviderModule<'mycreditapp'>;

@@ -1,0 +1,27 @@
+/** Truework, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
+import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
+import type { ProviderModule } from '#shared/providers/provider.ts';
+import { TrueworkItem } from './items.ts';
+
+export const truework = {
+  name: 'truework',
+  title: 'Truework',
+  // 10 at 0.95 requests/s each (at most one a second each): 10 in any second, and a container has a whole second for
+  // each call, the provider's answer, the ledger and the idempotency record included.
+  functions: [{ fn: 'cancel-verification-order', reserved: 10, description: 'Cancel a Truework verification order' }],
+  item: TrueworkItem,
+  targetFields: ['orderId'],
+  limit: { perSecond: PROVIDER_LIMITS.truework, windowSeconds: 1 },
+  metered: false,
+  secretPlaceholder: { template: {}, generated: 'apiKey' },
+  cli: {
+    usage: 'truework <orderId> [--reason other] [--details TEXT]',
+    request: (ids, opts, need) => ({
+      path: `/v1/truework/orders/${encodeURIComponent(need(ids[0], 'an order id'))}/cancel`,
+      body: {
+        reason: (opts.reason as string | undefined) ?? 'other',
+        ...(opts.details ? { details: opts.details } : {}),
+      },
+    }),
+  },
+} as const satisfies ProviderModule<'truework'>;

@@ -1,0 +1,98 @@
+/**
+ * One place per provider (issue 12): outside its own module (shared/providers/<provider>/), its function folders
+ * and its simulator (local/simulators/<provider>.ts), a provider's name appears in the code (comments aside) of at
+ * most 2 production files: the registry and the simulators' index. Reads functions/, shared/, infra/ and local/.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from '#infra/provider-function.ts';
+import { REGISTRY } from '#shared/providers/index.ts';
+
+const ROOTS = ['functions', 'shared', 'infra', 'local'];
+const MOST_FILES = 2;
+/** Files that still name providers, and why: the measure is not met yet (issue 12). A file that stops naming one
+ * must leave this list, and no other file may start: the count only goes down. */
+const NOT_YET: Record<string, string> = {
+  'shared/core/outcome.ts': 'PROVIDERS, the names every Lambda validates with (the registry would bundle all four)',
+  'shared/core/cancel.ts': 'PROVIDER_LIMITS, the limits table bench/run.ts imports from here (bench/ is not ours now)',
+  'shared/aws/secrets.ts':
+    "SecretSchemas, the table of the providers' secret schemas every Lambda loads by name (an API change to SecretStore)",
+  'shared/handler/routes.ts': "the routes' paths (shared/handler/ is not ours now)",
+  'functions/expirations/handler.ts': 'the guard: its lookup and messages (not ours now)',
+  'functions/cancellations/handler.ts': 'the example in its 400 message',
+  'shared/batch/input.ts': "the guard's statuses, and messages that name providers",
+};
+
+function sources(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return sources(path);
+    return path.endsWith('.ts') ? [path] : [];
+  });
+}
+
+/** The code without its comments: block comments, and line comments that do not start inside a string or URL. */
+function stripComments(text: string): string {
+  let out = '';
+  let i = 0;
+  let quote: string | undefined;
+  while (i < text.length) {
+    const c = text[i] as string;
+    if (quote) {
+      out += c;
+      if (c === '\\') {
+        out += text[i + 1] ?? '';
+        i += 2;
+        continue;
+      }
+      if (c === quote) quote = undefined;
+      i++;
+    } else if (c === '/' && text[i + 1] === '*') {
+      const end = text.indexOf('*/', i + 2);
+      i = end < 0 ? text.length : end + 2;
+    } else if (c === '/' && text[i + 1] === '/') {
+      const end = text.indexOf('\n', i);
+      i = end < 0 ? text.length : end;
+    } else {
+      if (c === "'" || c === '"' || c === '`') quote = c;
+      out += c;
+      i++;
+    }
+  }
+  return out;
+}
+
+const files = ROOTS.flatMap((root) => sources(join(PROJECT_ROOT, root))).map((path) => ({
+  path: relative(PROJECT_ROOT, path),
+  code: stripComments(readFileSync(path, 'utf8')),
+}));
+
+/** Production files outside a provider's own places whose code names it. */
+function namingFilesOutside(provider: (typeof REGISTRY)[number]): string[] {
+  const own = [
+    `shared/providers/${provider.name}/`,
+    `local/simulators/${provider.name}.ts`,
+    ...provider.functions.map((f) => `functions/${f.fn}/`),
+  ];
+  const name = new RegExp(provider.name, 'i');
+  return files.filter((f) => !own.some((o) => f.path.startsWith(o)) && name.test(f.code)).map((f) => f.path);
+}
+
+describe('layout: one place per provider', () => {
+  it('lists only files that still name a provider', () => {
+    const naming = new Set(REGISTRY.flatMap(namingFilesOutside));
+    expect(Object.keys(NOT_YET).filter((f) => !naming.has(f))).toEqual([]);
+  });
+
+  it('strips comments, not strings or URLs', () => {
+    expect(stripComments("a /* b */ c // d\n'e // f' `g /* h */` http://x")).toBe("a  c \n'e // f' `g /* h */` http:");
+  });
+
+  for (const provider of REGISTRY) {
+    it(`${provider.name} is named in the code of at most ${MOST_FILES} production files outside its own places`, () => {
+      const naming = namingFilesOutside(provider).filter((f) => !(f in NOT_YET));
+      expect(naming.length, `files naming ${provider.name}:\n${naming.join('\n')}`).toBeLessThanOrEqual(MOST_FILES);
+    });
+  }
+});
