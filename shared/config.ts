@@ -36,14 +36,12 @@ type Table = 'LEDGER_TABLE' | 'IDEMPOTENCY_TABLE' | 'RATE_BUDGET_TABLE' | 'CIRCU
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type ConfigLogLevel = (typeof LOG_LEVELS)[number];
 
-const number = (check: z.core.$ZodCheck<number>, message: string) =>
-  z.optional(z.pipe(z.pipe(z.string(), z.transform(Number)), z.number({ error: message }).check(check)));
-const positive = number(z.positive('must be a positive number'), 'must be a positive number');
+// Numbers are checked as text and read with Number() afterwards: the checks zod/mini already brings into every bundle
+// (string, refine, enum), no pipes or number schemas added to the functions' bytes.
+const positiveNumber = (v: string) => Number.isFinite(Number(v)) && Number(v) > 0;
+const positive = z.optional(z.string().check(z.refine(positiveNumber, 'must be a positive number')));
 const count = z.optional(
-  z.pipe(
-    z.pipe(z.string(), z.transform(Number)),
-    z.int({ error: 'must be a positive integer' }).check(z.positive('must be a positive integer')),
-  ),
+  z.string().check(z.refine((v) => positiveNumber(v) && Number.isInteger(Number(v)), 'must be a positive integer')),
 );
 const text = z.optional(z.string());
 
@@ -72,15 +70,8 @@ const Environment = z.object({
   SCHEDULER_DLQ_ARN: text,
   LOOKUP_FUNCTION_NAME: text,
   METRICS_NAMESPACE: text,
-  LOG_LEVEL: z.optional(
-    z.pipe(
-      z.pipe(
-        z.string(),
-        z.transform((v: string) => v.toLowerCase()),
-      ),
-      z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }),
-    ),
-  ),
+  /** Any case: read lower-cased. */
+  LOG_LEVEL: z.optional(z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` })),
 });
 
 /** `<PROVIDER>_RATE_PER_SECOND`: one per provider function (infra/stack.ts), so read by pattern. */
@@ -120,15 +111,17 @@ const issueText = (issues: readonly { path: readonly PropertyKey[]; message: str
 
 /** The configuration `env` gives: a ConfigurationError naming every malformed variable (never its value). */
 export function readConfig(env: Readonly<Record<string, string | undefined>>): Config {
-  const set = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
+  const set: Record<string, string | undefined> = Object.fromEntries(
+    Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''),
+  );
+  if (set.LOG_LEVEL) set.LOG_LEVEL = set.LOG_LEVEL.toLowerCase();
   const parsed = Environment.safeParse(set);
   const rates: Record<string, number> = {};
   const problems: string[] = parsed.success ? [] : [issueText(parsed.error.issues)];
   for (const [name, value] of Object.entries(set)) {
     const match = RATE_VARIABLE.exec(name);
     if (!match?.[1]) continue;
-    const rate = positive.safeParse(value);
-    if (rate.success && rate.data !== undefined) rates[match[1].toLowerCase()] = rate.data;
+    if (value !== undefined && positiveNumber(value)) rates[match[1].toLowerCase()] = Number(value);
     else problems.push(`${name} must be a positive number`);
   }
   if (!parsed.success || problems.length > 0) {
@@ -137,6 +130,7 @@ export function readConfig(env: Readonly<Record<string, string | undefined>>): C
     );
   }
   const e = parsed.data;
+  const number = (value: string | undefined) => (value === undefined ? undefined : Number(value));
   const resources: Partial<Record<Resource, string>> = {};
   for (const name of Object.keys(RESOURCES) as Resource[]) {
     const value = e[name];
@@ -149,12 +143,12 @@ export function readConfig(env: Readonly<Record<string, string | undefined>>): C
     s3Endpoint: e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL,
     secretId: e.SECRET_ID,
     secretsFile: e.SECRETS_FILE,
-    secretsTtlMs: (e.SECRETS_TTL_SECONDS ?? 300) * 1000,
-    idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS ?? 86_400,
+    secretsTtlMs: (number(e.SECRETS_TTL_SECONDS) ?? 300) * 1000,
+    idempotencyTtlSeconds: number(e.IDEMPOTENCY_TTL_SECONDS) ?? 86_400,
     ratePerSecond: rates,
     circuit: {
-      failuresToOpen: Math.round(e.CIRCUIT_FAILURES_TO_OPEN ?? 3),
-      probeIntervalMs: (e.CIRCUIT_PROBE_SECONDS ?? 15) * 1000,
+      failuresToOpen: Math.round(number(e.CIRCUIT_FAILURES_TO_OPEN) ?? 3),
+      probeIntervalMs: (number(e.CIRCUIT_PROBE_SECONDS) ?? 15) * 1000,
     },
     settings: set as Record<string, string>,
     metricsNamespace: e.METRICS_NAMESPACE,
@@ -233,7 +227,7 @@ export function countSetting(variable: string): number | undefined {
   const value = config().settings[variable];
   if (value === undefined) return undefined;
   const parsed = count.safeParse(value);
-  if (parsed.success && parsed.data !== undefined) return parsed.data;
+  if (parsed.success) return Number(value);
   throw new ConfigurationError(
     `The function's environment is invalid: ${variable} must be a positive integer (the stack sets it; locally \`npm start\` does)`,
   );
