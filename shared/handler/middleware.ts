@@ -20,7 +20,7 @@
 import middy, { type MiddlewareObj, type Request } from '@middy/core';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
 import * as z from 'zod/mini';
-import { ConfigurationError, InvalidInputError } from '#shared/core/errors.ts';
+import { ConfigurationError, type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
 import { toInputIssues } from '#shared/core/issues.ts';
 import { type Caller, executionCaller } from '#shared/core/ledger.ts';
 import { addCorrelation, lambdaContextKeys, log, redact, scrub, withCorrelation } from '#shared/observability/log.ts';
@@ -222,6 +222,17 @@ const isMiddyTimeout = (error: unknown) =>
   error.name === 'TimeoutError' &&
   (error.cause as { package?: unknown } | undefined)?.package === '@middy/core';
 
+/** An API request that failed validation: answered 400 by `answers`, listing every issue. Lighter than
+ * InvalidInputError, which builds a message from the issues for Step Functions; the answer builds its own. */
+class InvalidRequestError extends Error {
+  override readonly name = 'Input.Invalid';
+  readonly issues: InputIssue[];
+  constructor(issues: InputIssue[]) {
+    super('Invalid request');
+    this.issues = issues;
+  }
+}
+
 /** The route a handler without an API part was reached by. */
 class NoApiRouteError extends Error {
   override readonly name = 'Route.NotFound';
@@ -257,10 +268,10 @@ export function validInput<Input>(spec: Pick<HandlerSpec<Input, unknown>, 'name'
       if (isApiEvent(event)) {
         if (!spec.api) throw new NoApiRouteError(`${spec.name} has no API route`);
         const { request, issues } = apiRequest(event);
-        if (issues.length) throw new InvalidInputError(issues);
+        if (issues.length) throw new InvalidRequestError(issues);
         const schema = typeof spec.api.schema === 'function' ? spec.api.schema(request) : spec.api.schema;
         const parsed = z.safeParse(schema, request);
-        if (!parsed.success) throw new InvalidInputError(toInputIssues(parsed.error, request));
+        if (!parsed.success) throw new InvalidRequestError(toInputIssues(parsed.error, request));
         pipeline.request = request;
         pipeline.input = spec.api.toInput(parsed.data as never, request, pipeline.invocation);
         return;
@@ -375,6 +386,7 @@ export function errorReply(
   error: unknown,
   invocation: Pick<Invocation, 'requestId'>,
 ): APIGatewayProxyStructuredResultV2 {
+  if (error instanceof InvalidRequestError) return invalidInputResponse(error.issues, invocation.requestId);
   if (error instanceof InvalidInputError)
     return invalidInputResponse(error.issues, invocation.requestId, error.issueCount);
   if (error instanceof NoApiRouteError)
