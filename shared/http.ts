@@ -179,8 +179,9 @@ class Pacer {
     this.next.set(key, slot + 1000 / perSecond);
     return slot - now;
   }
-  /** A request that left later than its slot (a late timer, a busy event loop) pushes the next slot back by as much,
-   * so the spacing holds between the requests actually sent, and no window sees a burst. */
+  /** A request that left later than its slot (a late timer, a busy event loop, a thread the machine did not run)
+   * pushes the next slot back by as much, so the spacing holds between the requests actually sent, and no window sees
+   * a burst. Told the moment each request was handed to the socket. */
   sent(key: string, perSecond: number, at = Date.now()): void {
     const next = at + 1000 / perSecond;
     if (next > (this.next.get(key) ?? 0)) this.next.set(key, next);
@@ -252,8 +253,12 @@ export class HttpClient {
       if (options.pace) await this.pace(options.pace, policy, deadline, attempt - 1, ambiguous, options.signal);
       let response: RawResponse | undefined;
       let failure: TransportError | undefined;
+      // A paced request's slot counts from when it actually left, not from when the slot was taken: a container
+      // the machine did not run for a while between the two would otherwise send its next request too soon after.
+      const pace = options.pace;
+      const onSent = pace && !pace.shared ? (at: number) => this.pacer.sent(pace.key, pace.perSecond, at) : undefined;
       try {
-        response = await this.attempt(url, request, deadline, options.signal);
+        response = await this.attempt(url, request, deadline, options.signal, onSent);
       } catch (error) {
         if (!(error instanceof TransportError)) throw error;
         failure = error;
@@ -340,10 +345,7 @@ export class HttpClient {
     if (Date.now() + remaining >= deadline)
       throw new RateLimitedError({ retryAfterMs: remaining, status: 429, attempts, ambiguous });
     // Timers do not fire sooner than 1 ms: a shorter wait is spent by the time the request is on the wire.
-    if (remaining >= 1) {
-      await sleep(remaining, signal);
-      this.pacer.sent(pace.key, pace.perSecond);
-    }
+    if (remaining >= 1) await sleep(remaining, signal);
     if (pace.shared) {
       // The slot began when it was asked for (plus its wait); the request leaves now. Leaving later than the slot by
       // more than a tenth of the spacing (the budget's own round trip, a late timer) pushes the next slots back by
@@ -378,7 +380,13 @@ export class HttpClient {
     return wait;
   }
 
-  private attempt(url: URL, request: HttpRequest, deadline: number, signal?: AbortSignal): Promise<RawResponse> {
+  private attempt(
+    url: URL,
+    request: HttpRequest,
+    deadline: number,
+    signal?: AbortSignal,
+    onSent?: (at: number) => void,
+  ): Promise<RawResponse> {
     return new Promise<RawResponse>((resolve, reject) => {
       if (signal?.aborted) return reject(new TransportError('aborted', 'aborted before sending (deadline)', false));
       const remaining = deadline - Date.now();
@@ -406,6 +414,8 @@ export class HttpClient {
       const onAbort = () => fail(new TransportError('aborted', 'aborted by the invocation deadline', connected));
 
       const req = transport.request(url, { method: request.method, headers, agent });
+      // 'finish': the whole request was handed to the operating system, the moment it left as far as we can tell.
+      if (onSent) req.once('finish', () => onSent(Date.now()));
       const requestTimeout = Math.min(this.requestTimeoutMs, remaining);
       timers.push(
         setTimeout(
