@@ -384,6 +384,8 @@ async function throughput() {
     timeScale: SCALE,
     env: { LOG_LEVEL: 'warn', METRICS_NAMESPACE: '' },
   });
+  // Deployed before the clock starts, as the stack's bundles are before its first invocation (no container starts).
+  await cloud.lambda.deploy();
   const { list, perProvider } = mixedItems(sims, D, items, 'T');
   // Requests each provider needs, and the time its (scaled) limit allows for them: the slowest is the bound.
   const requests = {
@@ -468,6 +470,7 @@ async function storm() {
     timeScale: SCALE,
     env: { LOG_LEVEL: 'error', METRICS_NAMESPACE: '' },
   });
+  await cloud.lambda.deploy();
   const api = new LocalApi({ functions: cloud.functions, openapi: () => ({}) });
   await api.listen(0);
   // Through the local API, as a caller would: each POST runs in its function's own container.
@@ -770,6 +773,7 @@ async function outage() {
       },
       env: { CIRCUIT_PROBE_SECONDS: String(15 / scale), LOG_LEVEL: 'error', METRICS_NAMESPACE: '' },
     });
+    await cloud.lambda.deploy();
     const { list } = mixedItems(sims, D, items, 'O');
     const deadline = new Date(Date.now() + (24 * 3_600_000) / scale).toISOString();
     const started = Date.now();
