@@ -37,6 +37,9 @@ export interface LocalLambdaOptions {
   unreservedConcurrency?: number;
   /** Set in every container after the function's own environment (test overrides). */
   env?: Record<string, string>;
+  /** A nice value each container's thread lowers itself to before its cold start (benchmarks: the provider
+   * simulators stand for machines elsewhere, and a container must not delay when a request reaches them). */
+  nice?: number;
   /** The local values of resource references (LEDGER_TABLE...): a container gets one only where the template names
    * it, as in AWS, so a function the stack forgot to configure fails here too. */
   resources?: Record<string, string>;
@@ -83,9 +86,15 @@ class Container {
   private readonly pending = new Map<number, Pending>();
   private next = 0;
 
-  constructor(spec: FunctionSpec, entry: string, env: Record<string, string>, onDeath: (c: Container) => void) {
+  constructor(
+    spec: FunctionSpec,
+    entry: string,
+    env: Record<string, string>,
+    nice: number | undefined,
+    onDeath: (c: Container) => void,
+  ) {
     this.worker = new Worker(entry, {
-      workerData: { name: spec.name, handler: spec.handler },
+      workerData: { name: spec.name, handler: spec.handler, nice },
       env,
       resourceLimits: { maxOldGenerationSizeMb: spec.memoryMb },
     });
@@ -286,7 +295,7 @@ export class LocalLambdaService {
       AWS_LAMBDA_FUNCTION_NAME: spec.name,
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(spec.memoryMb),
     });
-    const container = new Container({ ...spec, handler }, entry, env, (dead) => {
+    const container = new Container({ ...spec, handler }, entry, env, this.options.nice, (dead) => {
       const at = list.indexOf(dead);
       if (at >= 0) list.splice(at, 1);
     });
