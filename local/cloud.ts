@@ -45,6 +45,9 @@ export interface LocalCloudOptions {
   /** Time runs this many times faster (benchmarks): the definition's retry and wait times are divided by it, and
    * every function's `<PROVIDER>_RATE_PER_SECOND` multiplied, as the simulators' limits are. */
   timeScale?: number;
+  /** Runs the Lambda containers and DynamoDB at this nice value (benchmarks: the provider simulators, which stand for
+   * machines elsewhere, keep the normal priority, so the twin's CPU does not delay when requests reach them). */
+  nice?: number;
 }
 
 export interface LocalCloud {
@@ -71,7 +74,10 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
 
   const s3 = new LocalS3(options.s3Root);
   await s3.start();
-  const dynamo = await startLocalDynamo(options.dynamoPath ? { path: options.dynamoPath } : {});
+  const dynamo = await startLocalDynamo({
+    ...(options.dynamoPath ? { path: options.dynamoPath } : {}),
+    ...(options.nice ? { nice: options.nice } : {}),
+  });
   const { definition, bucket } = batchStateMachine();
   // Provider credentials for the containers, in a file only this user can read, removed on stop.
   const secretsDir = options.secrets ? mkdtempSync(join(tmpdir(), 'cancellations-secrets-')) : undefined;
@@ -91,6 +97,7 @@ export async function startLocalCloud(options: LocalCloudOptions = {}): Promise<
     resources,
     ...(secretsDir ? { secretsFile: join(secretsDir, 'secrets.json') } : {}),
     ...(options.unreservedConcurrency !== undefined ? { unreservedConcurrency: options.unreservedConcurrency } : {}),
+    ...(options.nice ? { nice: options.nice } : {}),
   });
   const functions: Record<string, LocalLambda> = Object.fromEntries(
     lambdaService.functionNames.map((name) => [

@@ -180,6 +180,26 @@ describe('HttpClient retry rules', () => {
     expect(span).toBeGreaterThanOrEqual(5 * 50 - 10);
   });
 
+  it('spaces requests by when they actually left: one held up after taking its slot pushes the next back', async () => {
+    server.script(reply(200, {}));
+    const client = new HttpClient(fast);
+    await client.send({ method: 'GET', url: `${server.url}/warm` }); // a keep-alive connection to reuse
+    server.requests.length = 0;
+    const pace = { key: 'late', perSecond: 10 };
+    // The first takes its slot at once, then its thread is held up (a busy loop, as a starved container's would be)
+    // for 60 ms before the request can leave.
+    const first = client.send({ method: 'GET', url: `${server.url}/a` }, { pace });
+    const until = Date.now() + 60;
+    while (Date.now() < until) {
+      // busy
+    }
+    await first;
+    await client.send({ method: 'GET', url: `${server.url}/b` }, { pace });
+    // Spaced from the first's departure (100 ms at 10/s), not from its slot (which would leave 40 ms between them).
+    const gap = server.requests[1]!.at - server.requests[0]!.at;
+    expect(gap).toBeGreaterThanOrEqual(95);
+  });
+
   it('keeps a sub-millisecond pace over many requests (waits under 1 ms are carried, not slept)', async () => {
     // 2,500/s is 0.4 ms apart: no single wait reaches a timer's 1 ms, but the slots still add up.
     server.script(reply(200, {}));

@@ -20,10 +20,13 @@ export interface LocalDynamo {
   stop(): Promise<void>;
 }
 
-export async function startLocalDynamo(options: { path?: string; port?: number } = {}): Promise<LocalDynamo> {
+/** `nice`: a nice value for the process (benchmarks: below the provider simulators). */
+export async function startLocalDynamo(
+  options: { path?: string; port?: number; nice?: number } = {},
+): Promise<LocalDynamo> {
   const child = fork(
     new URL('./dynamodb-process.ts', import.meta.url),
-    [options.path ?? '', String(options.port ?? 0)],
+    [options.path ?? '', String(options.port ?? 0), String(options.nice ?? 0)],
     {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     },

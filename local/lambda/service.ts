@@ -13,6 +13,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { build } from 'esbuild';
 import { BUNDLE } from '#infra/provider-function.ts';
@@ -36,6 +37,9 @@ export interface LocalLambdaOptions {
   unreservedConcurrency?: number;
   /** Set in every container after the function's own environment (test overrides). */
   env?: Record<string, string>;
+  /** A nice value each container's thread lowers itself to before its cold start (benchmarks: the provider
+   * simulators stand for machines elsewhere, and a container must not delay when a request reaches them). */
+  nice?: number;
   /** The local values of resource references (LEDGER_TABLE...): a container gets one only where the template names
    * it, as in AWS, so a function the stack forgot to configure fails here too. */
   resources?: Record<string, string>;
@@ -82,9 +86,15 @@ class Container {
   private readonly pending = new Map<number, Pending>();
   private next = 0;
 
-  constructor(spec: FunctionSpec, env: Record<string, string>, onDeath: (c: Container) => void) {
-    this.worker = new Worker(new URL('./container.ts', import.meta.url), {
-      workerData: { name: spec.name, handler: spec.handler },
+  constructor(
+    spec: FunctionSpec,
+    entry: string,
+    env: Record<string, string>,
+    nice: number | undefined,
+    onDeath: (c: Container) => void,
+  ) {
+    this.worker = new Worker(entry, {
+      workerData: { name: spec.name, handler: spec.handler, nice },
       env,
       resourceLimits: { maxOldGenerationSizeMb: spec.memoryMb },
     });
@@ -153,6 +163,7 @@ export class LocalLambdaService {
   private readonly options: LocalLambdaOptions;
   private readonly bundles = new Map<string, Promise<string>>();
   private bundleDir: string | undefined;
+  private entry: Promise<string> | undefined;
 
   constructor(specs: FunctionSpec[], options: LocalLambdaOptions = {}) {
     this.specs = new Map(specs.map((s) => [s.name, s]));
@@ -206,12 +217,42 @@ export class LocalLambdaService {
     }
   }
 
+  /**
+   * Builds every function's bundle now, as a deployment does before the first invocation (`cdk deploy` uploads
+   * them): without it, each is built on its function's first cold start, and that cold start waits for esbuild too.
+   * Starts no container: cold starts still come on demand.
+   */
+  async deploy(): Promise<void> {
+    await Promise.all([this.containerEntry(), ...[...this.specs.values()].map((spec) => this.bundle(spec))]);
+  }
+
+  /** The container's own code (local/lambda/container.ts) as JavaScript, built once: a worker would otherwise strip
+   * its types anew at every cold start (tens of milliseconds of CPU each, which Lambda's runtime does not spend). */
+  private containerEntry(): Promise<string> {
+    this.entry ??= build({
+      entryPoints: [fileURLToPath(new URL('./container.ts', import.meta.url))],
+      outfile: join(this.directory(), '_container.mjs'),
+      bundle: true,
+      packages: 'external',
+      platform: 'node',
+      format: 'esm',
+      target: BUNDLE.target,
+      logLevel: 'silent',
+    }).then(() => join(this.directory(), '_container.mjs'));
+    return this.entry;
+  }
+
+  private directory(): string {
+    this.bundleDir ??= mkdtempSync(join(tmpdir(), 'local-lambda-'));
+    return this.bundleDir;
+  }
+
   /** The function's bundle, built once as the stack builds it. */
   private bundle(spec: FunctionSpec): Promise<string> {
     let file = this.bundles.get(spec.name);
     if (!file) {
-      this.bundleDir ??= mkdtempSync(join(tmpdir(), 'local-lambda-'));
-      const outfile = join(this.bundleDir, `${spec.name}.mjs`);
+      this.directory();
+      const outfile = join(this.directory(), `${spec.name}.mjs`);
       file = build({
         entryPoints: [spec.handler],
         outfile,
@@ -239,7 +280,7 @@ export class LocalLambdaService {
       return warm;
     }
     stats.coldStarts++;
-    const handler = await this.bundle(spec);
+    const [handler, entry] = await Promise.all([this.bundle(spec), this.containerEntry()]);
     const env = { ...(process.env as Record<string, string>) };
     const resources = this.options.resources ?? {};
     for (const name of Object.keys(resources)) delete env[name];
@@ -254,7 +295,7 @@ export class LocalLambdaService {
       AWS_LAMBDA_FUNCTION_NAME: spec.name,
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(spec.memoryMb),
     });
-    const container = new Container({ ...spec, handler }, env, (dead) => {
+    const container = new Container({ ...spec, handler }, entry, env, this.options.nice, (dead) => {
       const at = list.indexOf(dead);
       if (at >= 0) list.splice(at, 1);
     });

@@ -89,8 +89,12 @@ export class HttpClient {
       if (options.pace) await this.pacer.turn(options.pace, policy, deadline, attempt - 1, ambiguous, options.signal);
       let response: RawResponse | undefined;
       let failure: TransportError | undefined;
+      // A paced request's slot counts from when it actually left, not from when the slot was taken: a container
+      // the machine did not run for a while between the two would otherwise send its next request too soon after.
+      const pace = options.pace;
+      const onSent = pace && !pace.shared ? (at: number) => this.pacer.sent(pace.key, pace.perSecond, at) : undefined;
       try {
-        response = await sendOnce(url, request, deadline, this.limits, options.signal);
+        response = await sendOnce(url, request, deadline, this.limits, options.signal, onSent);
       } catch (error) {
         if (!(error instanceof TransportError)) throw error;
         failure = error;

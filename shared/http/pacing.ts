@@ -26,8 +26,9 @@ export class Pacer {
     this.next.set(key, slot + 1000 / perSecond);
     return slot - now;
   }
-  /** A request that left later than its slot (a late timer, a busy event loop) pushes the next slot back by as much,
-   * so the spacing holds between the requests actually sent, and no window sees a burst. */
+  /** A request that left later than its slot (a late timer, a busy event loop, a thread the machine did not run)
+   * pushes the next slot back by as much, so the spacing holds between the requests actually sent, and no window sees
+   * a burst. Told the moment each request was handed to the socket. */
   sent(key: string, perSecond: number, at = Date.now()): void {
     const next = at + 1000 / perSecond;
     if (next > (this.next.get(key) ?? 0)) this.next.set(key, next);
@@ -57,10 +58,7 @@ export class Pacer {
     if (Date.now() + remaining >= deadline)
       throw new RateLimitedError({ retryAfterMs: remaining, status: 429, attempts, ambiguous });
     // Timers do not fire sooner than 1 ms: a shorter wait is spent by the time the request is on the wire.
-    if (remaining >= 1) {
-      await sleep(remaining, signal);
-      this.sent(pace.key, pace.perSecond);
-    }
+    if (remaining >= 1) await sleep(remaining, signal);
     if (pace.shared) {
       // The slot began when it was asked for (plus its wait); the request leaves now. Leaving later than the slot by
       // more than a tenth of the spacing (the budget's own round trip, a late timer) pushes the next slots back by

@@ -36,6 +36,7 @@ export function sendOnce(
   deadline: number,
   limits: TransportLimits,
   signal?: AbortSignal,
+  onSent?: (at: number) => void,
 ): Promise<RawResponse> {
   return new Promise<RawResponse>((resolve, reject) => {
     if (signal?.aborted) return reject(new TransportError('aborted', 'aborted before sending (deadline)', false));
@@ -64,6 +65,8 @@ export function sendOnce(
     const onAbort = () => fail(new TransportError('aborted', 'aborted by the invocation deadline', connected));
 
     const req = transport.request(url, { method: request.method, headers, agent });
+    // 'finish': the whole request was handed to the operating system, the moment it left as far as we can tell.
+    if (onSent) req.once('finish', () => onSent(Date.now()));
     const requestTimeout = Math.min(limits.requestTimeoutMs, remaining);
     timers.push(
       setTimeout(
