@@ -196,8 +196,9 @@ describe('HttpClient retry rules', () => {
     await first;
     await client.send({ method: 'GET', url: `${server.url}/b` }, { pace });
     // Spaced from the first's departure (100 ms at 10/s), not from its slot (which would leave 40 ms between them).
+    // Measured at arrival, in this same process: a few milliseconds of the server's own lateness either way.
     const gap = server.requests[1]!.at - server.requests[0]!.at;
-    expect(gap).toBeGreaterThanOrEqual(95);
+    expect(gap).toBeGreaterThanOrEqual(80);
   });
 
   it('keeps a sub-millisecond pace over many requests (waits under 1 ms are carried, not slept)', async () => {
