@@ -3,10 +3,14 @@
  * in any container, takes a distinct slot spaced by the budget's interval; a caller that would queue past what it
  * may wait takes nothing.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
 import { DynamoDb } from '#shared/aws/dynamodb.ts';
 import { DynamoRateBudget } from '#shared/aws/rate-budget.ts';
+import { HttpClient } from '#shared/http/client.ts';
+import type { SharedPace } from '#shared/http/types.ts';
 
 let dynamo: LocalDynamo;
 let budget: DynamoRateBudget;
@@ -50,5 +54,52 @@ describe('shared rate budget', () => {
     // The next slot was now + 100 ms; 400 ms late, it is now + 500 ms.
     const wait = (await budget.reserve('provider-d', 10, 5_000, now)) as number;
     expect(wait).toBe(500);
+  });
+});
+
+describe('a request through the shared budget', () => {
+  let server: http.Server;
+  let url: string;
+  const arrivals: number[] = [];
+  beforeAll(async () => {
+    server = http.createServer((_req, res) => {
+      arrivals.push(Date.now());
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+
+  it('gives up a slot it would leave too late for, and takes another: no window gets one request too many', async () => {
+    // The container's thread is held up for 60 ms right after its first slot is granted (as a starved container's
+    // would be). 60 ms after the slot, the request could share a window with as many later slots as it holds.
+    const slots: number[] = [];
+    const starved: SharedPace = {
+      async reserve(key, perSecond, horizonMs, at) {
+        const wait = await budget.reserve(key, perSecond, horizonMs, at);
+        slots.push((at ?? Date.now()) + (wait ?? 0));
+        if (slots.length === 1) {
+          const until = Date.now() + 60;
+          while (Date.now() < until) {
+            // busy
+          }
+        }
+        return wait;
+      },
+      late: (key, ms) => budget.late(key, ms),
+    };
+    const client = new HttpClient({ retry: { maxAttempts: 1 } });
+    await client.send({ method: 'GET', url: `${url}/warm` });
+    arrivals.length = 0;
+    await client.send(
+      { method: 'GET', url: `${url}/cancel` },
+      { pace: { key: 'provider-e', perSecond: 10, shared: starved, lateLimitMs: 20 } },
+    );
+    expect(slots).toHaveLength(2);
+    // It left in its second slot (100 ms after the first), not 60 ms into the first.
+    expect((slots[1] as number) - (slots[0] as number)).toBeGreaterThanOrEqual(99);
+    expect(arrivals).toHaveLength(1);
+    expect((arrivals[0] as number) - (slots[1] as number)).toBeGreaterThanOrEqual(-1);
   });
 });

@@ -49,25 +49,63 @@ export class Pacer {
       throw new RateLimitedError({ retryAfterMs: held, status: 429, attempts, ambiguous });
     }
     if (held > 0) await sleep(held, signal);
-    const asked = Date.now();
-    const wait = pace.shared
-      ? await sharedSlot(pace.shared, pace, Math.min(policy.maxWaitMs, deadline - Date.now()), attempts, ambiguous)
-      : this.reserve(pace.key, pace.perSecond);
-    // The wait counts from when the slot was asked for (a shared budget's answer takes a round trip).
-    const remaining = Math.max(0, asked + wait - Date.now());
-    if (Date.now() + remaining >= deadline)
-      throw new RateLimitedError({ retryAfterMs: remaining, status: 429, attempts, ambiguous });
+    if (pace.shared) return this.sharedTurn(pace, pace.shared, policy, deadline, attempts, ambiguous, signal);
+    const wait = this.reserve(pace.key, pace.perSecond);
+    if (Date.now() + wait >= deadline)
+      throw new RateLimitedError({ retryAfterMs: wait, status: 429, attempts, ambiguous });
     // Timers do not fire sooner than 1 ms: a shorter wait is spent by the time the request is on the wire.
-    if (remaining >= 1) await sleep(remaining, signal);
-    if (pace.shared) {
-      // The slot began when it was asked for (plus its wait); the request leaves now. Leaving later than the slot by
-      // more than a tenth of the spacing (the budget's own round trip, a late timer) pushes the next slots back by
-      // as much, so the requests actually sent stay spaced. Rare where the round trip is a few milliseconds.
-      const lateness = Date.now() - (asked + wait);
+    if (wait >= 1) await sleep(wait, signal);
+  }
+
+  /** The round trip to each shared budget, smoothed: a slot is asked for that far ahead, so the request can leave on
+   * time rather than a round trip after its slot. */
+  private readonly roundTrips = new Map<string, number>();
+
+  /**
+   * A slot of the shared budget, and the request leaves in it. Slots are spaced 1/perSecond apart; the provider counts
+   * requests per window, and a request that leaves more than `pace.lateLimitMs` after its slot could share a window
+   * with as many later slots as the window holds (other containers hold those), one too many. So such a request does
+   * not leave: it gives its slot up and takes another. A request a little late pushes the later slots back instead.
+   */
+  private async sharedTurn(
+    pace: Pace,
+    shared: SharedPace,
+    policy: RetryPolicy,
+    deadline: number,
+    attempts: number,
+    ambiguous: boolean,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    for (;;) {
+      const asked = Date.now();
+      const lead = Math.ceil(2 * (this.roundTrips.get(pace.key) ?? 0));
+      const slot = asked + lead;
+      const wait = await sharedSlot(
+        shared,
+        pace,
+        Math.min(policy.maxWaitMs, deadline - slot),
+        attempts,
+        ambiguous,
+        slot,
+      );
+      const answered = Date.now();
+      const trip = answered - asked;
+      this.roundTrips.set(pace.key, 0.8 * (this.roundTrips.get(pace.key) ?? trip) + 0.2 * trip);
+      const at = slot + wait;
+      if (at >= deadline) throw new RateLimitedError({ retryAfterMs: at - answered, status: 429, attempts, ambiguous });
+      if (at - answered >= 1) await sleep(at - answered, signal);
+      const lateness = Date.now() - at;
+      if (pace.lateLimitMs !== undefined && lateness > pace.lateLimitMs) {
+        log.debug('shared rate budget slot missed: taking another', { key: pace.key, lateMs: lateness });
+        continue;
+      }
+      // Later than the slot by more than a tenth of the spacing: the slots after it move back by as much, so the
+      // requests actually sent stay spaced.
       if (lateness > 100 / pace.perSecond)
-        await pace.shared.late(pace.key, lateness).catch((error) => {
+        await shared.late(pace.key, lateness).catch((error) => {
           log.warn('shared rate budget not pushed back', { key: pace.key, error: (error as Error).message });
         });
+      return;
     }
   }
 }
@@ -80,10 +118,11 @@ async function sharedSlot(
   horizonMs: number,
   attempts: number,
   ambiguous: boolean,
+  at: number,
 ): Promise<number> {
   let wait: number | undefined;
   try {
-    wait = await shared.reserve(pace.key, pace.perSecond, Math.max(0, horizonMs));
+    wait = await shared.reserve(pace.key, pace.perSecond, Math.max(0, horizonMs), at);
   } catch (error) {
     throw new TransientError(`the shared rate budget of ${pace.key} is unreachable (${(error as Error).message})`, {
       attempts,

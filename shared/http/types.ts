@@ -48,13 +48,16 @@ export interface Pace {
   key: string;
   perSecond: number;
   shared?: SharedPace | undefined;
+  /** With `shared`: how long after its slot a request may still leave. Later, it could share one of the provider's
+   * windows with as many later slots as the window holds; it takes another slot instead. */
+  lateLimitMs?: number | undefined;
 }
 
-/** A budget shared beyond this process (shared/aws/rate-budget.ts): takes the next slot for `key` and says how long
- * to wait for it, or undefined (taking nothing) when the queue reaches further than `horizonMs`; `late` pushes the
- * slots after it back, for a request that left later than its slot. */
+/** A budget shared beyond this process (shared/aws/rate-budget.ts): takes the next slot for `key` from `at` on and
+ * says how long after `at` it begins, or undefined (taking nothing) when the queue reaches further than `horizonMs`
+ * past `at`; `late` pushes the slots after it back, for a request that left later than its slot. */
 export interface SharedPace {
-  reserve(key: string, perSecond: number, horizonMs: number): Promise<number | undefined>;
+  reserve(key: string, perSecond: number, horizonMs: number, at?: number): Promise<number | undefined>;
   late(key: string, ms: number): Promise<void>;
 }
 
