@@ -6,6 +6,7 @@
  * Adding a provider: README, "Adding a provider".
  */
 import * as z from 'zod/mini';
+import { RATE_MARGIN } from '#shared/core/cancel.ts';
 import type { Provider } from '#shared/core/outcome.ts';
 import { auco } from './auco/index.ts';
 import { gocardless } from './gocardless/index.ts';
@@ -25,6 +26,17 @@ export const PROVIDER_MODULES = Object.fromEntries(REGISTRY.map((p) => [p.name, 
 export function providerModule(provider: Provider): ProviderModule<Provider> {
   return PROVIDER_MODULES[provider];
 }
+
+/** Each provider's request budget per second (its descriptor's `limit`, from its adapter: PROVIDERS.md). */
+export const PROVIDER_LIMITS = Object.fromEntries(REGISTRY.map((p) => [p.name, p.limit.perSecond])) as Record<
+  Provider,
+  number
+>;
+
+/** What one process paces to when nothing says otherwise (a single process: the CLI's tests, a script). */
+export const DEFAULT_RATE_PER_SECOND = Object.fromEntries(
+  REGISTRY.map((p) => [p.name, p.limit.perSecond * RATE_MARGIN]),
+) as Record<Provider, number>;
 
 const names = REGISTRY.map((p) => p.name);
 

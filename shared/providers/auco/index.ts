@@ -2,9 +2,8 @@
  * Auco cancels many document codes in one call: its `chunk` hook groups a batch's codes into calls. */
 import * as z from 'zod/mini';
 import { countSetting } from '#shared/config.ts';
-import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
 import type { ChunkTask, ProviderModule } from '#shared/providers/provider.ts';
-import { DEFAULT_MAX_CODES_PER_CALL } from './adapter.ts';
+import { DEFAULT_MAX_CODES_PER_CALL, RATE } from './adapter.ts';
 import { AucoItem } from './items.ts';
 
 /** Codes per call to Auco: AUCO_MAX_CODES_PER_CALL, else the default. */
@@ -23,7 +22,7 @@ export const auco = {
   functions: [{ fn: 'cancel-signing-processes', reserved: 2, description: 'Cancel Auco signing processes' }],
   item: AucoItem,
   targetFields: ['code'],
-  limit: { perSecond: PROVIDER_LIMITS.auco, windowSeconds: 1 },
+  limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
   // Too small a limit to split into per-container shares that keep any one second within it.
   metered: true,
   secretPlaceholder: { template: { publicKey: 'puk_REPLACE_WITH_PUBLIC_KEY' }, generated: 'privateKey' },

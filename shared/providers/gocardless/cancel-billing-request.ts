@@ -18,6 +18,7 @@ import {
   getRequest,
   idempotencyKeyFor,
   parseGoCardlessError,
+  RATE,
   unreadableBillingRequest,
 } from './adapter.ts';
 
@@ -35,8 +36,8 @@ export function cancelBillingRequest(
   return settle(base('gocardless', 'cancel-billing-request', { billingRequestId }), async () => {
     // One key per logical cancellation: every retry of it, in this Lambda or from Step Functions, reuses it.
     const key = idempotencyKeyFor(billingRequestId, ctx.idempotencyKey ?? randomUUID());
-    const options = sendOptions('gocardless', ctx, deps, { isTransient: malformedSuccess });
-    const readOptions = sendOptions('gocardless', ctx, deps, { isTransient: unreadableBillingRequest });
+    const options = sendOptions(RATE, ctx, deps, { isTransient: malformedSuccess });
+    const readOptions = sendOptions(RATE, ctx, deps, { isTransient: unreadableBillingRequest });
     const { response, classification, readBack } = await deps.secrets.withSecret(
       'gocardless',
       async (secret) => {

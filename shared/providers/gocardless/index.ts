@@ -1,6 +1,6 @@
 /** GoCardless, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
-import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
 import type { ProviderModule } from '#shared/providers/provider.ts';
+import { RATE } from './adapter.ts';
 import { GoCardlessItem } from './items.ts';
 
 export const gocardless = {
@@ -10,7 +10,7 @@ export const gocardless = {
   item: GoCardlessItem,
   targetFields: ['billingRequestId'],
   // 1,000 a minute (PROVIDERS.md 4.4): counted over any minute.
-  limit: { perSecond: PROVIDER_LIMITS.gocardless, windowSeconds: 60 },
+  limit: { perSecond: RATE.perSecond, windowSeconds: 60 },
   metered: false,
   secretPlaceholder: { template: {}, generated: 'accessToken' },
   cli: {

@@ -1,6 +1,6 @@
 /** mycreditapp, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
-import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
 import type { ProviderModule } from '#shared/providers/provider.ts';
+import { RATE } from './adapter.ts';
 import { MyCreditAppItem } from './items.ts';
 
 export const mycreditapp = {
@@ -15,7 +15,7 @@ export const mycreditapp = {
   ],
   item: MyCreditAppItem,
   targetFields: ['orgId', 'requestId'],
-  limit: { perSecond: PROVIDER_LIMITS.mycreditapp, windowSeconds: 1 },
+  limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
   // Several functions share the budget (the cancels and the lookup).
   metered: true,
   secretPlaceholder: { template: { clientId: 'REPLACE_WITH_CLIENT_ID' }, generated: 'clientSecret' },

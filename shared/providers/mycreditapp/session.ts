@@ -9,7 +9,7 @@ import { type Deps, type OperationContext, sendOptions } from '#shared/core/canc
 import type { HttpRequest, HttpResponse, RawResponse, SendOptions } from '#shared/http/types.ts';
 import { registerSecretValues } from '#shared/observability/log.ts';
 import { malformedSuccess, misrouted } from '#shared/providers/common.ts';
-import { apiRoot, isMaintenance, MISROUTE_CHECK, parseDetail, parseToken, tokenRequest } from './adapter.ts';
+import { apiRoot, isMaintenance, MISROUTE_CHECK, parseDetail, parseToken, RATE, tokenRequest } from './adapter.ts';
 
 interface CachedToken {
   accessToken: string;
@@ -80,9 +80,9 @@ export async function authorized(
 ): Promise<Authorized> {
   const root = apiRoot(secret);
   const key = cacheKey(root, secret);
-  const options = sendOptions('mycreditapp', ctx, deps, { isTransient: transient });
+  const options = sendOptions(RATE, ctx, deps, { isTransient: transient });
   const callOptions = unproven
-    ? sendOptions('mycreditapp', ctx, deps, { isTransient: (r) => transient(r) ?? unproven(r) })
+    ? sendOptions(RATE, ctx, deps, { isTransient: (r) => transient(r) ?? unproven(r) })
     : options;
   for (const force of [false, true]) {
     const t = await token(secret, deps, key, options, force);

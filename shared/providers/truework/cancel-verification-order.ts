@@ -18,6 +18,7 @@ import {
   classifyCancel,
   classifyReadBack,
   getOrderRequest,
+  RATE,
   signatureProblem,
   unreadableOrder,
 } from './adapter.ts';
@@ -36,7 +37,7 @@ export function cancelVerificationOrder(
   return settle(
     base('truework', 'cancel-verification-order', { orderId: input.orderId }),
     async () => {
-      const options = sendOptions('truework', ctx, deps, { isTransient: unreadableOrder });
+      const options = sendOptions(RATE, ctx, deps, { isTransient: unreadableOrder });
       const { response, classification } = await deps.secrets.withSecret(
         'truework',
         async (secret) => {

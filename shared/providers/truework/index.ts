@@ -1,6 +1,6 @@
 /** Truework, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
-import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
 import type { ProviderModule } from '#shared/providers/provider.ts';
+import { RATE } from './adapter.ts';
 import { TrueworkItem } from './items.ts';
 
 export const truework = {
@@ -11,7 +11,7 @@ export const truework = {
   functions: [{ fn: 'cancel-verification-order', reserved: 10, description: 'Cancel a Truework verification order' }],
   item: TrueworkItem,
   targetFields: ['orderId'],
-  limit: { perSecond: PROVIDER_LIMITS.truework, windowSeconds: 1 },
+  limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
   metered: false,
   secretPlaceholder: { template: {}, generated: 'apiKey' },
   cli: {
