@@ -14,10 +14,10 @@ import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { Simulator } from '#local/simulators/base.ts';
 import { demoRequests, SIMULATORS } from '#local/simulators/index.ts';
-import { type ProviderSecret, parseSecretsFile } from '#shared/aws/secrets.ts';
+import { parseSecretsFile } from '#shared/aws/secrets.ts';
 import { ConfigurationError } from '#shared/core/errors.ts';
 import type { Provider } from '#shared/core/outcome.ts';
-import { REGISTRY } from '#shared/providers/index.ts';
+import { REGISTRY, SECRET_SCHEMAS } from '#shared/providers/index.ts';
 
 const PROVIDERS = REGISTRY.map((p) => p.name);
 
@@ -83,7 +83,7 @@ function options() {
 }
 
 /** The providers' secrets from the file, validated before anything starts: unknown keys and missing fields named. */
-function readSecretsFile(file: string): Partial<{ [P in Provider]: ProviderSecret<P> }> {
+function readSecretsFile(file: string): Partial<Record<Provider, Record<string, unknown>>> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -97,7 +97,7 @@ function readSecretsFile(file: string): Partial<{ [P in Provider]: ProviderSecre
     return fail(`the secrets file ${file} is not valid JSON`);
   }
   try {
-    return parseSecretsFile(json, file);
+    return parseSecretsFile(json, file, SECRET_SCHEMAS);
   } catch (error) {
     if (error instanceof ConfigurationError) return fail(error.message);
     throw error;

@@ -24,6 +24,7 @@ import {
   statusRequest,
 } from './adapter.ts';
 import { maxCodesPerCall } from './index.ts';
+import { AucoSecret } from './secret.ts';
 
 export interface CancelSigningProcessesInput {
   codes: string[];
@@ -53,6 +54,7 @@ async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationCon
   const result = await catchTransient(() =>
     deps.secrets.withSecret(
       'auco',
+      AucoSecret,
       async (secret) => {
         const response = await deps.http.send(cancelRequest(secret, input), options);
         const answer = classifyCancel(response, input.codes);

@@ -5,6 +5,7 @@ import { countSetting } from '#shared/config.ts';
 import type { ChunkTask, ProviderModule } from '#shared/providers/provider.ts';
 import { DEFAULT_MAX_CODES_PER_CALL, RATE } from './adapter.ts';
 import { AucoItem } from './items.ts';
+import { AucoSecret } from './secret.ts';
 
 /** Codes per call to Auco: AUCO_MAX_CODES_PER_CALL, else the default. */
 export function maxCodesPerCall(): number {
@@ -25,7 +26,10 @@ export const auco = {
   limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
   // Too small a limit to split into per-container shares that keep any one second within it.
   metered: true,
+  secret: AucoSecret,
   secretPlaceholder: { template: { publicKey: 'puk_REPLACE_WITH_PUBLIC_KEY' }, generated: 'privateKey' },
+  // Its signers receive the reason.
+  reasonGoesTo: 'Auco signers',
   environment: { AUCO_MAX_CODES_PER_CALL: String(DEFAULT_MAX_CODES_PER_CALL) },
   checkItem(item, batch, where) {
     return !item.email && !isEmail(batch.requestedBy)

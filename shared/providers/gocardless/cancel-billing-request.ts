@@ -21,6 +21,7 @@ import {
   RATE,
   unreadableBillingRequest,
 } from './adapter.ts';
+import { GoCardlessSecret } from './secret.ts';
 
 export interface CancelBillingRequestInput {
   billingRequestId: string;
@@ -40,6 +41,7 @@ export function cancelBillingRequest(
     const readOptions = sendOptions(RATE, ctx, deps, { isTransient: unreadableBillingRequest });
     const { response, classification, readBack } = await deps.secrets.withSecret(
       'gocardless',
+      GoCardlessSecret,
       async (secret) => {
         const response = await deps.http.send(cancelRequest(secret, input, key), options);
         const first = classifyCancel(response);

@@ -2,6 +2,7 @@
 import type { ProviderModule } from '#shared/providers/provider.ts';
 import { RATE } from './adapter.ts';
 import { GoCardlessItem } from './items.ts';
+import { GoCardlessSecret } from './secret.ts';
 
 export const gocardless = {
   name: 'gocardless',
@@ -12,6 +13,7 @@ export const gocardless = {
   // 1,000 a minute (PROVIDERS.md 4.4): counted over any minute.
   limit: { perSecond: RATE.perSecond, windowSeconds: 60 },
   metered: false,
+  secret: GoCardlessSecret,
   secretPlaceholder: { template: {}, generated: 'accessToken' },
   cli: {
     usage: 'gocardless <billingRequestId> [--metadata key=value]...',

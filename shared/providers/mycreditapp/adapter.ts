@@ -26,6 +26,7 @@ import {
   parseJson,
   parseTimestamp,
 } from '#shared/providers/common.ts';
+import type { MyCreditAppSecret } from './secret.ts';
 
 /** Its requests' budget per second, with its name (what its operations pace with): mycreditapp publishes none (PROVIDERS.md), so this one is ours, and conservative. */
 export const RATE = { provider: 'mycreditapp', perSecond: 10 } as const satisfies RateLimit;
@@ -33,7 +34,7 @@ export const RATE = { provider: 'mycreditapp', perSecond: 10 } as const satisfie
 export const MYCREDITAPP_LIVE_ORIGIN = 'https://api.mycreditapp.ai';
 export const MYCREDITAPP_DEFAULT_VERSION = 'v1-beta';
 
-type Secret = ProviderSecret<'mycreditapp'>;
+type Secret = ProviderSecret<typeof MyCreditAppSecret>;
 
 export interface OrganizationHeaders {
   requesterOrganizationId: string;

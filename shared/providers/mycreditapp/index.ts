@@ -1,7 +1,9 @@
 /** mycreditapp, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
+import { ConfigurationError } from '#shared/core/errors.ts';
 import type { ProviderModule } from '#shared/providers/provider.ts';
-import { RATE } from './adapter.ts';
+import { CREDIT_APPLICATION_STATUSES, RATE } from './adapter.ts';
 import { MyCreditAppItem } from './items.ts';
+import { MyCreditAppSecret } from './secret.ts';
 
 export const mycreditapp = {
   name: 'mycreditapp',
@@ -18,7 +20,20 @@ export const mycreditapp = {
   limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
   // Several functions share the budget (the cancels and the lookup).
   metered: true,
+  secret: MyCreditAppSecret,
   secretPlaceholder: { template: { clientId: 'REPLACE_WITH_CLIENT_ID' }, generated: 'clientSecret' },
+  // A batch's guard and the expirations read its credit applications (get-credit-application).
+  guard: {
+    statuses: CREDIT_APPLICATION_STATUSES,
+    async organizationId(secrets) {
+      try {
+        return (await secrets.get('mycreditapp', MyCreditAppSecret)).organizationId;
+      } catch (error) {
+        if (error instanceof ConfigurationError) return undefined;
+        throw error;
+      }
+    },
+  },
   cli: {
     usage: 'mycreditapp <orgId> <requestId> --requester <uuid> --target <uuid>',
     request(ids, opts, need) {

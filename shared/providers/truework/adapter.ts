@@ -25,6 +25,7 @@ import {
   parseJson,
   rootOf,
 } from '#shared/providers/common.ts';
+import type { TrueworkSecret } from './secret.ts';
 
 /** Its requests' budget per second, with its name (what its operations pace with): documented: 10/s (PROVIDERS.md 3.3). */
 export const RATE = { provider: 'truework', perSecond: 10 } as const satisfies RateLimit;
@@ -33,7 +34,7 @@ export const TRUEWORK_LIVE_URL = 'https://api.truework.com';
 export const TRUEWORK_API_VERSION = '2023-10-30';
 export const TERMINAL_STATES = ['completed', 'canceled', 'invalid'] as const;
 
-type Secret = ProviderSecret<'truework'>;
+type Secret = ProviderSecret<typeof TrueworkSecret>;
 
 export interface VerificationRequestState {
   id: string;

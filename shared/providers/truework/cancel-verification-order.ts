@@ -22,6 +22,7 @@ import {
   signatureProblem,
   unreadableOrder,
 } from './adapter.ts';
+import { TrueworkSecret } from './secret.ts';
 
 export interface CancelVerificationOrderInput {
   orderId: string;
@@ -40,6 +41,7 @@ export function cancelVerificationOrder(
       const options = sendOptions(RATE, ctx, deps, { isTransient: unreadableOrder });
       const { response, classification } = await deps.secrets.withSecret(
         'truework',
+        TrueworkSecret,
         async (secret) => {
           const { response, forged } = await sendVerified(deps, cancelRequest(secret, input), options, secret);
           if (forged) return { response, classification: forged };
@@ -62,7 +64,7 @@ export function cancelVerificationOrder(
 }
 
 /** A `rejected` classification when signature keys are configured and the answer fails verification. */
-function verified(response: HttpResponse, secret: ProviderSecret<'truework'>): Classification | undefined {
+function verified(response: HttpResponse, secret: ProviderSecret<typeof TrueworkSecret>): Classification | undefined {
   if (!secret.publicKeys) return undefined;
   const problem = signatureProblem(response, secret.publicKeys);
   return problem
@@ -74,7 +76,7 @@ async function sendVerified(
   deps: Deps,
   request: HttpRequest,
   options: Parameters<Deps['http']['send']>[1],
-  secret: ProviderSecret<'truework'>,
+  secret: ProviderSecret<typeof TrueworkSecret>,
 ) {
   const response = await deps.http.send(request, options);
   return { response, forged: verified(response, secret) };

@@ -2,6 +2,7 @@
 import type { ProviderModule } from '#shared/providers/provider.ts';
 import { RATE } from './adapter.ts';
 import { TrueworkItem } from './items.ts';
+import { TrueworkSecret } from './secret.ts';
 
 export const truework = {
   name: 'truework',
@@ -13,6 +14,7 @@ export const truework = {
   targetFields: ['orderId'],
   limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
   metered: false,
+  secret: TrueworkSecret,
   secretPlaceholder: { template: {}, generated: 'apiKey' },
   cli: {
     usage: 'truework <orderId> [--reason other] [--details TEXT]',
