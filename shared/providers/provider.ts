@@ -16,8 +16,10 @@ export interface ProviderFunctionSpec {
   /** Its folder under functions/ (and its operation). */
   readonly fn: Operation;
   readonly reserved: number;
-  /** Its Lambda description. */
+  /** Its Lambda description (and its route's summary). */
   readonly description: string;
+  /** Its API route (shared/handler/routes.ts lists them in the registry's order): API Gateway path template. */
+  readonly route: { readonly method: 'GET' | 'POST'; readonly path: string };
 }
 
 /** A task of the batch state machine as a provider's hooks see it (shared/batch/prepare.ts, PreparedTask). */

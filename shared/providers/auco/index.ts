@@ -20,7 +20,14 @@ export const auco = {
   title: 'Auco',
   // Metered: two containers at a static 2.375/s each could send 3 each in one second (a window catches three slots
   // 421 ms apart), 6 where the budget is 5; one container would throttle an API call whenever a batch runs.
-  functions: [{ fn: 'cancel-signing-processes', reserved: 2, description: 'Cancel Auco signing processes' }],
+  functions: [
+    {
+      fn: 'cancel-signing-processes',
+      reserved: 2,
+      description: 'Cancel Auco signing processes',
+      route: { method: 'POST', path: '/v1/auco/documents/cancel' },
+    },
+  ],
   item: AucoItem,
   targetFields: ['code'],
   limit: { perSecond: RATE.perSecond, windowSeconds: 1 },

@@ -7,7 +7,14 @@ import { GoCardlessSecret } from './secret.ts';
 export const gocardless = {
   name: 'gocardless',
   title: 'GoCardless',
-  functions: [{ fn: 'cancel-billing-request', reserved: 8, description: 'Cancel a GoCardless billing request' }],
+  functions: [
+    {
+      fn: 'cancel-billing-request',
+      reserved: 8,
+      description: 'Cancel a GoCardless billing request',
+      route: { method: 'POST', path: '/v1/gocardless/billing-requests/{billingRequestId}/cancel' },
+    },
+  ],
   item: GoCardlessItem,
   targetFields: ['billingRequestId'],
   // 1,000 a minute (PROVIDERS.md 4.4): counted over any minute.

@@ -9,11 +9,21 @@ export const mycreditapp = {
   name: 'mycreditapp',
   title: 'mycreditapp',
   functions: [
-    { fn: 'cancel-document-request', reserved: 5, description: 'Cancel a mycreditapp document request' },
+    {
+      fn: 'cancel-document-request',
+      reserved: 5,
+      description: 'Cancel a mycreditapp document request',
+      route: { method: 'POST', path: '/v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel' },
+    },
     // The lookup (batch guards, expirations, API reads) shares mycreditapp's budget with the cancels.
     // Metered across containers, its bound does not depend on how many run; 2 keep the budget busy (each has about
     // half a second per call) without crowding the shared slots (more measured worse: README, Performance, storm).
-    { fn: 'get-credit-application', reserved: 2, description: 'Read a mycreditapp credit application' },
+    {
+      fn: 'get-credit-application',
+      reserved: 2,
+      description: 'Read a mycreditapp credit application',
+      route: { method: 'GET', path: '/v1/mycreditapp/credit-applications/{creditApplicationId}' },
+    },
   ],
   item: MyCreditAppItem,
   targetFields: ['orgId', 'requestId'],

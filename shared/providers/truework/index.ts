@@ -9,7 +9,14 @@ export const truework = {
   title: 'Truework',
   // 10 at 0.95 requests/s each (at most one a second each): 10 in any second, and a container has a whole second for
   // each call, the provider's answer, the ledger and the idempotency record included.
-  functions: [{ fn: 'cancel-verification-order', reserved: 10, description: 'Cancel a Truework verification order' }],
+  functions: [
+    {
+      fn: 'cancel-verification-order',
+      reserved: 10,
+      description: 'Cancel a Truework verification order',
+      route: { method: 'POST', path: '/v1/truework/orders/{orderId}/cancel' },
+    },
+  ],
   item: TrueworkItem,
   targetFields: ['orderId'],
   limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
