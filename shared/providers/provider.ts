@@ -81,6 +81,9 @@ export interface ProviderModule<Name extends string = string> {
   readonly item: z.ZodMiniObject;
   /** The item fields that identify a target, in the order a ledger key and an identity are written. */
   readonly targetFields: readonly string[];
+  /** Its target as an example of a ledger query's (`GET /v1/cancellations?provider=<name>&<this>`), where the API's
+   * messages give one. */
+  readonly queryExample?: string;
   /** Its requests' budget per second (PROVIDERS.md), and the window the provider counts it over. */
   readonly limit: { readonly perSecond: number; readonly windowSeconds: number };
   /** Metered across every container of its functions through RATE_BUDGET_TABLE rather than split into static

@@ -17,6 +17,8 @@ export const gocardless = {
   ],
   item: GoCardlessItem,
   targetFields: ['billingRequestId'],
+  // The example the ledger query's 400 gives (functions/cancellations).
+  queryExample: 'billingRequestId=BRQ...',
   // 1,000 a minute (PROVIDERS.md 4.4): counted over any minute.
   limit: { perSecond: RATE.perSecond, windowSeconds: 60 },
   metered: false,
