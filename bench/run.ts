@@ -290,7 +290,7 @@ async function overhead() {
 async function limitedSimulators() {
   const { RemoteSimulator } = await import('./remote-simulators.ts');
   const { MYCREDITAPP_DEMO } = await import('#local/simulators/mycreditapp.ts');
-  const { PROVIDER_LIMITS } = await import('#shared/core/cancel.ts');
+  const { PROVIDER_LIMITS } = await import('#shared/providers/index.ts');
   // Each in a process of its own: when a request arrives is what the provider sees, not delayed by this process.
   const [gocardless, truework, auco, mycreditapp] = await Promise.all([
     RemoteSimulator.start('gocardless', {
@@ -678,7 +678,7 @@ async function cost(manifestStats?: {
   const { batchStateMachine } = await import('#local/asl.ts');
   const { ITEMS_PER_CHILD } = await import('#infra/batch-state-machine.ts');
   const { batchConcurrency } = await import('#infra/budget.ts');
-  const { DEFAULT_RATE_PER_SECOND } = await import('#shared/core/cancel.ts');
+  const { DEFAULT_RATE_PER_SECOND } = await import('#shared/providers/index.ts');
   // From the definition: an inline item enters its Cancel task (1), and its Caught state only when it fails;
   // the execution itself enters Prepare, HasGuard, Mode, FanOutInline, 4 maps, Summarize.
   const { definition } = batchStateMachine();
@@ -765,7 +765,7 @@ async function outage() {
   const { TrueworkSimulator } = await import('#local/simulators/truework.ts');
   const { AucoSimulator } = await import('#local/simulators/auco.ts');
   const { MyCreditAppSimulator, MYCREDITAPP_DEMO: D } = await import('#local/simulators/mycreditapp.ts');
-  const { PROVIDER_LIMITS } = await import('#shared/core/cancel.ts');
+  const { PROVIDER_LIMITS } = await import('#shared/providers/index.ts');
   await quietLogs();
   const runs = QUICK ? 1 : 3;
   const items = 2_000;

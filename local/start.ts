@@ -12,12 +12,11 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import type { Simulator } from '#local/simulators/base.ts';
-import { demoRequests, SIMULATORS } from '#local/simulators/index.ts';
-import { type ProviderSecret, parseSecretsFile } from '#shared/aws/secrets.ts';
+import type { Simulator, SimulatorModule } from '#local/simulators/base.ts';
+import { parseSecretsFile } from '#shared/aws/secrets.ts';
 import { ConfigurationError } from '#shared/core/errors.ts';
 import type { Provider } from '#shared/core/outcome.ts';
-import { REGISTRY } from '#shared/providers/index.ts';
+import { REGISTRY, SECRET_SCHEMAS } from '#shared/providers/index.ts';
 
 const PROVIDERS = REGISTRY.map((p) => p.name);
 
@@ -83,7 +82,7 @@ function options() {
 }
 
 /** The providers' secrets from the file, validated before anything starts: unknown keys and missing fields named. */
-function readSecretsFile(file: string): Partial<{ [P in Provider]: ProviderSecret<P> }> {
+function readSecretsFile(file: string): Partial<Record<Provider, Record<string, unknown>>> {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -97,7 +96,7 @@ function readSecretsFile(file: string): Partial<{ [P in Provider]: ProviderSecre
     return fail(`the secrets file ${file} is not valid JSON`);
   }
   try {
-    return parseSecretsFile(json, file);
+    return parseSecretsFile(json, file, SECRET_SCHEMAS);
   } catch (error) {
     if (error instanceof ConfigurationError) return fail(error.message);
     throw error;
@@ -138,14 +137,13 @@ async function readCallers(file: string | undefined): Promise<Caller[]> {
 }
 
 /** `sign`: curl's options to sign each request (with --auth iam). */
-function examples(api: string, simulated: Set<Provider>, sign = ''): string[] {
+function examples(api: string, simulators: readonly SimulatorModule[], sign = ''): string[] {
   const json = (v: unknown) => `'${JSON.stringify(v)}'`;
   const post = (path: string, body: unknown) =>
     `curl -s${sign} -X POST ${api}${path} -H 'content-type: application/json' -d ${json(body)}`;
   const out: string[] = [];
-  const demo = demoRequests(simulated);
-  out.push(...demo.calls.map((c) => post(c.path, c.body)));
-  const items = demo.items;
+  out.push(...simulators.flatMap((s) => s.DEMO_REQUESTS.calls).map((c) => post(c.path, c.body)));
+  const items = simulators.flatMap((s) => s.DEMO_REQUESTS.items);
   if (items.length)
     out.push(
       `${post('/v1/batches', { reason: 'Credit application declined', requestedBy: 'ops@example.com', items })}   # then: curl -s${sign} ${api}/v1/batches/<batchId>`,
@@ -163,11 +161,15 @@ async function main(): Promise<void> {
   const simulated = new Set(PROVIDERS.filter((p) => !(p in fromFile)));
   const sims = new Map<Provider, Simulator>();
   const secrets: Partial<Record<Provider, unknown>> = { ...fromFile };
+  // Each simulated provider's simulator, by convention: local/simulators/<provider>.ts (SimulatorModule).
+  const modules: SimulatorModule[] = [];
   for (const provider of simulated) {
-    const sim = SIMULATORS[provider].create();
+    const module: SimulatorModule = await import(`#local/simulators/${provider}.ts`);
+    modules.push(module);
+    const sim = module.create();
     await sim.start();
     sims.set(provider, sim);
-    secrets[provider] = { ...sim.demoSecret(), ...SIMULATORS[provider].demoSecret };
+    secrets[provider] = { ...sim.demoSecret(), ...module.DEMO_SECRET };
   }
   // Every handler runs in its own Lambda containers (local/lambda/service.ts), with the environment the stack
   // gives it: these secrets (a private file), the ledger and idempotency tables in the local DynamoDB.
@@ -228,7 +230,7 @@ async function main(): Promise<void> {
     'Try:',
     ...examples(
       api.url,
-      simulated,
+      modules,
       auth
         ? ` --aws-sigv4 'aws:amz:${auth.region}:execute-api' --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"`
         : '',

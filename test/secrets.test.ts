@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FileSecretSource, parseSecretsFile, SecretStore, SecretsManagerSource } from '#shared/aws/secrets.ts';
 import { ConfigurationError } from '#shared/core/errors.ts';
+import { AucoSecret } from '#shared/providers/auco/secret.ts';
+import { GoCardlessSecret } from '#shared/providers/gocardless/secret.ts';
+import { SECRET_SCHEMAS } from '#shared/providers/index.ts';
 import { type FakeSecretsManager, startFakeSecretsManager } from '#test/support/secrets-manager.ts';
 
 const GOOD = {
@@ -33,8 +36,8 @@ describe('secrets from Secrets Manager (real wire protocol on loopback)', () => 
   it('reads, validates and caches: one wire call for repeated reads', async () => {
     sm.secrets.set('auco-secret', JSON.stringify(GOOD));
     const store = storeFor('auco-secret');
-    const [a, b] = await Promise.all([store.get('auco'), store.get('auco')]);
-    const c = await store.get('auco');
+    const [a, b] = await Promise.all([store.get('auco', AucoSecret), store.get('auco', AucoSecret)]);
+    const c = await store.get('auco', AucoSecret);
     expect(a).toEqual(GOOD);
     expect(b).toBe(a);
     expect(c).toBe(a);
@@ -44,21 +47,22 @@ describe('secrets from Secrets Manager (real wire protocol on loopback)', () => 
   it('refetches after the TTL', async () => {
     sm.secrets.set('auco-secret', JSON.stringify(GOOD));
     const store = storeFor('auco-secret', 50);
-    await store.get('auco');
+    await store.get('auco', AucoSecret);
     await new Promise((r) => setTimeout(r, 80));
-    await store.get('auco');
+    await store.get('auco', AucoSecret);
     expect(sm.calls).toHaveLength(2);
   });
 
   it('refreshes once after a provider 401 and calls again with the rotated secret', async () => {
     sm.secrets.set('auco-secret', JSON.stringify(GOOD));
     const store = storeFor('auco-secret');
-    await store.get('auco');
+    await store.get('auco', AucoSecret);
     const rotated = { ...GOOD, privateKey: 'prk_live_rotated_999999' };
     sm.secrets.set('auco-secret', JSON.stringify(rotated));
     const seen: string[] = [];
     const result = await store.withSecret(
       'auco',
+      AucoSecret,
       async (secret) => {
         seen.push(secret.privateKey);
         return secret.privateKey === rotated.privateKey ? 200 : 401;
@@ -76,6 +80,7 @@ describe('secrets from Secrets Manager (real wire protocol on loopback)', () => 
     let calls = 0;
     const result = await store.withSecret(
       'auco',
+      AucoSecret,
       async () => ++calls && 401,
       (s) => s === 401,
     );
@@ -84,7 +89,7 @@ describe('secrets from Secrets Manager (real wire protocol on loopback)', () => 
   });
 
   const expectConfigError = async (store: SecretStore, pattern: RegExp) => {
-    const error = await store.get('auco').catch((e) => e);
+    const error = await store.get('auco', AucoSecret).catch((e) => e);
     expect(error).toBeInstanceOf(ConfigurationError);
     expect(error.message).toMatch(pattern);
     for (const value of Object.values(GOOD)) expect(error.message).not.toContain(value);
@@ -115,9 +120,9 @@ describe('secrets from Secrets Manager (real wire protocol on loopback)', () => 
 
   it('a failed read is not cached: the next read tries again', async () => {
     const store = storeFor('late');
-    await store.get('auco').catch(() => undefined);
+    await store.get('auco', AucoSecret).catch(() => undefined);
     sm.secrets.set('late', JSON.stringify(GOOD));
-    await expect(store.get('auco')).resolves.toEqual(GOOD);
+    await expect(store.get('auco', AucoSecret)).resolves.toEqual(GOOD);
   });
 });
 
@@ -127,8 +132,10 @@ describe('secrets from a local JSON file', () => {
   it('reads the entry of a provider', async () => {
     const file = join(dir, 'ok.json');
     writeFileSync(file, JSON.stringify({ auco: GOOD }));
-    await expect(new FileSecretSource(file).read('auco')).resolves.toEqual(GOOD);
-    await expect(new FileSecretSource(file).read('gocardless')).rejects.toThrow(/has no entry for gocardless/);
+    await expect(new FileSecretSource(file).read('auco', AucoSecret)).resolves.toEqual(GOOD);
+    await expect(new FileSecretSource(file).read('gocardless', GoCardlessSecret)).rejects.toThrow(
+      /has no entry for gocardless/,
+    );
   });
 
   it('validates a whole file, listing unknown providers and missing fields', () => {
@@ -140,6 +147,7 @@ describe('secrets from a local JSON file', () => {
           gocardless: { accessToken: 'tok_1234567', colour: 'red' },
         },
         's.json',
+        SECRET_SCHEMAS,
       );
     expect(attempt).toThrow(ConfigurationError);
     expect(attempt).toThrow(/unknown provider\(s\) "stripe"/);
@@ -161,7 +169,7 @@ describe('provider baseUrl', () => {
       'http://localhost:3000',
       'http://[::1]:4001/v1-beta',
     ])
-      expect(() => parseSecretsFile(secret(ok), 's.json'), ok).not.toThrow();
+      expect(() => parseSecretsFile(secret(ok), 's.json', SECRET_SCHEMAS), ok).not.toThrow();
     for (const bad of [
       'http://api.gocardless.com',
       'http://10.0.0.5:4001',
@@ -170,7 +178,7 @@ describe('provider baseUrl', () => {
       'http://[::2]:80',
       'http://0.0.0.0:4001',
     ]) {
-      const attempt = () => parseSecretsFile(secret(bad), 's.json');
+      const attempt = () => parseSecretsFile(secret(bad), 's.json', SECRET_SCHEMAS);
       expect(attempt, bad).toThrow(
         /gocardless: field "baseUrl" must be an https URL: http:\/\/ would send the credential in plaintext/,
       );
@@ -178,14 +186,14 @@ describe('provider baseUrl', () => {
       expect(attempt, bad).not.toThrow(bad);
       expect(attempt, bad).not.toThrow(/live_never_in_an_error_1/);
     }
-    expect(() => parseSecretsFile(secret('ftp://example.com'), 's.json')).toThrow(
+    expect(() => parseSecretsFile(secret('ftp://example.com'), 's.json', SECRET_SCHEMAS)).toThrow(
       /field "baseUrl" must be an http\(s\) URL$/,
     );
   });
 
   it('is checked where Secrets Manager secrets are read too', async () => {
     sm.secrets.set('plain', JSON.stringify({ ...GOOD, baseUrl: 'http://dev.auco.ai/v1.5/ext' }));
-    await expect(storeFor('plain').get('auco')).rejects.toThrow(
+    await expect(storeFor('plain').get('auco', AucoSecret)).rejects.toThrow(
       /Secret "plain" for auco is invalid: field "baseUrl" must be an https URL/,
     );
   });

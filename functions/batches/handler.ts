@@ -12,7 +12,6 @@ import {
 } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl } from '#shared/aws/s3.ts';
-import { guardOrganizationId } from '#shared/aws/secrets.ts';
 import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch/input.ts';
 import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
@@ -20,6 +19,7 @@ import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
 import { recordApiStart } from '#shared/core/execution-starts.ts';
 import { IdempotencyHeaders } from '#shared/handler/cancel-handler.ts';
 import { defineHandler, type Reply } from '#shared/handler/middleware.ts';
+import { GUARD } from '#shared/providers/index.ts';
 
 needs('STATE_MACHINE_ARN', 'BATCH_BUCKET', 'IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
 
@@ -94,7 +94,7 @@ async function start(body: unknown, idempotencyKey: string | undefined, principa
   if (request.guard) {
     const issues = guardOrganizationIssues(
       request.guard,
-      await guardOrganizationId(defaultDeps().secrets),
+      await GUARD.organizationId(defaultDeps().secrets),
       'body.guard.',
     );
     if (issues.length) throw new InvalidInputError(issues);

@@ -19,6 +19,9 @@ const TARGET_FIELDS = Object.fromEntries(
   REGISTRY.flatMap((p) => p.targetFields.map((f) => [f, z.optional(p.item.shape[f as keyof typeof p.item.shape])])),
 );
 
+/** The example a query without a target is answered with: a provider's own (its descriptor's `queryExample`). */
+const EXAMPLE = REGISTRY.flatMap((p) => ('queryExample' in p ? [`provider=${p.name}&${p.queryExample}`] : []))[0];
+
 needs('LEDGER_TABLE');
 
 export const Query = z.strictObject({
@@ -43,8 +46,7 @@ function toLedgerQuery(q: Query): LedgerQuery {
     throw new InvalidInputError([
       {
         path: 'query',
-        message:
-          'give creditApplicationId, or provider with its target (e.g. provider=gocardless&billingRequestId=BRQ...)',
+        message: `give creditApplicationId, or provider with its target${EXAMPLE ? ` (e.g. ${EXAMPLE})` : ''}`,
       },
     ]);
   }

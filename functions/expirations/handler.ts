@@ -14,7 +14,6 @@ import {
 import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl } from '#shared/aws/s3.ts';
-import { mycreditappOrganizationId } from '#shared/aws/secrets.ts';
 import { guardOrganizationIssues, validateBatch } from '#shared/batch/input.ts';
 import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
@@ -34,6 +33,7 @@ import {
 import { toInputIssues } from '#shared/core/issues.ts';
 import { Uuid } from '#shared/core/items.ts';
 import { defineHandler, type Reply } from '#shared/handler/middleware.ts';
+import { GUARD } from '#shared/providers/index.ts';
 
 needs(
   'STATE_MACHINE_ARN',
@@ -149,7 +149,7 @@ async function validRegistration(body: unknown): Promise<ExpirationRequest> {
   }
   if (parsed.success && !issues.length) {
     // The schedule runs the batch with a guard: its lookup needs both organization ids (or the secret's default).
-    issues.push(...guardOrganizationIssues(parsed.data, await mycreditappOrganizationId(defaultDeps().secrets), ''));
+    issues.push(...guardOrganizationIssues(parsed.data, await GUARD.organizationId(defaultDeps().secrets), ''));
   }
   if (issues.length || !parsed.success)
     throw new InvalidInputError(issues.map((i) => ({ ...i, path: i.path ? `body.${i.path}` : 'body' })));
@@ -177,7 +177,7 @@ async function expiryOf(request: ExpirationRequest): Promise<{ expiresAt: number
     return {
       refused: reply(404, {
         error: 'not_found',
-        message: `mycreditapp does not know credit application ${request.creditApplicationId}; give expiresAt to schedule anyway`,
+        message: `${GUARD.title} does not know credit application ${request.creditApplicationId}; give expiresAt to schedule anyway`,
       }),
     };
   }

@@ -4,7 +4,14 @@
  * all-failed call answers (200 or 400, and the 400's body), what an unknown code does, how a status read of an
  * unknown code answers, and whether `email` must belong to an enrolled user.
  */
-import { INVALID_JSON, type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
+import {
+  INVALID_JSON,
+  type SimRequest,
+  type SimResponse,
+  Simulator,
+  type SimulatorBaseOptions,
+  type SimulatorModule,
+} from './base.ts';
 
 export type DocumentStatus = 'CREATED' | 'REJECTED' | 'EXPIRED' | 'FINISH';
 
@@ -175,3 +182,13 @@ export class AucoSimulator extends Simulator<AucoSimOptions> {
     return { status: 200, body: counts };
   }
 }
+
+/** What `npm start` runs for Auco (local/simulators/base.ts, SimulatorModule). */
+export function create(): Simulator {
+  return new AucoSimulator();
+}
+
+export const DEMO_REQUESTS: SimulatorModule['DEMO_REQUESTS'] = {
+  calls: [],
+  items: [{ provider: 'auco', code: AUCO_DEMO.created }],
+};

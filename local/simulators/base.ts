@@ -87,6 +87,23 @@ export interface SimulatorBaseOptions {
 
 const MASK = /^(authorization|x-api-key)$/i;
 
+/** What each simulator module (`local/simulators/<provider>.ts`) exports by these names: `npm start` loads a provider's
+ * by its name (local/start.ts), so no table lists them. */
+export interface SimulatorModule {
+  /** A simulator seeded with the demo data. */
+  create(): Simulator;
+  /** What the demo secret adds to the simulator's own (`Simulator.demoSecret`). */
+  readonly DEMO_SECRET?: Record<string, string>;
+  /** The demo API calls and batch items `npm start` prints for it. */
+  readonly DEMO_REQUESTS: { readonly calls: readonly DemoCall[]; readonly items: readonly unknown[] };
+}
+
+/** A demo API call: a POST of `body` to `path`. */
+export interface DemoCall {
+  readonly path: string;
+  readonly body: unknown;
+}
+
 /** A provider simulator; `O` are its provider-specific options (PROVIDERS.md's unknowns among them). */
 export abstract class Simulator<O extends object = object> {
   readonly requests: RecordedRequest[] = [];

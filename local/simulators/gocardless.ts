@@ -11,6 +11,7 @@ import {
   type SimResponse,
   Simulator,
   type SimulatorBaseOptions,
+  type SimulatorModule,
   SlidingWindow,
 } from './base.ts';
 
@@ -301,3 +302,18 @@ function validMetadata(value: unknown): boolean {
   const entries = Object.entries(value);
   return entries.length <= 3 && entries.every(([k, v]) => k.length <= 50 && typeof v === 'string' && v.length <= 500);
 }
+
+/** What `npm start` runs for GoCardless (local/simulators/base.ts, SimulatorModule). */
+export function create(): Simulator {
+  return new GoCardlessSimulator();
+}
+
+export const DEMO_REQUESTS: SimulatorModule['DEMO_REQUESTS'] = {
+  calls: [
+    {
+      path: `/v1/gocardless/billing-requests/${GOCARDLESS_DEMO.pending}/cancel`,
+      body: { metadata: { reason: 'declined' } },
+    },
+  ],
+  items: [{ provider: 'gocardless', billingRequestId: GOCARDLESS_DEMO.ready }],
+};

@@ -12,6 +12,7 @@ import {
   type SimResponse,
   Simulator,
   type SimulatorBaseOptions,
+  type SimulatorModule,
 } from './base.ts';
 
 export type DocumentStatus = 'pending' | 'partially' | 'completed' | 'expired' | 'canceled';
@@ -374,3 +375,24 @@ export class MyCreditAppSimulator extends Simulator<MyCreditAppSimOptions> {
     return this.detail(status, [{ msg, type: 'conflict', code }]);
   }
 }
+
+/** What `npm start` runs for mycreditapp (local/simulators/base.ts, SimulatorModule). */
+export function create(): Simulator {
+  return new MyCreditAppSimulator();
+}
+
+/** The demo organization answers lookups that name none. */
+export const DEMO_SECRET = { organizationId: MYCREDITAPP_DEMO.hostOrg };
+
+export const DEMO_REQUESTS: SimulatorModule['DEMO_REQUESTS'] = {
+  calls: [],
+  items: [
+    {
+      provider: 'mycreditapp',
+      orgId: MYCREDITAPP_DEMO.hostOrg,
+      requestId: MYCREDITAPP_DEMO.pendingRequest,
+      requesterOrganizationId: MYCREDITAPP_DEMO.hostOrg,
+      targetOrganizationId: MYCREDITAPP_DEMO.guestOrg,
+    },
+  ],
+};

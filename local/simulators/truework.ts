@@ -5,7 +5,14 @@
  * is 404 or 400, and whether a 429 carries Retry-After.
  */
 import { createHash, generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { retryAfterSeconds, type SimRequest, type SimResponse, Simulator, type SimulatorBaseOptions } from './base.ts';
+import {
+  retryAfterSeconds,
+  type SimRequest,
+  type SimResponse,
+  Simulator,
+  type SimulatorBaseOptions,
+  type SimulatorModule,
+} from './base.ts';
 
 export type VerificationState =
   | 'pending-approval'
@@ -206,3 +213,18 @@ export class TrueworkSimulator extends Simulator<TrueworkSimOptions> {
     return this.signed(200, order);
   }
 }
+
+/** What `npm start` runs for Truework (local/simulators/base.ts, SimulatorModule). */
+export function create(): Simulator {
+  return new TrueworkSimulator();
+}
+
+export const DEMO_REQUESTS: SimulatorModule['DEMO_REQUESTS'] = {
+  calls: [
+    {
+      path: `/v1/truework/orders/${TRUEWORK_DEMO.open}/cancel`,
+      body: { reason: 'other', details: 'Credit application declined' },
+    },
+  ],
+  items: [],
+};

@@ -15,38 +15,31 @@ import { ConfigurationError, TransientError } from '#shared/core/errors.ts';
 import { toInputIssues } from '#shared/core/issues.ts';
 import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { registerSecretValues } from '#shared/observability/log.ts';
-import { AucoSecret } from '#shared/providers/auco/secret.ts';
-import { GoCardlessSecret } from '#shared/providers/gocardless/secret.ts';
-import { MyCreditAppSecret } from '#shared/providers/mycreditapp/secret.ts';
-import { TrueworkSecret } from '#shared/providers/truework/secret.ts';
 
-/** Each provider's secret schema, from its own module (shared/providers/<provider>/secret.ts). */
-export const SecretSchemas = {
-  mycreditapp: MyCreditAppSecret,
-  auco: AucoSecret,
-  truework: TrueworkSecret,
-  gocardless: GoCardlessSecret,
-} as const;
+/** A provider's secret schema, from its own module (shared/providers/<provider>/secret.ts): its operations pass it. */
+export type SecretSchema = z.ZodMiniType<Record<string, unknown>>;
 
-export type ProviderSecret<P extends Provider> = z.infer<(typeof SecretSchemas)[P]>;
+/** The secret a schema validates. */
+export type ProviderSecret<S extends SecretSchema> = z.infer<S>;
 
 function describeIssues(error: z.core.$ZodError, input: unknown): string[] {
   return toInputIssues(error, input).map((i) => (i.path ? `field "${i.path}" ${i.message}` : i.message));
 }
 
 /** Validates one provider's secret; the error names the secret and the field, never the value. */
-export function parseProviderSecret<P extends Provider>(
-  provider: P,
+export function parseProviderSecret<S extends SecretSchema>(
+  provider: Provider,
+  schema: S,
   value: unknown,
   secretName: string,
-): ProviderSecret<P> {
-  const result = z.safeParse(SecretSchemas[provider], value);
+): ProviderSecret<S> {
+  const result = z.safeParse(schema, value);
   if (!result.success) {
     throw new ConfigurationError(
       `Secret "${secretName}" for ${provider} is invalid: ${describeIssues(result.error, value).join('; ')}`,
     );
   }
-  const secret = result.data as ProviderSecret<P>;
+  const secret = result.data as ProviderSecret<S>;
   registerSecretValues(secretStrings(secret));
   return secret;
 }
@@ -59,9 +52,14 @@ function secretStrings(secret: Record<string, unknown>): string[] {
 
 /**
  * Validates a whole local secrets file (`npm start -- --secrets FILE`): only known providers, each complete.
- * Returns the providers it configures. Every problem is listed, each naming the provider and field.
+ * Returns the providers it configures. Every problem is listed, each naming the provider and field. `schemas`: each
+ * provider's secret schema (the registry's SECRET_SCHEMAS).
  */
-export function parseSecretsFile(value: unknown, fileName: string): Partial<{ [P in Provider]: ProviderSecret<P> }> {
+export function parseSecretsFile(
+  value: unknown,
+  fileName: string,
+  schemas: Readonly<Record<Provider, SecretSchema>>,
+): Partial<Record<Provider, Record<string, unknown>>> {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new ConfigurationError(
       `Secrets file "${fileName}" must hold a JSON object keyed by provider (${PROVIDERS.join(', ')})`,
@@ -75,7 +73,7 @@ export function parseSecretsFile(value: unknown, fileName: string): Partial<{ [P
   for (const provider of PROVIDERS) {
     const entry = (value as Record<string, unknown>)[provider];
     if (entry === undefined) continue;
-    const result = z.safeParse(SecretSchemas[provider], entry);
+    const result = z.safeParse(schemas[provider], entry);
     if (result.success) {
       out[provider] = result.data;
       registerSecretValues(secretStrings(result.data));
@@ -84,12 +82,12 @@ export function parseSecretsFile(value: unknown, fileName: string): Partial<{ [P
     }
   }
   if (problems.length) throw new ConfigurationError(`Secrets file "${fileName}" is invalid: ${problems.join('; ')}`);
-  return out as Partial<{ [P in Provider]: ProviderSecret<P> }>;
+  return out as Partial<Record<Provider, Record<string, unknown>>>;
 }
 
 export interface SecretSource {
   /** Reads and validates the secret of a provider, uncached. */
-  read<P extends Provider>(provider: P): Promise<ProviderSecret<P>>;
+  read<S extends SecretSchema>(provider: Provider, schema: S): Promise<ProviderSecret<S>>;
 }
 
 /** Secrets Manager: the secret id comes from `SECRET_ID` (one secret per function, its own provider's). */
@@ -100,7 +98,7 @@ export class SecretsManagerSource implements SecretSource {
     this.secretIdFor = secretIdFor;
   }
 
-  async read<P extends Provider>(provider: P): Promise<ProviderSecret<P>> {
+  async read<S extends SecretSchema>(provider: Provider, schema: S): Promise<ProviderSecret<S>> {
     const secretId = this.secretIdFor(provider);
     if (!secretId) {
       throw new ConfigurationError(
@@ -140,7 +138,7 @@ export class SecretsManagerSource implements SecretSource {
       // JSON.parse's own message quotes the text, which is the secret: never pass it on.
       throw new ConfigurationError(`Secret "${secretId}" for ${provider} is not valid JSON`);
     }
-    return parseProviderSecret(provider, value, secretId);
+    return parseProviderSecret(provider, schema, value, secretId);
   }
 }
 
@@ -150,7 +148,7 @@ export class FileSecretSource implements SecretSource {
   constructor(path: string) {
     this.path = path;
   }
-  async read<P extends Provider>(provider: P): Promise<ProviderSecret<P>> {
+  async read<S extends SecretSchema>(provider: Provider, schema: S): Promise<ProviderSecret<S>> {
     let value: unknown;
     try {
       value = JSON.parse(readFileSync(this.path, 'utf8'));
@@ -160,7 +158,7 @@ export class FileSecretSource implements SecretSource {
     }
     const secret = (value as Record<string, unknown> | null)?.[provider];
     if (secret === undefined) throw new ConfigurationError(`Secrets file "${this.path}" has no entry for ${provider}`);
-    return parseProviderSecret(provider, secret, `${this.path}#${provider}`);
+    return parseProviderSecret(provider, schema, secret, `${this.path}#${provider}`);
   }
 }
 
@@ -170,10 +168,10 @@ export class StaticSecretSource implements SecretSource {
   constructor(secrets: Partial<{ [P in Provider]: unknown }>) {
     this.secrets = secrets;
   }
-  async read<P extends Provider>(provider: P): Promise<ProviderSecret<P>> {
+  async read<S extends SecretSchema>(provider: Provider, schema: S): Promise<ProviderSecret<S>> {
     const secret = this.secrets[provider];
     if (secret === undefined) throw new ConfigurationError(`No secret configured for ${provider}`);
-    return parseProviderSecret(provider, secret, `local:${provider}`);
+    return parseProviderSecret(provider, schema, secret, `local:${provider}`);
   }
 }
 
@@ -192,11 +190,15 @@ export class SecretStore {
     this.ttlMs = ttlMs;
   }
 
-  async get<P extends Provider>(provider: P, options: { forceRefresh?: boolean } = {}): Promise<ProviderSecret<P>> {
+  async get<S extends SecretSchema>(
+    provider: Provider,
+    schema: S,
+    options: { forceRefresh?: boolean } = {},
+  ): Promise<ProviderSecret<S>> {
     const now = Date.now();
     const cached = this.cache.get(provider);
-    if (cached && !options.forceRefresh && cached.expires > now) return cached.value as Promise<ProviderSecret<P>>;
-    const value = this.source.read(provider);
+    if (cached && !options.forceRefresh && cached.expires > now) return cached.value as Promise<ProviderSecret<S>>;
+    const value = this.source.read(provider, schema);
     this.cache.set(provider, { value, expires: now + this.ttlMs });
     value.catch(() => this.cache.delete(provider));
     return value;
@@ -206,14 +208,15 @@ export class SecretStore {
    * Runs `call` with the cached secret; if the provider answered 401 (`unauthorized`), refetches the secret once
    * (it may have been rotated) and runs `call` again with it.
    */
-  async withSecret<P extends Provider, T>(
-    provider: P,
-    call: (secret: ProviderSecret<P>) => Promise<T>,
+  async withSecret<S extends SecretSchema, T>(
+    provider: Provider,
+    schema: S,
+    call: (secret: ProviderSecret<S>) => Promise<T>,
     unauthorized: (result: T) => boolean,
   ): Promise<T> {
-    const first = await call(await this.get(provider));
+    const first = await call(await this.get(provider, schema));
     if (!unauthorized(first)) return first;
-    return call(await this.get(provider, { forceRefresh: true }));
+    return call(await this.get(provider, schema, { forceRefresh: true }));
   }
 }
 
@@ -235,17 +238,3 @@ export function secretStore(): SecretStore {
 export function setSecretStore(store: SecretStore | undefined): void {
   defaultStore = store;
 }
-
-/** The mycreditapp secret's `organizationId` (what a guard's lookup defaults both organization headers to), or
- * undefined when it has none or no mycreditapp secret is configured. Transient trouble reading it propagates. */
-export async function guardOrganizationId(store: SecretStore = secretStore()): Promise<string | undefined> {
-  try {
-    return (await store.get('mycreditapp')).organizationId;
-  } catch (error) {
-    if (error instanceof ConfigurationError) return undefined;
-    throw error;
-  }
-}
-
-/** The same, by its former name (functions/expirations imports it). */
-export const mycreditappOrganizationId = guardOrganizationId;

@@ -9,8 +9,7 @@ import * as z from 'zod/mini';
 import { type InputIssue, InvalidInputError } from '#shared/core/errors.ts';
 import { toInputIssues } from '#shared/core/issues.ts';
 import { text, Uuid } from '#shared/core/items.ts';
-import { BatchItem, providerModule } from '#shared/providers/index.ts';
-import { CREDIT_APPLICATION_STATUSES } from '#shared/providers/mycreditapp/adapter.ts';
+import { BatchItem, GUARD, providerModule, REASON_GOES_TO } from '#shared/providers/index.ts';
 
 /** How long transient failures are retried in rounds by default: 24 h after the start (DESIGN.md 3.3). */
 export const DEFAULT_DEADLINE_MS = 24 * 3_600_000;
@@ -31,8 +30,8 @@ export const Guard = z.strictObject({
   /** Skip the whole batch when the application's status is one of these (default: approved, finalized). */
   skipIfStatusIn: z.optional(
     z.array(
-      z.enum(CREDIT_APPLICATION_STATUSES, {
-        error: `must be mycreditapp credit application statuses (${CREDIT_APPLICATION_STATUSES.join(', ')})`,
+      z.enum(GUARD.statuses, {
+        error: `must be ${GUARD.title} credit application statuses (${GUARD.statuses.join(', ')})`,
       }),
     ),
   ),
@@ -56,8 +55,7 @@ export function guardOrganizationIssues(
     .filter((name) => !ids[name])
     .map((name) => ({
       path: `${where}${name}`,
-      message:
-        'is required for the guard: mycreditapp needs both organization headers, and the mycreditapp secret has no organizationId to default to',
+      message: `is required for the guard: ${GUARD.title} needs both organization headers, and the ${GUARD.title} secret has no organizationId to default to`,
     }));
 }
 
@@ -67,11 +65,12 @@ export const ManifestLocation = z.strictObject({
 });
 export type ManifestLocation = z.infer<typeof ManifestLocation>;
 
+/** Who reads a batch's reason: the record, and the providers' people it is sent to. */
+const REASON_READERS = ['it is recorded', ...REASON_GOES_TO.map((who) => `sent to ${who}`)].join(', and ');
+
 export const BatchRequest = z
   .strictObject({
-    reason: z
-      .string()
-      .check(z.trim(), z.minLength(1, 'must say why (it is recorded, and sent to Auco signers)'), z.maxLength(1000)),
+    reason: z.string().check(z.trim(), z.minLength(1, `must say why (${REASON_READERS})`), z.maxLength(1000)),
     requestedBy: z.optional(text(320)),
     guard: z.optional(Guard),
     /** Ties every outcome to a credit application in the audit ledger (defaults to the guard's). */

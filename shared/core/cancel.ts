@@ -70,33 +70,27 @@ export function setDefaultDeps(deps: Deps | undefined): void {
   shared = deps;
 }
 
-/** Each provider's request budget per second: documented for Truework (10/s) and GoCardless (1000/min,
- * PROVIDERS.md 3.3 and 4.4); mycreditapp and Auco publish none, so these two are ours, and conservative. */
-export const PROVIDER_LIMITS: Record<Provider, number> = {
-  mycreditapp: 10,
-  auco: 5,
-  truework: 10,
-  gocardless: 1000 / 60,
-};
+/** A provider's request budget per second, with its name: each provider's adapter says its own (PROVIDERS.md), and
+ * its operations pace with it. */
+export interface RateLimit {
+  readonly provider: Provider;
+  readonly perSecond: number;
+}
 
 /** The share of each budget we pace to: 95 %, so timing jitter between us and the provider's counter does not turn
  * into 429s. */
 export const RATE_MARGIN = 0.95;
 
-/** What one process paces to when nothing says otherwise (a single process: the CLI's tests, a script). */
-export const DEFAULT_RATE_PER_SECOND = Object.fromEntries(
-  Object.entries(PROVIDER_LIMITS).map(([p, r]) => [p, r * RATE_MARGIN]),
-) as Record<Provider, number>;
-
 /** The rate requests to a provider are spaced to: `<PROVIDER>_RATE_PER_SECOND`, else the default. In AWS it is this
  * container's share of the provider's budget (limit × margin ÷ reserved concurrency), or, where several functions
- * share the budget through RATE_BUDGET_TABLE, the budget's whole rate, metered across containers (infra/budget.ts). */
-export function rateFor(provider: Provider): number {
-  return config().ratePerSecond[provider] ?? DEFAULT_RATE_PER_SECOND[provider];
+ * share the budget through RATE_BUDGET_TABLE, the budget's whole rate, metered across containers (infra/budget.ts).
+ * Nothing saying otherwise (a single process: the CLI's tests, a script), the limit × margin. */
+export function rateFor(limit: RateLimit): number {
+  return config().ratePerSecond[limit.provider] ?? limit.perSecond * RATE_MARGIN;
 }
 
 export function sendOptions(
-  provider: Provider,
+  limit: RateLimit,
   ctx: OperationContext,
   deps: Pick<Deps, 'budget'>,
   extra: SendOptions = {},
@@ -104,7 +98,7 @@ export function sendOptions(
   return {
     signal: ctx.signal,
     deadline: ctx.deadline,
-    pace: { key: provider, perSecond: rateFor(provider), ...(deps.budget ? { shared: deps.budget } : {}) },
+    pace: { key: limit.provider, perSecond: rateFor(limit), ...(deps.budget ? { shared: deps.budget } : {}) },
     ...extra,
     ...(ctx.probe ? { retry: { ...extra.retry, maxAttempts: 1 } } : {}),
   };

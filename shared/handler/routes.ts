@@ -3,6 +3,7 @@
  * the local API and the OpenAPI document are all built from this table, so a route exists in all three or none.
  */
 import { InvalidInputError } from '#shared/core/errors.ts';
+import { REGISTRY } from '#shared/providers/index.ts';
 
 export const FUNCTIONS = [
   'cancel-document-request',
@@ -25,36 +26,8 @@ export interface Route {
 }
 
 export const ROUTES: readonly Route[] = [
-  {
-    method: 'POST',
-    path: '/v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel',
-    function: 'cancel-document-request',
-    summary: 'Cancel a mycreditapp document request',
-  },
-  {
-    method: 'GET',
-    path: '/v1/mycreditapp/credit-applications/{creditApplicationId}',
-    function: 'get-credit-application',
-    summary: 'Read a mycreditapp credit application',
-  },
-  {
-    method: 'POST',
-    path: '/v1/auco/documents/cancel',
-    function: 'cancel-signing-processes',
-    summary: 'Cancel Auco signing processes',
-  },
-  {
-    method: 'POST',
-    path: '/v1/truework/orders/{orderId}/cancel',
-    function: 'cancel-verification-order',
-    summary: 'Cancel a Truework verification order',
-  },
-  {
-    method: 'POST',
-    path: '/v1/gocardless/billing-requests/{billingRequestId}/cancel',
-    function: 'cancel-billing-request',
-    summary: 'Cancel a GoCardless billing request',
-  },
+  // Each provider's, in the registry's order (its descriptor's functions: shared/providers/<provider>/index.ts).
+  ...REGISTRY.flatMap((p) => p.functions.map((f): Route => ({ ...f.route, function: f.fn, summary: f.description }))),
   { method: 'POST', path: '/v1/batches', function: 'batches', summary: 'Start a batch of cancellations' },
   {
     method: 'GET',

@@ -6,6 +6,8 @@
  * Adding a provider: README, "Adding a provider".
  */
 import * as z from 'zod/mini';
+import type { SecretSchema } from '#shared/aws/secrets.ts';
+import { RATE_MARGIN } from '#shared/core/cancel.ts';
 import type { Provider } from '#shared/core/outcome.ts';
 import { auco } from './auco/index.ts';
 import { gocardless } from './gocardless/index.ts';
@@ -25,6 +27,29 @@ export const PROVIDER_MODULES = Object.fromEntries(REGISTRY.map((p) => [p.name, 
 export function providerModule(provider: Provider): ProviderModule<Provider> {
   return PROVIDER_MODULES[provider];
 }
+
+/** Each provider's request budget per second (its descriptor's `limit`, from its adapter: PROVIDERS.md). */
+export const PROVIDER_LIMITS = Object.fromEntries(REGISTRY.map((p) => [p.name, p.limit.perSecond])) as Record<
+  Provider,
+  number
+>;
+
+/** What one process paces to when nothing says otherwise (a single process: the CLI's tests, a script). */
+export const DEFAULT_RATE_PER_SECOND = Object.fromEntries(
+  REGISTRY.map((p) => [p.name, p.limit.perSecond * RATE_MARGIN]),
+) as Record<Provider, number>;
+
+/** Each provider's secret schema (what a local secrets file is validated with). */
+export const SECRET_SCHEMAS = Object.fromEntries(REGISTRY.map((p) => [p.name, p.secret])) as unknown as Record<
+  Provider,
+  SecretSchema
+>;
+
+/** The provider a batch's guard looks up (its credit applications), with its title for messages. */
+export const GUARD = { title: mycreditapp.title, ...mycreditapp.guard };
+
+/** Who else reads a batch's reason, besides the record (the providers whose requests carry it). */
+export const REASON_GOES_TO: readonly string[] = REGISTRY.flatMap((p) => ('reasonGoesTo' in p ? [p.reasonGoesTo] : []));
 
 const names = REGISTRY.map((p) => p.name);
 

@@ -7,6 +7,7 @@
  * only code that loops over every provider imports the registry.
  */
 import type * as z from 'zod/mini';
+import type { SecretSchema, SecretStore } from '#shared/aws/secrets.ts';
 import type { InputIssue } from '#shared/core/errors.ts';
 import type { Operation } from '#shared/core/outcome.ts';
 
@@ -15,8 +16,10 @@ export interface ProviderFunctionSpec {
   /** Its folder under functions/ (and its operation). */
   readonly fn: Operation;
   readonly reserved: number;
-  /** Its Lambda description. */
+  /** Its Lambda description (and its route's summary). */
   readonly description: string;
+  /** Its API route (shared/handler/routes.ts lists them in the registry's order): API Gateway path template. */
+  readonly route: { readonly method: 'GET' | 'POST'; readonly path: string };
 }
 
 /** A task of the batch state machine as a provider's hooks see it (shared/batch/prepare.ts, PreparedTask). */
@@ -59,6 +62,15 @@ export interface CliCancel {
   ): { path: string; body?: unknown; headers?: Record<string, string> };
 }
 
+/** A provider whose records a batch's guard reads before cancelling (a credit application's status and expiry). */
+export interface GuardHook {
+  /** The credit application statuses a guard may skip on. */
+  readonly statuses: readonly [string, ...string[]];
+  /** The organization id in its secret that the guard's lookup defaults both organization headers to, or undefined
+   * when it has none or no secret is configured. Transient trouble reading it propagates. */
+  organizationId(secrets: SecretStore): Promise<string | undefined>;
+}
+
 export interface ProviderModule<Name extends string = string> {
   readonly name: Name;
   /** Its name as people write it (in documents: "GoCardless"). */
@@ -69,17 +81,27 @@ export interface ProviderModule<Name extends string = string> {
   readonly item: z.ZodMiniObject;
   /** The item fields that identify a target, in the order a ledger key and an identity are written. */
   readonly targetFields: readonly string[];
+  /** Its target as an example of a ledger query's (`GET /v1/cancellations?provider=<name>&<this>`), where the API's
+   * messages give one. */
+  readonly queryExample?: string;
   /** Its requests' budget per second (PROVIDERS.md), and the window the provider counts it over. */
   readonly limit: { readonly perSecond: number; readonly windowSeconds: number };
   /** Metered across every container of its functions through RATE_BUDGET_TABLE rather than split into static
    * shares (infra/budget.ts says when). */
   readonly metered: boolean;
+  /** Its secret's schema (its secret.ts): its operations read their secret with it, a local secrets file is
+   * validated with it. */
+  readonly secret: SecretSchema;
   /** The secret as the stack creates it before an operator puts the real values in (infra/provider-secrets.ts). */
   readonly secretPlaceholder: { readonly template: Record<string, string>; readonly generated: string };
   /** Environment its cancel function and Prepare need (their settings of `chunk`). */
   readonly environment?: Record<string, string>;
   /** Problems of a valid item that depend on the batch around it. */
   checkItem?(item: Record<string, unknown>, batch: { requestedBy?: string | undefined }, where: string): InputIssue[];
+  /** Who else reads a batch's reason (its requests carry it): named in the message that asks for one. */
+  readonly reasonGoesTo?: string;
+  /** The lookup a batch's guard makes. */
+  readonly guard?: GuardHook;
   /** Many targets per call: how a batch chunks them. */
   readonly chunk?: ChunkHook;
   /** Its cancel command in the CLI. */

@@ -10,9 +10,9 @@ import { buildApp } from '#infra/app.ts';
 import { LIMIT_WINDOW_SECONDS, worstInWindow } from '#infra/budget.ts';
 import type { CancellationsStack } from '#infra/stack.ts';
 import { extractStateMachine, type Template as ResolvableTemplate } from '#local/asl.ts';
-import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
 import { PROVIDERS } from '#shared/core/outcome.ts';
 import { ROUTES } from '#shared/handler/routes.ts';
+import { PROVIDER_LIMITS } from '#shared/providers/index.ts';
 
 let stack: CancellationsStack;
 let template: Template;

@@ -15,6 +15,7 @@ import { TrueworkSimulator } from '#local/simulators/truework.ts';
 import { SecretStore, SecretsManagerSource } from '#shared/aws/secrets.ts';
 import { MemoryIdempotencyStore, setIdempotencyStore } from '#shared/handler/idempotency.ts';
 import { log, setLogLevel, setLogSink } from '#shared/observability/log.ts';
+import { GoCardlessSecret } from '#shared/providers/gocardless/secret.ts';
 import { clearTokens } from '#shared/providers/mycreditapp/session.ts';
 import { callApi, callTask } from '#test/support/invoke.ts';
 import { reply, startLoopback } from '#test/support/loopback.ts';
@@ -169,8 +170,10 @@ describe('no secret in any log line, response or error', () => {
     process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER = sm.url;
     sm.secrets.set('broken', `{"accessToken": "${SECRETS.accessToken}", oops`);
     sm.secrets.set('wrong-shape', JSON.stringify({ accessToken: 42, extra: SECRETS.apiKey }));
-    await observe(() => new SecretStore(new SecretsManagerSource(() => 'broken')).get('gocardless'));
-    await observe(() => new SecretStore(new SecretsManagerSource(() => 'wrong-shape')).get('gocardless'));
+    await observe(() => new SecretStore(new SecretsManagerSource(() => 'broken')).get('gocardless', GoCardlessSecret));
+    await observe(() =>
+      new SecretStore(new SecretsManagerSource(() => 'wrong-shape')).get('gocardless', GoCardlessSecret),
+    );
     delete process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER;
     await sm.close();
 

@@ -1,7 +1,8 @@
 /**
  * One place per provider (issue 12): outside its own module (shared/providers/<provider>/), its function folders
  * and its simulator (local/simulators/<provider>.ts), a provider's name appears in the code (comments aside) of at
- * most 2 production files: the registry and the simulators' index. Reads functions/, shared/, infra/ and local/.
+ * most 2 production files: the registry (shared/providers/index.ts) and PROVIDERS (shared/core/outcome.ts). Reads
+ * functions/, shared/, infra/ and local/.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -11,19 +12,6 @@ import { REGISTRY } from '#shared/providers/index.ts';
 
 const ROOTS = ['functions', 'shared', 'infra', 'local'];
 const MOST_FILES = 2;
-/** Files that still name providers, and why: the measure is not met yet (issue 12). A file that stops naming one
- * must leave this list, and no other file may start: the count only goes down. */
-const NOT_YET: Record<string, string> = {
-  'shared/core/outcome.ts': 'PROVIDERS, the names every Lambda validates with (the registry would bundle all four)',
-  'shared/core/cancel.ts': 'PROVIDER_LIMITS, the limits table bench/run.ts imports from here (bench/ is not ours now)',
-  'shared/aws/secrets.ts':
-    "SecretSchemas, the table of the providers' secret schemas every Lambda loads by name (an API change to SecretStore)",
-  'shared/handler/routes.ts': "the routes' paths (shared/handler/ is not ours now)",
-  'functions/expirations/handler.ts': 'the guard: its lookup and messages (not ours now)',
-  'functions/cancellations/handler.ts': 'the example in its 400 message',
-  'shared/batch/input.ts': "the guard's statuses, and messages that name providers",
-};
-
 function sources(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
@@ -80,18 +68,13 @@ function namingFilesOutside(provider: (typeof REGISTRY)[number]): string[] {
 }
 
 describe('layout: one place per provider', () => {
-  it('lists only files that still name a provider', () => {
-    const naming = new Set(REGISTRY.flatMap(namingFilesOutside));
-    expect(Object.keys(NOT_YET).filter((f) => !naming.has(f))).toEqual([]);
-  });
-
   it('strips comments, not strings or URLs', () => {
     expect(stripComments("a /* b */ c // d\n'e // f' `g /* h */` http://x")).toBe("a  c \n'e // f' `g /* h */` http:");
   });
 
   for (const provider of REGISTRY) {
     it(`${provider.name} is named in the code of at most ${MOST_FILES} production files outside its own places`, () => {
-      const naming = namingFilesOutside(provider).filter((f) => !(f in NOT_YET));
+      const naming = namingFilesOutside(provider);
       expect(naming.length, `files naming ${provider.name}:\n${naming.join('\n')}`).toBeLessThanOrEqual(MOST_FILES);
     });
   }

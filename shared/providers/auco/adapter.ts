@@ -10,15 +10,20 @@
  */
 
 import type { ProviderSecret } from '#shared/aws/secrets.ts';
+import type { RateLimit } from '#shared/core/cancel.ts';
 import type { OutcomeKind } from '#shared/core/outcome.ts';
 import type { HttpRequest, RawResponse } from '#shared/http/types.ts';
 import { asObject, asString, brief, misrouted, parseJson, rootOf } from '#shared/providers/common.ts';
+import type { AucoSecret } from './secret.ts';
+
+/** Its requests' budget per second, with its name (what its operations pace with): Auco publishes none (PROVIDERS.md), so this one is ours, and conservative. */
+export const RATE = { provider: 'auco', perSecond: 5 } as const satisfies RateLimit;
 
 export const AUCO_LIVE_URL = 'https://api.auco.ai/v1.5/ext';
 /** Codes per provider call: Auco documents no maximum; configurable with AUCO_MAX_CODES_PER_CALL. */
 export const DEFAULT_MAX_CODES_PER_CALL = 50;
 
-type Secret = ProviderSecret<'auco'>;
+type Secret = ProviderSecret<typeof AucoSecret>;
 
 const root = (secret: Secret) => rootOf(secret, AUCO_LIVE_URL);
 

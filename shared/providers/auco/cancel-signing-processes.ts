@@ -1,6 +1,5 @@
 /** Cancel Auco signing processes, several codes per call: the I/O around `shared/providers/auco/adapter.ts`. */
 
-import { config } from '#shared/config.ts';
 import {
   base,
   catchTransient,
@@ -21,9 +20,11 @@ import {
   classifyStatus,
   malformedCounts,
   malformedStatus,
+  RATE,
   statusRequest,
 } from './adapter.ts';
 import { maxCodesPerCall } from './index.ts';
+import { AucoSecret } from './secret.ts';
 
 export interface CancelSigningProcessesInput {
   codes: string[];
@@ -48,11 +49,12 @@ export async function cancelSigningProcesses(
 
 async function cancelChunk(input: CancelSigningProcessesInput, ctx: OperationContext, deps: Deps): Promise<Outcome[]> {
   const started = Date.now();
-  const options = sendOptions('auco', ctx, deps, { isTransient: malformedCounts });
-  const statusOptions = sendOptions('auco', ctx, deps, { isTransient: malformedStatus });
+  const options = sendOptions(RATE, ctx, deps, { isTransient: malformedCounts });
+  const statusOptions = sendOptions(RATE, ctx, deps, { isTransient: malformedStatus });
   const result = await catchTransient(() =>
     deps.secrets.withSecret(
       'auco',
+      AucoSecret,
       async (secret) => {
         const response = await deps.http.send(cancelRequest(secret, input), options);
         const answer = classifyCancel(response, input.codes);

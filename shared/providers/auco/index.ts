@@ -2,10 +2,10 @@
  * Auco cancels many document codes in one call: its `chunk` hook groups a batch's codes into calls. */
 import * as z from 'zod/mini';
 import { countSetting } from '#shared/config.ts';
-import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
 import type { ChunkTask, ProviderModule } from '#shared/providers/provider.ts';
-import { DEFAULT_MAX_CODES_PER_CALL } from './adapter.ts';
+import { DEFAULT_MAX_CODES_PER_CALL, RATE } from './adapter.ts';
 import { AucoItem } from './items.ts';
+import { AucoSecret } from './secret.ts';
 
 /** Codes per call to Auco: AUCO_MAX_CODES_PER_CALL, else the default. */
 export function maxCodesPerCall(): number {
@@ -20,13 +20,23 @@ export const auco = {
   title: 'Auco',
   // Metered: two containers at a static 2.375/s each could send 3 each in one second (a window catches three slots
   // 421 ms apart), 6 where the budget is 5; one container would throttle an API call whenever a batch runs.
-  functions: [{ fn: 'cancel-signing-processes', reserved: 2, description: 'Cancel Auco signing processes' }],
+  functions: [
+    {
+      fn: 'cancel-signing-processes',
+      reserved: 2,
+      description: 'Cancel Auco signing processes',
+      route: { method: 'POST', path: '/v1/auco/documents/cancel' },
+    },
+  ],
   item: AucoItem,
   targetFields: ['code'],
-  limit: { perSecond: PROVIDER_LIMITS.auco, windowSeconds: 1 },
+  limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
   // Too small a limit to split into per-container shares that keep any one second within it.
   metered: true,
+  secret: AucoSecret,
   secretPlaceholder: { template: { publicKey: 'puk_REPLACE_WITH_PUBLIC_KEY' }, generated: 'privateKey' },
+  // Its signers receive the reason.
+  reasonGoesTo: 'Auco signers',
   environment: { AUCO_MAX_CODES_PER_CALL: String(DEFAULT_MAX_CODES_PER_CALL) },
   checkItem(item, batch, where) {
     return !item.email && !isEmail(batch.requestedBy)

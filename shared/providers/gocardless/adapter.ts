@@ -25,6 +25,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ProviderSecret } from '#shared/aws/secrets.ts';
+import type { RateLimit } from '#shared/core/cancel.ts';
 import type { HttpRequest, RawResponse } from '#shared/http/types.ts';
 import {
   asObject,
@@ -36,11 +37,15 @@ import {
   parseJson,
   rootOf,
 } from '#shared/providers/common.ts';
+import type { GoCardlessSecret } from './secret.ts';
+
+/** Its requests' budget per second, with its name (what its operations pace with): documented: 1000/min (PROVIDERS.md 4.4). */
+export const RATE = { provider: 'gocardless', perSecond: 1000 / 60 } as const satisfies RateLimit;
 
 export const GOCARDLESS_LIVE_URL = 'https://api.gocardless.com';
 export const GOCARDLESS_VERSION = '2015-07-06';
 
-type Secret = ProviderSecret<'gocardless'>;
+type Secret = ProviderSecret<typeof GoCardlessSecret>;
 
 export interface GoCardlessError {
   type?: string;

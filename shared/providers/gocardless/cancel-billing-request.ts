@@ -18,8 +18,10 @@ import {
   getRequest,
   idempotencyKeyFor,
   parseGoCardlessError,
+  RATE,
   unreadableBillingRequest,
 } from './adapter.ts';
+import { GoCardlessSecret } from './secret.ts';
 
 export interface CancelBillingRequestInput {
   billingRequestId: string;
@@ -35,10 +37,11 @@ export function cancelBillingRequest(
   return settle(base('gocardless', 'cancel-billing-request', { billingRequestId }), async () => {
     // One key per logical cancellation: every retry of it, in this Lambda or from Step Functions, reuses it.
     const key = idempotencyKeyFor(billingRequestId, ctx.idempotencyKey ?? randomUUID());
-    const options = sendOptions('gocardless', ctx, deps, { isTransient: malformedSuccess });
-    const readOptions = sendOptions('gocardless', ctx, deps, { isTransient: unreadableBillingRequest });
+    const options = sendOptions(RATE, ctx, deps, { isTransient: malformedSuccess });
+    const readOptions = sendOptions(RATE, ctx, deps, { isTransient: unreadableBillingRequest });
     const { response, classification, readBack } = await deps.secrets.withSecret(
       'gocardless',
+      GoCardlessSecret,
       async (secret) => {
         const response = await deps.http.send(cancelRequest(secret, input, key), options);
         const first = classifyCancel(response);

@@ -1,17 +1,28 @@
 /** GoCardless, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
-import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
 import type { ProviderModule } from '#shared/providers/provider.ts';
+import { RATE } from './adapter.ts';
 import { GoCardlessItem } from './items.ts';
+import { GoCardlessSecret } from './secret.ts';
 
 export const gocardless = {
   name: 'gocardless',
   title: 'GoCardless',
-  functions: [{ fn: 'cancel-billing-request', reserved: 8, description: 'Cancel a GoCardless billing request' }],
+  functions: [
+    {
+      fn: 'cancel-billing-request',
+      reserved: 8,
+      description: 'Cancel a GoCardless billing request',
+      route: { method: 'POST', path: '/v1/gocardless/billing-requests/{billingRequestId}/cancel' },
+    },
+  ],
   item: GoCardlessItem,
   targetFields: ['billingRequestId'],
+  // The example the ledger query's 400 gives (functions/cancellations).
+  queryExample: 'billingRequestId=BRQ...',
   // 1,000 a minute (PROVIDERS.md 4.4): counted over any minute.
-  limit: { perSecond: PROVIDER_LIMITS.gocardless, windowSeconds: 60 },
+  limit: { perSecond: RATE.perSecond, windowSeconds: 60 },
   metered: false,
+  secret: GoCardlessSecret,
   secretPlaceholder: { template: {}, generated: 'accessToken' },
   cli: {
     usage: 'gocardless <billingRequestId> [--metadata key=value]...',

@@ -13,6 +13,7 @@
  */
 import * as z from 'zod/mini';
 import type { ProviderSecret } from '#shared/aws/secrets.ts';
+import type { RateLimit } from '#shared/core/cancel.ts';
 import { toInputIssues } from '#shared/core/issues.ts';
 import type { HttpRequest, RawResponse } from '#shared/http/types.ts';
 import {
@@ -25,11 +26,15 @@ import {
   parseJson,
   parseTimestamp,
 } from '#shared/providers/common.ts';
+import type { MyCreditAppSecret } from './secret.ts';
+
+/** Its requests' budget per second, with its name (what its operations pace with): mycreditapp publishes none (PROVIDERS.md), so this one is ours, and conservative. */
+export const RATE = { provider: 'mycreditapp', perSecond: 10 } as const satisfies RateLimit;
 
 export const MYCREDITAPP_LIVE_ORIGIN = 'https://api.mycreditapp.ai';
 export const MYCREDITAPP_DEFAULT_VERSION = 'v1-beta';
 
-type Secret = ProviderSecret<'mycreditapp'>;
+type Secret = ProviderSecret<typeof MyCreditAppSecret>;
 
 export interface OrganizationHeaders {
   requesterOrganizationId: string;

@@ -10,6 +10,7 @@ import {
 import type { Outcome } from '#shared/core/outcome.ts';
 import { answerFields } from '#shared/providers/common.ts';
 import { cancelRequest, classifyCancel, type OrganizationHeaders, unprovenCancel } from './adapter.ts';
+import { MyCreditAppSecret } from './secret.ts';
 import { authorized } from './session.ts';
 
 export interface CancelDocumentRequestInput extends OrganizationHeaders {
@@ -29,6 +30,7 @@ export function cancelDocumentRequest(
       const startedAt = Date.now();
       const answer = await deps.secrets.withSecret(
         'mycreditapp',
+        MyCreditAppSecret,
         (secret) => authorized(secret, deps, ctx, (root, token) => cancelRequest(root, token, input), unprovenCancel),
         (a) => a.kind === 'unauthorized',
       );

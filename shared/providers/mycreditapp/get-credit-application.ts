@@ -16,6 +16,7 @@ import {
   type OrganizationHeaders,
   unreadableApplication,
 } from './adapter.ts';
+import { MyCreditAppSecret } from './secret.ts';
 import { authorized } from './session.ts';
 
 export interface GetCreditApplicationInput extends Partial<OrganizationHeaders> {
@@ -37,6 +38,7 @@ export async function getCreditApplication(
   const settled = await catchTransient(async (): Promise<Settled | Found> => {
     const answer = await deps.secrets.withSecret(
       'mycreditapp',
+      MyCreditAppSecret,
       async (secret) => {
         const org = {
           requesterOrganizationId: input.requesterOrganizationId ?? secret.organizationId,

@@ -9,7 +9,8 @@ import { type Deps, type OperationContext, sendOptions } from '#shared/core/canc
 import type { HttpRequest, HttpResponse, RawResponse, SendOptions } from '#shared/http/types.ts';
 import { registerSecretValues } from '#shared/observability/log.ts';
 import { malformedSuccess, misrouted } from '#shared/providers/common.ts';
-import { apiRoot, isMaintenance, MISROUTE_CHECK, parseDetail, parseToken, tokenRequest } from './adapter.ts';
+import { apiRoot, isMaintenance, MISROUTE_CHECK, parseDetail, parseToken, RATE, tokenRequest } from './adapter.ts';
+import type { MyCreditAppSecret } from './secret.ts';
 
 interface CachedToken {
   accessToken: string;
@@ -18,7 +19,7 @@ interface CachedToken {
 }
 
 const tokens = new Map<string, CachedToken>();
-const cacheKey = (root: string, secret: ProviderSecret<'mycreditapp'>) =>
+const cacheKey = (root: string, secret: ProviderSecret<typeof MyCreditAppSecret>) =>
   `${root}|${secret.clientId}|${secret.clientSecret.length}`;
 
 /** What `authorized` gives back: the provider's answer, or the refusal of our credentials. */
@@ -33,7 +34,7 @@ function transient(response: { status: number; body: string; headers: Record<str
 type TokenResult = { accessToken: string } | { refused: string; response: HttpResponse };
 
 async function token(
-  secret: ProviderSecret<'mycreditapp'>,
+  secret: ProviderSecret<typeof MyCreditAppSecret>,
   deps: Deps,
   key: string,
   options: SendOptions,
@@ -71,7 +72,7 @@ async function token(
  * of the client credentials comes back as `unauthorized` (the caller's secret store then refreshes the secret).
  */
 export async function authorized(
-  secret: ProviderSecret<'mycreditapp'>,
+  secret: ProviderSecret<typeof MyCreditAppSecret>,
   deps: Deps,
   ctx: OperationContext,
   build: (root: string, accessToken: string) => HttpRequest,
@@ -80,9 +81,9 @@ export async function authorized(
 ): Promise<Authorized> {
   const root = apiRoot(secret);
   const key = cacheKey(root, secret);
-  const options = sendOptions('mycreditapp', ctx, deps, { isTransient: transient });
+  const options = sendOptions(RATE, ctx, deps, { isTransient: transient });
   const callOptions = unproven
-    ? sendOptions('mycreditapp', ctx, deps, { isTransient: (r) => transient(r) ?? unproven(r) })
+    ? sendOptions(RATE, ctx, deps, { isTransient: (r) => transient(r) ?? unproven(r) })
     : options;
   for (const force of [false, true]) {
     const t = await token(secret, deps, key, options, force);

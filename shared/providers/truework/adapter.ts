@@ -12,6 +12,7 @@
  */
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
 import type { ProviderSecret } from '#shared/aws/secrets.ts';
+import type { RateLimit } from '#shared/core/cancel.ts';
 import type { OutcomeKind } from '#shared/core/outcome.ts';
 import type { HttpRequest, RawResponse } from '#shared/http/types.ts';
 import {
@@ -24,12 +25,16 @@ import {
   parseJson,
   rootOf,
 } from '#shared/providers/common.ts';
+import type { TrueworkSecret } from './secret.ts';
+
+/** Its requests' budget per second, with its name (what its operations pace with): documented: 10/s (PROVIDERS.md 3.3). */
+export const RATE = { provider: 'truework', perSecond: 10 } as const satisfies RateLimit;
 
 export const TRUEWORK_LIVE_URL = 'https://api.truework.com';
 export const TRUEWORK_API_VERSION = '2023-10-30';
 export const TERMINAL_STATES = ['completed', 'canceled', 'invalid'] as const;
 
-type Secret = ProviderSecret<'truework'>;
+type Secret = ProviderSecret<typeof TrueworkSecret>;
 
 export interface VerificationRequestState {
   id: string;

@@ -18,9 +18,11 @@ import {
   classifyCancel,
   classifyReadBack,
   getOrderRequest,
+  RATE,
   signatureProblem,
   unreadableOrder,
 } from './adapter.ts';
+import { TrueworkSecret } from './secret.ts';
 
 export interface CancelVerificationOrderInput {
   orderId: string;
@@ -36,9 +38,10 @@ export function cancelVerificationOrder(
   return settle(
     base('truework', 'cancel-verification-order', { orderId: input.orderId }),
     async () => {
-      const options = sendOptions('truework', ctx, deps, { isTransient: unreadableOrder });
+      const options = sendOptions(RATE, ctx, deps, { isTransient: unreadableOrder });
       const { response, classification } = await deps.secrets.withSecret(
         'truework',
+        TrueworkSecret,
         async (secret) => {
           const { response, forged } = await sendVerified(deps, cancelRequest(secret, input), options, secret);
           if (forged) return { response, classification: forged };
@@ -61,7 +64,7 @@ export function cancelVerificationOrder(
 }
 
 /** A `rejected` classification when signature keys are configured and the answer fails verification. */
-function verified(response: HttpResponse, secret: ProviderSecret<'truework'>): Classification | undefined {
+function verified(response: HttpResponse, secret: ProviderSecret<typeof TrueworkSecret>): Classification | undefined {
   if (!secret.publicKeys) return undefined;
   const problem = signatureProblem(response, secret.publicKeys);
   return problem
@@ -73,7 +76,7 @@ async function sendVerified(
   deps: Deps,
   request: HttpRequest,
   options: Parameters<Deps['http']['send']>[1],
-  secret: ProviderSecret<'truework'>,
+  secret: ProviderSecret<typeof TrueworkSecret>,
 ) {
   const response = await deps.http.send(request, options);
   return { response, forged: verified(response, secret) };

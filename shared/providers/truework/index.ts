@@ -1,18 +1,27 @@
 /** Truework, as the rest of the code knows it (shared/providers/provider.ts): listed in shared/providers/index.ts. */
-import { PROVIDER_LIMITS } from '#shared/core/cancel.ts';
 import type { ProviderModule } from '#shared/providers/provider.ts';
+import { RATE } from './adapter.ts';
 import { TrueworkItem } from './items.ts';
+import { TrueworkSecret } from './secret.ts';
 
 export const truework = {
   name: 'truework',
   title: 'Truework',
   // 10 at 0.95 requests/s each (at most one a second each): 10 in any second, and a container has a whole second for
   // each call, the provider's answer, the ledger and the idempotency record included.
-  functions: [{ fn: 'cancel-verification-order', reserved: 10, description: 'Cancel a Truework verification order' }],
+  functions: [
+    {
+      fn: 'cancel-verification-order',
+      reserved: 10,
+      description: 'Cancel a Truework verification order',
+      route: { method: 'POST', path: '/v1/truework/orders/{orderId}/cancel' },
+    },
+  ],
   item: TrueworkItem,
   targetFields: ['orderId'],
-  limit: { perSecond: PROVIDER_LIMITS.truework, windowSeconds: 1 },
+  limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
   metered: false,
+  secret: TrueworkSecret,
   secretPlaceholder: { template: {}, generated: 'apiKey' },
   cli: {
     usage: 'truework <orderId> [--reason other] [--details TEXT]',
