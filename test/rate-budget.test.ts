@@ -9,8 +9,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
 import { DynamoDb } from '#shared/aws/dynamodb.ts';
 import { DynamoRateBudget } from '#shared/aws/rate-budget.ts';
+import { lateLimitMs, RATE_MARGIN } from '#shared/core/cancel.ts';
 import { HttpClient } from '#shared/http/client.ts';
 import type { SharedPace } from '#shared/http/types.ts';
+import { RATE as AUCO_RATE } from '#shared/providers/auco/adapter.ts';
+import { RATE as MYCREDITAPP_RATE } from '#shared/providers/mycreditapp/adapter.ts';
 
 let dynamo: LocalDynamo;
 let budget: DynamoRateBudget;
@@ -101,5 +104,20 @@ describe('a request through the shared budget', () => {
     expect((slots[1] as number) - (slots[0] as number)).toBeGreaterThanOrEqual(99);
     expect(arrivals).toHaveLength(1);
     expect((arrivals[0] as number) - (slots[1] as number)).toBeGreaterThanOrEqual(-1);
+  });
+});
+
+describe('how late a request may leave after its slot', () => {
+  it('is the window N + 1 slots overrun: never N + 1 requests in one window', () => {
+    for (const limit of [MYCREDITAPP_RATE, AUCO_RATE]) {
+      const perSecond = limit.perSecond * RATE_MARGIN;
+      const late = lateLimitMs(limit, perSecond);
+      const n = limit.perSecond * limit.windowSeconds;
+      // The first of N + 1 slots leaving `late` after it: the N + 1 still span the whole window.
+      expect((n * 1000) / perSecond - late).toBeCloseTo(limit.windowSeconds * 1000, 6);
+      expect(late).toBeCloseTo(52.63, 2);
+      // At the benches' 10x, a tenth.
+      expect(lateLimitMs(limit, perSecond * 10)).toBeCloseTo(5.263, 3);
+    }
   });
 });

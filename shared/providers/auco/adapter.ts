@@ -17,7 +17,7 @@ import { asObject, asString, brief, misrouted, parseJson, rootOf } from '#shared
 import type { AucoSecret } from './secret.ts';
 
 /** Its requests' budget per second, with its name (what its operations pace with): Auco publishes none (PROVIDERS.md), so this one is ours, and conservative. */
-export const RATE = { provider: 'auco', perSecond: 5 } as const satisfies RateLimit;
+export const RATE = { provider: 'auco', perSecond: 5, windowSeconds: 1 } as const satisfies RateLimit;
 
 export const AUCO_LIVE_URL = 'https://api.auco.ai/v1.5/ext';
 /** Codes per provider call: Auco documents no maximum; configurable with AUCO_MAX_CODES_PER_CALL. */

@@ -30,7 +30,7 @@ export const auco = {
   ],
   item: AucoItem,
   targetFields: ['code'],
-  limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
+  limit: RATE,
   // Too small a limit to split into per-container shares that keep any one second within it.
   metered: true,
   secret: AucoSecret,

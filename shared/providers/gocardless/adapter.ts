@@ -40,7 +40,7 @@ import {
 import type { GoCardlessSecret } from './secret.ts';
 
 /** Its requests' budget per second, with its name (what its operations pace with): documented: 1000/min (PROVIDERS.md 4.4). */
-export const RATE = { provider: 'gocardless', perSecond: 1000 / 60 } as const satisfies RateLimit;
+export const RATE = { provider: 'gocardless', perSecond: 1000 / 60, windowSeconds: 60 } as const satisfies RateLimit;
 
 export const GOCARDLESS_LIVE_URL = 'https://api.gocardless.com';
 export const GOCARDLESS_VERSION = '2015-07-06';

@@ -20,7 +20,7 @@ export const gocardless = {
   // The example the ledger query's 400 gives (functions/cancellations).
   queryExample: 'billingRequestId=BRQ...',
   // 1,000 a minute (PROVIDERS.md 4.4): counted over any minute.
-  limit: { perSecond: RATE.perSecond, windowSeconds: 60 },
+  limit: RATE,
   metered: false,
   secret: GoCardlessSecret,
   secretPlaceholder: { template: {}, generated: 'accessToken' },

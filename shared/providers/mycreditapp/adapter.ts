@@ -29,7 +29,7 @@ import {
 import type { MyCreditAppSecret } from './secret.ts';
 
 /** Its requests' budget per second, with its name (what its operations pace with): mycreditapp publishes none (PROVIDERS.md), so this one is ours, and conservative. */
-export const RATE = { provider: 'mycreditapp', perSecond: 10 } as const satisfies RateLimit;
+export const RATE = { provider: 'mycreditapp', perSecond: 10, windowSeconds: 1 } as const satisfies RateLimit;
 
 export const MYCREDITAPP_LIVE_ORIGIN = 'https://api.mycreditapp.ai';
 export const MYCREDITAPP_DEFAULT_VERSION = 'v1-beta';

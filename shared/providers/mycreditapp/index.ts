@@ -27,7 +27,7 @@ export const mycreditapp = {
   ],
   item: MyCreditAppItem,
   targetFields: ['orgId', 'requestId'],
-  limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
+  limit: RATE,
   // Several functions share the budget (the cancels and the lookup).
   metered: true,
   secret: MyCreditAppSecret,

@@ -28,7 +28,7 @@ import {
 import type { TrueworkSecret } from './secret.ts';
 
 /** Its requests' budget per second, with its name (what its operations pace with): documented: 10/s (PROVIDERS.md 3.3). */
-export const RATE = { provider: 'truework', perSecond: 10 } as const satisfies RateLimit;
+export const RATE = { provider: 'truework', perSecond: 10, windowSeconds: 1 } as const satisfies RateLimit;
 
 export const TRUEWORK_LIVE_URL = 'https://api.truework.com';
 export const TRUEWORK_API_VERSION = '2023-10-30';

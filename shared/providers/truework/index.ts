@@ -19,7 +19,7 @@ export const truework = {
   ],
   item: TrueworkItem,
   targetFields: ['orderId'],
-  limit: { perSecond: RATE.perSecond, windowSeconds: 1 },
+  limit: RATE,
   metered: false,
   secret: TrueworkSecret,
   secretPlaceholder: { template: {}, generated: 'apiKey' },
