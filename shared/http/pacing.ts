@@ -100,9 +100,10 @@ export class Pacer {
         continue;
       }
       // Later than the slot by more than a tenth of the spacing: the slots after it move back by as much, so the
-      // requests actually sent stay spaced.
+      // requests actually sent stay spaced. Not awaited: the request leaves now, not a round trip later, right next
+      // to the slot after it (traced in the storm at 10x: two sends 0.1 ms apart, 11 in one window).
       if (lateness > 100 / pace.perSecond)
-        await shared.late(pace.key, lateness).catch((error) => {
+        shared.late(pace.key, lateness).catch((error) => {
           log.warn('shared rate budget not pushed back', { key: pace.key, error: (error as Error).message });
         });
       return;
