@@ -9,9 +9,11 @@
  *
  * Options: --api URL (default http://127.0.0.1:3000, or API_URL; a deployed stack's ApiUrl output works too),
  * --sign (SigV4 with the AWS default credential chain; always on for an https API), --json (machine-readable
- * output), --idempotency-key KEY. Exit codes: 0 done (cancelled, already cancelled, completed), 1 any other
+ * output), --idempotency-key KEY (else one of its own per command), --retries N (an answer that says the API is
+ * busy is retried N times, default 5, with the same key). Exit codes: 0 done (cancelled, already cancelled, completed), 1 any other
  * outcome, 2 usage (and no credentials to sign with), 3 the API is not reachable.
  */
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
@@ -41,7 +43,8 @@ ${[...REGISTRY]
   --sign               sign requests (SigV4, service execute-api) with the AWS default credential chain
                        (environment, profile, SSO); always on for an https API. Region: the URL's, or AWS_REGION
   --json               print the API's JSON answers only
-  --idempotency-key K  make a retried command return the first answer`;
+  --idempotency-key K  make a retried command return the first answer (each command sends one: this one, or its own)
+  --retries N          times to retry an answer that says the API is busy (default 5; 0 for none)`;
 
 class Usage extends Error {}
 class Unreachable extends Error {}
@@ -56,6 +59,7 @@ const { values: opts, positionals } = (() => {
         json: { type: 'boolean' },
         sign: { type: 'boolean' },
         'idempotency-key': { type: 'string' },
+        retries: { type: 'string' },
         metadata: { type: 'string', multiple: true },
         reason: { type: 'string' },
         details: { type: 'string' },
@@ -105,17 +109,49 @@ interface Answer {
   body: Record<string, unknown>;
 }
 
+/** One key per command run: its retries (below) return the first answer rather than act twice. */
+const IDEMPOTENCY_KEY = opts['idempotency-key'] ?? randomUUID();
+function retries(): number {
+  const n = Number(opts.retries ?? 5);
+  if (!Number.isInteger(n) || n < 0) throw new Usage('--retries must be a whole number, 0 or more');
+  return n;
+}
+
+/** An answer that says "busy, come back": API Gateway's own 500 for an integration it could not run (a function at
+ * its reserved concurrency is throttled before it runs; a crashed one answers the same), a 429 or a 503. */
+function busy(answer: Answer): boolean {
+  if (answer.status === 429 || answer.status === 503) return true;
+  return (
+    answer.status === 500 && answer.body.message === 'Internal Server Error' && Object.keys(answer.body).length === 1
+  );
+}
+
 async function call(
   method: string,
   path: string,
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<Answer> {
+  const most = retries();
+  for (let attempt = 0; ; attempt++) {
+    const answer = await callOnce(method, path, body, headers);
+    if (!busy(answer) || attempt >= most) return answer;
+    // Full jitter on 0.5 s doubling to 8 s: callers retrying together spread out. The same Idempotency-Key, so a
+    // request that did run answers as it did the first time.
+    const wait = Math.random() * Math.min(8_000, 500 * 2 ** attempt);
+    console.error(
+      `cli: HTTP ${answer.status} from ${method} ${path}: the API is busy (a function at its reserved concurrency, or not answering); retry ${attempt + 1} of ${most} in ${(wait / 1000).toFixed(1)} s with the same Idempotency-Key`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+}
+
+async function callOnce(method: string, path: string, body: unknown, headers: Record<string, string>): Promise<Answer> {
   const url = new URL(`${API}${path}`);
   const text = body !== undefined ? JSON.stringify(body) : undefined;
   let sent: Record<string, string> = {
     'content-type': 'application/json',
-    ...(opts['idempotency-key'] ? { 'idempotency-key': opts['idempotency-key'] } : {}),
+    ...(method === 'GET' ? {} : { 'idempotency-key': IDEMPOTENCY_KEY }),
     ...headers,
   };
   if (SIGN) sent = await signedHeaders(apiSigner(url), method, url, sent, text);
@@ -128,7 +164,13 @@ async function call(
     );
   }
   const answer = await res.text();
-  return { status: res.status, body: answer ? (JSON.parse(answer) as Record<string, unknown>) : {} };
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = answer ? (JSON.parse(answer) as Record<string, unknown>) : {};
+  } catch {
+    parsed = { message: answer.slice(0, 200) };
+  }
+  return { status: res.status, body: parsed };
 }
 
 function printOutcome(answer: Answer): number {
