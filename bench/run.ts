@@ -680,13 +680,14 @@ async function cost(manifestStats?: {
   const { batchConcurrency } = await import('#infra/budget.ts');
   const { DEFAULT_RATE_PER_SECOND } = await import('#shared/providers/index.ts');
   // From the definition: an inline item enters its Cancel task (1), and its Caught state only when it fails;
-  // the execution itself enters Prepare, HasGuard, Mode, FanOutInline, 4 maps, Summarize.
+  // the execution itself enters Prepare, HasGuard, Mode, FanOutInline, 4 maps, Summarize, Waiting and Done (one
+  // round: a batch that waits for a provider enters NextRound, Mode, the fan-out and Summarize again per round).
   const { definition } = batchStateMachine();
-  const fixedInline = 1 + 1 + 1 + 1 + 4 + 1;
+  const fixedInline = 1 + 1 + 1 + 1 + 4 + 1 + 2;
   const perItemInline = 1;
   // A Distributed Map child is charged as one transition in the parent; Express children are charged per request
   // and duration instead of per transition.
-  const fixedManifest = 1 + 1 + 1 + 1 + 4 * 2 + 1;
+  const fixedManifest = 1 + 1 + 1 + 1 + 4 * 2 + 1 + 2;
   const PRICE = {
     standardPerTransition: 0.025 / 1000,
     expressPerRequest: 1 / 1_000_000,
