@@ -3,8 +3,6 @@
  * in any container, takes a distinct slot spaced by the budget's interval; a caller that would queue past what it
  * may wait takes nothing.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
 import { DynamoDb } from '#shared/aws/dynamodb.ts';
@@ -14,6 +12,7 @@ import { HttpClient } from '#shared/http/client.ts';
 import type { SharedPace } from '#shared/http/types.ts';
 import { RATE as AUCO_RATE } from '#shared/providers/auco/adapter.ts';
 import { RATE as MYCREDITAPP_RATE } from '#shared/providers/mycreditapp/adapter.ts';
+import { type Loopback, reply, startLoopback } from '#test/support/loopback.ts';
 
 let dynamo: LocalDynamo;
 let budget: DynamoRateBudget;
@@ -61,18 +60,11 @@ describe('shared rate budget', () => {
 });
 
 describe('a request through the shared budget', () => {
-  let server: http.Server;
-  let url: string;
-  const arrivals: number[] = [];
+  let provider: Loopback;
   beforeAll(async () => {
-    server = http.createServer((_req, res) => {
-      arrivals.push(Date.now());
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    provider = await startLoopback(reply(200, {}));
   });
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  afterAll(() => provider.close());
 
   it('gives up a slot it would leave too late for, and takes another: no window gets one request too many', async () => {
     // The container's thread is held up for 60 ms right after its first slot is granted (as a starved container's
@@ -93,17 +85,17 @@ describe('a request through the shared budget', () => {
       late: (key, ms) => budget.late(key, ms),
     };
     const client = new HttpClient({ retry: { maxAttempts: 1 } });
-    await client.send({ method: 'GET', url: `${url}/warm` });
-    arrivals.length = 0;
+    await client.send({ method: 'GET', url: `${provider.url}/warm` });
+    provider.requests.length = 0;
     await client.send(
-      { method: 'GET', url: `${url}/cancel` },
+      { method: 'GET', url: `${provider.url}/cancel` },
       { pace: { key: 'provider-e', perSecond: 10, shared: starved, lateLimitMs: 20 } },
     );
     expect(slots).toHaveLength(2);
     // It left in its second slot (100 ms after the first), not 60 ms into the first.
     expect((slots[1] as number) - (slots[0] as number)).toBeGreaterThanOrEqual(99);
-    expect(arrivals).toHaveLength(1);
-    expect((arrivals[0] as number) - (slots[1] as number)).toBeGreaterThanOrEqual(-1);
+    expect(provider.requests).toHaveLength(1);
+    expect((provider.requests[0]?.at as number) - (slots[1] as number)).toBeGreaterThanOrEqual(-1);
   });
 });
 
