@@ -49,7 +49,7 @@ import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfuncti
 import { Construct } from 'constructs';
 import { MAX_DEADLINE_MS } from '#shared/batch/input.ts';
 import { RETRYABLE_ERROR_NAME } from '#shared/core/errors.ts';
-import type { Provider } from '#shared/core/outcome.ts';
+import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { PROVIDER_MODULES, REGISTRY } from '#shared/providers/index.ts';
 import { MapRunResultWriter, TaskFileReader } from './batch-objects.ts';
 import { batchConcurrency } from './budget.ts';
@@ -62,7 +62,6 @@ export const RESULT_WRITER_V2_FLAG = '@aws-cdk/aws-stepfunctions:useDistributedM
 export const BATCH_CONCURRENCY = Object.fromEntries(
   REGISTRY.map((p) => [p.name, batchConcurrency(p.name)]),
 ) as unknown as Record<Provider, number>;
-const PROVIDERS = REGISTRY.map((p) => p.name);
 /** Items per Distributed Map child workflow (ItemBatcher). */
 export const ITEMS_PER_CHILD = 25;
 /** Error names the item task retries; everything else is caught. */

@@ -19,12 +19,10 @@ import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { identity } from '#shared/batch/keys.ts';
-import { isCanceled, OUTCOMES, type Outcome, type Provider } from '#shared/core/outcome.ts';
+import { isCanceled, OUTCOMES, type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { ROUTES } from '#shared/handler/routes.ts';
 import { type BatchItem, REGISTRY } from '#shared/providers/index.ts';
 import type { ProviderModule } from '#shared/providers/provider.ts';
-
-const PROVIDERS = REGISTRY.map((p) => p.name);
 
 import { executeApiSigner, regionFor, signedHeaders } from './sigv4.ts';
 

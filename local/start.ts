@@ -15,12 +15,9 @@ import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { Simulator, SimulatorModule } from '#local/simulators/base.ts';
 import { parseSecretsFile } from '#shared/aws/secrets.ts';
 import { ConfigurationError } from '#shared/core/errors.ts';
-import type { Provider } from '#shared/core/outcome.ts';
-import { REGISTRY, SECRET_SCHEMAS } from '#shared/providers/index.ts';
-
-const PROVIDERS = REGISTRY.map((p) => p.name);
-
+import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { setLogLevel } from '#shared/observability/log.ts';
+import { SECRET_SCHEMAS } from '#shared/providers/index.ts';
 import { LocalApi } from './api.ts';
 import { startLocalCloud } from './cloud.ts';
 import { openApiDocument } from './openapi.ts';

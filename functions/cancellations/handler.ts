@@ -9,11 +9,10 @@ import { defaultDeps } from '#shared/core/cancel.ts';
 import { InvalidInputError } from '#shared/core/errors.ts';
 import { Uuid } from '#shared/core/items.ts';
 import { type LedgerQuery, targetKey } from '#shared/core/ledger.ts';
-import type { Provider } from '#shared/core/outcome.ts';
+import { PROVIDERS } from '#shared/core/outcome.ts';
 import { defineHandler } from '#shared/handler/middleware.ts';
 import { REGISTRY } from '#shared/providers/index.ts';
 
-const PROVIDERS = REGISTRY.map((p) => p.name) as [Provider, ...Provider[]];
 /** Every provider's target fields, each validated as its item validates it. */
 const TARGET_FIELDS = Object.fromEntries(
   REGISTRY.flatMap((p) => p.targetFields.map((f) => [f, z.optional(p.item.shape[f as keyof typeof p.item.shape])])),

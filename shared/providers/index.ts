@@ -8,7 +8,7 @@
 import * as z from 'zod/mini';
 import type { SecretSchema } from '#shared/aws/secrets.ts';
 import { RATE_MARGIN } from '#shared/core/cancel.ts';
-import type { Provider } from '#shared/core/outcome.ts';
+import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { auco } from './auco/index.ts';
 import { gocardless } from './gocardless/index.ts';
 import { mycreditapp } from './mycreditapp/index.ts';
@@ -51,8 +51,6 @@ export const GUARD = { title: mycreditapp.title, ...mycreditapp.guard };
 /** Who else reads a batch's reason, besides the record (the providers whose requests carry it). */
 export const REASON_GOES_TO: readonly string[] = REGISTRY.flatMap((p) => ('reasonGoesTo' in p ? [p.reasonGoesTo] : []));
 
-const names = REGISTRY.map((p) => p.name);
-
 /** Any provider's batch item, told apart by `provider`. */
 export const BatchItem = z.discriminatedUnion(
   'provider',
@@ -62,7 +60,7 @@ export const BatchItem = z.discriminatedUnion(
     (typeof REGISTRY)[2]['item'],
     (typeof REGISTRY)[3]['item'],
   ],
-  { error: `must name a provider: ${names.slice(0, -1).join(', ')} or ${names.at(-1)}` },
+  { error: `must name a provider: ${PROVIDERS.slice(0, -1).join(', ')} or ${PROVIDERS.at(-1)}` },
 );
 export type BatchItem = z.infer<typeof BatchItem>;
 

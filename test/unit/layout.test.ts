@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '#infra/provider-function.ts';
+import { PROVIDERS } from '#shared/core/outcome.ts';
 import { REGISTRY } from '#shared/providers/index.ts';
 
 const ROOTS = ['functions', 'shared', 'infra', 'local'];
@@ -70,6 +71,10 @@ function namingFilesOutside(provider: (typeof REGISTRY)[number]): string[] {
 describe('layout: one place per provider', () => {
   it('strips comments, not strings or URLs', () => {
     expect(stripComments("a /* b */ c // d\n'e // f' `g /* h */` http://x")).toBe("a  c \n'e // f' `g /* h */` http:");
+  });
+
+  it("lists the registry's providers in PROVIDERS, in the same order (code that needs only names reads PROVIDERS)", () => {
+    expect(REGISTRY.map((p) => p.name)).toEqual([...PROVIDERS]);
   });
 
   for (const provider of REGISTRY) {
