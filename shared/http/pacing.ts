@@ -13,6 +13,9 @@ import type { Pace, RetryPolicy, SharedPace } from './types.ts';
 export class Pacer {
   private readonly next = new Map<string, number>();
   private readonly holds = new Map<string, number>();
+  /** The round trip to each shared budget, smoothed: a slot is asked for that far ahead, so the request can leave on
+   * time rather than a round trip after its slot. */
+  private readonly roundTrips = new Map<string, number>();
   /** Milliseconds every caller of `key` must still wait because the provider said so (0 when free). */
   held(key: string, now = Date.now()): number {
     return Math.max(0, (this.holds.get(key) ?? 0) - now);
@@ -56,10 +59,6 @@ export class Pacer {
     // Timers do not fire sooner than 1 ms: a shorter wait is spent by the time the request is on the wire.
     if (wait >= 1) await sleep(wait, signal);
   }
-
-  /** The round trip to each shared budget, smoothed: a slot is asked for that far ahead, so the request can leave on
-   * time rather than a round trip after its slot. */
-  private readonly roundTrips = new Map<string, number>();
 
   /**
    * A slot of the shared budget, and the request leaves in it. Slots are spaced 1/perSecond apart; the provider counts
