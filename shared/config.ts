@@ -53,6 +53,7 @@ const Environment = z.object({
   AWS_ENDPOINT_URL_DYNAMODB: text,
   AWS_ENDPOINT_URL_S3: text,
   AWS_LAMBDA_FUNCTION_NAME: text,
+  AWS_LAMBDA_INITIALIZATION_TYPE: text,
   SECRET_ID: text,
   SECRETS_FILE: text,
   SECRETS_TTL_SECONDS: positive,
@@ -80,6 +81,8 @@ const RATE_VARIABLE = /^([A-Z][A-Z0-9]*)_RATE_PER_SECOND$/;
 export interface Config {
   /** AWS_LAMBDA_FUNCTION_NAME: set where the code runs as a Lambda function (in AWS, and in the twin's containers). */
   functionName: string | undefined;
+  /** AWS_LAMBDA_INITIALIZATION_TYPE: `provisioned-concurrency` where the container was initialized before any request. */
+  provisioned: boolean;
   /** AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1. */
   region: string;
   /** AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL: a local endpoint (`npm start`); else the regional one. */
@@ -138,6 +141,7 @@ export function readConfig(env: Readonly<Record<string, string | undefined>>): C
   }
   return {
     functionName: e.AWS_LAMBDA_FUNCTION_NAME,
+    provisioned: e.AWS_LAMBDA_INITIALIZATION_TYPE === 'provisioned-concurrency',
     region: e.AWS_REGION ?? e.AWS_DEFAULT_REGION ?? 'us-east-1',
     dynamoDbEndpoint: e.AWS_ENDPOINT_URL_DYNAMODB ?? e.AWS_ENDPOINT_URL,
     s3Endpoint: e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL,

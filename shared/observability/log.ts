@@ -33,7 +33,7 @@ export interface LambdaContextKeys {
 
 /** True until the first invocation of this module instance (a container) takes it; never for provisioned
  * concurrency, whose initialization happens before any request (Powertools' rule). */
-let coldStart = process.env.AWS_LAMBDA_INITIALIZATION_TYPE !== 'provisioned-concurrency';
+let coldStart = !config().provisioned;
 
 /** Powertools' Lambda context keys for one invocation (call once per invocation: it takes the cold start). The
  * trace id is the `Root` of the `_X_AMZN_TRACE_ID` the Lambda runtime sets per invocation. */
