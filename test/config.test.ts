@@ -30,7 +30,11 @@ describe('reading the environment', () => {
       logLevel: 'info',
       ratePerSecond: {},
       resources: {},
+      provisioned: false,
     });
+    // A container initialized for provisioned concurrency: no invocation of it is a cold start.
+    expect(readConfig({ AWS_LAMBDA_INITIALIZATION_TYPE: 'provisioned-concurrency' }).provisioned).toBe(true);
+    expect(readConfig({ AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand' }).provisioned).toBe(false);
   });
 
   it('reads every provider rate by its name, and the levels, numbers and resources as set', () => {
