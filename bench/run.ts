@@ -52,7 +52,7 @@ const percentile = (xs: number[], p: number) =>
 const round = (n: number, digits = 3) => Number(n.toFixed(digits));
 
 // Handlers run in this process for the overhead and the POSTs: their tables' memory stand-ins, chosen explicitly.
-const { useMemoryStandIns } = await import('#shared/aws/stand-ins.ts');
+const { useMemoryStandIns } = await import('#shared/config.ts');
 useMemoryStandIns();
 
 const results: Record<string, unknown> = {

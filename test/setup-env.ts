@@ -1,6 +1,5 @@
 import { beforeEach } from 'vitest';
-import { useMemoryStandIns } from '#shared/aws/stand-ins.ts';
-import { reloadConfig } from '#shared/config.ts';
+import { reloadConfig, useMemoryStandIns } from '#shared/config.ts';
 
 // Fake AWS credentials and region: the SDK never looks for real ones, and never probes the
 // instance-metadata address (169.254.169.254), which tests must not reach.

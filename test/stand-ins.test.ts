@@ -5,8 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { handler as cancellations } from '#functions/cancellations/handler.ts';
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
-import { useMemoryStandIns } from '#shared/aws/stand-ins.ts';
-import { reloadConfig } from '#shared/config.ts';
+import { reloadConfig, useMemoryStandIns } from '#shared/config.ts';
 import { defaultDeps, setDefaultDeps } from '#shared/core/cancel.ts';
 import { ConfigurationError } from '#shared/core/errors.ts';
 import { DynamoIdempotencyStore, idempotencyStore, setIdempotencyStore } from '#shared/handler/idempotency.ts';
