@@ -3,6 +3,7 @@
  * with the principal in `requestContext.authorizer.iam` as API Gateway passes it; anything else gets API
  * Gateway's 403 and never reaches the function.
  */
+import { createHmac, randomBytes } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -191,5 +192,24 @@ describe('regionFor', () => {
         if (value === undefined) delete process.env[name];
         else process.env[name] = value;
     }
+  });
+});
+
+describe('the signer hash (shared/aws/dynamodb.ts Sha256)', () => {
+  it('MACs with a key given as bytes exactly as node:crypto does, each time the same bytes come back', async () => {
+    const key = randomBytes(32);
+    const mac = async (data: string) => {
+      const hash = new Sha256(key);
+      hash.update(data);
+      return Buffer.from(await hash.digest()).toString('hex');
+    };
+    for (const data of ['AWS4-HMAC-SHA256\n20150830T123600Z', 'another string to sign', '']) {
+      // The second time the same key object is kept: the answer must not change.
+      for (let i = 0; i < 2; i++) expect(await mac(data)).toBe(createHmac('sha256', key).update(data).digest('hex'));
+    }
+    // A key of other bytes gives another MAC, not the kept one's.
+    const other = new Sha256(randomBytes(32));
+    other.update('another string to sign');
+    expect(Buffer.from(await other.digest()).toString('hex')).not.toBe(await mac('another string to sign'));
   });
 });
