@@ -3,6 +3,10 @@
  * in any container, takes a distinct slot spaced by the budget's interval; a caller that would queue past what it
  * may wait takes nothing.
  */
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer, type Server } from 'node:net';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
 import { DynamoDb } from '#shared/aws/dynamodb.ts';
@@ -96,6 +100,64 @@ describe('a request through the shared budget', () => {
     expect((slots[1] as number) - (slots[0] as number)).toBeGreaterThanOrEqual(99);
     expect(provider.requests).toHaveLength(1);
     expect((provider.requests[0]?.at as number) - (slots[1] as number)).toBeGreaterThanOrEqual(-1);
+  });
+});
+
+describe('a request through the shared budget on a new connection', () => {
+  // An HTTPS provider on loopback whose TLS handshake takes 80 ms, as a distant provider's does: a cold container's
+  // first request opens its connection after its slot is granted. (A certificate for 127.0.0.1 made for this test
+  // only; the test trusts it for its own duration.)
+  const cert = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url), 'utf8');
+  const key = readFileSync(new URL('./fixtures/tls/key.pem', import.meta.url), 'utf8');
+  const trusted = tls.getCACertificates('default');
+  const arrivals: { path: string; at: number }[] = [];
+  const https = createHttpsServer({ cert, key }, (req, res) => {
+    arrivals.push({ path: req.url ?? '', at: Date.now() });
+    res.end('{}');
+  });
+  let slow: Server;
+  let url = '';
+  beforeAll(async () => {
+    tls.setDefaultCACertificates([...trusted, cert]);
+    slow = createNetServer((socket) => setTimeout(() => https.emit('connection', socket), 80));
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+    url = `https://127.0.0.1:${(slow.address() as { port: number }).port}`;
+  });
+  afterAll(async () => {
+    tls.setDefaultCACertificates(trusted);
+    https.closeAllConnections();
+    await new Promise((resolve) => slow.close(resolve));
+  });
+
+  it('is checked against its slot once the connection is open: late by the handshake, it takes another slot', async () => {
+    const slots: number[] = [];
+    const recorded: SharedPace = {
+      async reserve(key, perSecond, horizonMs, at) {
+        const wait = await budget.reserve(key, perSecond, horizonMs, at);
+        slots.push((at ?? Date.now()) + (wait ?? 0));
+        return wait;
+      },
+      late: (key, ms) => budget.late(key, ms),
+    };
+    const client = new HttpClient({ retry: { maxAttempts: 1 } });
+    await client.send(
+      { method: 'GET', url: `${url}/cancel` },
+      { pace: { key: 'provider-f', perSecond: 10, shared: recorded, lateLimitMs: 20 } },
+    );
+    // The handshake made it 80 ms late for its first slot: it left in the second (100 ms later), on time.
+    expect(slots).toHaveLength(2);
+    expect(arrivals).toHaveLength(1);
+    const arrived = arrivals[0]?.at as number;
+    expect(arrived - (slots[0] as number)).toBeGreaterThanOrEqual(99);
+    expect(arrived - (slots[1] as number)).toBeGreaterThanOrEqual(-1);
+    expect(arrived - (slots[1] as number)).toBeLessThanOrEqual(20);
+    // The connection stays open: the next request takes one slot and leaves in it.
+    await client.send(
+      { method: 'GET', url: `${url}/cancel-2` },
+      { pace: { key: 'provider-f', perSecond: 10, shared: recorded, lateLimitMs: 20 } },
+    );
+    expect(slots).toHaveLength(3);
+    expect((arrivals[1]?.at as number) - (slots[2] as number)).toBeLessThanOrEqual(20);
   });
 });
 

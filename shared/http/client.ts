@@ -28,7 +28,7 @@ import {
   RetryBudget,
 } from './retry.ts';
 import { sleep } from './sleep.ts';
-import { sendOnce, TransportError, type TransportLimits } from './transport.ts';
+import { type SendHooks, sendOnce, TransportError, type TransportLimits } from './transport.ts';
 import type {
   HttpClientOptions,
   HttpRequest,
@@ -86,15 +86,25 @@ export class HttpClient {
     let ambiguous = false;
 
     for (let attempt = 1; ; attempt++) {
-      if (options.pace) await this.pacer.turn(options.pace, policy, deadline, attempt - 1, ambiguous, options.signal);
+      const pace = options.pace;
+      const slot = pace
+        ? await this.pacer.turn(pace, policy, deadline, attempt - 1, ambiguous, options.signal)
+        : undefined;
       let response: RawResponse | undefined;
       let failure: TransportError | undefined;
       // A paced request's slot counts from when it actually left, not from when the slot was taken: a container
       // the machine did not run for a while between the two would otherwise send its next request too soon after.
-      const pace = options.pace;
-      const onSent = pace && !pace.shared ? (at: number) => this.pacer.sent(pace.key, pace.perSecond, at) : undefined;
+      // A shared budget's slot is checked once the connection is open, right before the request is written.
+      const hooks: SendHooks =
+        pace && slot !== undefined
+          ? {
+              beforeWrite: () => this.pacer.leave(pace, slot, policy, deadline, attempt - 1, ambiguous, options.signal),
+            }
+          : pace
+            ? { onSent: (at: number) => this.pacer.sent(pace.key, pace.perSecond, at) }
+            : {};
       try {
-        response = await sendOnce(url, request, deadline, this.limits, options.signal, onSent);
+        response = await sendOnce(url, request, deadline, this.limits, options.signal, hooks);
       } catch (error) {
         if (!(error instanceof TransportError)) throw error;
         failure = error;

@@ -37,7 +37,8 @@ export class Pacer {
     if (next > (this.next.get(key) ?? 0)) this.next.set(key, next);
   }
 
-  /** Waits for this caller's turn: first any hold the provider imposed with a 429, then the pacing slot.
+  /** Waits for this caller's turn: first any hold the provider imposed with a 429, then the pacing slot. With a
+   * shared budget, returns the slot: the request must still be on time for it when it is written (`leave`).
    * A wait too long for this invocation is not slept: it becomes a RateLimitedError, as a 429 would. */
   async turn(
     pace: Pace,
@@ -46,7 +47,7 @@ export class Pacer {
     attempts: number,
     ambiguous: boolean,
     signal?: AbortSignal,
-  ): Promise<void> {
+  ): Promise<number | undefined> {
     const held = this.held(pace.key);
     if (held > policy.maxWaitMs || Date.now() + held >= deadline) {
       throw new RateLimitedError({ retryAfterMs: held, status: 429, attempts, ambiguous });
@@ -58,14 +59,47 @@ export class Pacer {
       throw new RateLimitedError({ retryAfterMs: wait, status: 429, attempts, ambiguous });
     // Timers do not fire sooner than 1 ms: a shorter wait is spent by the time the request is on the wire.
     if (wait >= 1) await sleep(wait, signal);
+    return undefined;
   }
 
   /**
-   * A slot of the shared budget, and the request leaves in it. Slots are spaced 1/perSecond apart; the provider counts
-   * requests per window, and a request that leaves more than `pace.lateLimitMs` after its slot could share a window
-   * with as many later slots as the window holds (other containers hold those), one too many. So such a request does
-   * not leave: it gives its slot up and takes another. A request a little late pushes the later slots back instead.
+   * Right before a request of a shared budget is written, its connection open: the request leaves in its slot `at`
+   * only if it is on time for it. Slots are spaced 1/perSecond apart; the provider counts requests per window, and
+   * a request that leaves more than `pace.lateLimitMs` after its slot could share a window with as many later slots
+   * as the window holds (other containers hold those), one too many. So such a request does not leave: it gives its
+   * slot up and takes another, as often as it takes. Checked here, after the connection is open, and not when the
+   * slot's wait ends: a new connection's handshake (a cold container's first request) would otherwise make the
+   * request late after the check. A request a little late pushes the later slots back instead.
    */
+  async leave(
+    pace: Pace,
+    at: number,
+    policy: RetryPolicy,
+    deadline: number,
+    attempts: number,
+    ambiguous: boolean,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const shared = pace.shared;
+    if (!shared) return;
+    for (let slot = at; ; ) {
+      const lateness = Date.now() - slot;
+      if (pace.lateLimitMs === undefined || lateness <= pace.lateLimitMs) {
+        // Later than the slot by more than a tenth of the spacing: the slots after it move back by as much, so the
+        // requests actually sent stay spaced. Not awaited: the request leaves now, not a round trip later, right
+        // next to the slot after it (traced in the storm at 10x: two sends 0.1 ms apart, 11 in one window).
+        if (lateness > 100 / pace.perSecond)
+          shared.late(pace.key, lateness).catch((error) => {
+            log.warn('shared rate budget not pushed back', { key: pace.key, error: (error as Error).message });
+          });
+        return;
+      }
+      log.debug('shared rate budget slot missed: taking another', { key: pace.key, lateMs: lateness });
+      slot = await this.sharedTurn(pace, shared, policy, deadline, attempts, ambiguous, signal);
+    }
+  }
+
+  /** Takes a slot of the shared budget, asked a smoothed round trip ahead, and waits for it: returns the slot. */
   private async sharedTurn(
     pace: Pace,
     shared: SharedPace,
@@ -74,39 +108,18 @@ export class Pacer {
     attempts: number,
     ambiguous: boolean,
     signal?: AbortSignal,
-  ): Promise<void> {
-    for (;;) {
-      const asked = Date.now();
-      const lead = Math.ceil(2 * (this.roundTrips.get(pace.key) ?? 0));
-      const slot = asked + lead;
-      const wait = await sharedSlot(
-        shared,
-        pace,
-        Math.min(policy.maxWaitMs, deadline - slot),
-        attempts,
-        ambiguous,
-        slot,
-      );
-      const answered = Date.now();
-      const trip = answered - asked;
-      this.roundTrips.set(pace.key, 0.8 * (this.roundTrips.get(pace.key) ?? trip) + 0.2 * trip);
-      const at = slot + wait;
-      if (at >= deadline) throw new RateLimitedError({ retryAfterMs: at - answered, status: 429, attempts, ambiguous });
-      if (at - answered >= 1) await sleep(at - answered, signal);
-      const lateness = Date.now() - at;
-      if (pace.lateLimitMs !== undefined && lateness > pace.lateLimitMs) {
-        log.debug('shared rate budget slot missed: taking another', { key: pace.key, lateMs: lateness });
-        continue;
-      }
-      // Later than the slot by more than a tenth of the spacing: the slots after it move back by as much, so the
-      // requests actually sent stay spaced. Not awaited: the request leaves now, not a round trip later, right next
-      // to the slot after it (traced in the storm at 10x: two sends 0.1 ms apart, 11 in one window).
-      if (lateness > 100 / pace.perSecond)
-        shared.late(pace.key, lateness).catch((error) => {
-          log.warn('shared rate budget not pushed back', { key: pace.key, error: (error as Error).message });
-        });
-      return;
-    }
+  ): Promise<number> {
+    const asked = Date.now();
+    const lead = Math.ceil(2 * (this.roundTrips.get(pace.key) ?? 0));
+    const slot = asked + lead;
+    const wait = await sharedSlot(shared, pace, Math.min(policy.maxWaitMs, deadline - slot), attempts, ambiguous, slot);
+    const answered = Date.now();
+    const trip = answered - asked;
+    this.roundTrips.set(pace.key, 0.8 * (this.roundTrips.get(pace.key) ?? trip) + 0.2 * trip);
+    const at = slot + wait;
+    if (at >= deadline) throw new RateLimitedError({ retryAfterMs: at - answered, status: 429, attempts, ambiguous });
+    if (at - answered >= 1) await sleep(at - answered, signal);
+    return at;
   }
 }
 

@@ -30,13 +30,22 @@ const agents = {
   'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
 };
 
+export interface SendHooks {
+  /** Told the moment the whole request was handed to the operating system. */
+  onSent?: (at: number) => void;
+  /** Awaited once the connection is open (a new one connected, TLS included; a kept-alive one at once), right before
+   * the request is written: nothing is written until it resolves, and if it throws, nothing is sent and the attempt
+   * fails with its error (a shared rate budget: shared/http/pacing.ts `leave`). */
+  beforeWrite?: () => Promise<void>;
+}
+
 export function sendOnce(
   url: URL,
   request: HttpRequest,
   deadline: number,
   limits: TransportLimits,
   signal?: AbortSignal,
-  onSent?: (at: number) => void,
+  { onSent, beforeWrite }: SendHooks = {},
 ): Promise<RawResponse> {
   return new Promise<RawResponse>((resolve, reject) => {
     if (signal?.aborted) return reject(new TransportError('aborted', 'aborted before sending (deadline)', false));
@@ -58,7 +67,7 @@ export function sendOnce(
       signal?.removeEventListener('abort', onAbort);
       fn();
     };
-    const fail = (error: TransportError) => {
+    const fail = (error: Error) => {
       finish(() => reject(error));
       req.destroy();
     };
@@ -129,6 +138,16 @@ export function sendOnce(
         );
       });
     });
-    req.end(request.body);
+    if (!beforeWrite) req.end(request.body);
+    else
+      req.once('socket', (socket) => {
+        const write = () =>
+          beforeWrite().then(
+            () => settled || req.end(request.body),
+            (error: Error) => fail(error),
+          );
+        if (!socket.connecting) void write();
+        else socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => void write());
+      });
   });
 }
