@@ -3,6 +3,7 @@
  * their own module state, created on demand and reused warm, at most its reserved concurrency at once; beyond that
  * an invocation is throttled, and the state machine runner retries the throttle as the definition says.
  */
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalLambdaService, TooManyRequestsError } from '#local/lambda/service.ts';
@@ -17,7 +18,7 @@ const counter = (reserved: number | undefined, timeoutMs = 5_000) => ({
   env: { FIXTURE_VALUE: 'from the template' },
 });
 
-type Answer = { invocations: number; container: number; value: string | null };
+type Answer = { invocations: number; container: number; value: string | null; heapLimitMb: number };
 
 describe('local Lambda service', () => {
   let service: LocalLambdaService;
@@ -42,6 +43,24 @@ describe('local Lambda service', () => {
     await expect(service.invoke('counter', {})).rejects.toBeInstanceOf(TooManyRequestsError);
     await Promise.all(slow);
     expect(service.stats('counter')).toMatchObject({ coldStarts: 2, throttles: 1, peakConcurrency: 2 });
+  });
+
+  it("gives a container the heap Lambda's Node.js runtime gives the function's memory, and counts its CPU", async () => {
+    service = new LocalLambdaService([counter(1)]);
+    const answer = (await service.invoke('counter', {})) as Answer;
+    // Lambda's bootstrap for 128 MB: --max-semi-space-size=6 --max-old-space-size=116 (a tenth of the memory is new
+    // space, half of it a semi-space; the rest old space). The same flags on this node give the same limit.
+    const lambda = execFileSync(process.execPath, [
+      '--max-semi-space-size=6',
+      '--max-old-space-size=116',
+      '-p',
+      "require('node:v8').getHeapStatistics().heap_size_limit / 2 ** 20",
+    ]);
+    expect(answer.heapLimitMb).toBe(Number(String(lambda).trim()));
+    const cpu = (await service.cpu()).counter;
+    expect(cpu?.containers).toBe(1);
+    expect(cpu?.initMs).toBeGreaterThan(0);
+    expect(cpu?.perInvocationMs).toBeGreaterThanOrEqual(0);
   });
 
   it('a timeout ends the invocation and its container: the next one starts cold', async () => {

@@ -78,11 +78,33 @@ interface Pending {
   reject: (error: Error) => void;
 }
 
+/**
+ * The V8 heap Lambda's Node.js runtime gives a function of `memoryMb`: its bootstrap starts node with
+ * `--max-semi-space-size` of a twentieth of the memory and `--max-old-space-size` of the rest after a tenth (the
+ * runtime interface emulator's Node.js bootstrap: new space = memory / 10, semi space = new space / 2, old space =
+ * memory - new space). V8's young generation is three semi-spaces (two, and the new large-object space).
+ */
+export function lambdaHeap(memoryMb: number): { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number } {
+  const newSpace = Math.floor(memoryMb / 10);
+  return { maxOldGenerationSizeMb: memoryMb - newSpace, maxYoungGenerationSizeMb: 3 * Math.floor(newSpace / 2) };
+}
+
+/** CPU a function's containers spent (every thread of each worker's own), in milliseconds. */
+export interface FunctionCpu {
+  containers: number;
+  /** Cold starts: each container's CPU until its handler module was imported. */
+  initMs: number;
+  /** Everything since, over the function's invocations. */
+  perInvocationMs: number;
+}
+
 class Container {
   readonly worker: Worker;
   readonly ready: Promise<void>;
   busy = false;
   dead = false;
+  /** CPU microseconds the container spent on its cold start. */
+  initCpu = 0;
   private readonly pending = new Map<number, Pending>();
   private next = 0;
 
@@ -96,7 +118,7 @@ class Container {
     this.worker = new Worker(entry, {
       workerData: { name: spec.name, handler: spec.handler, nice },
       env,
-      resourceLimits: { maxOldGenerationSizeMb: spec.memoryMb },
+      resourceLimits: lambdaHeap(spec.memoryMb),
     });
     this.worker.unref();
     let markReady: () => void = () => {};
@@ -109,7 +131,15 @@ class Container {
     this.worker.on(
       'message',
       (message: { ready?: true; id?: number; result?: string; error?: Record<string, unknown> }) => {
-        if (message.ready) return markReady();
+        if (message.ready) {
+          this.worker.cpuUsage().then(
+            (u) => {
+              this.initCpu = u.user + u.system;
+            },
+            () => {},
+          );
+          return markReady();
+        }
         const pending = message.id === undefined ? undefined : this.pending.get(message.id);
         if (!pending || message.id === undefined) return;
         this.pending.delete(message.id);
@@ -320,6 +350,27 @@ export class LocalLambdaService {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** What each function's live containers spent on CPU so far (benchmarks: the twin's own cost). */
+  async cpu(): Promise<Record<string, FunctionCpu>> {
+    const out: Record<string, FunctionCpu> = {};
+    for (const [name, list] of this.containers) {
+      let init = 0;
+      let total = 0;
+      for (const c of list) {
+        const u = await c.worker.cpuUsage().catch(() => ({ user: 0, system: 0 }));
+        total += u.user + u.system;
+        init += c.initCpu;
+      }
+      const invocations = Math.max(1, this.stats(name).invocations);
+      out[name] = {
+        containers: list.length,
+        initMs: Math.round(init / 1000),
+        perInvocationMs: Math.round((total - init) / invocations) / 1000,
+      };
+    }
+    return out;
   }
 
   /** Ends every container: the next invocation of each function is a cold start. */
