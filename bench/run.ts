@@ -396,6 +396,25 @@ async function postBatch(
   }
 }
 
+/** When each provider saw its first and its last request, in seconds from the start: a run's time split into getting
+ * going (cold starts, Prepare), each provider's own pace, and the tail (Summarize). */
+function requestSpans(received: Record<string, readonly { at: number }[]>, started: number) {
+  return Object.fromEntries(
+    Object.entries(received).map(([p, list]) => {
+      const at = list.map((r) => r.at);
+      return [
+        p,
+        { firstS: round((Math.min(...at) - started) / 1000, 2), lastS: round((Math.max(...at) - started) / 1000, 2) },
+      ];
+    }),
+  );
+}
+
+/** The twin's own CPU per function that ran (its containers' threads): what a time-scaled run asks of this machine. */
+async function twinCpu(lambda: { cpu(): Promise<Record<string, { containers: number }>> }) {
+  return Object.fromEntries(Object.entries(await lambda.cpu()).filter(([, c]) => c.containers > 0));
+}
+
 async function throughput() {
   const { startLocalCloud } = await import('#local/cloud.ts');
   const { DEFAULT_MAX_CODES_PER_CALL: AUCO_CHUNK } = await import('#shared/providers/auco/adapter.ts');
@@ -433,7 +452,10 @@ async function throughput() {
   const output = JSON.parse(execution?.output ?? '{}') as {
     summary?: { lost: number; byOutcome: Record<string, number> };
   };
-  const received = (await Promise.all(Object.values(sims).map((sim) => sim.requests()))).flat();
+  const byProvider = Object.fromEntries(
+    await Promise.all(Object.entries(sims).map(async ([p, sim]) => [p, await sim.requests()] as const)),
+  );
+  const received = Object.values(byProvider).flat();
   const sent = received.length;
   const limited = received.filter((r) => r.status === 429).length;
   const row = {
@@ -454,6 +476,8 @@ async function throughput() {
   results.throughput = {
     ...row,
     boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
+    requestSpans: requestSpans(byProvider, started),
+    twinCpu: await twinCpu(cloud.lambda),
     stats: execution?.stats,
   };
   console.log(`\n3. Batch throughput: ${items} mixed items, rate limits on, time scaled ${SCALE}x`);
@@ -655,6 +679,8 @@ async function storm() {
     boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
     outcomes,
     lambda,
+    requestSpans: requestSpans(received, started),
+    twinCpu: await twinCpu(cloud.lambda),
     batchIds,
   };
   console.log(
