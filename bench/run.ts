@@ -17,9 +17,9 @@
  * figures in bench/results.json.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { cpus, tmpdir } from 'node:os';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
@@ -357,6 +357,56 @@ function mixedItems(sims: Seedable, D: { hostOrg: string; guestOrg: string }, co
   return { list, perProvider };
 }
 
+/** CPU seconds this process (every thread: the twin's containers, its runner) and its descendants (DynamoDB, the
+ * simulators) have used, from /proc; this process alone where there is no /proc. */
+function treeCpuSeconds(): number {
+  const self = process.cpuUsage();
+  if (!existsSync('/proc/self/stat')) return (self.user + self.system) / 1e6;
+  const tick = 100; // USER_HZ: 100 on every Linux the kernel exports to user space
+  const parents = new Map<number, number>();
+  const ticks = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      parents.set(Number(entry), Number(fields[1]));
+      ticks.set(Number(entry), Number(fields[11]) + Number(fields[12]));
+    } catch {
+      // gone since the listing
+    }
+  }
+  const tree = new Set([process.pid]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, parent] of parents)
+      if (!tree.has(pid) && tree.has(parent)) {
+        tree.add(pid);
+        grew = true;
+      }
+  }
+  let total = 0;
+  for (const pid of tree) total += ticks.get(pid) ?? 0;
+  return total / tick;
+}
+
+/**
+ * What the run cost this machine: CPU seconds over the clock, and the best boundRatio its cores could reach were every
+ * one busy the whole run (`cpuFloorRatio` = CPU seconds / cores / bound). A goal below it cannot be met on this
+ * machine at this time scale, however the twin schedules its work.
+ */
+function cpuMeter() {
+  const start = treeCpuSeconds();
+  return (boundSeconds: number) => {
+    const cpuSeconds = treeCpuSeconds() - start;
+    return {
+      cpuSeconds: round(cpuSeconds, 1),
+      cores: availableParallelism(),
+      cpuFloorRatio: round(cpuSeconds / availableParallelism() / boundSeconds),
+    };
+  };
+}
+
 /** Samples this process's RSS (worker-thread containers included) until stopped. */
 function rssSampler() {
   const baseline = process.memoryUsage().rss;
@@ -443,6 +493,7 @@ async function throughput() {
   const bound = Math.max(...Object.values(bounds));
   await Promise.all(Object.values(sims).map((sim) => sim.flush()));
   const rss = rssSampler();
+  const cpu = cpuMeter();
   const started = Date.now();
   const batchId = await postBatch(cloud, { reason: 'bench', requestedBy: 'ops@example.com', items: list });
   const execution = [...cloud.stepFunctions.executions.values()].find((e) => e.name === batchId);
@@ -464,6 +515,7 @@ async function throughput() {
     seconds: round(seconds, 2),
     boundSeconds: round(bound, 2),
     boundRatio: round(seconds / bound),
+    ...cpu(bound),
     requests: sent,
     http429: limited,
     http429Percent: round((100 * limited) / sent, 2),
@@ -568,6 +620,7 @@ async function storm() {
   );
   const rss = rssSampler();
   while (Date.now() < due) await new Promise((r) => setTimeout(r, 20));
+  const cpu = cpuMeter();
   const started = Date.now();
   const batchIds = await Promise.all(
     batchLists.map(
@@ -667,6 +720,7 @@ async function storm() {
     seconds: round(seconds, 2),
     boundSeconds: round(bound, 2),
     boundRatio: round(seconds / bound),
+    ...cpu(bound),
     requests,
     http429Percent: round((100 * limited) / requests, 2),
     peakRateRatio: round(Math.max(...Object.values(peakRatio)), 3),
