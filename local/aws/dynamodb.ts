@@ -47,6 +47,15 @@ export async function startLocalDynamo(
       if (!(error instanceof DynamoError && error.type === 'ResourceInUseException')) throw error;
     });
   }
+  // As a deployment waits for its tables: a call to a table still CREATING is refused (ResourceNotFoundException),
+  // in DynamoDB and in dynalite, even with its creation delay at 0.
+  for (const name of Object.values(LOCAL_TABLES)) {
+    for (;;) {
+      const { Table } = await db.call<{ Table?: { TableStatus?: string } }>('DescribeTable', { TableName: name });
+      if (Table?.TableStatus === 'ACTIVE') break;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
   return {
     url,
     tables: LOCAL_TABLES,
