@@ -233,8 +233,3 @@ export function secretStore(): SecretStore {
   }
   return defaultStore;
 }
-
-/** Replaces the store every handler uses (the local runner, tests). */
-export function setSecretStore(store: SecretStore | undefined): void {
-  defaultStore = store;
-}
