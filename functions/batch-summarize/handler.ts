@@ -217,23 +217,33 @@ const jsonl = <T>(text: string | undefined): T[] =>
 type Manifest = z.infer<typeof Manifest>;
 type SettledItem = { index: number; outcome: Outcome };
 
-/** What earlier rounds left in S3: their final outcomes, and the tasks they held back. */
-async function readCarried(state: Manifest, bucket: string): Promise<{ earlier: SettledItem[]; held: PreparedTask[] }> {
-  if (!state.carried) return { earlier: [], held: [] };
-  return {
-    earlier: jsonl<SettledItem>(await getText(bucket, state.carried.settled, 'settled outcomes')),
-    held: jsonl<PreparedTask>(await getText(bucket, state.carried.held, 'held tasks')),
-  };
+/** The tasks the last round held back (S3). */
+async function readHeld(state: Manifest, bucket: string): Promise<PreparedTask[]> {
+  return state.carried ? jsonl<PreparedTask>(await getText(bucket, state.carried.held, 'held tasks')) : [];
 }
 
-/** The next round's tasks (one JSONL file per provider, for its Distributed Map), what it holds back, and what is
- * settled so far, in S3: the state stays small. */
+/** The outcomes earlier rounds settled, read once, at the end: each round keeps its own in
+ * `rounds/<n>/settled.jsonl`, 1 to `rounds`. (An execution begun before rounds kept only their own held everything
+ * settled so far in each file: the same outcome several times, which the results keep once.) */
+async function readSettled(bucket: string, base: string, rounds: number): Promise<SettledItem[]> {
+  const keys = Array.from({ length: rounds }, (_, i) => `${base}/rounds/${i + 1}/settled.jsonl`);
+  const settled: SettledItem[] = [];
+  for (let i = 0; i < keys.length; i += 16) {
+    const texts = await Promise.all(keys.slice(i, i + 16).map((key) => getText(bucket, key, 'settled outcomes')));
+    for (const text of texts) settled.push(...jsonl<SettledItem>(text));
+  }
+  return settled;
+}
+
+/** The next round's tasks (one JSONL file per provider, for its Distributed Map), what it holds back, and what the
+ * round just run settled, in S3: the state stays small, and each outcome is written once, however many rounds a
+ * provider's outage takes. */
 async function writeNextRound(
   state: Manifest,
   bucket: string,
   base: string,
   decision: Extract<RoundDecision, { kind: 'wait' }>,
-  all: SettledItem[],
+  settled: SettledItem[],
 ): Promise<unknown> {
   const prefix = `${base}/rounds/${decision.round.number}`;
   const manifests: Partial<Record<Provider, { bucket: string; key: string; count: number }>> = {};
@@ -245,7 +255,7 @@ async function writeNextRound(
     manifests[provider] = { bucket, key, count: tasks.length };
   }
   const carried = { settled: `${prefix}/settled.jsonl`, held: `${prefix}/held.jsonl` };
-  await putJsonl(bucket, carried.settled, all);
+  await putJsonl(bucket, carried.settled, settled);
   await putJsonl(bucket, carried.held, decision.held);
   const { fanout: _f, manifests: _m, carried: _c, ...rest } = state as Manifest & { manifests?: unknown };
   return { ...rest, status: 'waiting', manifests, carried, round: decision.round };
@@ -285,12 +295,11 @@ async function summarizeManifest(state: Manifest): Promise<unknown> {
   const bucket = resource('BATCH_BUCKET');
   const base = state.prepared.key.replace(/\/prepared\.json$/, '');
   const iterations = (await Promise.all(state.fanout.map(readMapRun))).flat();
-  const { earlier, held } = await readCarried(state, bucket);
+  const held = await readHeld(state, bucket);
   const { settled, decision } = await afterRound(state, state.round as RoundInfo | undefined, iterations, held);
-  const all = [...earlier, ...settled];
-  return decision.kind === 'wait'
-    ? writeNextRound(state, bucket, base, decision, all)
-    : writeResults(state, bucket, base, decision, all);
+  if (decision.kind === 'wait') return writeNextRound(state, bucket, base, decision, settled);
+  const earlier = await readSettled(bucket, base, state.round?.number ?? 0);
+  return writeResults(state, bucket, base, decision, [...earlier, ...settled]);
 }
 
 export const handler = defineHandler<Input, unknown>({

@@ -205,6 +205,8 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     expect((await read(execution.name)).waiting?.waitingFor.map((w) => [w.provider, w.items])).toEqual([
       ['gocardless', 30],
     ]);
+    // A second round finds GoCardless still down: the batch waits again.
+    await until(async () => ((await read(execution.name)).waiting?.round ?? 0) >= 2, 'a second round to wait', 90_000);
 
     system.gocardless.clearFaults();
     const result = (await outputOf(execution)) as unknown as {
@@ -220,6 +222,17 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     const outcomes = lines.map((l) => JSON.parse(l) as { index: number; outcome: string });
     expect(outcomes.map((o) => o.index)).toEqual(Array.from({ length: 60 }, (_, i) => i));
     expect(outcomes.every((o) => o.outcome === 'canceled')).toBe(true);
+    // Each round kept only what it settled (the first: the 30 Truework items), never everything so far again.
+    const base = result.results.key.replace(/\/results\.jsonl$/, '');
+    const kept = Array.from({ length: (result.rounds?.count ?? 1) - 1 }, (_, n) =>
+      (system.cloud.s3.get(result.results.bucket, `${base}/rounds/${n + 1}/settled.jsonl`) ?? '')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => (JSON.parse(l) as { index: number }).index),
+    );
+    expect(kept.length).toBeGreaterThanOrEqual(2);
+    expect(kept[0]).toHaveLength(30);
+    expect(new Set(kept.flat()).size).toBe(kept.flat().length);
     const cancels = new Map([...system.gocardless.effectiveCancels, ...system.truework.effectiveCancels]);
     expect(cancels.size).toBe(60);
     expect([...cancels.values()].every((n) => n === 1)).toBe(true);
