@@ -13,8 +13,8 @@
  *
  * Every figure is a median of repeated runs; a ratio is taken between medians of the same run. Options:
  * --quick (fewer repetitions), --only=bundles,overhead,throughput,cost,outage, --scale=N (time factor, default 10;
- * the outage runs at --outage-scale=N, default 60: a scaled minute is a second). Sections not run keep their
- * figures in bench/results.json.
+ * the outage runs at --outage-scale=N, default 60: a scaled minute is a second; throughput and storm at another
+ * scale than 10 go to `<section>Scale<N>`). Sections not run keep their figures in bench/results.json.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -33,6 +33,9 @@ const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split
 const QUICK = args.has('quick');
 const ONLY = new Set((args.get('only') ?? 'bundles,overhead,throughput,cost,outage,storm').split(','));
 const SCALE = Number(args.get('scale') ?? 10);
+/** Where a time-scaled section's figures go in results.json: `throughput` at the default 10x, `throughputScale4` at
+ * --scale=4, so a run at another scale never overwrites the default's figures. */
+const scaled = (section: string) => (SCALE === 10 ? section : `${section}Scale${SCALE}`);
 /** The nice value of the twin's Lambda containers and DynamoDB in the throughput and storm benches (--nice=0: none).
  * The simulators stand for providers' machines elsewhere: what they count (when each request arrives, in windows of
  * 100 ms at 10x) must not be delayed by the twin's CPU; the state-machine runner and the bench keep normal priority.
@@ -525,7 +528,7 @@ async function throughput() {
     peakRssMb: peakMb,
     executionStatus: execution?.status,
   };
-  results.throughput = {
+  results[scaled('throughput')] = {
     ...row,
     boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
     requestSpans: requestSpans(byProvider, started),
@@ -727,7 +730,7 @@ async function storm() {
     baselineRssMb: rss.baselineMb,
     peakRssMb: peakMb,
   };
-  results.storm = {
+  results[scaled('storm')] = {
     ...row,
     peakRateRatioByProvider: peakRatio,
     boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
