@@ -50,7 +50,7 @@ import { Construct } from 'constructs';
 import { MAX_DEADLINE_MS } from '#shared/batch/input.ts';
 import { RETRYABLE_ERROR_NAME } from '#shared/core/errors.ts';
 import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
-import { PROVIDER_MODULES, REGISTRY } from '#shared/providers/index.ts';
+import { providerModule, REGISTRY } from '#shared/providers/index.ts';
 import { MapRunResultWriter, TaskFileReader } from './batch-objects.ts';
 import { batchConcurrency } from './budget.ts';
 
@@ -167,7 +167,7 @@ export class BatchStateMachine extends Construct {
     const itemSelector = (provider: Provider, batchPath: string) => ({
       item: JsonPath.stringAt('$$.Map.Item.Value.item'),
       // A provider that takes many targets per call (its `chunk` hook) gets a chunk's positions.
-      ...(PROVIDER_MODULES[provider].chunk
+      ...(providerModule(provider).chunk
         ? { indexes: JsonPath.listAt('$$.Map.Item.Value.indexes') }
         : { index: JsonPath.numberAt('$$.Map.Item.Value.index') }),
       idempotencyKey: JsonPath.stringAt('$$.Map.Item.Value.idempotencyKey'),

@@ -18,7 +18,7 @@
  */
 import { RATE_MARGIN } from '#shared/core/cancel.ts';
 import type { Provider } from '#shared/core/outcome.ts';
-import { PROVIDER_MODULES, REGISTRY } from '#shared/providers/index.ts';
+import { providerModule, REGISTRY } from '#shared/providers/index.ts';
 import type { ProviderFunctionSpec } from '#shared/providers/provider.ts';
 
 /** Every function that calls a provider, with its reserved concurrency (containers at once), from each provider's
@@ -54,7 +54,7 @@ export function reservedConcurrency(fn: string): number | undefined {
  * than split into static shares: where several functions share it, and where a share per container could not keep
  * the count in a window within the limit without leaving a single container (its module's `metered`). */
 export function sharedBudget(provider: Provider): boolean {
-  return PROVIDER_MODULES[provider].metered;
+  return providerModule(provider).metered;
 }
 
 /** `<PROVIDER>_RATE_PER_SECOND` of a function: the whole budget, metered across containers, where the budget is
@@ -63,7 +63,7 @@ export function paceOf(fn: string): number {
   const provider = providerOf(fn);
   const entry = provider ? PROVIDER_FUNCTIONS[provider].find((f) => f.fn === fn) : undefined;
   if (!provider || !entry) throw new Error(`${fn} calls no provider (infra/budget.ts)`);
-  const budget = PROVIDER_MODULES[provider].limit.perSecond * RATE_MARGIN;
+  const budget = providerModule(provider).limit.perSecond * RATE_MARGIN;
   return sharedBudget(provider) ? budget : budget / entry.reserved;
 }
 

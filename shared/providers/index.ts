@@ -18,7 +18,7 @@ import { truework } from './truework/index.ts';
 /** Every provider, in the order they are listed everywhere (the API, the state machine's branches, summaries). */
 export const REGISTRY = [mycreditapp, auco, truework, gocardless] as const satisfies readonly ProviderModule[];
 
-export const PROVIDER_MODULES = Object.fromEntries(REGISTRY.map((p) => [p.name, p])) as unknown as Record<
+const PROVIDER_MODULES = Object.fromEntries(REGISTRY.map((p) => [p.name, p])) as unknown as Record<
   Provider,
   ProviderModule<Provider>
 >;
