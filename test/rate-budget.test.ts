@@ -5,13 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { createServer as createHttpsServer } from 'node:https';
-import { createServer as createNetServer, type Server } from 'node:net';
+import { createServer as createNetServer } from 'node:net';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
 import { DynamoDb } from '#shared/aws/dynamodb.ts';
 import { DynamoRateBudget } from '#shared/aws/rate-budget.ts';
 import { lateLimitMs, RATE_MARGIN } from '#shared/core/cancel.ts';
+import { TransientError } from '#shared/core/errors.ts';
 import { HttpClient } from '#shared/http/client.ts';
 import type { SharedPace } from '#shared/http/types.ts';
 import { RATE as AUCO_RATE } from '#shared/providers/auco/adapter.ts';
@@ -103,10 +104,12 @@ describe('a request through the shared budget', () => {
   });
 });
 
-describe('a request through the shared budget on a new connection', () => {
-  // An HTTPS provider on loopback whose TLS handshake takes 80 ms, as a distant provider's does: a cold container's
-  // first request opens its connection after its slot is granted. (A certificate for 127.0.0.1 made for this test
-  // only; the test trusts it for its own duration.)
+/**
+ * An HTTPS provider on loopback whose TLS handshake takes `handshakeMs`, as a distant provider's does: a cold
+ * container's first request opens its connection after its slot is granted. (A certificate for 127.0.0.1 made for
+ * these tests only, trusted for their duration.)
+ */
+async function slowTlsProvider(handshakeMs: number) {
   const cert = readFileSync(new URL('./fixtures/tls/cert.pem', import.meta.url), 'utf8');
   const key = readFileSync(new URL('./fixtures/tls/key.pem', import.meta.url), 'utf8');
   const trusted = tls.getCACertificates('default');
@@ -115,19 +118,30 @@ describe('a request through the shared budget on a new connection', () => {
     arrivals.push({ path: req.url ?? '', at: Date.now() });
     res.end('{}');
   });
-  let slow: Server;
+  const slow = createNetServer((socket) => setTimeout(() => https.emit('connection', socket), handshakeMs));
+  await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
+  tls.setDefaultCACertificates([...trusted, cert]);
+  return {
+    url: `https://127.0.0.1:${(slow.address() as { port: number }).port}`,
+    arrivals,
+    async close() {
+      tls.setDefaultCACertificates(trusted);
+      https.closeAllConnections();
+      await new Promise((resolve) => slow.close(resolve));
+    },
+  };
+}
+
+describe('a request through the shared budget on a new connection', () => {
+  let provider: Awaited<ReturnType<typeof slowTlsProvider>>;
   let url = '';
+  let arrivals: { path: string; at: number }[] = [];
   beforeAll(async () => {
-    tls.setDefaultCACertificates([...trusted, cert]);
-    slow = createNetServer((socket) => setTimeout(() => https.emit('connection', socket), 80));
-    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve));
-    url = `https://127.0.0.1:${(slow.address() as { port: number }).port}`;
+    provider = await slowTlsProvider(80);
+    url = provider.url;
+    arrivals = provider.arrivals;
   });
-  afterAll(async () => {
-    tls.setDefaultCACertificates(trusted);
-    https.closeAllConnections();
-    await new Promise((resolve) => slow.close(resolve));
-  });
+  afterAll(() => provider.close());
 
   it('is checked against its slot once the connection is open: late by the handshake, it takes another slot', async () => {
     const slots: number[] = [];
@@ -158,6 +172,31 @@ describe('a request through the shared budget on a new connection', () => {
     );
     expect(slots).toHaveLength(3);
     expect((arrivals[1]?.at as number) - (slots[2] as number)).toBeLessThanOrEqual(20);
+  });
+});
+
+describe('a request held at its open connection for another slot', () => {
+  it('is not sent, and not ambiguous, when its attempt times out before it is written', async () => {
+    const provider = await slowTlsProvider(80);
+    try {
+      // The handshake makes the request late for its slot; the next slot is 300 ms away, past the attempt's 200 ms.
+      let reserved = 0;
+      const distant: SharedPace = { reserve: async () => (reserved++ === 0 ? 0 : 300), late: async () => {} };
+      const client = new HttpClient({ requestTimeoutMs: 200, retry: { maxAttempts: 1 } });
+      const error = await client
+        .send(
+          { method: 'POST', url: `${provider.url}/cancel` },
+          { pace: { key: 'provider-g', perSecond: 10, shared: distant, lateLimitMs: 20 } },
+        )
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TransientError);
+      // Connected but never written: it cannot have taken effect, so a retry's answer is not read as ours.
+      expect((error as TransientError).ambiguous).toBe(false);
+      expect(reserved).toBe(2);
+      expect(provider.arrivals).toEqual([]);
+    } finally {
+      await provider.close();
+    }
   });
 });
 

@@ -58,6 +58,9 @@ export function sendOnce(
     const headers: Record<string, string> = { ...request.headers };
     if (request.body !== undefined) headers['content-length'] = String(Buffer.byteLength(request.body));
     let connected = false;
+    // Whether the request may have reached the provider: connected, and written (at once without `beforeWrite`).
+    let written = !beforeWrite;
+    const sent = () => connected && written;
     let settled = false;
     const timers: NodeJS.Timeout[] = [];
     const finish = (fn: () => void) => {
@@ -71,7 +74,7 @@ export function sendOnce(
       finish(() => reject(error));
       req.destroy();
     };
-    const onAbort = () => fail(new TransportError('aborted', 'aborted by the invocation deadline', connected));
+    const onAbort = () => fail(new TransportError('aborted', 'aborted by the invocation deadline', sent()));
 
     const req = transport.request(url, { method: request.method, headers, agent });
     // 'finish': the whole request was handed to the operating system, the moment it left as far as we can tell.
@@ -85,9 +88,9 @@ export function sendOnce(
               ? new TransportError(
                   'timeout',
                   `no complete answer before the invocation deadline (${requestTimeout} ms)`,
-                  connected,
+                  sent(),
                 )
-              : new TransportError('timeout', `no complete answer within ${requestTimeout} ms`, connected),
+              : new TransportError('timeout', `no complete answer within ${requestTimeout} ms`, sent()),
           ),
         requestTimeout,
       ),
@@ -111,7 +114,7 @@ export function sendOnce(
       });
     });
     req.on('error', (error: NodeJS.ErrnoException) => {
-      fail(new TransportError('network', `${error.code ?? 'network error'}: ${error.message}`, connected));
+      fail(new TransportError('network', `${error.code ?? 'network error'}: ${error.message}`, sent()));
     });
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
@@ -143,7 +146,11 @@ export function sendOnce(
       req.once('socket', (socket) => {
         const write = () =>
           beforeWrite().then(
-            () => settled || req.end(request.body),
+            () => {
+              if (settled) return;
+              written = true;
+              req.end(request.body);
+            },
             (error: Error) => fail(error),
           );
         if (!socket.connecting) void write();
