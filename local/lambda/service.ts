@@ -84,7 +84,7 @@ interface Pending {
  * runtime interface emulator's Node.js bootstrap: new space = memory / 10, semi space = new space / 2, old space =
  * memory - new space). V8's young generation is three semi-spaces (two, and the new large-object space).
  */
-export function lambdaHeap(memoryMb: number): { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number } {
+function lambdaHeap(memoryMb: number): { maxOldGenerationSizeMb: number; maxYoungGenerationSizeMb: number } {
   const newSpace = Math.floor(memoryMb / 10);
   return { maxOldGenerationSizeMb: memoryMb - newSpace, maxYoungGenerationSizeMb: 3 * Math.floor(newSpace / 2) };
 }
