@@ -64,6 +64,19 @@ describe('shared rate budget', () => {
   });
 });
 
+/** The shared budget, recording each slot it grants in `slots`; `afterReserve` runs once a slot is granted. */
+function recordingBudget(slots: number[], afterReserve: () => void = () => {}): SharedPace {
+  return {
+    async reserve(key, perSecond, horizonMs, at) {
+      const wait = await budget.reserve(key, perSecond, horizonMs, at);
+      slots.push((at ?? Date.now()) + (wait ?? 0));
+      afterReserve();
+      return wait;
+    },
+    late: (key, ms) => budget.late(key, ms),
+  };
+}
+
 describe('a request through the shared budget', () => {
   let provider: Loopback;
   beforeAll(async () => {
@@ -75,20 +88,14 @@ describe('a request through the shared budget', () => {
     // The container's thread is held up for 60 ms right after its first slot is granted (as a starved container's
     // would be). 60 ms after the slot, the request could share a window with as many later slots as it holds.
     const slots: number[] = [];
-    const starved: SharedPace = {
-      async reserve(key, perSecond, horizonMs, at) {
-        const wait = await budget.reserve(key, perSecond, horizonMs, at);
-        slots.push((at ?? Date.now()) + (wait ?? 0));
-        if (slots.length === 1) {
-          const until = Date.now() + 60;
-          while (Date.now() < until) {
-            // busy
-          }
+    const starved = recordingBudget(slots, () => {
+      if (slots.length === 1) {
+        const until = Date.now() + 60;
+        while (Date.now() < until) {
+          // busy
         }
-        return wait;
-      },
-      late: (key, ms) => budget.late(key, ms),
-    };
+      }
+    });
     const client = new HttpClient({ retry: { maxAttempts: 1 } });
     await client.send({ method: 'GET', url: `${provider.url}/warm` });
     provider.requests.length = 0;
@@ -134,44 +141,33 @@ async function slowTlsProvider(handshakeMs: number) {
 
 describe('a request through the shared budget on a new connection', () => {
   let provider: Awaited<ReturnType<typeof slowTlsProvider>>;
-  let url = '';
-  let arrivals: { path: string; at: number }[] = [];
   beforeAll(async () => {
     provider = await slowTlsProvider(80);
-    url = provider.url;
-    arrivals = provider.arrivals;
   });
   afterAll(() => provider.close());
 
   it('is checked against its slot once the connection is open: late by the handshake, it takes another slot', async () => {
     const slots: number[] = [];
-    const recorded: SharedPace = {
-      async reserve(key, perSecond, horizonMs, at) {
-        const wait = await budget.reserve(key, perSecond, horizonMs, at);
-        slots.push((at ?? Date.now()) + (wait ?? 0));
-        return wait;
-      },
-      late: (key, ms) => budget.late(key, ms),
-    };
+    const recorded = recordingBudget(slots);
     const client = new HttpClient({ retry: { maxAttempts: 1 } });
     await client.send(
-      { method: 'GET', url: `${url}/cancel` },
+      { method: 'GET', url: `${provider.url}/cancel` },
       { pace: { key: 'provider-f', perSecond: 10, shared: recorded, lateLimitMs: 20 } },
     );
     // The handshake made it 80 ms late for its first slot: it left in the second (100 ms later), on time.
     expect(slots).toHaveLength(2);
-    expect(arrivals).toHaveLength(1);
-    const arrived = arrivals[0]?.at as number;
+    expect(provider.arrivals).toHaveLength(1);
+    const arrived = provider.arrivals[0]?.at as number;
     expect(arrived - (slots[0] as number)).toBeGreaterThanOrEqual(99);
     expect(arrived - (slots[1] as number)).toBeGreaterThanOrEqual(0);
     expect(arrived - (slots[1] as number)).toBeLessThanOrEqual(20);
     // The connection stays open: the next request takes one slot and leaves in it.
     await client.send(
-      { method: 'GET', url: `${url}/cancel-2` },
+      { method: 'GET', url: `${provider.url}/cancel-2` },
       { pace: { key: 'provider-f', perSecond: 10, shared: recorded, lateLimitMs: 20 } },
     );
     expect(slots).toHaveLength(3);
-    expect((arrivals[1]?.at as number) - (slots[2] as number)).toBeLessThanOrEqual(20);
+    expect((provider.arrivals[1]?.at as number) - (slots[2] as number)).toBeLessThanOrEqual(20);
   });
 });
 
