@@ -49,10 +49,15 @@ export async function startLocalDynamo(
   }
   // As a deployment waits for its tables: a call to a table still CREATING is refused (ResourceNotFoundException),
   // in DynamoDB and in dynalite, even with its creation delay at 0.
+  const giveUpAt = Date.now() + 10_000;
   for (const name of Object.values(LOCAL_TABLES)) {
     for (;;) {
       const { Table } = await db.call<{ Table?: { TableStatus?: string } }>('DescribeTable', { TableName: name });
       if (Table?.TableStatus === 'ACTIVE') break;
+      if (Date.now() > giveUpAt) {
+        await close();
+        throw new Error(`local DynamoDB (dynalite): table ${name} still ${Table?.TableStatus ?? 'missing'} after 10 s`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
