@@ -223,8 +223,8 @@ async function readHeld(state: Manifest, bucket: string): Promise<PreparedTask[]
 }
 
 /** The outcomes earlier rounds settled, read once, at the end: each round keeps its own in
- * `rounds/<n>/settled.jsonl`, 1 to `rounds`. (An execution begun before rounds kept only their own held everything
- * settled so far in each file: the same outcome several times, which the results keep once.) */
+ * `rounds/<n>/settled.jsonl`, 1 to `rounds`. (An execution begun before this layout wrote everything settled so far
+ * into each round's file: the same outcome then comes several times, and the results keep it once.) */
 async function readSettled(bucket: string, base: string, rounds: number): Promise<SettledItem[]> {
   const keys = Array.from({ length: rounds }, (_, i) => `${base}/rounds/${i + 1}/settled.jsonl`);
   const settled: SettledItem[] = [];
