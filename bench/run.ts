@@ -78,6 +78,7 @@ const DEPLOYED = {
   minify: BUNDLE.minify,
   mainFields: [...BUNDLE.mainFields],
   banner: { js: BUNDLE.banner },
+  alias: { ...BUNDLE.alias },
 };
 
 const FLOOR = '(floor: Secrets Manager client only)';

@@ -23,6 +23,8 @@ export const BUNDLE = {
   minify: true,
   mainFields: ['module', 'main'],
   banner: "import{createRequire as __cr}from'module';const require=__cr(import.meta.url);",
+  /** node:http without the ESM import that loads Node's bundled undici at every cold start (infra/node-http.cjs). */
+  alias: { 'node:http': `${PROJECT_ROOT}infra/node-http.cjs`, http: `${PROJECT_ROOT}infra/node-http.cjs` },
 } as const;
 
 export interface ProviderFunctionProps {
@@ -91,6 +93,7 @@ export class ProviderFunction extends NodejsFunction {
         mainFields: [...BUNDLE.mainFields],
         externalModules: [],
         banner: BUNDLE.banner,
+        esbuildArgs: Object.fromEntries(Object.entries(BUNDLE.alias).map(([from, to]) => [`--alias:${from}`, to])),
       },
     });
     this.functionLogGroup = logGroup;

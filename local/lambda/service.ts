@@ -293,6 +293,7 @@ export class LocalLambdaService {
         minify: BUNDLE.minify,
         mainFields: [...BUNDLE.mainFields],
         banner: { js: BUNDLE.banner },
+        alias: { ...BUNDLE.alias },
         logLevel: 'silent',
       }).then(() => outfile);
       this.bundles.set(spec.name, file);
