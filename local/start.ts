@@ -179,6 +179,9 @@ async function main(): Promise<void> {
     // The handlers' JSON logs only with --verbose; no EMF metric lines on a terminal.
     env: { LOG_LEVEL: opts.verbose ? 'info' : 'warn', METRICS_NAMESPACE: '' },
   });
+  // Every function's bundle built before the API answers, as `cdk deploy` uploads them before the first
+  // invocation: a first request waits for its cold start, not for esbuild too.
+  await cloud.lambda.deploy();
   // Executions a crash interrupted run again from their input (their items' idempotency keys make it harmless).
   const resumed = cloud.stepFunctions.resume();
 

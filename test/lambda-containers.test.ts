@@ -75,6 +75,20 @@ describe('local Lambda service', () => {
     expect(service.stats('counter').coldStarts).toBe(2);
   });
 
+  it('deploy() builds every function before its first invocation, in one esbuild run, and the bundles run', async () => {
+    service = new LocalLambdaService([
+      { ...counter(1), name: 'first', env: { FIXTURE_VALUE: 'first' } },
+      { ...counter(1), name: 'second', env: { FIXTURE_VALUE: 'second' } },
+    ]);
+    await service.deploy();
+    const answers = (await Promise.all([service.invoke('first', {}), service.invoke('second', {})])) as Answer[];
+    expect(answers.map((a) => [a.value, a.invocations])).toEqual([
+      ['first', 1],
+      ['second', 1],
+    ]);
+    expect(answers[0]?.container).not.toBe(answers[1]?.container);
+  });
+
   it("a handler error is the invocation's error; the container stays warm", async () => {
     service = new LocalLambdaService([counter(1)]);
     await expect(service.invoke('counter', { crash: true })).rejects.toMatchObject({

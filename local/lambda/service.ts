@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { build } from 'esbuild';
+import { type BuildOptions, build } from 'esbuild';
 import { BUNDLE } from '#infra/provider-function.ts';
 
 export interface FunctionSpec {
@@ -253,7 +253,23 @@ export class LocalLambdaService {
    * Starts no container: cold starts still come on demand.
    */
   async deploy(): Promise<void> {
-    await Promise.all([this.containerEntry(), ...[...this.specs.values()].map((spec) => this.bundle(spec))]);
+    const pending = [...this.specs.values()].filter((spec) => !this.bundles.has(spec.name));
+    // One esbuild run for them all: each file is parsed once, and each entry's output is the same as a build of
+    // its own (no code splitting). About a third of the time of ten builds.
+    const built = pending.length
+      ? build({
+          ...this.bundleOptions(),
+          entryPoints: Object.fromEntries(pending.map((spec) => [spec.name, spec.handler])),
+          outdir: this.directory(),
+          outExtension: { '.js': '.mjs' },
+        })
+      : Promise.resolve();
+    for (const spec of pending)
+      this.bundles.set(
+        spec.name,
+        built.then(() => join(this.directory(), `${spec.name}.mjs`)),
+      );
+    await Promise.all([this.containerEntry(), built]);
   }
 
   /** The container's own code (local/lambda/container.ts) as JavaScript, built once: a worker would otherwise strip
@@ -277,25 +293,28 @@ export class LocalLambdaService {
     return this.bundleDir;
   }
 
+  /** esbuild's options for a function's bundle: the stack's (infra/provider-function.ts). */
+  private bundleOptions(): BuildOptions {
+    return {
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: BUNDLE.target,
+      minify: BUNDLE.minify,
+      mainFields: [...BUNDLE.mainFields],
+      banner: { js: BUNDLE.banner },
+      alias: { ...BUNDLE.alias },
+      logLevel: 'silent',
+    };
+  }
+
   /** The function's bundle, built once as the stack builds it. */
   private bundle(spec: FunctionSpec): Promise<string> {
     let file = this.bundles.get(spec.name);
     if (!file) {
       this.directory();
       const outfile = join(this.directory(), `${spec.name}.mjs`);
-      file = build({
-        entryPoints: [spec.handler],
-        outfile,
-        bundle: true,
-        platform: 'node',
-        format: 'esm',
-        target: BUNDLE.target,
-        minify: BUNDLE.minify,
-        mainFields: [...BUNDLE.mainFields],
-        banner: { js: BUNDLE.banner },
-        alias: { ...BUNDLE.alias },
-        logLevel: 'silent',
-      }).then(() => outfile);
+      file = build({ ...this.bundleOptions(), entryPoints: [spec.handler], outfile }).then(() => outfile);
       this.bundles.set(spec.name, file);
     }
     return file;
