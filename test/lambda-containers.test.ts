@@ -18,7 +18,14 @@ const counter = (reserved: number | undefined, timeoutMs = 5_000) => ({
   env: { FIXTURE_VALUE: 'from the template' },
 });
 
-type Answer = { invocations: number; container: number; value: string | null; heapLimitMb: number };
+type Answer = {
+  invocations: number;
+  container: number;
+  value: string | null;
+  heapLimitMb: number;
+  initStartedAt: number;
+  initEndedAt: number;
+};
 
 describe('local Lambda service', () => {
   let service: LocalLambdaService;
@@ -87,6 +94,17 @@ describe('local Lambda service', () => {
       ['second', 1],
     ]);
     expect(answers[0]?.container).not.toBe(answers[1]?.container);
+  });
+
+  it('cold starts beyond the cores take turns: each starts when one before it is ready, and none is throttled', async () => {
+    service = new LocalLambdaService([{ ...counter(3), env: { FIXTURE_INIT_MS: '100' } }], { coldStartsAtOnce: 1 });
+    const answers = (await Promise.all([1, 2, 3].map(() => service.invoke('counter', {})))) as Answer[];
+    const inits = answers.map((a) => [a.initStartedAt, a.initEndedAt] as const).sort((a, b) => a[0] - b[0]);
+    expect(new Set(answers.map((a) => a.container)).size).toBe(3);
+    // One at a time: each import began after the one before it ended.
+    expect(inits[1]?.[0]).toBeGreaterThanOrEqual(inits[0]?.[1] ?? Number.POSITIVE_INFINITY);
+    expect(inits[2]?.[0]).toBeGreaterThanOrEqual(inits[1]?.[1] ?? Number.POSITIVE_INFINITY);
+    expect(service.stats('counter')).toMatchObject({ coldStarts: 3, throttles: 0 });
   });
 
   it("a handler error is the invocation's error; the container stays warm", async () => {

@@ -11,7 +11,7 @@
  * (BUNDLE): the deployed code, and a cold start as long as Lambda's, not the seconds of loading the sources.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -45,6 +45,8 @@ export interface LocalLambdaOptions {
   resources?: Record<string, string>;
   /** What a function the template gives a secret (SECRET_ID) reads instead: the local secrets file. */
   secretsFile?: string;
+  /** Containers that start cold at once (default: this machine's cores); more wait their turn. */
+  coldStartsAtOnce?: number;
 }
 
 /** A throttled invocation: the function is at its reserved concurrency (or the account at its limit). */
@@ -194,6 +196,8 @@ export class LocalLambdaService {
   private readonly bundles = new Map<string, Promise<string>>();
   private bundleDir: string | undefined;
   private entry: Promise<string> | undefined;
+  private coldStarting = 0;
+  private readonly coldStartQueue: (() => void)[] = [];
 
   constructor(specs: FunctionSpec[], options: LocalLambdaOptions = {}) {
     this.specs = new Map(specs.map((s) => [s.name, s]));
@@ -345,13 +349,37 @@ export class LocalLambdaService {
       AWS_LAMBDA_FUNCTION_NAME: spec.name,
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(spec.memoryMb),
     });
+    const done = await this.coldStartTurn();
     const container = new Container({ ...spec, handler }, entry, env, this.options.nice, (dead) => {
       const at = list.indexOf(dead);
       if (at >= 0) list.splice(at, 1);
     });
+    // Its turn ends when it is ready or failed, or after Lambda's own 10 s limit on INIT: a container stuck in its
+    // import holds up no other cold start.
+    container.ready.then(done, done);
+    setTimeout(done, 10_000).unref();
     container.busy = true;
     list.push(container);
     return container;
+  }
+
+  /**
+   * A turn to start a container cold. In AWS each cold start has the CPU of its own execution environment; here they
+   * share this machine's cores, and 27 at once (a batch's first second) would each take the whole burst's time
+   * before any could send. So as many start at once as there are cores, the rest in turn: every cold start still
+   * costs its own CPU, and none is faster than it would be alone. Returns what ends the turn.
+   */
+  private async coldStartTurn(): Promise<() => void> {
+    if (this.coldStarting < (this.options.coldStartsAtOnce ?? availableParallelism())) this.coldStarting++;
+    else await new Promise<void>((resolve) => this.coldStartQueue.push(resolve));
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const next = this.coldStartQueue.shift();
+      if (next) next();
+      else this.coldStarting--;
+    };
   }
 
   /** Lambda ends an invocation that outlives the function's timeout, and with it the container's state. */
