@@ -25,7 +25,7 @@ import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { build } from 'esbuild';
 import { buildApp } from '#infra/app.ts';
-import { BUNDLE, PROJECT_ROOT } from '#infra/provider-function.ts';
+import { bundleBuildOptions, PROJECT_ROOT } from '#infra/provider-function.ts';
 import { DEFAULT_MAX_CODES_PER_CALL } from '#shared/providers/auco/adapter.ts';
 
 const run = promisify(execFile);
@@ -69,18 +69,6 @@ const results: Record<string, unknown> = {
 
 // ---------- 1. bundles and cold start ----------
 
-/** The same esbuild settings NodejsFunction runs for the stack (infra/provider-function.ts). */
-const DEPLOYED = {
-  bundle: true,
-  platform: 'node' as const,
-  format: 'esm' as const,
-  target: BUNDLE.target,
-  minify: BUNDLE.minify,
-  mainFields: [...BUNDLE.mainFields],
-  banner: { js: BUNDLE.banner },
-  alias: { ...BUNDLE.alias },
-};
-
 const FLOOR = '(floor: Secrets Manager client only)';
 
 async function bundles() {
@@ -120,7 +108,7 @@ async function bundles() {
     "import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';\nconst client = new SecretsManagerClient({});\nexport const handler = async () => client.send(new GetSecretValueCommand({ SecretId: 'x' }));\n",
   );
   await build({
-    ...DEPLOYED,
+    ...bundleBuildOptions(),
     entryPoints: [join(floorDir, 'floor.ts')],
     outfile: join(floorDir, 'floor.mjs'),
     nodePaths: [join(PROJECT_ROOT, 'node_modules')],

@@ -10,6 +10,7 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct } from 'constructs';
+import type { BuildOptions } from 'esbuild';
 import type { FunctionName } from '#shared/handler/routes.ts';
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -26,6 +27,21 @@ export const BUNDLE = {
   /** node:http without the ESM import that loads Node's bundled undici at every cold start (infra/node-http.cjs). */
   alias: { 'node:http': `${PROJECT_ROOT}infra/node-http.cjs`, http: `${PROJECT_ROOT}infra/node-http.cjs` },
 } as const;
+
+/** BUNDLE as esbuild's own build options, which NodejsFunction passes on esbuild's command line: for building the
+ * same bundles outside CDK (the local twin's containers, the bench's floor). */
+export function bundleBuildOptions(): BuildOptions {
+  return {
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: BUNDLE.target,
+    minify: BUNDLE.minify,
+    mainFields: [...BUNDLE.mainFields],
+    banner: { js: BUNDLE.banner },
+    alias: { ...BUNDLE.alias },
+  };
+}
 
 export interface ProviderFunctionProps {
   /** The folder under `functions/` whose `handler.ts` this function runs. */

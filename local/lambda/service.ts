@@ -15,8 +15,8 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { type BuildOptions, build } from 'esbuild';
-import { BUNDLE } from '#infra/provider-function.ts';
+import { build } from 'esbuild';
+import { BUNDLE, bundleBuildOptions } from '#infra/provider-function.ts';
 
 export interface FunctionSpec {
   name: string;
@@ -262,7 +262,8 @@ export class LocalLambdaService {
     // its own (no code splitting). About a third of the time of ten builds.
     const built = pending.length
       ? build({
-          ...this.bundleOptions(),
+          ...bundleBuildOptions(),
+          logLevel: 'silent',
           entryPoints: Object.fromEntries(pending.map((spec) => [spec.name, spec.handler])),
           outdir: this.directory(),
           outExtension: { '.js': '.mjs' },
@@ -273,7 +274,8 @@ export class LocalLambdaService {
         spec.name,
         built.then(() => join(this.directory(), `${spec.name}.mjs`)),
       );
-    await Promise.all([this.containerEntry(), built]);
+    // Awaited as stored, so a failed build rejects here once, not again unhandled from each function's promise.
+    await Promise.all([this.containerEntry(), ...pending.map((spec) => this.bundles.get(spec.name))]);
   }
 
   /** The container's own code (local/lambda/container.ts) as JavaScript, built once: a worker would otherwise strip
@@ -297,28 +299,15 @@ export class LocalLambdaService {
     return this.bundleDir;
   }
 
-  /** esbuild's options for a function's bundle: the stack's (infra/provider-function.ts). */
-  private bundleOptions(): BuildOptions {
-    return {
-      bundle: true,
-      platform: 'node',
-      format: 'esm',
-      target: BUNDLE.target,
-      minify: BUNDLE.minify,
-      mainFields: [...BUNDLE.mainFields],
-      banner: { js: BUNDLE.banner },
-      alias: { ...BUNDLE.alias },
-      logLevel: 'silent',
-    };
-  }
-
   /** The function's bundle, built once as the stack builds it. */
   private bundle(spec: FunctionSpec): Promise<string> {
     let file = this.bundles.get(spec.name);
     if (!file) {
       this.directory();
       const outfile = join(this.directory(), `${spec.name}.mjs`);
-      file = build({ ...this.bundleOptions(), entryPoints: [spec.handler], outfile }).then(() => outfile);
+      file = build({ ...bundleBuildOptions(), logLevel: 'silent', entryPoints: [spec.handler], outfile }).then(
+        () => outfile,
+      );
       this.bundles.set(spec.name, file);
     }
     return file;
