@@ -7,14 +7,17 @@
  *      against GoCardless's own Node client (gocardless-nodejs) making the same cancel;
  *   3. batch throughput: 10,000 mixed items through the local runner against rate-limited simulators, time
  *      scaled down by the same factor for every provider;
+ *   3b. container: one provider function's warm container alone, its CPU per invocation, and the CPU of one
+ *      DynamoDB call through the functions' client against a bare node:http request;
  *   4. cost: state transitions per item on both paths, from the definition and from a local run, priced.
  *   5. outage: one provider answers 503 and resets for 30 (scaled) minutes in the middle of a 2,000-item mixed
  *      batch; the batch waits in rounds behind the provider's circuit, and drains when it is back.
  *
  * Every figure is a median of repeated runs; a ratio is taken between medians of the same run. Options:
- * --quick (fewer repetitions), --only=bundles,overhead,throughput,cost,outage, --scale=N (time factor, default 10;
- * the outage runs at --outage-scale=N, default 60: a scaled minute is a second; throughput and storm at another
- * scale than 10 go to `<section>Scale<N>`). Sections not run keep their figures in bench/results.json.
+ * --quick (fewer repetitions), --only=bundles,overhead,throughput,container,cost,outage,storm, --scale=N (time
+ * factor, default 10; the outage runs at --outage-scale=N, default 60: a scaled minute is a second; throughput and
+ * storm at another scale than 10 go to `<section>Scale<N>`). Sections not run keep their figures in
+ * bench/results.json.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -31,7 +34,7 @@ import { DEFAULT_MAX_CODES_PER_CALL } from '#shared/providers/auco/adapter.ts';
 const run = promisify(execFile);
 const args = new Map(process.argv.slice(2).map((a) => a.replace(/^--/, '').split('=') as [string, string | undefined]));
 const QUICK = args.has('quick');
-const ONLY = new Set((args.get('only') ?? 'bundles,overhead,throughput,cost,outage,storm').split(','));
+const ONLY = new Set((args.get('only') ?? 'bundles,overhead,throughput,container,cost,outage,storm').split(','));
 const SCALE = Number(args.get('scale') ?? 10);
 /** Where a time-scaled section's figures go in results.json: `throughput` at the default 10x, `throughputScale4` at
  * --scale=4, so a run at another scale never overwrites the default's figures. */
@@ -531,6 +534,154 @@ async function throughput() {
   return execution?.stats;
 }
 
+// ---------- 3b. one warm container ----------
+
+/**
+ * One provider function's container alone: a batch task at a time, in sequence, through the same twin as the
+ * throughput bench (its own worker thread, DynamoDB and the simulator in processes of their own), with the
+ * simulator's limit and the pacing out of the way (time scaled 1,000x). Its CPU per invocation, by 250s, is what a
+ * warm container costs without 26 others beside it: the throughput bench's `twinCpu` is the same figure in the run.
+ */
+async function container() {
+  const { startLocalCloud } = await import('#local/cloud.ts');
+  const { RemoteSimulator } = await import('./remote-simulators.ts');
+  await quietLogs();
+  const invocations = QUICK ? 500 : 1_000;
+  const step = 250;
+  const rows = [];
+  for (const [provider, fn] of [
+    ['gocardless', 'cancel-billing-request'],
+    ['truework', 'cancel-verification-order'],
+  ] as const) {
+    const sim = await RemoteSimulator.start(provider, {
+      timeScale: 1000,
+      ...(provider === 'gocardless' ? { rateLimit: 1e9, windowMs: 60_000 } : { ratePerSecond: 1e6, burst: 1e6 }),
+    });
+    const ids = Array.from({ length: invocations + 1 }, (_, i) =>
+      provider === 'gocardless' ? `BRQW${String(i).padStart(6, '0')}` : `ORDW${String(i).padStart(6, '0')}`,
+    );
+    for (const id of ids) provider === 'gocardless' ? sim.add(id, 'pending') : sim.add(id, ['processing']);
+    await sim.flush();
+    const item = (id: string) =>
+      provider === 'gocardless' ? { provider, billingRequestId: id } : { provider, orderId: id };
+    // The task event a batch gives the function, taken from a one-item batch (a cold start and its first call).
+    let task: { item: unknown; index: number; idempotencyKey: string } | undefined;
+    const cloud = await startLocalCloud({
+      secrets: {
+        [provider]: provider === 'truework' ? { ...sim.demoSecret(), publicKeys: undefined } : sim.demoSecret(),
+      },
+      timeScale: 1000,
+      reserved: { [fn]: 1 },
+      env: { LOG_LEVEL: 'warn', METRICS_NAMESPACE: '' },
+      intercept: (name, event, call) => {
+        if (name === fn) task = event as typeof task;
+        return call();
+      },
+    });
+    await cloud.lambda.deploy();
+    const batchId = await postBatch(cloud, { reason: 'bench', items: [item(ids[0] as string)] });
+    await [...cloud.stepFunctions.executions.values()].find((e) => e.name === batchId)?.done;
+    if (!task) throw new Error(`the batch did not invoke ${fn}`);
+    const cpuMs = async () => {
+      const c = (await cloud.lambda.cpu())[fn];
+      if (!c) throw new Error(`no CPU figures for ${fn}`);
+      return { init: c.initMs, total: c.totalMs };
+    };
+    const first = await cpuMs();
+    const byStep: number[] = [];
+    let before = first.total;
+    for (let i = 1; i <= invocations; i++) {
+      const out = (await cloud.lambda.invoke(fn, {
+        ...task,
+        item: item(ids[i] as string),
+        index: i,
+        idempotencyKey: `${task.idempotencyKey}-${i}`,
+      })) as { outcome?: { outcome?: string } };
+      if (out.outcome?.outcome !== 'canceled') throw new Error(`${fn}: ${JSON.stringify(out)}`);
+      if (i % step === 0) {
+        const { total } = await cpuMs();
+        byStep.push(round((total - before) / step, 2));
+        before = total;
+      }
+    }
+    rows.push({
+      function: fn,
+      initMs: first.init,
+      firstInvocationMs: round(first.total - first.init, 1),
+      [`perInvocationMsBy${step}`]: byStep.join(', '),
+    });
+    await cloud.stop();
+    await sim.stop();
+  }
+  const dynamoCall = await dynamoCallCpu(QUICK ? 1_000 : 3_000);
+  results.container = { invocations, rows, dynamoCall };
+  console.log(`\n3b. One warm container alone: ${invocations} batch tasks in sequence, CPU per invocation`);
+  console.table(rows);
+  console.table([dynamoCall]);
+}
+
+/** This thread's CPU for one DynamoDB GetItem to the local DynamoDB: through the functions' client (signed, through
+ * the HTTP client) and as a bare keep-alive node:http request of the same shape, interleaved, medians of 5 rounds. */
+async function dynamoCallCpu(calls: number) {
+  const { startLocalDynamo } = await import('#local/aws/dynamodb.ts');
+  const { DynamoDb } = await import('#shared/aws/dynamodb.ts');
+  process.env.AWS_ACCESS_KEY_ID ??= 'AKIALOCALLOCALLOCAL0';
+  process.env.AWS_SECRET_ACCESS_KEY ??= 'local-secret-access-key';
+  process.env.AWS_REGION ??= 'us-east-1';
+  const dynamo = await startLocalDynamo({});
+  const db = new DynamoDb({ endpoint: dynamo.url });
+  const TableName = 'bench-calls';
+  await db.call('CreateTable', {
+    TableName,
+    AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+    KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+    BillingMode: 'PAY_PER_REQUEST',
+  });
+  const input = { TableName, Key: { pk: { S: 'a' } }, ConsistentRead: true };
+  for (let t = 0; t < 100; t++) {
+    const table = await db.call<{ Table: { TableStatus: string } }>('DescribeTable', { TableName });
+    if (table.Table.TableStatus === 'ACTIVE') break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const url = new URL(dynamo.url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const body = JSON.stringify(input);
+  const headers = {
+    'content-type': 'application/x-amz-json-1.0',
+    'x-amz-target': 'DynamoDB_20120810.GetItem',
+    'content-length': String(body.length),
+    // Shaped as the client's (dynalite checks that a request is signed, not the signature), so both get an item back.
+    'x-amz-date': '20261201T000000Z',
+    authorization: `AWS4-HMAC-SHA256 Credential=${process.env.AWS_ACCESS_KEY_ID}/20261201/us-east-1/dynamodb/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=${'0'.repeat(64)}`,
+  };
+  const bare = () =>
+    new Promise<void>((resolve, reject) => {
+      const req = http.request(
+        { host: url.hostname, port: url.port, method: 'POST', path: '/', agent, headers },
+        (res) => res.resume().on('end', resolve),
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  const threadCpuUs = () => {
+    const u = process.threadCpuUsage();
+    return u.user + u.system;
+  };
+  const ours: number[] = [];
+  const raw: number[] = [];
+  for (let round = 0; round < 5; round++) {
+    let c = threadCpuUs();
+    for (let i = 0; i < calls; i++) await db.call('GetItem', input);
+    ours.push((threadCpuUs() - c) / calls);
+    c = threadCpuUs();
+    for (let i = 0; i < calls; i++) await bare();
+    raw.push((threadCpuUs() - c) / calls);
+  }
+  agent.destroy();
+  await dynamo.stop();
+  return { calls, clientCpuUs: round(median(ours), 0), bareHttpCpuUs: round(median(raw), 0) };
+}
+
 // ---------- 5. storm ----------
 
 /** The highest count of `times` in any window of `windowMs` (a sliding window over sorted times). */
@@ -949,6 +1100,7 @@ async function outage() {
 if (ONLY.has('bundles')) await bundles();
 if (ONLY.has('overhead')) await overhead();
 const stats = ONLY.has('throughput') ? await throughput() : undefined;
+if (ONLY.has('container')) await container();
 if (ONLY.has('cost')) await cost(stats);
 if (ONLY.has('outage')) await outage();
 if (ONLY.has('storm')) await storm();

@@ -98,6 +98,8 @@ export interface FunctionCpu {
   initMs: number;
   /** Everything since, over the function's invocations. */
   perInvocationMs: number;
+  /** All their CPU, cold starts included. */
+  totalMs: number;
 }
 
 class Container {
@@ -405,6 +407,7 @@ export class LocalLambdaService {
         containers: list.length,
         initMs: Math.round(init / 1000),
         perInvocationMs: Math.round((total - init) / invocations) / 1000,
+        totalMs: Math.round(total) / 1000,
       };
     }
     return out;
