@@ -35,6 +35,14 @@ type Table = 'LEDGER_TABLE' | 'IDEMPOTENCY_TABLE' | 'RATE_BUDGET_TABLE' | 'CIRCU
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type ConfigLogLevel = (typeof LOG_LEVELS)[number];
+/** The other names Lambda's log levels (TRACE, FATAL) and Powertools' (TRACE, CRITICAL) use, read as the nearest
+ * level the logger has: a log level copied from either never stops a function at its cold start. */
+const LOG_LEVEL_ALIASES: Readonly<Record<string, ConfigLogLevel>> = {
+  trace: 'debug',
+  critical: 'error',
+  fatal: 'error',
+};
+const LOG_LEVEL_NAMES = [...LOG_LEVELS, ...Object.keys(LOG_LEVEL_ALIASES)];
 
 // Numbers are checked as text and read with Number() afterwards: the checks zod/mini already brings into every bundle
 // (string, refine, enum), no pipes or number schemas added to the functions' bytes.
@@ -71,8 +79,12 @@ const Environment = z.object({
   SCHEDULER_DLQ_ARN: text,
   LOOKUP_FUNCTION_NAME: text,
   METRICS_NAMESPACE: text,
-  /** Any case: read lower-cased. */
-  LOG_LEVEL: z.optional(z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` })),
+  /** Any case: read lower-cased; trace, critical and fatal as their nearest level. */
+  LOG_LEVEL: z.optional(
+    z.enum(LOG_LEVELS, {
+      error: `must be one of ${LOG_LEVEL_NAMES.join(', ')} (any case; trace logs as debug, critical and fatal as error)`,
+    }),
+  ),
 });
 
 /** `<PROVIDER>_RATE_PER_SECOND`: one per provider function (infra/stack.ts), so read by pattern. */
@@ -117,7 +129,10 @@ export function readConfig(env: Readonly<Record<string, string | undefined>>): C
   const set: Record<string, string | undefined> = Object.fromEntries(
     Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''),
   );
-  if (set.LOG_LEVEL) set.LOG_LEVEL = set.LOG_LEVEL.toLowerCase();
+  if (set.LOG_LEVEL) {
+    const level = set.LOG_LEVEL.toLowerCase();
+    set.LOG_LEVEL = LOG_LEVEL_ALIASES[level] ?? level;
+  }
   const parsed = Environment.safeParse(set);
   const rates: Record<string, number> = {};
   const problems: string[] = parsed.success ? [] : [issueText(parsed.error.issues)];

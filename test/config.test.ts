@@ -60,6 +60,20 @@ describe('reading the environment', () => {
     });
   });
 
+  it("reads Lambda's and Powertools' other level names as the nearest level (never a cold start refused for them)", () => {
+    const level = (LOG_LEVEL: string) => readConfig({ LOG_LEVEL }).logLevel;
+    expect([level('TRACE'), level('trace'), level('CRITICAL'), level('Fatal'), level('info')]).toEqual([
+      'debug',
+      'debug',
+      'error',
+      'error',
+      'info',
+    ]);
+    expect(() => readConfig({ LOG_LEVEL: 'silent' })).toThrow(
+      /LOG_LEVEL must be one of debug, info, warn, error, trace/,
+    );
+  });
+
   it('refuses a malformed variable, naming each one and never echoing its value', () => {
     const read = () =>
       readConfig({
