@@ -4,6 +4,8 @@
  *   Prepare -> [Guard -> skip?] -> inline:   Parallel of one Map per provider            -> Summarize -> waiting?
  *                                  manifest: Parallel of one Distributed Map per provider -> Summarize -> waiting?
  *            waiting: Wait (the round's seconds) -> the same fan-out with the items still pending (a round)
+ *   Guard failing for a reason that passes, its retries spent -> GuardRound -> Wait (the round's seconds) -> Guard
+ *   again, until the deadline; then the execution fails (`Guard.Unavailable`), nothing cancelled.
  *
  * Rounds (shared/batch/rounds.ts): items that end a round `failed` for a transient reason are tried again, with their
  * own idempotency keys, after a growing Wait, until the batch's `deadline`; only then are they `failed`. A
@@ -48,6 +50,7 @@ import {
 import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { MAX_DEADLINE_MS } from '#shared/batch/input.ts';
+import { GUARD_ROUND_ERRORS } from '#shared/batch/rounds.ts';
 import { RETRYABLE_ERROR_NAME } from '#shared/core/errors.ts';
 import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { providerModule, REGISTRY } from '#shared/providers/index.ts';
@@ -246,25 +249,34 @@ export class BatchStateMachine extends Construct {
         .otherwise(new Succeed(this, 'Done')),
     );
 
+    // InputPath, not a payload path: a payload path renders as `"Parameters": "$.guard"`, which is not ASL.
+    const guard = invoke('Guard', props.lookup, { inputPath: '$.guard', resultPath: '$.guardResult' }).addRetry({
+      errors: [...RATE_LIMITED, ...TRANSIENT],
+      interval: Duration.seconds(5),
+      backoffRate: 2,
+      maxAttempts: 4,
+      maxDelay: Duration.seconds(60),
+      jitterStrategy: JitterType.FULL,
+    });
+    // The guard's provider down or busy past those retries: the batch waits in rounds until its deadline, as its
+    // items would, and cancels nothing before the guard has read the application (shared/batch/rounds.ts).
+    const guardRound = invoke('GuardRound', props.summarize, {
+      payload: TaskInput.fromObject({ guardRound: JsonPath.entirePayload }),
+      resultPath: '$.round',
+    });
+    guard.addCatch(guardRound, { errors: [...GUARD_ROUND_ERRORS], resultPath: '$.guardError' });
+    guardRound.next(
+      new Wait(this, 'GuardNextRound', { time: WaitTime.secondsPath('$.round.waitSeconds') }).next(guard),
+    );
     const definition = prepare.next(
       new Choice(this, 'HasGuard')
         .when(
           Condition.isPresent('$.guard'),
-          // InputPath, not a payload path: a payload path renders as `"Parameters": "$.guard"`, which is not ASL.
-          invoke('Guard', props.lookup, { inputPath: '$.guard', resultPath: '$.guardResult' })
-            .addRetry({
-              errors: [...RATE_LIMITED, ...TRANSIENT],
-              interval: Duration.seconds(5),
-              backoffRate: 2,
-              maxAttempts: 4,
-              maxDelay: Duration.seconds(60),
-              jitterStrategy: JitterType.FULL,
-            })
-            .next(
-              new Choice(this, 'GuardDecision')
-                .when(Condition.booleanEquals('$.guardResult.skip', true), skipped)
-                .otherwise(byMode),
-            ),
+          guard.next(
+            new Choice(this, 'GuardDecision')
+              .when(Condition.booleanEquals('$.guardResult.skip', true), skipped)
+              .otherwise(byMode),
+          ),
         )
         .otherwise(byMode),
     );

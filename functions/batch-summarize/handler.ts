@@ -5,6 +5,10 @@
  * outcome per input item (in input order) and the counts per provider and outcome. Items whose Lambda crashed, and
  * items given up at the deadline, are recorded `failed` in the audit ledger here, since their own function could not.
  *
+ * Called as GuardRound (`{guardRound: state}`), it decides for a batch whose guard could not read its credit
+ * application (the provider down or busy, its retries spent): the next round's wait, for the guard to try again, or at
+ * the deadline the end of the execution (`Guard.Unavailable`), nothing cancelled.
+ *
  * The manifest path reads the Distributed Maps' ResultWriter output from S3 (children that failed or never ran
  * give `failed` outcomes for their items), keeps what rounds settle and hold back in S3 beside the batch's tasks,
  * and at the end writes `results.jsonl` and `summary.json` there.
@@ -14,12 +18,19 @@ import { getText, putJsonl, putText } from '#shared/aws/s3.ts';
 import type { PreparedTask } from '#shared/batch/prepare.ts';
 import {
   type OpenCircuits,
+  planGuardRound,
   planNextRound,
   type RoundDecision,
   type RoundInfo,
   splitRound,
 } from '#shared/batch/rounds.ts';
-import { type BatchResult, caughtOutcomes, type IterationResult, summarize } from '#shared/batch/summarize.ts';
+import {
+  type BatchResult,
+  caughtMessage,
+  caughtOutcomes,
+  type IterationResult,
+  summarize,
+} from '#shared/batch/summarize.ts';
 import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { executionCaller, type LedgerEntry, recordOrLog } from '#shared/core/ledger.ts';
@@ -56,8 +67,47 @@ const Manifest = z.looseObject({
   /** Where earlier rounds left their final outcomes and held-back tasks (JSONL). */
   carried: z.optional(z.object({ settled: z.string(), held: z.string() })),
 });
-const Task = z.discriminatedUnion('mode', [Inline, Manifest]);
+/** The state of a batch whose guard failed for a reason that passes (GuardRound's payload). */
+const GuardRound = z.object({
+  guardRound: z.looseObject({
+    mode: z.enum(['inline', 'manifest']),
+    deadline: z.string(),
+    unique: z.number(),
+    guard: z.looseObject({ creditApplicationId: z.string() }),
+    guardError: z.looseObject({ Error: z.string(), Cause: z.optional(z.string()) }),
+    round: Round,
+  }),
+});
+const Task = z.union([GuardRound, z.discriminatedUnion('mode', [Inline, Manifest])]);
 type Input = z.infer<typeof Task>;
+
+/** A guard that could not read its credit application until the deadline: the execution ends, nothing cancelled. */
+class GuardUnavailableError extends Error {
+  override readonly name = 'Guard.Unavailable';
+  constructor(message: string) {
+    super(message);
+    this.stack = '';
+  }
+}
+
+/** GuardRound: the next round's wait (its `round`, which the Wait reads and GET /v1/batches shows), or the end. */
+function guardRound(state: z.infer<typeof GuardRound>['guardRound']): RoundInfo {
+  const decision = planGuardRound({
+    mode: state.mode,
+    deadline: state.deadline,
+    now: Date.now(),
+    ...(state.round ? { round: state.round } : {}),
+    items: state.unique,
+    creditApplicationId: state.guard.creditApplicationId,
+    failure: caughtMessage(state.guardError),
+  });
+  if (decision.kind === 'final') {
+    log.error('batch guard gave up: nothing cancelled', { message: decision.message });
+    throw new GuardUnavailableError(decision.message);
+  }
+  log.warn('batch guard could not read its credit application: waits for its next round', { round: decision.round });
+  return decision.round;
+}
 
 /** One child execution as the ResultWriter lists it (Transformation NONE). */
 interface ChildResult {
@@ -306,6 +356,7 @@ export const handler = defineHandler<Input, unknown>({
   name: 'batch-summarize',
   task: { schema: Task, toInput: (p: Input) => p },
   run: async (state) => {
+    if ('guardRound' in state) return guardRound((state as z.infer<typeof GuardRound>).guardRound);
     if (state.mode === 'manifest') return summarizeManifest(state);
     const iterations = state.groups.flat() as IterationResult[];
     const held = (state.held ?? []) as PreparedTask[];

@@ -13,7 +13,7 @@
  */
 import { RETRYABLE_ERROR_NAME } from '#shared/core/errors.ts';
 import { type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
-import { providerModule } from '#shared/providers/index.ts';
+import { GUARD, providerModule } from '#shared/providers/index.ts';
 import { keyFor, operationOf, targetOf } from './keys.ts';
 import { emptyGroups, type Prepared, type PreparedTask } from './prepare.ts';
 import { caughtOutcomes, chunkTargets, collectOutcomes, type IterationResult } from './summarize.ts';
@@ -92,8 +92,9 @@ export interface RoundInfo {
   events: number;
   /** Items (a chunk's targets counted one by one) still without a final outcome. */
   pending: number;
-  /** Providers the batch waits for, with how many items, and their circuit when it is open. */
-  waitingFor: { provider: Provider; items: number; circuit?: 'open'; since?: string }[];
+  /** Providers the batch waits for, with how many items, and their circuit when it is open; `guard`: the credit
+   * application the batch's guard could not read yet (every item waits for it). */
+  waitingFor: { provider: Provider; items: number; circuit?: 'open'; since?: string; guard?: string }[];
   waitSeconds: number;
   nextAttemptAt: string;
   /** The latest failure per provider: what the items still waiting would say. */
@@ -146,6 +147,27 @@ function givenUp(task: PreparedTask, last: Settled[] | undefined, why: string, f
 }
 
 /**
+ * Whether another round fits before the deadline and in the execution's history (`reserve`: events kept for a last
+ * round), and the wait before it: growing from ROUNDS.firstWaitSeconds, never past the deadline, and spaced out
+ * evenly when the history holds too few rounds of the longest wait until the deadline (a 7-day deadline).
+ */
+function roomForRound(
+  deadline: string,
+  now: number,
+  number: number,
+  events: number,
+  reserve: number,
+): { ended: 'deadline' | 'history' } | { ended?: undefined; waitSeconds: number } {
+  const left = (Date.parse(deadline) - now) / 1000;
+  const roundsLeft = Math.floor((ROUNDS.historyEvents - events - reserve) / ROUNDS.eventsPerRound);
+  if (left <= 0) return { ended: 'deadline' };
+  if (roundsLeft < 1) return { ended: 'history' };
+  const step = Math.min(ROUNDS.maxWaitSeconds, ROUNDS.firstWaitSeconds * ROUNDS.factor ** (number - 1));
+  const floor = left > roundsLeft * ROUNDS.maxWaitSeconds ? left / roundsLeft : 0;
+  return { waitSeconds: Math.max(1, Math.ceil(Math.min(left, Math.max(step, floor)))) };
+}
+
+/**
  * After a round: the next one (what it runs, what it holds back, how long it waits), or the end, with the items
  * still failing given up as `failed` and the reason. Pure: `now` and the open circuits come from the caller.
  */
@@ -171,15 +193,12 @@ export function planNextRound(input: {
   const tasks = [...retry.map((r) => r.task), ...held];
   if (!tasks.length) return { kind: 'final', failed: [], report: { count: round.number, deadline, ended: 'settled' } };
 
-  const deadlineAt = Date.parse(deadline);
-  const left = (deadlineAt - now) / 1000;
-  // Rounds the history can still hold, keeping room for one round that runs every item still pending.
+  // Room kept in the history for one round that runs every item still pending.
   const reserve = inline ? tasks.length * ROUNDS.eventsPerInlineTask : 0;
-  const roundsLeft = Math.floor((ROUNDS.historyEvents - events - reserve) / ROUNDS.eventsPerRound);
-  if (left <= 0 || roundsLeft < 1) {
-    const ended = left <= 0 ? 'deadline' : 'history';
+  const room = roomForRound(deadline, now, round.number, events, reserve);
+  if (room.ended) {
     const why =
-      ended === 'deadline'
+      room.ended === 'deadline'
         ? `still failing when the batch's deadline ${deadline} passed, after ${round.number} round(s)`
         : `given up after ${round.number} round(s): the execution's history has no room for another`;
     const lastOf = new Map(retry.map((r) => [r.task.idempotencyKey, r.last]));
@@ -193,7 +212,7 @@ export function planNextRound(input: {
       report: {
         count: round.number,
         deadline,
-        ended,
+        ended: room.ended,
         message: `${failed.length} item(s) of ${providers.join(', ')} ${why}`,
       },
     };
@@ -207,12 +226,9 @@ export function planNextRound(input: {
     if (open[provider] && groups[provider].length >= 1) nextHeld.push(task);
     else groups[provider].push(task);
   }
-  const step = Math.min(ROUNDS.maxWaitSeconds, ROUNDS.firstWaitSeconds * ROUNDS.factor ** (round.number - 1));
-  // Only a deadline too far for the rounds left at the longest step spaces them out further (a 7-day deadline).
-  const floor = left > roundsLeft * ROUNDS.maxWaitSeconds ? left / roundsLeft : 0;
   // Items held back for a circuit that has closed since (a probe got an answer): the provider is back, drain now.
   const recovered = held.some((t) => !open[t.item.provider]);
-  const waitSeconds = recovered ? 1 : Math.max(1, Math.ceil(Math.min(left, Math.max(step, floor))));
+  const waitSeconds = recovered ? 1 : room.waitSeconds;
   const waitingFor = PROVIDERS.flatMap((provider) => {
     const mine = tasks.filter((t) => t.item.provider === provider);
     if (!mine.length) return [];
@@ -238,6 +254,63 @@ export function planNextRound(input: {
       waitSeconds,
       nextAttemptAt: new Date(now + waitSeconds * 1000).toISOString(),
       lastFailure,
+    },
+  };
+}
+
+/** Errors a batch's guard waits out in rounds once its own retries are spent (the lookup's provider down or busy,
+ * Lambda throttled or failing): the same that keep an item for its next round. Anything else stops the batch. */
+export const GUARD_ROUND_ERRORS: readonly string[] = [...ROUND_RETRYABLE_ERRORS].filter(
+  (e) => e !== 'Provider.CircuitOpen',
+);
+
+export type GuardRoundDecision = { kind: 'wait'; round: RoundInfo } | { kind: 'final'; message: string };
+
+/**
+ * After a guard that could not read its credit application for a reason that passes (GUARD_ROUND_ERRORS): another
+ * try after a round's wait, as a failing item gets, until the batch's deadline; then the end, nothing cancelled,
+ * with why. Nothing is cancelled before the guard has read the application. Pure: `now` comes from the caller.
+ */
+export function planGuardRound(input: {
+  mode: Prepared['mode'];
+  deadline: string;
+  now: number;
+  /** The rounds so far (guard rounds included), absent before the first. */
+  round?: { number: number; events: number };
+  /** Items the batch would cancel (after de-duplication). */
+  items: number;
+  creditApplicationId: string;
+  failure: string;
+}): GuardRoundDecision {
+  const { mode, deadline, now, items, creditApplicationId, failure } = input;
+  const number = (input.round?.number ?? 0) + 1;
+  const events = (input.round?.events ?? 0) + ROUNDS.eventsPerRound;
+  const reserve = mode === 'inline' ? items * ROUNDS.eventsPerInlineTask : 0;
+  const room = roomForRound(deadline, now, number, events, reserve);
+  if (room.ended) {
+    const when =
+      room.ended === 'deadline'
+        ? `before the batch's deadline ${deadline} passed`
+        : "while the execution's history had room for another round";
+    return {
+      kind: 'final',
+      message:
+        `The batch's guard could not read ${GUARD.title} credit application ${creditApplicationId} ${when}, after ${number} round(s): nothing was cancelled (${items} item(s)). Last failure: ${failure}`.slice(
+          0,
+          2000,
+        ),
+    };
+  }
+  return {
+    kind: 'wait',
+    round: {
+      number,
+      events,
+      pending: items,
+      waitingFor: [{ provider: GUARD.provider, items, guard: creditApplicationId }],
+      waitSeconds: room.waitSeconds,
+      nextAttemptAt: new Date(now + room.waitSeconds * 1000).toISOString(),
+      lastFailure: { [GUARD.provider]: `guard: ${failure}`.slice(0, 1000) },
     },
   };
 }

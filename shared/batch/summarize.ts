@@ -70,22 +70,32 @@ const FAILURE_OF_ERROR: Record<string, Failure> = {
   'Lambda.TooManyRequestsException': 'rate_limited',
 };
 
+/** The outcomes a caught `Provider.*` error carries as its message (its Lambda's answer), if any. */
+function carriedOutcomes(error: { Error: string }, message: string): Outcome[] | undefined {
+  if (!error.Error.startsWith('Provider.')) return undefined;
+  try {
+    const parsed = JSON.parse(message) as Outcome | Outcome[];
+    const carried = Array.isArray(parsed) ? parsed : [parsed];
+    // Outcomes only: a message that merely parses as JSON (a quoted string, a number) carries none.
+    return carried.every((o) => typeof o?.outcome === 'string') ? carried : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A caught error in a sentence: its name and what its outcome says (or its cause), scrubbed of credentials. */
+export function caughtMessage(error: { Error: string; Cause?: string }): string {
+  const message = causeMessage(error.Cause);
+  const said = carriedOutcomes(error, message)?.[0]?.message;
+  return redact(`${error.Error}: ${said ?? message}`).slice(0, 1000);
+}
+
 /** The outcomes a caught task stands for: the ones its `Provider.*` error carries, else `failed` for each item. */
 export function caughtOutcomes(
   task: PreparedTask & { error: { Error: string; Cause?: string } },
 ): { index: number; outcome: Outcome }[] {
   const message = causeMessage(task.error.Cause);
-  let carried: Outcome[] | undefined;
-  if (task.error.Error.startsWith('Provider.')) {
-    try {
-      const parsed = JSON.parse(message) as Outcome | Outcome[];
-      carried = Array.isArray(parsed) ? parsed : [parsed];
-      // Outcomes only: a message that merely parses as JSON (a quoted string, a number) carries none.
-      if (!carried.every((o) => typeof o?.outcome === 'string')) carried = undefined;
-    } catch {
-      carried = undefined;
-    }
-  }
+  const carried = carriedOutcomes(task.error, message);
   const provider = task.item.provider;
   const failure = FAILURE_OF_ERROR[task.error.Error] ?? 'transient';
   const failed = (target: Record<string, string>): Outcome => ({

@@ -46,7 +46,7 @@ export const SECRET_SCHEMAS = Object.fromEntries(REGISTRY.map((p) => [p.name, p.
 >;
 
 /** The provider a batch's guard looks up (its credit applications), with its title for messages. */
-export const GUARD = { title: mycreditapp.title, ...mycreditapp.guard };
+export const GUARD = { provider: mycreditapp.name, title: mycreditapp.title, ...mycreditapp.guard };
 
 /** Who else reads a batch's reason, besides the record (the providers whose requests carry it). */
 export const REASON_GOES_TO: readonly string[] = REGISTRY.flatMap((p) => ('reasonGoesTo' in p ? [p.reasonGoesTo] : []));

@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as batches } from '#functions/batches/handler.ts';
 import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
-import type { BatchResult } from '#shared/batch/summarize.ts';
+import { MYCREDITAPP_DEMO } from '#local/simulators/mycreditapp.ts';
+import { type BatchResult, causeMessage } from '#shared/batch/summarize.ts';
 import { DynamoCircuitStore } from '#shared/core/circuit.ts';
 import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
@@ -63,8 +64,11 @@ async function read(batchId: string) {
       pending: number;
       nextAttemptAt: string;
       deadline: string;
-      waitingFor: { provider: string; items: number; circuit?: string }[];
+      waitingFor: { provider: string; items: number; circuit?: string; guard?: string }[];
+      lastFailure?: Record<string, string>;
     };
+    error?: string;
+    cause?: string;
   };
 }
 /** Polls until `check` holds (bounded: a broken build fails here instead of hanging). */
@@ -237,4 +241,55 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     expect(cancels.size).toBe(60);
     expect([...cancels.values()].every((n) => n === 1)).toBe(true);
   }, 180_000);
+
+  it('a guard whose provider is down waits in rounds (visible), cancels nothing until it has read the application, then the batch runs', async () => {
+    system.mycreditapp.inject(down);
+    const gc = gocardlessItems('G', 3);
+    const app = MYCREDITAPP_DEMO.declinedApplication;
+    const execution = start({ reason: 'expired', guard: { creditApplicationId: app }, items: gc });
+
+    // Past the guard's own retries, the batch waits for mycreditapp in rounds, as items do, and says so.
+    let seen: Awaited<ReturnType<typeof read>> | undefined;
+    await until(async () => {
+      seen = await read(execution.name);
+      return (seen.waiting?.round ?? 0) >= 2;
+    }, 'the guard to wait a second round');
+    expect(seen?.status).toBe('waiting');
+    expect(seen?.waiting?.waitingFor).toEqual([{ provider: 'mycreditapp', items: 3, guard: app }]);
+    expect(seen?.waiting?.lastFailure?.mycreditapp).toMatch(
+      /^guard: Provider\.Transient: HTTP 503 \(after \d attempt\(s\)\)$/,
+    );
+    expect(system.gocardless.received('POST', /actions\/cancel$/)).toHaveLength(0);
+
+    system.mycreditapp.clearFaults();
+    const result = await outputOf(execution);
+    expect(result).toMatchObject({ status: 'completed', guard: { found: true, skip: false, status: 'declined' } });
+    expect(result.results.map((r) => r.outcome)).toEqual(['canceled', 'canceled', 'canceled']);
+    expect(result.rounds).toMatchObject({ ended: 'settled' });
+    expect(result.rounds?.count).toBeGreaterThan(2);
+    expect([...system.gocardless.effectiveCancels.values()]).toEqual([1, 1, 1]);
+  });
+
+  it('a guard whose provider stays down past the deadline: the execution fails saying why, and nothing is cancelled', async () => {
+    system.mycreditapp.inject(down);
+    const gc = gocardlessItems('H', 2);
+    const app = MYCREDITAPP_DEMO.declinedApplication;
+    const deadline = new Date(Date.now() + 1_500).toISOString();
+    const execution = start({ reason: 'expired', deadline, guard: { creditApplicationId: app }, items: gc });
+    await execution.done;
+    expect(execution.status).toBe('FAILED');
+    expect(execution.error).toBe('Guard.Unavailable');
+    const [said, rounds] = causeMessage(execution.cause).split(/after \d+ round\(s\)/);
+    expect(said).toBe(
+      `The batch's guard could not read mycreditapp credit application ${app} before the batch's deadline ${deadline} passed, `,
+    );
+    expect(rounds).toBe(
+      ': nothing was cancelled (2 item(s)). Last failure: Provider.Transient: HTTP 503 (after 4 attempt(s))',
+    );
+    const batch = await read(execution.name);
+    expect(batch).toMatchObject({ status: 'failed', error: 'Guard.Unavailable' });
+    expect(system.gocardless.received('POST', /actions\/cancel$/)).toHaveLength(0);
+    // The guard tried, and its lookup retried, until the deadline: mycreditapp was asked again and again.
+    expect(system.mycreditapp.requests.length).toBeGreaterThan(4);
+  });
 });

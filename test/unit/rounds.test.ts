@@ -1,7 +1,7 @@
 /** Rounds (shared/batch/rounds.ts): which items go again, how long the batch waits, and when it gives up. Pure. */
 import { describe, expect, it } from 'vitest';
 import type { PreparedTask } from '#shared/batch/prepare.ts';
-import { planNextRound, ROUNDS, splitRound } from '#shared/batch/rounds.ts';
+import { planGuardRound, planNextRound, ROUNDS, splitRound } from '#shared/batch/rounds.ts';
 import type { IterationResult } from '#shared/batch/summarize.ts';
 import { base, settle } from '#shared/core/cancel.ts';
 import { MemoryLedger } from '#shared/core/ledger.ts';
@@ -233,5 +233,56 @@ describe('rounds', () => {
       repeat: { ledger, idempotencyKey: 'chunk-c', executionId: 'exec-2' },
     });
     expect(otherBatch.outcome).toBe('already_canceled');
+  });
+});
+
+describe('a guard that cannot read its credit application yet', () => {
+  const APP = 'd4c1b0f5-8a7e-4d3c-9fa0-917c6d5e4f43';
+  const guardPlan = (over: Partial<Parameters<typeof planGuardRound>[0]> = {}) =>
+    planGuardRound({
+      mode: 'inline',
+      deadline: new Date(NOW + 24 * 3_600_000).toISOString(),
+      now: NOW,
+      items: 10,
+      creditApplicationId: APP,
+      failure: 'mycreditapp answered 503 four times',
+      ...over,
+    });
+
+  it('waits in rounds as items do, growing to 5 minutes, every item waiting for the guard, and says why', () => {
+    const first = guardPlan();
+    expect(first).toEqual({
+      kind: 'wait',
+      round: {
+        number: 1,
+        events: ROUNDS.eventsPerRound,
+        pending: 10,
+        waitingFor: [{ provider: 'mycreditapp', items: 10, guard: APP }],
+        waitSeconds: ROUNDS.firstWaitSeconds,
+        nextAttemptAt: new Date(NOW + ROUNDS.firstWaitSeconds * 1000).toISOString(),
+        lastFailure: { mycreditapp: 'guard: mycreditapp answered 503 four times' },
+      },
+    });
+    const later = guardPlan({ round: { number: 6, events: 400 } });
+    expect(later.kind === 'wait' && [later.round.number, later.round.events, later.round.waitSeconds]).toEqual([
+      7,
+      400 + ROUNDS.eventsPerRound,
+      ROUNDS.maxWaitSeconds,
+    ]);
+    // Never past the deadline.
+    const near = guardPlan({ deadline: new Date(NOW + 12_500).toISOString(), round: { number: 3, events: 180 } });
+    expect(near.kind === 'wait' && near.round.waitSeconds).toBe(13);
+  });
+
+  it('ends at the deadline, or when the history has no room left, with nothing cancelled and the last failure', () => {
+    const deadline = new Date(NOW - 1).toISOString();
+    expect(guardPlan({ deadline, round: { number: 4, events: 240 } })).toEqual({
+      kind: 'final',
+      message: `The batch's guard could not read mycreditapp credit application ${APP} before the batch's deadline ${deadline} passed, after 5 round(s): nothing was cancelled (10 item(s)). Last failure: mycreditapp answered 503 four times`,
+    });
+    // An inline batch keeps room for a round that runs every item.
+    const full = guardPlan({ round: { number: 300, events: ROUNDS.historyEvents - 100 } });
+    expect(full.kind === 'final' && full.message).toMatch(/while the execution's history had room for another round/);
+    expect(guardPlan({ mode: 'manifest', items: 1000, round: { number: 2, events: 120 } }).kind).toBe('wait');
   });
 });
