@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import { identity } from '#shared/batch/keys.ts';
+import { causeMessage } from '#shared/batch/summarize.ts';
 import { isCanceled, OUTCOMES, type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { ROUTES } from '#shared/handler/routes.ts';
 import { type BatchItem, REGISTRY } from '#shared/providers/index.ts';
@@ -227,16 +228,18 @@ function waitingLine(body: Record<string, unknown>): string | undefined {
         round?: number;
         nextAttemptAt?: string;
         deadline?: string;
-        waitingFor?: { provider: string; items: number; circuit?: string; since?: string }[];
+        waitingFor?: { provider: string; items: number; circuit?: string; since?: string; guard?: string }[];
       }
     | undefined;
   if (body.status !== 'waiting' || !w) return undefined;
   const time = (iso: string | undefined) => (iso ? new Date(iso).toISOString().slice(11, 19) : '?');
   const what = (w.waitingFor ?? [])
     .map((f) =>
-      f.circuit === 'open'
-        ? `${f.provider} unreachable since ${time(f.since)} (${f.items} items)`
-        : `${f.provider} (${f.items} items)`,
+      f.guard
+        ? `${f.provider} to read credit application ${f.guard} for the guard (${f.items} items, none cancelled yet)`
+        : f.circuit === 'open'
+          ? `${f.provider} unreachable since ${time(f.since)} (${f.items} items)`
+          : `${f.provider} (${f.items} items)`,
     )
     .join(', ');
   return `waiting after round ${w.round ?? '?'} for ${what}; next attempt at ${time(w.nextAttemptAt)} UTC, gives up at ${w.deadline ?? '?'}`;
@@ -329,6 +332,9 @@ async function main(): Promise<number> {
         say(`Batch ${String(answer.body.batchId ?? args[0])}: ${String(answer.body.status ?? answer.body.message)}`);
         const waiting = waitingLine(answer.body);
         if (waiting) say(waiting);
+        // An execution that failed (a guard that never read its application, invalid input): its error, and why.
+        if (typeof answer.body.error === 'string')
+          say(`${answer.body.error}: ${causeMessage(String(answer.body.cause ?? ''))}`);
         const rounds = answer.body.rounds as { message?: string } | undefined;
         if (rounds?.message) say(rounds.message);
         if (answer.body.summary) say(summaryTable(answer.body.summary as Parameters<typeof summaryTable>[0]));

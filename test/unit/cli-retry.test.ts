@@ -100,3 +100,49 @@ describe('the CLI when the API is busy', () => {
     expect(seen).toHaveLength(0);
   });
 });
+
+describe('the CLI on a batch that waits for its guard, or failed', () => {
+  const APP = 'd4c1b0f5-8a7e-4d3c-9fa0-917c6d5e4f43';
+  it('says what a waiting batch waits for: the guard, with nothing cancelled yet', async () => {
+    const { url } = await api([
+      {
+        status: 200,
+        body: {
+          batchId: 'b-guard',
+          status: 'waiting',
+          waiting: {
+            round: 2,
+            pending: 10,
+            waitingFor: [{ provider: 'mycreditapp', items: 10, guard: APP }],
+            nextAttemptAt: '2026-12-01T21:40:00.000Z',
+            deadline: '2026-12-02T21:30:00.000Z',
+          },
+        },
+      },
+    ]);
+    const out = await cli(url, ['status', 'b-guard']);
+    expect(out.code).toBe(1);
+    expect(out.stdout).toContain(
+      `waiting after round 2 for mycreditapp to read credit application ${APP} for the guard (10 items, none cancelled yet); next attempt at 21:40:00 UTC, gives up at 2026-12-02T21:30:00.000Z`,
+    );
+  });
+
+  it("says why a failed batch failed: the execution's error and its message", async () => {
+    const message = `The batch's guard could not read mycreditapp credit application ${APP} before the batch's deadline passed`;
+    const { url } = await api([
+      {
+        status: 200,
+        body: {
+          batchId: 'b-failed',
+          status: 'failed',
+          error: 'Guard.Unavailable',
+          cause: JSON.stringify({ errorType: 'Guard.Unavailable', errorMessage: message, trace: [] }),
+        },
+      },
+    ]);
+    const out = await cli(url, ['status', 'b-failed']);
+    expect(out.code).toBe(1);
+    expect(out.stdout).toContain('Batch b-failed: failed');
+    expect(out.stdout).toContain(`Guard.Unavailable: ${message}`);
+  });
+});
