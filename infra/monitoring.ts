@@ -1,6 +1,6 @@
 /**
- * Alarms on what needs a person (function errors and throttles, failed batch executions, undeliverable schedules,
- * a provider unreachable for 15 minutes) and a dashboard of cancellations by provider and outcome and of each
+ * Alarms on what needs a person (function errors and throttles, failed or timed-out batch executions, undeliverable
+ * schedules, a provider unreachable for 15 minutes, a provider refusing cancellations) and a dashboard of cancellations by provider and outcome and of each
  * provider's circuit, from the metrics the functions emit (shared/observability/metrics.ts).
  */
 import { Duration, Stack } from 'aws-cdk-lib';
@@ -84,7 +84,12 @@ export class Monitoring extends Construct {
     alarm(
       'BatchExecutionsFailed',
       props.stateMachine.metricFailed({ period: Duration.minutes(5) }),
-      'A batch execution failed (invalid input, an unreadable guard, or a bug)',
+      "A batch execution failed (invalid input, a guard that could not read its credit application by the batch's deadline, or a bug): nothing after the failure was cancelled; its error says why",
+    );
+    alarm(
+      'BatchExecutionsTimedOut',
+      props.stateMachine.metricTimedOut({ period: Duration.minutes(5) }),
+      "A batch execution ran past the state machine's timeout (the latest deadline and an hour): items still pending were not cancelled",
     );
     for (const [i, queue] of (props.deadLetterQueues ?? []).entries()) {
       alarm(
@@ -110,6 +115,24 @@ export class Monitoring extends Construct {
         circuit(provider, 'UnreachableSeconds'),
         `${provider} has been unreachable for 15 minutes (its circuit is open): batches wait in rounds until their deadline, then report the items failed`,
         15 * 60,
+      );
+    }
+
+    // A refusal (`rejected`) is final and, with our input validated before anything is sent, almost always ours to
+    // fix: credentials revoked or wrong (401 after a refreshed secret), organization headers (403), a wrong baseUrl or
+    // apiVersion, an answer whose signature does not verify. Nobody waits on a scheduled expiration's result, so
+    // the first one tells a person.
+    for (const provider of PROVIDERS) {
+      alarm(
+        `${provider}Rejected`,
+        new Metric({
+          namespace: props.namespace,
+          metricName: 'Cancellations',
+          dimensionsMap: { Provider: provider, Outcome: 'rejected' },
+          statistic: Stats.SUM,
+          period: Duration.minutes(5),
+        }),
+        `${provider} refused cancellations as invalid or unauthorized (outcome rejected): check its secret, baseUrl and apiVersion; each ledger entry's message says why`,
       );
     }
 

@@ -459,7 +459,7 @@ describe('the stack', () => {
     expect(definition.match(/\\"MaxItemsPerBatch\\":25/g)).toHaveLength(4);
   });
 
-  it('alarms on every function (errors, throttles) and on failed executions, to an encrypted topic; a dashboard', () => {
+  it('alarms on every function (errors, throttles), on failed and timed-out executions and on refusals, to an encrypted topic; a dashboard', () => {
     const alarms = ofType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
     for (const name of Object.keys(stack.functions)) {
       expect(
@@ -478,6 +478,24 @@ describe('the stack', () => {
       ).toBe(true);
     }
     expect(alarms.some((a) => a.MetricName === 'ExecutionsFailed')).toBe(true);
+    expect(alarms.some((a) => a.MetricName === 'ExecutionsTimedOut')).toBe(true);
+    // A provider refusing cancellations (rejected: credentials, configuration, unverifiable answers) tells a person,
+    // on the metric the functions emit (Cancellations by Provider and Outcome).
+    for (const provider of ['mycreditapp', 'auco', 'truework', 'gocardless'])
+      expect(
+        alarms.filter(
+          (a) =>
+            a.MetricName === 'Cancellations' &&
+            a.Statistic === 'Sum' &&
+            a.Threshold === 1 &&
+            JSON.stringify(a.Dimensions) ===
+              JSON.stringify([
+                { Name: 'Outcome', Value: 'rejected' },
+                { Name: 'Provider', Value: provider },
+              ]),
+        ),
+        provider,
+      ).toHaveLength(1);
     expect(alarms.every((a) => Array.isArray(a.AlarmActions) && a.AlarmActions.length === 1)).toBe(true);
     template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
     expect(JSON.stringify(ofType('AWS::CloudWatch::Dashboard')[0]?.[1].Properties.DashboardBody)).toContain(
