@@ -1,6 +1,7 @@
 /**
  * Alarms on what needs a person (function errors and throttles, failed or timed-out batch executions, undeliverable
- * schedules, a provider unreachable for 15 minutes, a provider refusing cancellations) and a dashboard of cancellations by provider and outcome and of each
+ * schedules, a provider unreachable for 15 minutes, a provider refusing cancellations, items given up at a batch's
+ * deadline) and a dashboard of cancellations by provider and outcome and of each
  * provider's circuit, from the metrics the functions emit (shared/observability/metrics.ts).
  */
 import { Duration, Stack } from 'aws-cdk-lib';
@@ -133,6 +134,21 @@ export class Monitoring extends Construct {
           period: Duration.minutes(5),
         }),
         `${provider} refused cancellations as invalid or unauthorized (outcome rejected): check its secret, baseUrl and apiVersion; each ledger entry's message says why`,
+      );
+    }
+
+    // Items a batch gave up at its deadline, still failing (Summarize's GivenUp).
+    for (const provider of PROVIDERS) {
+      alarm(
+        `${provider}GivenUp`,
+        new Metric({
+          namespace: props.namespace,
+          metricName: 'GivenUp',
+          dimensionsMap: { Provider: provider },
+          statistic: Stats.SUM,
+          period: Duration.minutes(5),
+        }),
+        `${provider}: a batch gave items up at its deadline, still failing (not cancelled); the batch's result and each ledger entry say why`,
       );
     }
 

@@ -37,7 +37,7 @@ import { executionCaller, type LedgerEntry, recordOrLog } from '#shared/core/led
 import { type Outcome, PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { defineHandler } from '#shared/handler/middleware.ts';
 import { log } from '#shared/observability/log.ts';
-import { emitCircuitMetrics } from '#shared/observability/metrics.ts';
+import { emitCircuitMetrics, emitGivenUpMetrics } from '#shared/observability/metrics.ts';
 import { parseJson } from '#shared/providers/common.ts';
 
 needs('BATCH_BUCKET', 'LEDGER_TABLE');
@@ -207,8 +207,10 @@ async function afterRound(
     open,
     lastFailure: round?.lastFailure ?? {},
   });
-  if (decision.kind === 'final') await recordGivenUp(decision.failed, state.batch);
-  else log.info('batch waits for its next round', { round: decision.round });
+  if (decision.kind === 'final') {
+    await recordGivenUp(decision.failed, state.batch);
+    emitGivenUpMetrics(decision.failed.map((f) => f.outcome));
+  } else log.info('batch waits for its next round', { round: decision.round });
   return { settled, decision };
 }
 

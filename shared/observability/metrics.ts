@@ -75,3 +75,31 @@ export function emitCircuitMetrics(
     }),
   );
 }
+
+/**
+ * Items a batch gave up at its deadline (or when its history was full), still `failed`: `GivenUp` per provider,
+ * written by Summarize. Nobody waits on a scheduled expiration's result, so its alarm tells a person.
+ */
+export function emitGivenUpMetrics(
+  outcomes: readonly Pick<Outcome, 'provider'>[],
+  write: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+): void {
+  const namespace = config().metricsNamespace;
+  if (!namespace || outcomes.length === 0) return;
+  const counts = new Map<string, number>();
+  for (const o of outcomes) counts.set(o.provider, (counts.get(o.provider) ?? 0) + 1);
+  for (const [provider, count] of counts) {
+    write(
+      JSON.stringify({
+        _aws: {
+          Timestamp: Date.now(),
+          CloudWatchMetrics: [
+            { Namespace: namespace, Dimensions: [['Provider']], Metrics: [{ Name: 'GivenUp', Unit: 'Count' }] },
+          ],
+        },
+        Provider: provider,
+        GivenUp: count,
+      }),
+    );
+  }
+}

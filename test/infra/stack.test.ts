@@ -496,6 +496,17 @@ describe('the stack', () => {
         ),
         provider,
       ).toHaveLength(1);
+    // Items a batch gave up at its deadline, per provider (Summarize's GivenUp).
+    for (const provider of ['mycreditapp', 'auco', 'truework', 'gocardless'])
+      expect(
+        alarms.filter(
+          (a) =>
+            a.MetricName === 'GivenUp' &&
+            a.Statistic === 'Sum' &&
+            JSON.stringify(a.Dimensions) === JSON.stringify([{ Name: 'Provider', Value: provider }]),
+        ),
+        provider,
+      ).toHaveLength(1);
     expect(alarms.every((a) => Array.isArray(a.AlarmActions) && a.AlarmActions.length === 1)).toBe(true);
     template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
     expect(JSON.stringify(ofType('AWS::CloudWatch::Dashboard')[0]?.[1].Properties.DashboardBody)).toContain(

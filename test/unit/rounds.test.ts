@@ -3,9 +3,11 @@ import { describe, expect, it } from 'vitest';
 import type { PreparedTask } from '#shared/batch/prepare.ts';
 import { planGuardRound, planNextRound, ROUNDS, splitRound } from '#shared/batch/rounds.ts';
 import type { IterationResult } from '#shared/batch/summarize.ts';
+import { reloadConfig } from '#shared/config.ts';
 import { base, settle } from '#shared/core/cancel.ts';
 import { MemoryLedger } from '#shared/core/ledger.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
+import { emitGivenUpMetrics } from '#shared/observability/metrics.ts';
 
 const NOW = Date.parse('2026-12-01T00:00:00Z');
 const task = (provider: 'gocardless' | 'truework', index: number): PreparedTask => ({
@@ -284,5 +286,30 @@ describe('a guard that cannot read its credit application yet', () => {
     const full = guardPlan({ round: { number: 300, events: ROUNDS.historyEvents - 100 } });
     expect(full.kind === 'final' && full.message).toMatch(/while the execution's history had room for another round/);
     expect(guardPlan({ mode: 'manifest', items: 1000, round: { number: 2, events: 120 } }).kind).toBe('wait');
+  });
+});
+
+describe('items given up at the deadline, counted for the alarm', () => {
+  it('Summarize writes GivenUp per provider as EMF (the alarm reads it); nothing without a namespace', () => {
+    const lines: string[] = [];
+    const given = [{ provider: 'truework' }, { provider: 'truework' }, { provider: 'gocardless' }] as const;
+    process.env.METRICS_NAMESPACE = 'Cancellations/test';
+    reloadConfig();
+    try {
+      emitGivenUpMetrics(given, (l) => lines.push(l));
+    } finally {
+      delete process.env.METRICS_NAMESPACE;
+      reloadConfig();
+    }
+    const emf = lines.map((l) => JSON.parse(l) as Record<string, unknown> & { _aws: { CloudWatchMetrics: unknown } });
+    expect(emf.map(({ Provider, GivenUp }) => [Provider, GivenUp])).toEqual([
+      ['truework', 2],
+      ['gocardless', 1],
+    ]);
+    expect(emf[0]?._aws.CloudWatchMetrics).toEqual([
+      { Namespace: 'Cancellations/test', Dimensions: [['Provider']], Metrics: [{ Name: 'GivenUp', Unit: 'Count' }] },
+    ]);
+    emitGivenUpMetrics(given, (l) => lines.push(l));
+    expect(lines).toHaveLength(2);
   });
 });
