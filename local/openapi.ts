@@ -106,6 +106,8 @@ const BatchStatus = z.looseObject({
           items: z.number(),
           circuit: z.optional(z.literal('open')),
           since: z.optional(z.string()),
+          /** The credit application the batch's guard could not read yet: nothing is cancelled before it has. */
+          guard: z.optional(z.string()),
         }),
       ),
     }),

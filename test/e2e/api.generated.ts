@@ -297,6 +297,7 @@ export interface components {
                     /** @constant */
                     circuit?: "open";
                     since?: string;
+                    guard?: string;
                 }[];
             } & {
                 [key: string]: unknown;
