@@ -5,7 +5,7 @@
  *                                  manifest: Parallel of one Distributed Map per provider -> Summarize -> waiting?
  *            waiting: Wait (the round's seconds) -> the same fan-out with the items still pending (a round)
  *   Guard failing for a reason that passes, its retries spent -> GuardRound -> Wait (the round's seconds) -> Guard
- *   again, until the deadline; then the execution fails (`Guard.Unavailable`), nothing cancelled.
+ *   again, until the deadline; then GuardRound reports every item `failed`, not attempted, and the execution ends.
  *
  * Rounds (shared/batch/rounds.ts): items that end a round `failed` for a transient reason are tried again, with their
  * own idempotency keys, after a growing Wait, until the batch's `deadline`; only then are they `failed`. A
@@ -259,14 +259,19 @@ export class BatchStateMachine extends Construct {
       jitterStrategy: JitterType.FULL,
     });
     // The guard's provider down or busy past those retries: the batch waits in rounds until its deadline, as its
-    // items would, and cancels nothing before the guard has read the application (shared/batch/rounds.ts).
+    // items would, and cancels nothing before the guard has read the application; at the deadline every item ends
+    // `failed`, not attempted, saying why (shared/batch/rounds.ts).
     const guardRound = invoke('GuardRound', props.summarize, {
       payload: TaskInput.fromObject({ guardRound: JsonPath.entirePayload }),
-      resultPath: '$.round',
     });
     guard.addCatch(guardRound, { errors: [...GUARD_ROUND_ERRORS], resultPath: '$.guardError' });
     guardRound.next(
-      new Wait(this, 'GuardNextRound', { time: WaitTime.secondsPath('$.round.waitSeconds') }).next(guard),
+      new Choice(this, 'GuardWaiting')
+        .when(
+          Condition.stringEquals('$.status', 'waiting'),
+          new Wait(this, 'GuardNextRound', { time: WaitTime.secondsPath('$.round.waitSeconds') }).next(guard),
+        )
+        .otherwise(new Succeed(this, 'GuardGaveUp')),
     );
     const definition = prepare.next(
       new Choice(this, 'HasGuard')

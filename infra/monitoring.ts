@@ -85,7 +85,7 @@ export class Monitoring extends Construct {
     alarm(
       'BatchExecutionsFailed',
       props.stateMachine.metricFailed({ period: Duration.minutes(5) }),
-      "A batch execution failed (invalid input, a guard that could not read its credit application by the batch's deadline, or a bug): nothing after the failure was cancelled; its error says why",
+      'A batch execution failed (invalid input, an unreadable guard, or a bug): nothing after the failure was cancelled; its error says why',
     );
     alarm(
       'BatchExecutionsTimedOut',

@@ -332,7 +332,7 @@ async function main(): Promise<number> {
         say(`Batch ${String(answer.body.batchId ?? args[0])}: ${String(answer.body.status ?? answer.body.message)}`);
         const waiting = waitingLine(answer.body);
         if (waiting) say(waiting);
-        // An execution that failed (a guard that never read its application, invalid input): its error, and why.
+        // An execution that failed (an unreadable guard, invalid input): its error, and why.
         if (typeof answer.body.error === 'string')
           say(`${answer.body.error}: ${causeMessage(String(answer.body.cause ?? ''))}`);
         const rounds = answer.body.rounds as { message?: string } | undefined;

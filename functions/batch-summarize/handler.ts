@@ -7,7 +7,7 @@
  *
  * Called as GuardRound (`{guardRound: state}`), it decides for a batch whose guard could not read its credit
  * application (the provider down or busy, its retries spent): the next round's wait, for the guard to try again, or at
- * the deadline the end of the execution (`Guard.Unavailable`), nothing cancelled.
+ * the deadline the end, every item `failed` and not attempted, saying why.
  *
  * The manifest path reads the Distributed Maps' ResultWriter output from S3 (children that failed or never ran
  * give `failed` outcomes for their items), keeps what rounds settle and hold back in S3 beside the batch's tasks,
@@ -17,6 +17,7 @@ import * as z from 'zod/mini';
 import { getText, putJsonl, putText } from '#shared/aws/s3.ts';
 import type { PreparedTask } from '#shared/batch/prepare.ts';
 import {
+  notAttempted,
   type OpenCircuits,
   planGuardRound,
   planNextRound,
@@ -67,31 +68,40 @@ const Manifest = z.looseObject({
   /** Where earlier rounds left their final outcomes and held-back tasks (JSONL). */
   carried: z.optional(z.object({ settled: z.string(), held: z.string() })),
 });
-/** The state of a batch whose guard failed for a reason that passes (GuardRound's payload). */
+/** The state of a batch whose guard failed for a reason that passes, after its retries (GuardRound's payload). */
 const GuardRound = z.object({
   guardRound: z.looseObject({
     mode: z.enum(['inline', 'manifest']),
+    batch: z.looseObject({ executionId: z.string() }),
     deadline: z.string(),
     unique: z.number(),
     guard: z.looseObject({ creditApplicationId: z.string() }),
     guardError: z.looseObject({ Error: z.string(), Cause: z.optional(z.string()) }),
     round: Round,
+    /** Inline: the prepared tasks by provider. */
+    groups: z.optional(z.record(z.string(), z.array(z.unknown()))),
+    /** Manifest: where Prepare wrote each provider's tasks. */
+    manifests: z.optional(z.record(z.string(), z.looseObject({ bucket: z.string(), key: z.string() }))),
   }),
 });
 const Task = z.union([GuardRound, z.discriminatedUnion('mode', [Inline, Manifest])]);
 type Input = z.infer<typeof Task>;
+type GuardState = z.infer<typeof GuardRound>['guardRound'];
 
-/** A guard that could not read its credit application until the deadline: the execution ends, nothing cancelled. */
-class GuardUnavailableError extends Error {
-  override readonly name = 'Guard.Unavailable';
-  constructor(message: string) {
-    super(message);
-    this.stack = '';
-  }
+/** Every task of a batch whose guard never ran: the inline groups, or the manifests Prepare wrote. */
+async function allTasks(state: GuardState): Promise<PreparedTask[]> {
+  if (state.mode === 'inline') return Object.values(state.groups ?? {}).flat() as PreparedTask[];
+  const files = Object.values(state.manifests ?? {});
+  const texts = await Promise.all(files.map((m) => getText(m.bucket, m.key, 'prepared tasks')));
+  return texts.flatMap((text) => jsonl<PreparedTask>(text));
 }
 
-/** GuardRound: the next round's wait (its `round`, which the Wait reads and GET /v1/batches shows), or the end. */
-function guardRound(state: z.infer<typeof GuardRound>['guardRound']): RoundInfo {
+/**
+ * GuardRound: the next round (the state again, `waiting`, with the `round` the Wait reads and GET /v1/batches shows),
+ * or, at the deadline, the end: every item `failed`, not attempted, each saying why, recorded in the ledger and
+ * counted for the GivenUp alarm, as items given up after their own rounds are.
+ */
+async function guardRound(state: GuardState): Promise<unknown> {
   const decision = planGuardRound({
     mode: state.mode,
     deadline: state.deadline,
@@ -101,12 +111,24 @@ function guardRound(state: z.infer<typeof GuardRound>['guardRound']): RoundInfo 
     creditApplicationId: state.guard.creditApplicationId,
     failure: caughtMessage(state.guardError),
   });
-  if (decision.kind === 'final') {
-    log.error('batch guard gave up: nothing cancelled', { message: decision.message });
-    throw new GuardUnavailableError(decision.message);
+  if (decision.kind === 'wait') {
+    log.warn('batch guard could not read its credit application: waits for its next round', { round: decision.round });
+    const { guardError: _e, ...rest } = state;
+    return { ...rest, status: 'waiting', round: decision.round };
   }
-  log.warn('batch guard could not read its credit application: waits for its next round', { round: decision.round });
-  return decision.round;
+  log.error('batch guard gave up at the deadline: nothing cancelled', { report: decision.report });
+  const failed = notAttempted(await allTasks(state), decision.why, decision.lastFailure);
+  await recordGivenUp(failed, state.batch);
+  emitGivenUpMetrics(failed.map((f) => f.outcome));
+  const final = { kind: 'final' as const, failed, report: decision.report };
+  if (state.mode === 'manifest') {
+    const manifest = state as unknown as Manifest;
+    const base = manifest.prepared.key.replace(/\/prepared\.json$/, '');
+    return writeResults(manifest, resource('BATCH_BUCKET'), base, final, []);
+  }
+  const inline = state as unknown as z.infer<typeof Inline>;
+  const result = summarize(inline, new Map(failed.map((f) => [f.index, f.outcome])));
+  return { ...result, rounds: final.report };
 }
 
 /** One child execution as the ResultWriter lists it (Transformation NONE). */

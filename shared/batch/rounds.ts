@@ -264,12 +264,20 @@ export const GUARD_ROUND_ERRORS: readonly string[] = [...ROUND_RETRYABLE_ERRORS]
   (e) => e !== 'Provider.CircuitOpen',
 );
 
-export type GuardRoundDecision = { kind: 'wait'; round: RoundInfo } | { kind: 'final'; message: string };
+export type GuardRoundDecision =
+  | { kind: 'wait'; round: RoundInfo }
+  | { kind: 'final'; report: RoundsReport; why: string; lastFailure: string };
+
+/** A batch's every task given up (`failed`, with `why` after `lastFailure`): its guard never read its application. */
+export function notAttempted(tasks: readonly PreparedTask[], why: string, lastFailure: string): Settled[] {
+  return tasks.flatMap((t) => givenUp(t, undefined, why, lastFailure));
+}
 
 /**
  * After a guard that could not read its credit application for a reason that passes (GUARD_ROUND_ERRORS): another
- * try after a round's wait, as a failing item gets, until the batch's deadline; then the end, nothing cancelled,
- * with why. Nothing is cancelled before the guard has read the application. Pure: `now` comes from the caller.
+ * try after a round's wait, as a failing item gets, until the batch's deadline; then the end, every item `failed`
+ * (not attempted: `notAttempted`), each saying why. Nothing is cancelled before the guard has read the application.
+ * Pure: `now` comes from the caller.
  */
 export function planGuardRound(input: {
   mode: Prepared['mode'];
@@ -287,18 +295,23 @@ export function planGuardRound(input: {
   const events = (input.round?.events ?? 0) + ROUNDS.eventsPerRound;
   const reserve = mode === 'inline' ? items * ROUNDS.eventsPerInlineTask : 0;
   const room = roomForRound(deadline, now, number, events, reserve);
+  const lastFailure = `${GUARD.title} guard: ${failure}`.slice(0, 1000);
   if (room.ended) {
     const when =
       room.ended === 'deadline'
         ? `before the batch's deadline ${deadline} passed`
         : "while the execution's history had room for another round";
+    const why = `not attempted: the batch's guard could not read ${GUARD.title} credit application ${creditApplicationId} ${when}, after ${number} round(s)`;
     return {
       kind: 'final',
-      message:
-        `The batch's guard could not read ${GUARD.title} credit application ${creditApplicationId} ${when}, after ${number} round(s): nothing was cancelled (${items} item(s)). Last failure: ${failure}`.slice(
-          0,
-          2000,
-        ),
+      why,
+      lastFailure,
+      report: {
+        count: number,
+        deadline,
+        ended: room.ended,
+        message: `${items} item(s) ${why}. Last failure: ${failure}`.slice(0, 2000),
+      },
     };
   }
   return {
@@ -310,7 +323,7 @@ export function planGuardRound(input: {
       waitingFor: [{ provider: GUARD.provider, items, guard: creditApplicationId }],
       waitSeconds: room.waitSeconds,
       nextAttemptAt: new Date(now + room.waitSeconds * 1000).toISOString(),
-      lastFailure: { [GUARD.provider]: `guard: ${failure}`.slice(0, 1000) },
+      lastFailure: { [GUARD.provider]: lastFailure },
     },
   };
 }

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as batches } from '#functions/batches/handler.ts';
 import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
 import { MYCREDITAPP_DEMO } from '#local/simulators/mycreditapp.ts';
+import { DynamoDb } from '#shared/aws/dynamodb.ts';
+import { DynamoLedger } from '#shared/aws/ledger-table.ts';
 import { type BatchResult, causeMessage } from '#shared/batch/summarize.ts';
 import { DynamoCircuitStore } from '#shared/core/circuit.ts';
 import { startTestSystem, type TestSystem } from '#test/support/system.ts';
@@ -257,7 +259,7 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     expect(seen?.status).toBe('waiting');
     expect(seen?.waiting?.waitingFor).toEqual([{ provider: 'mycreditapp', items: 3, guard: app }]);
     expect(seen?.waiting?.lastFailure?.mycreditapp).toMatch(
-      /^guard: Provider\.Transient: HTTP 503 \(after \d attempt\(s\)\)$/,
+      /^mycreditapp guard: Provider\.Transient: HTTP 503 \(after \d attempt\(s\)\)$/,
     );
     expect(system.gocardless.received('POST', /actions\/cancel$/)).toHaveLength(0);
 
@@ -270,26 +272,72 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     expect([...system.gocardless.effectiveCancels.values()]).toEqual([1, 1, 1]);
   });
 
-  it('a guard whose provider stays down past the deadline: the execution fails saying why, and nothing is cancelled', async () => {
+  it('a guard whose provider stays down past the deadline: every item ends failed, not attempted, saying why', async () => {
     system.mycreditapp.inject(down);
     const gc = gocardlessItems('H', 2);
+    const tw = trueworkItems('H', 1);
     const app = MYCREDITAPP_DEMO.declinedApplication;
     const deadline = new Date(Date.now() + 1_500).toISOString();
-    const execution = start({ reason: 'expired', deadline, guard: { creditApplicationId: app }, items: gc });
-    await execution.done;
-    expect(execution.status).toBe('FAILED');
-    expect(execution.error).toBe('Guard.Unavailable');
-    const [said, rounds] = causeMessage(execution.cause).split(/after \d+ round\(s\)/);
-    expect(said).toBe(
-      `The batch's guard could not read mycreditapp credit application ${app} before the batch's deadline ${deadline} passed, `,
+    const result = await outputOf(
+      start({ reason: 'expired', deadline, guard: { creditApplicationId: app }, items: [...gc, ...tw] }),
     );
-    expect(rounds).toBe(
-      ': nothing was cancelled (2 item(s)). Last failure: Provider.Transient: HTTP 503 (after 4 attempt(s))',
+    expect(result.status).toBe('completed_with_failures');
+    expect(result.summary).toMatchObject({ total: 3, lost: 0, byOutcome: { failed: 3, canceled: 0 } });
+    const why = new RegExp(
+      `^mycreditapp guard: Provider\\.Transient: HTTP 503 \\(after 4 attempt\\(s\\)\\) \\(not attempted: the batch's guard could not read mycreditapp credit application ${app} before the batch's deadline ${deadline.replace(/\./g, '\\.')} passed, after \\d+ round\\(s\\)\\)$`,
     );
-    const batch = await read(execution.name);
-    expect(batch).toMatchObject({ status: 'failed', error: 'Guard.Unavailable' });
+    expect(result.results.map((r) => [r.provider, r.outcome, r.attempts])).toEqual([
+      ['gocardless', 'failed', 0],
+      ['gocardless', 'failed', 0],
+      ['truework', 'failed', 0],
+    ]);
+    for (const r of result.results) expect(r.message).toMatch(why);
+    expect(result.rounds).toMatchObject({ deadline, ended: 'deadline' });
+    expect(result.rounds?.message).toMatch(/^3 item\(s\) not attempted: the batch's guard could not read/);
+    // Nothing reached a provider; the guard tried, and its lookup retried, until the deadline.
     expect(system.gocardless.received('POST', /actions\/cancel$/)).toHaveLength(0);
-    // The guard tried, and its lookup retried, until the deadline: mycreditapp was asked again and again.
+    expect(system.truework.requests).toHaveLength(0);
     expect(system.mycreditapp.requests.length).toBeGreaterThan(4);
+    // Each item's record is in the ledger, as for items given up after their own rounds.
+    const ledger = new DynamoLedger(
+      system.cloud.dynamo.tables.ledger,
+      new DynamoDb({ endpoint: system.cloud.dynamo.url }),
+    );
+    const { entries } = await ledger.query({
+      provider: 'gocardless',
+      target: `billingRequestId=${gc[0]?.billingRequestId}`,
+    });
+    expect(entries.map((e) => [e.outcome, e.source, e.attempts])).toEqual([['failed', 'task', 0]]);
+    expect(entries[0]?.message).toMatch(why);
+  });
+
+  it('a manifest batch whose guard never reads its application: the same, its results written to S3', async () => {
+    system.mycreditapp.inject(down);
+    const items = [...gocardlessItems('M', 3), ...trueworkItems('M', 2)];
+    const key = 'manifests/guard-down.jsonl';
+    system.cloud.s3.put(system.cloud.bucket, key, items.map((i) => JSON.stringify(i)).join('\n'));
+    const deadline = new Date(Date.now() + 1_500).toISOString();
+    const result = (await outputOf(
+      start({
+        reason: 'expired',
+        deadline,
+        guard: { creditApplicationId: MYCREDITAPP_DEMO.declinedApplication },
+        manifest: { bucket: system.cloud.bucket, key },
+      }),
+    )) as unknown as {
+      status: string;
+      summary: BatchResult['summary'];
+      rounds: BatchResult['rounds'];
+      results: { bucket: string; key: string; count: number };
+    };
+    expect(result.status).toBe('completed_with_failures');
+    expect(result.summary).toMatchObject({ total: 5, lost: 0, byOutcome: { failed: 5 } });
+    expect(result.rounds).toMatchObject({ ended: 'deadline' });
+    const lines = (system.cloud.s3.get(result.results.bucket, result.results.key) ?? '').trim().split('\n');
+    const outcomes = lines.map((l) => JSON.parse(l) as { index: number; outcome: string; message: string });
+    expect(outcomes.map((o) => [o.index, o.outcome])).toEqual([0, 1, 2, 3, 4].map((i) => [i, 'failed']));
+    for (const o of outcomes) expect(o.message).toContain("(not attempted: the batch's guard could not read");
+    expect(system.gocardless.requests).toHaveLength(0);
+    expect(system.truework.requests).toHaveLength(0);
   });
 });

@@ -128,21 +128,22 @@ describe('the CLI on a batch that waits for its guard, or failed', () => {
   });
 
   it("says why a failed batch failed: the execution's error and its message", async () => {
-    const message = `The batch's guard could not read mycreditapp credit application ${APP} before the batch's deadline passed`;
+    const message =
+      'Cannot read the credit application, so nothing is cancelled: mycreditapp answered 401 (after 1 attempt(s))';
     const { url } = await api([
       {
         status: 200,
         body: {
           batchId: 'b-failed',
           status: 'failed',
-          error: 'Guard.Unavailable',
-          cause: JSON.stringify({ errorType: 'Guard.Unavailable', errorMessage: message, trace: [] }),
+          error: 'Guard.Unreadable',
+          cause: JSON.stringify({ errorType: 'Guard.Unreadable', errorMessage: message, trace: [] }),
         },
       },
     ]);
     const out = await cli(url, ['status', 'b-failed']);
     expect(out.code).toBe(1);
     expect(out.stdout).toContain('Batch b-failed: failed');
-    expect(out.stdout).toContain(`Guard.Unavailable: ${message}`);
+    expect(out.stdout).toContain(`Guard.Unreadable: ${message}`);
   });
 });

@@ -1,7 +1,7 @@
 /** Rounds (shared/batch/rounds.ts): which items go again, how long the batch waits, and when it gives up. Pure. */
 import { describe, expect, it } from 'vitest';
 import type { PreparedTask } from '#shared/batch/prepare.ts';
-import { planGuardRound, planNextRound, ROUNDS, splitRound } from '#shared/batch/rounds.ts';
+import { notAttempted, planGuardRound, planNextRound, ROUNDS, splitRound } from '#shared/batch/rounds.ts';
 import type { IterationResult } from '#shared/batch/summarize.ts';
 import { reloadConfig } from '#shared/config.ts';
 import { base, settle } from '#shared/core/cancel.ts';
@@ -262,7 +262,7 @@ describe('a guard that cannot read its credit application yet', () => {
         waitingFor: [{ provider: 'mycreditapp', items: 10, guard: APP }],
         waitSeconds: ROUNDS.firstWaitSeconds,
         nextAttemptAt: new Date(NOW + ROUNDS.firstWaitSeconds * 1000).toISOString(),
-        lastFailure: { mycreditapp: 'guard: mycreditapp answered 503 four times' },
+        lastFailure: { mycreditapp: 'mycreditapp guard: mycreditapp answered 503 four times' },
       },
     });
     const later = guardPlan({ round: { number: 6, events: 400 } });
@@ -276,15 +276,44 @@ describe('a guard that cannot read its credit application yet', () => {
     expect(near.kind === 'wait' && near.round.waitSeconds).toBe(13);
   });
 
-  it('ends at the deadline, or when the history has no room left, with nothing cancelled and the last failure', () => {
+  it('ends at the deadline, or when the history has no room left: every item failed, not attempted, saying why', () => {
     const deadline = new Date(NOW - 1).toISOString();
+    const why = `not attempted: the batch's guard could not read mycreditapp credit application ${APP} before the batch's deadline ${deadline} passed, after 5 round(s)`;
     expect(guardPlan({ deadline, round: { number: 4, events: 240 } })).toEqual({
       kind: 'final',
-      message: `The batch's guard could not read mycreditapp credit application ${APP} before the batch's deadline ${deadline} passed, after 5 round(s): nothing was cancelled (10 item(s)). Last failure: mycreditapp answered 503 four times`,
+      why,
+      lastFailure: 'mycreditapp guard: mycreditapp answered 503 four times',
+      report: {
+        count: 5,
+        deadline,
+        ended: 'deadline',
+        message: `10 item(s) ${why}. Last failure: mycreditapp answered 503 four times`,
+      },
     });
+    const given = notAttempted([task('gocardless', 0), task('truework', 3)], why, 'mycreditapp guard: HTTP 503');
+    expect(given).toEqual([
+      {
+        index: 0,
+        outcome: {
+          provider: 'gocardless',
+          operation: 'cancel-billing-request',
+          target: { billingRequestId: 'BRQ0' },
+          outcome: 'failed',
+          failure: 'transient',
+          attempts: 0,
+          durationMs: 0,
+          message: `mycreditapp guard: HTTP 503 (${why})`,
+        },
+      },
+      {
+        index: 3,
+        outcome: expect.objectContaining({ provider: 'truework', target: { orderId: 'ORD3' }, outcome: 'failed' }),
+      },
+    ]);
     // An inline batch keeps room for a round that runs every item.
     const full = guardPlan({ round: { number: 300, events: ROUNDS.historyEvents - 100 } });
-    expect(full.kind === 'final' && full.message).toMatch(/while the execution's history had room for another round/);
+    expect(full).toMatchObject({ kind: 'final', report: { ended: 'history' } });
+    expect(full.kind === 'final' && full.why).toMatch(/while the execution's history had room for another round/);
     expect(guardPlan({ mode: 'manifest', items: 1000, round: { number: 2, events: 120 } }).kind).toBe('wait');
   });
 });
