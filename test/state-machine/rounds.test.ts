@@ -10,7 +10,7 @@ import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
 import { MYCREDITAPP_DEMO } from '#local/simulators/mycreditapp.ts';
 import { DynamoDb } from '#shared/aws/dynamodb.ts';
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
-import { type BatchResult, causeMessage } from '#shared/batch/summarize.ts';
+import type { BatchResult } from '#shared/batch/summarize.ts';
 import { DynamoCircuitStore } from '#shared/core/circuit.ts';
 import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
