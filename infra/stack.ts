@@ -169,8 +169,9 @@ export class CancellationsStack extends Stack {
     // Who started each execution, for the ledger's caller: said by those that start them, read by Prepare.
     this.tables.grantExecutionStarts(expirationsFn, 'record');
     this.tables.grantExecutionStarts(prepare, 'read');
-    // The providers' circuits: the cancel functions keep them, Summarize reads them to plan each round.
-    for (const fn of Object.values(cancel)) this.tables.grantCircuits(fn, 'update');
+    // The providers' circuits: the cancel functions and the batch guard's lookup keep them, Summarize reads them to
+    // plan each round.
+    for (const fn of [...Object.values(cancel), lookup]) this.tables.grantCircuits(fn, 'update');
     this.tables.grantCircuits(summarize, 'read');
 
     this.functions = functions;

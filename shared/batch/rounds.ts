@@ -259,10 +259,9 @@ export function planNextRound(input: {
 }
 
 /** Errors a batch's guard waits out in rounds once its own retries are spent (the lookup's provider down or busy,
- * Lambda throttled or failing): the same that keep an item for its next round. Anything else stops the batch. */
-export const GUARD_ROUND_ERRORS: readonly string[] = [...ROUND_RETRYABLE_ERRORS].filter(
-  (e) => e !== 'Provider.CircuitOpen',
-);
+ * its circuit open, Lambda throttled or failing): the same that keep an item for its next round. Anything else
+ * stops the batch. */
+export const GUARD_ROUND_ERRORS: readonly string[] = [...ROUND_RETRYABLE_ERRORS];
 
 export type GuardRoundDecision =
   | { kind: 'wait'; round: RoundInfo }

@@ -10,7 +10,8 @@
  *   execution and container, about one request per interval reaches the provider. A probe makes a single attempt.
  *   A probe that gets an answer closes the circuit; the batches' next rounds then drain at the provider's budget.
  *
- * Batches (Step Functions tasks) go through the circuit; a caller of the API does not (it gets its own answer).
+ * Batches (Step Functions tasks) go through the circuit, their guard's lookup included; a caller of the API does not
+ * (it gets its own answer).
  */
 import { type DynamoDb, DynamoError, dynamoDb, type Item, unmarshallItem } from '#shared/aws/dynamodb.ts';
 import { CIRCUIT_TABLE } from '#shared/aws/tables.ts';

@@ -73,7 +73,7 @@ export function operationContext(invocation: Invocation, fields: Why): Operation
  * call claims, else `Provider.CircuitOpen` before any request. A circuit that cannot be read lets the call through:
  * an unreadable table must not stop cancellations.
  */
-async function admit(deps: Deps, provider: Provider): Promise<{ probe: boolean; before?: CircuitState }> {
+export async function admit(deps: Deps, provider: Provider): Promise<{ probe: boolean; before?: CircuitState }> {
   const circuits = deps.circuits;
   if (!circuits) return { probe: false };
   const before = await circuits.get(provider).catch((error) => {
@@ -94,11 +94,21 @@ async function admit(deps: Deps, provider: Provider): Promise<{ probe: boolean; 
 }
 
 /** What the outcomes say about the provider: unreachable counts a failure; any answer closes the circuit. */
-async function observe(deps: Deps, provider: Provider, outcomes: Outcome[], before: CircuitState | undefined) {
+function observe(deps: Deps, provider: Provider, outcomes: Outcome[], before: CircuitState | undefined) {
+  return observeCircuit(deps, provider, outcomes.find(unreachable), before);
+}
+
+/** The provider's circuit after a call: `down` (an outcome that found it unreachable) counts a failure; otherwise
+ * it answered, which closes the circuit. */
+export async function observeCircuit(
+  deps: Deps,
+  provider: Provider,
+  down: Pick<Outcome, 'message' | 'failure'> | undefined,
+  before: CircuitState | undefined,
+) {
   const circuits = deps.circuits;
   if (!circuits) return;
   try {
-    const down = outcomes.find(unreachable);
     if (down) {
       const after = await circuits.failure(provider, down.message ?? down.failure ?? 'transient');
       if (after.state === 'open' && before?.state !== 'open') log.warn('circuit opened', { provider, circuit: after });

@@ -146,7 +146,7 @@ describe('the stack', () => {
     expect(JSON.stringify(resources[ledger]?.Properties)).toContain('"PointInTimeRecoveryEnabled":true');
   });
 
-  it('the circuits table: the cancel functions read and update it, Summarize only reads it, nobody else', () => {
+  it("the circuits table: the cancel functions and the guard's lookup read and update it, Summarize only reads it, nobody else", () => {
     const circuits = idOf(stack.tables.circuits);
     const byFunction: Record<string, string[]> = {};
     for (const [name, fn] of Object.entries(stack.functions)) {
@@ -168,6 +168,7 @@ describe('the stack', () => {
       CancelSigningProcesses: update,
       CancelVerificationOrder: update,
       CancelBillingRequest: update,
+      GetCreditApplication: update,
       BatchSummarize: ['dynamodb:GetItem'],
     });
   });

@@ -258,9 +258,11 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     }, 'the guard to wait a second round');
     expect(seen?.status).toBe('waiting');
     expect(seen?.waiting?.waitingFor).toEqual([{ provider: 'mycreditapp', items: 3, guard: app }]);
+    // The guard's lookups go through mycreditapp's circuit: three failures in a row opened it, and it says so.
     expect(seen?.waiting?.lastFailure?.mycreditapp).toMatch(
-      /^mycreditapp guard: Provider\.Transient: HTTP 503 \(after \d attempt\(s\)\)$/,
+      /^mycreditapp guard: Provider\.(Transient: HTTP 503 \(after \d attempt\(s\)\)|CircuitOpen: mycreditapp is unreachable \(circuit open since .+)$/,
     );
+    expect((await circuits.get('mycreditapp'))?.state).toBe('open');
     expect(system.gocardless.received('POST', /actions\/cancel$/)).toHaveLength(0);
 
     system.mycreditapp.clearFaults();
@@ -270,6 +272,8 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     expect(result.rounds).toMatchObject({ ended: 'settled' });
     expect(result.rounds?.count).toBeGreaterThan(2);
     expect([...system.gocardless.effectiveCancels.values()]).toEqual([1, 1, 1]);
+    // The probe that read the application closed the circuit.
+    expect((await circuits.get('mycreditapp'))?.state).toBe('closed');
   });
 
   it('a guard whose provider stays down past the deadline: every item ends failed, not attempted, saying why', async () => {
@@ -284,7 +288,7 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     expect(result.status).toBe('completed_with_failures');
     expect(result.summary).toMatchObject({ total: 3, lost: 0, byOutcome: { failed: 3, canceled: 0 } });
     const why = new RegExp(
-      `^mycreditapp guard: Provider\\.Transient: HTTP 503 \\(after 4 attempt\\(s\\)\\) \\(not attempted: the batch's guard could not read mycreditapp credit application ${app} before the batch's deadline ${deadline.replace(/\./g, '\\.')} passed, after \\d+ round\\(s\\)\\)$`,
+      `^mycreditapp guard: Provider\\.(Transient|CircuitOpen): .+ \\(not attempted: the batch's guard could not read mycreditapp credit application ${app} before the batch's deadline ${deadline.replace(/\./g, '\\.')} passed, after \\d+ round\\(s\\)\\)$`,
     );
     expect(result.results.map((r) => [r.provider, r.outcome, r.attempts])).toEqual([
       ['gocardless', 'failed', 0],
