@@ -5,7 +5,7 @@ import { needs } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
 import { unreachable } from '#shared/core/circuit.ts';
 import { Uuid } from '#shared/core/items.ts';
-import { admit, observeCircuit, operationContext, outcomeReply, taskResult } from '#shared/handler/cancel-handler.ts';
+import { operationContext, outcomeReply, taskResult, throughCircuit } from '#shared/handler/cancel-handler.ts';
 import { defineHandler } from '#shared/handler/middleware.ts';
 import {
   type GetCreditApplicationInput,
@@ -72,16 +72,15 @@ export const handler = defineHandler<Input, LookupResult & { skipIfStatusIn?: st
   run: async (input, invocation) => {
     // A batch's guard (a task given skipIfStatusIn) goes through mycreditapp's circuit, as batch cancels do: while it
     // is open only a probe is sent, and what the guard finds opens or closes it (shared/core/circuit.ts).
-    const guard = invocation.source === 'task' && input.skipIfStatusIn !== undefined;
     const deps = defaultDeps();
     const ctx = operationContext(invocation, {});
-    const gate = guard ? await admit(deps, 'mycreditapp') : { probe: false };
-    if (gate.probe) ctx.probe = true;
-    const result = await getCreditApplication(input.lookup, ctx, deps);
-    if (guard) {
-      const down = !result.found && unreachable(result.outcome) ? result.outcome : undefined;
-      await observeCircuit(deps, 'mycreditapp', down, gate.before);
-    }
+    const call = () => getCreditApplication(input.lookup, ctx, deps);
+    const result =
+      invocation.source === 'task' && input.skipIfStatusIn !== undefined
+        ? await throughCircuit(deps, 'mycreditapp', ctx, call, (r) =>
+            !r.found && unreachable(r.outcome) ? r.outcome : undefined,
+          )
+        : await call();
     return { ...result, ...(input.skipIfStatusIn ? { skipIfStatusIn: input.skipIfStatusIn } : {}) };
   },
   reply: (result) => (result.found ? { statusCode: 200, body: result.application } : outcomeReply(result.outcome)),

@@ -73,7 +73,7 @@ export function operationContext(invocation: Invocation, fields: Why): Operation
  * call claims, else `Provider.CircuitOpen` before any request. A circuit that cannot be read lets the call through:
  * an unreadable table must not stop cancellations.
  */
-export async function admit(deps: Deps, provider: Provider): Promise<{ probe: boolean; before?: CircuitState }> {
+async function admit(deps: Deps, provider: Provider): Promise<{ probe: boolean; before?: CircuitState }> {
   const circuits = deps.circuits;
   if (!circuits) return { probe: false };
   const before = await circuits.get(provider).catch((error) => {
@@ -93,14 +93,28 @@ export async function admit(deps: Deps, provider: Provider): Promise<{ probe: bo
   );
 }
 
-/** What the outcomes say about the provider: unreachable counts a failure; any answer closes the circuit. */
-function observe(deps: Deps, provider: Provider, outcomes: Outcome[], before: CircuitState | undefined) {
-  return observeCircuit(deps, provider, outcomes.find(unreachable), before);
+/**
+ * A batch task's call through its provider's circuit: admitted (or refused, `Provider.CircuitOpen`), made as the
+ * probe when it claimed one (`ctx.probe`: a single attempt), and what it found counted (`down`: the outcome that
+ * found the provider unreachable, if any). Batch cancels and a batch's guard go through it.
+ */
+export async function throughCircuit<R>(
+  deps: Deps,
+  provider: Provider,
+  ctx: OperationContext,
+  call: () => Promise<R>,
+  down: (result: R) => Pick<Outcome, 'message' | 'failure'> | undefined,
+): Promise<R> {
+  const gate = await admit(deps, provider);
+  if (gate.probe) ctx.probe = true;
+  const result = await call();
+  await observe(deps, provider, down(result), gate.before);
+  return result;
 }
 
 /** The provider's circuit after a call: `down` (an outcome that found it unreachable) counts a failure; otherwise
  * it answered, which closes the circuit. */
-export async function observeCircuit(
+async function observe(
   deps: Deps,
   provider: Provider,
   down: Pick<Outcome, 'message' | 'failure'> | undefined,
@@ -136,11 +150,11 @@ export function cancelRun<C, R extends Outcome | Outcome[]>(
   return async (input: { cancel: C; why: Why }, invocation: Invocation): Promise<R> => {
     const deps = defaultDeps();
     const ctx = operationContext(invocation, input.why);
-    const gated = provider !== undefined && invocation.source === 'task';
-    const gate = gated ? await admit(deps, provider) : { probe: false };
-    if (gate.probe) ctx.probe = true;
-    const result = await operation(input.cancel, ctx, deps);
-    if (gated) await observe(deps, provider, Array.isArray(result) ? result : [result], gate.before);
+    const call = () => operation(input.cancel, ctx, deps);
+    const result =
+      provider !== undefined && invocation.source === 'task'
+        ? await throughCircuit(deps, provider, ctx, call, (r) => (Array.isArray(r) ? r : [r]).find(unreachable))
+        : await call();
     const at = new Date().toISOString();
     const entries: LedgerEntry[] = (Array.isArray(result) ? result : [result]).map((outcome) => ({
       ...outcome,
