@@ -50,7 +50,7 @@ import {
 import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { MAX_DEADLINE_MS } from '#shared/batch/input.ts';
-import { GUARD_ROUND_ERRORS } from '#shared/batch/rounds.ts';
+import { ROUND_RETRYABLE_ERRORS } from '#shared/batch/rounds.ts';
 import { RETRYABLE_ERROR_NAME } from '#shared/core/errors.ts';
 import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { providerModule, REGISTRY } from '#shared/providers/index.ts';
@@ -239,15 +239,16 @@ export class BatchStateMachine extends Construct {
     const byMode = new Choice(this, 'Mode')
       .when(Condition.stringEquals('$.mode', 'manifest'), distributed.next(summarize))
       .otherwise(inline.next(summarize));
-    // After each round: another one after its wait, or the end (Summarize's result is the output).
-    summarize.next(
-      new Choice(this, 'Waiting')
+    /** After a round's decision (`status: waiting` with `round.waitSeconds`, else the batch's result): another round
+     * after its wait, from `again`, or the end, the result as the execution's output. */
+    const nextRound = (ids: { choice: string; wait: string; end: string }, again: IChainable) =>
+      new Choice(this, ids.choice)
         .when(
           Condition.stringEquals('$.status', 'waiting'),
-          new Wait(this, 'NextRound', { time: WaitTime.secondsPath('$.round.waitSeconds') }).next(byMode),
+          new Wait(this, ids.wait, { time: WaitTime.secondsPath('$.round.waitSeconds') }).next(again),
         )
-        .otherwise(new Succeed(this, 'Done')),
-    );
+        .otherwise(new Succeed(this, ids.end));
+    summarize.next(nextRound({ choice: 'Waiting', wait: 'NextRound', end: 'Done' }, byMode));
 
     // InputPath, not a payload path: a payload path renders as `"Parameters": "$.guard"`, which is not ASL.
     const guard = invoke('Guard', props.lookup, { inputPath: '$.guard', resultPath: '$.guardResult' }).addRetry({
@@ -264,15 +265,8 @@ export class BatchStateMachine extends Construct {
     const guardRound = invoke('GuardRound', props.summarize, {
       payload: TaskInput.fromObject({ guardRound: JsonPath.entirePayload }),
     });
-    guard.addCatch(guardRound, { errors: [...GUARD_ROUND_ERRORS], resultPath: '$.guardError' });
-    guardRound.next(
-      new Choice(this, 'GuardWaiting')
-        .when(
-          Condition.stringEquals('$.status', 'waiting'),
-          new Wait(this, 'GuardNextRound', { time: WaitTime.secondsPath('$.round.waitSeconds') }).next(guard),
-        )
-        .otherwise(new Succeed(this, 'GuardGaveUp')),
-    );
+    guard.addCatch(guardRound, { errors: [...ROUND_RETRYABLE_ERRORS], resultPath: '$.guardError' });
+    guardRound.next(nextRound({ choice: 'GuardWaiting', wait: 'GuardNextRound', end: 'GuardGaveUp' }, guard));
     const definition = prepare.next(
       new Choice(this, 'HasGuard')
         .when(

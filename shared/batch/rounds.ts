@@ -31,7 +31,8 @@ export const ROUNDS = {
 } as const;
 
 /** Caught errors that leave an item for the next round: the provider's transient failures, an open circuit, and
- * Lambda's own throttling and service errors. Anything else (a crash) ends the item `failed` at once. */
+ * Lambda's own throttling and service errors. Anything else (a crash) ends the item `failed` at once. A batch's guard
+ * waits out the same in rounds once its own retries are spent; anything else stops the batch. */
 export const ROUND_RETRYABLE_ERRORS: ReadonlySet<string> = new Set([
   ...Object.values(RETRYABLE_ERROR_NAME),
   'Provider.CircuitOpen',
@@ -258,11 +259,6 @@ export function planNextRound(input: {
   };
 }
 
-/** Errors a batch's guard waits out in rounds once its own retries are spent (the lookup's provider down or busy,
- * its circuit open, Lambda throttled or failing): the same that keep an item for its next round. Anything else
- * stops the batch. */
-export const GUARD_ROUND_ERRORS: readonly string[] = [...ROUND_RETRYABLE_ERRORS];
-
 export type GuardRoundDecision =
   | { kind: 'wait'; round: RoundInfo }
   | { kind: 'final'; report: RoundsReport; why: string; lastFailure: string };
@@ -273,7 +269,7 @@ export function notAttempted(tasks: readonly PreparedTask[], why: string, lastFa
 }
 
 /**
- * After a guard that could not read its credit application for a reason that passes (GUARD_ROUND_ERRORS): another
+ * After a guard that could not read its credit application for a reason that passes (ROUND_RETRYABLE_ERRORS): another
  * try after a round's wait, as a failing item gets, until the batch's deadline; then the end, every item `failed`
  * (not attempted: `notAttempted`), each saying why. Nothing is cancelled before the guard has read the application.
  * Pure: `now` comes from the caller.
