@@ -100,16 +100,19 @@ export class Monitoring extends Construct {
       );
     }
 
-    // A provider's circuit (shared/core/circuit.ts), as the cancel functions and Summarize see it: open or not, and for how
-    // long. Each round of a waiting batch and each probe reports it, so an outage shows within a round's wait.
-    const circuit = (provider: string, name: 'CircuitOpen' | 'UnreachableSeconds') =>
+    /** A metric the functions emit (shared/observability/metrics.ts), per provider, over 5 minutes. */
+    const providerMetric = (provider: string, name: string, statistic: string, more: Record<string, string> = {}) =>
       new Metric({
         namespace: props.namespace,
         metricName: name,
-        dimensionsMap: { Provider: provider },
-        statistic: Stats.MAXIMUM,
+        dimensionsMap: { Provider: provider, ...more },
+        statistic,
         period: Duration.minutes(5),
       });
+    // A provider's circuit (shared/core/circuit.ts), as the cancel functions and Summarize see it: open or not, and for how
+    // long. Each round of a waiting batch and each probe reports it, so an outage shows within a round's wait.
+    const circuit = (provider: string, name: 'CircuitOpen' | 'UnreachableSeconds') =>
+      providerMetric(provider, name, Stats.MAXIMUM);
     for (const provider of PROVIDERS) {
       alarm(
         `${provider}Unreachable`,
@@ -122,32 +125,17 @@ export class Monitoring extends Construct {
     // A refusal (`rejected`) is final and, with our input validated before anything is sent, almost always ours to
     // fix: credentials revoked or wrong (401 after a refreshed secret), organization headers (403), a wrong baseUrl or
     // apiVersion, an answer whose signature does not verify. Nobody waits on a scheduled expiration's result, so
-    // the first one tells a person.
+    // the first one tells a person. So does the first item a batch gives up at its deadline, still failing
+    // (Summarize's GivenUp).
     for (const provider of PROVIDERS) {
       alarm(
         `${provider}Rejected`,
-        new Metric({
-          namespace: props.namespace,
-          metricName: 'Cancellations',
-          dimensionsMap: { Provider: provider, Outcome: 'rejected' },
-          statistic: Stats.SUM,
-          period: Duration.minutes(5),
-        }),
+        providerMetric(provider, 'Cancellations', Stats.SUM, { Outcome: 'rejected' }),
         `${provider} refused cancellations as invalid or unauthorized (outcome rejected): check its secret, baseUrl and apiVersion; each ledger entry's message says why`,
       );
-    }
-
-    // Items a batch gave up at its deadline, still failing (Summarize's GivenUp).
-    for (const provider of PROVIDERS) {
       alarm(
         `${provider}GivenUp`,
-        new Metric({
-          namespace: props.namespace,
-          metricName: 'GivenUp',
-          dimensionsMap: { Provider: provider },
-          statistic: Stats.SUM,
-          period: Duration.minutes(5),
-        }),
+        providerMetric(provider, 'GivenUp', Stats.SUM),
         `${provider}: a batch gave items up at its deadline, still failing (not cancelled); the batch's result and each ledger entry say why`,
       );
     }
