@@ -1,5 +1,5 @@
 /**
- * The audit ledger and idempotency records in DynamoDB, over the real wire protocol: dynalite on loopback,
+ * The audit ledger, idempotency records and circuits in DynamoDB, over the real wire protocol: dynalite on loopback,
  * started by the project itself, tables created as the stack declares them.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -8,7 +8,9 @@ import { handler as cancelDocumentRequest } from '#functions/cancel-document-req
 import { LOCAL_TABLES, type LocalDynamo, startLocalDynamo } from '#local/aws/dynamodb.ts';
 import { GOCARDLESS_DEMO, GoCardlessSimulator } from '#local/simulators/gocardless.ts';
 import { MYCREDITAPP_DEMO, MyCreditAppSimulator } from '#local/simulators/mycreditapp.ts';
+import { DynamoDb } from '#shared/aws/dynamodb.ts';
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
+import { DynamoCircuitStore } from '#shared/core/circuit.ts';
 import type { LedgerEntry } from '#shared/core/ledger.ts';
 import {
   canonicalJson,
@@ -261,6 +263,60 @@ describe.each([
     expect((await store.begin(key, 'h', soon())).kind).toBe('in_progress');
     expect(await store.complete(key, fresh.claim, 'fresh')).toBe(true);
     expect(await store.begin(key, 'h', soon())).toEqual({ kind: 'completed', data: 'fresh' });
+  });
+});
+
+describe('circuits in DynamoDB', () => {
+  it('a container reuses a read that found the circuit closed; an open or failing circuit is read every time', async () => {
+    // Two containers' stores; this one counts its reads of the table.
+    let reads = 0;
+    const db = new (class extends DynamoDb {
+      override call<T>(operation: string, input: Record<string, unknown>): Promise<T> {
+        if (operation === 'GetItem') reads++;
+        return super.call<T>(operation, input);
+      }
+    })();
+    const config = { failuresToOpen: 2, probeIntervalMs: 60_000 };
+    const here = new DynamoCircuitStore(LOCAL_TABLES.circuits, { db, config });
+    const other = new DynamoCircuitStore(LOCAL_TABLES.circuits, { config });
+    const reuse = 60_000;
+    const state = async (ms = reuse) => (await here.get('auco', ms))?.state ?? 'closed';
+
+    // Closed (no item yet): one read serves every gate in the window; without reuse, each asks.
+    for (let i = 0; i < 5; i++) expect(await state()).toBe('closed');
+    expect(reads).toBe(1);
+    expect(await state(0)).toBe('closed');
+    expect(reads).toBe(2);
+
+    // Another container opens it: a gate reusing the closed read lets one call through (the price), a fresh read sees it.
+    await other.failure('auco', 'HTTP 503');
+    await other.failure('auco', 'HTTP 503');
+    expect(await state()).toBe('closed');
+    expect(await state(0)).toBe('open');
+    // Open is never reused: every gate reads, and sees the probe's close at once.
+    expect(await state()).toBe('open');
+    expect(await state()).toBe('open');
+    expect(reads).toBe(5);
+    await other.success('auco');
+    expect(await state()).toBe('closed');
+    expect(reads).toBe(6);
+
+    // A failure counted here forgets the reused read; failures counted are read every time, until an answer resets them.
+    expect(await state()).toBe('closed');
+    expect(reads).toBe(6);
+    await here.failure('auco', 'HTTP 503');
+    expect((await here.get('auco', reuse))?.failures).toBe(1);
+    expect((await here.get('auco', reuse))?.failures).toBe(1);
+    expect(reads).toBe(8);
+    await other.success('auco');
+    expect((await here.get('auco', reuse))?.failures).toBe(0);
+    expect((await here.get('auco', reuse))?.failures).toBe(0);
+    expect(reads).toBe(9);
+
+    // The window passes: read again.
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect(await state(20)).toBe('closed');
+    expect(reads).toBe(10);
   });
 });
 

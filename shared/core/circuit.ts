@@ -12,6 +12,13 @@
  *
  * Batches (Step Functions tasks) go through the circuit, their guard's lookup included; a caller of the API does not
  * (it gets its own answer).
+ *
+ * A batch task's gate reuses, for CLOSED_READ_REUSE_MS, its container's last read if it found the circuit closed with
+ * no failure, so a busy container reads the circuit about once a second instead of once per task (a consistent read
+ * for every batch cancel: one of its four DynamoDB calls; six or seven for mycreditapp). Nothing else is reused: a
+ * circuit with failures counted or open is read every time (a probe's close is seen at once, and an answer resets
+ * the failures), and a failure this container counts forgets the reused read. The cost: another container's opening reaches this one up to a second late, so it may send one more
+ * call to a provider that just went down; that call's failure is counted and the next read sees the circuit open.
  */
 import { type DynamoDb, DynamoError, dynamoDb, type Item, unmarshallItem } from '#shared/aws/dynamodb.ts';
 import { CIRCUIT_TABLE } from '#shared/aws/tables.ts';
@@ -43,7 +50,9 @@ export function circuitConfig(): CircuitConfig {
 }
 
 export interface CircuitStore {
-  get(provider: Provider): Promise<CircuitState | undefined>;
+  /** The circuit's state. `reuseClosedMs`: a read this container made no longer ago that found the circuit closed
+   * with no failure will do (a failure counted here forgets it). */
+  get(provider: Provider, reuseClosedMs?: number): Promise<CircuitState | undefined>;
   /** Counts a failure; opens the circuit at the threshold. Returns the state after it. */
   failure(provider: Provider, message: string, now?: number): Promise<CircuitState>;
   /** The provider answered: closes the circuit. Returns the state before it (to tell a transition). */
@@ -67,6 +76,9 @@ const fromItem = (item: Record<string, unknown>): CircuitState => ({
   ...(typeof item.updatedAt === 'number' ? { updatedAt: item.updatedAt } : {}),
 });
 
+/** How long a container reuses a read that found a circuit closed with no failure counted. */
+export const CLOSED_READ_REUSE_MS = 1000;
+
 const conditionFailed = (error: unknown) =>
   error instanceof DynamoError && error.type === 'ConditionalCheckFailedException';
 
@@ -74,6 +86,10 @@ export class DynamoCircuitStore implements CircuitStore {
   private readonly table: string;
   private readonly db: DynamoDb;
   private readonly config: CircuitConfig;
+  /** This container's last read of each circuit that found it closed with no failure (or no item yet), and when. */
+  private readonly closed = new Map<Provider, { state: CircuitState | undefined; at: number }>();
+  /** Failures this container counted: a read that began before one is not kept. */
+  private failuresCounted = 0;
 
   constructor(table: string, options: { db?: DynamoDb; config?: CircuitConfig } = {}) {
     this.table = table;
@@ -85,16 +101,26 @@ export class DynamoCircuitStore implements CircuitStore {
     return { [CIRCUIT_TABLE.partitionKey]: { S: provider } };
   }
 
-  async get(provider: Provider): Promise<CircuitState | undefined> {
+  async get(provider: Provider, reuseClosedMs = 0): Promise<CircuitState | undefined> {
+    const reused = this.closed.get(provider);
+    if (reused && Date.now() - reused.at < reuseClosedMs) return reused.state;
+    const counted = this.failuresCounted;
+    const at = Date.now();
     const { Item } = await this.db.call<{ Item?: Item }>('GetItem', {
       TableName: this.table,
       Key: this.key(provider),
       ConsistentRead: true,
     });
-    return Item ? fromItem(unmarshallItem(Item)) : undefined;
+    const state = Item ? fromItem(unmarshallItem(Item)) : undefined;
+    if ((!state || (state.state === 'closed' && state.failures === 0)) && counted === this.failuresCounted) {
+      this.closed.set(provider, { state, at });
+    } else this.closed.delete(provider);
+    return state;
   }
 
   async failure(provider: Provider, message: string, now = Date.now()): Promise<CircuitState> {
+    this.failuresCounted++;
+    this.closed.delete(provider);
     const { Attributes } = await this.db.call<{ Attributes: Item }>('UpdateItem', {
       TableName: this.table,
       Key: this.key(provider),

@@ -7,7 +7,7 @@
  */
 import * as z from 'zod/mini';
 import { type Deps, defaultDeps, type OperationContext } from '#shared/core/cancel.ts';
-import { type CircuitState, unreachable } from '#shared/core/circuit.ts';
+import { type CircuitState, CLOSED_READ_REUSE_MS, unreachable } from '#shared/core/circuit.ts';
 import { CircuitOpenError, RETRYABLE_ERROR_NAME, TaskRetryableError } from '#shared/core/errors.ts';
 import { text } from '#shared/core/items.ts';
 import { type LedgerEntry, recordOrLog } from '#shared/core/ledger.ts';
@@ -76,7 +76,7 @@ export function operationContext(invocation: Invocation, fields: Why): Operation
 async function admit(deps: Deps, provider: Provider): Promise<{ probe: boolean; before?: CircuitState }> {
   const circuits = deps.circuits;
   if (!circuits) return { probe: false };
-  const before = await circuits.get(provider).catch((error) => {
+  const before = await circuits.get(provider, CLOSED_READ_REUSE_MS).catch((error) => {
     log.warn('circuit unreadable; calling the provider', { provider, error });
     return undefined;
   });
