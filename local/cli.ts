@@ -25,6 +25,7 @@ import { ROUTES } from '#shared/handler/routes.ts';
 import { type BatchItem, REGISTRY } from '#shared/providers/index.ts';
 import type { ProviderModule } from '#shared/providers/provider.ts';
 
+import { busy, busyWaitMs } from './busy.ts';
 import { executeApiSigner, regionFor, signedHeaders } from './sigv4.ts';
 
 const USAGE = `Usage: npm run cli -- <command> [options]
@@ -116,15 +117,6 @@ function retries(): number {
   return n;
 }
 
-/** An answer that says "busy, come back": API Gateway's own 500 for an integration it could not run (a function at
- * its reserved concurrency is throttled before it runs; a crashed one answers the same), a 429 or a 503. */
-function busy(answer: Answer): boolean {
-  if (answer.status === 429 || answer.status === 503) return true;
-  return (
-    answer.status === 500 && answer.body.message === 'Internal Server Error' && Object.keys(answer.body).length === 1
-  );
-}
-
 async function call(
   method: string,
   path: string,
@@ -135,9 +127,8 @@ async function call(
   for (let attempt = 0; ; attempt++) {
     const answer = await callOnce(method, path, body, headers);
     if (!busy(answer) || attempt >= most) return answer;
-    // Full jitter on 0.5 s doubling to 8 s: callers retrying together spread out. The same Idempotency-Key, so a
-    // request that did run answers as it did the first time.
-    const wait = Math.random() * Math.min(8_000, 500 * 2 ** attempt);
+    // The same Idempotency-Key, so a request that did run answers as it did the first time.
+    const wait = busyWaitMs(attempt);
     console.error(
       `cli: HTTP ${answer.status} from ${method} ${path}: the API is busy (a function at its reserved concurrency, or not answering); retry ${attempt + 1} of ${most} in ${(wait / 1000).toFixed(1)} s with the same Idempotency-Key`,
     );
