@@ -29,6 +29,7 @@ import { App } from 'aws-cdk-lib';
 import { build } from 'esbuild';
 import { buildApp } from '#infra/app.ts';
 import { bundleBuildOptions, PROJECT_ROOT } from '#infra/provider-function.ts';
+import { busy, busyWaitMs } from '#local/busy.ts';
 import { DEFAULT_MAX_CODES_PER_CALL } from '#shared/providers/auco/adapter.ts';
 
 const run = promisify(execFile);
@@ -690,6 +691,9 @@ function peakInWindow(times: number[], windowMs: number): number {
   return peak;
 }
 
+/** How many times the storm's API callers retry a busy answer: the CLI's default (`--retries`). */
+const API_RETRIES = 5;
+
 /**
  * The worst night: expirations due in the same minute (each guarding a 10-item mixed list), 3 batches of 2,000
  * items started together, and API cancels at 5/s throughout, all against rate-limited simulators, every function
@@ -767,9 +771,38 @@ async function storm() {
           .batchId as string,
     ),
   );
-  // API cancels at 5/s (scaled) until the batches are done: a fresh GoCardless or Truework item each.
+  // API cancels at 5/s (scaled) until the batches are done: a fresh GoCardless or Truework item each, sent as a
+  // caller would, as the CLI does: an answer that says the API is busy (a function at its reserved concurrency) is
+  // retried with the same Idempotency-Key, 0.5 s doubling to 8 s (scaled), full jitter, API_RETRIES times.
   let apiStop = false;
-  const apiAnswers: number[] = [];
+  const apiAnswers: { status: number; attempts: number; seconds: number }[] = [];
+  const apiCalls: Promise<void>[] = [];
+  const apiCancel = async (url: string, body: unknown, key: string) => {
+    const began = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      const answer = await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body: JSON.stringify(body),
+      }).then(
+        async (r) => ({ status: r.status, body: (await r.json().catch(() => ({}))) as Record<string, unknown> }),
+        () => ({ status: 0, body: {} }),
+      );
+      if ((answer.status && !busy(answer)) || attempt >= API_RETRIES) {
+        // Real seconds: the wait a caller would see in AWS.
+        apiAnswers.push({
+          status: answer.status,
+          attempts: attempt + 1,
+          seconds: ((Date.now() - began) * SCALE) / 1000,
+        });
+        // Only a cancel that ran sent its provider a request.
+        if (answer.status >= 200 && answer.status < 300)
+          perProvider[url.includes('/gocardless/') ? 'gocardless' : 'truework']++;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, busyWaitMs(attempt) / SCALE));
+    }
+  };
   const apiLoop = (async () => {
     for (let n = 0; !apiStop; n++) {
       const next = started + (n * 1000) / (5 * SCALE);
@@ -779,19 +812,15 @@ async function storm() {
       if (gc) sims.gocardless.add(`BRQ${id}`, 'pending');
       else sims.truework.add(`ORD${id}`, ['processing']);
       await (gc ? sims.gocardless : sims.truework).flush();
-      perProvider[gc ? 'gocardless' : 'truework']++;
-      void fetch(
-        gc
-          ? `${api.url}/v1/gocardless/billing-requests/BRQ${id}/cancel`
-          : `${api.url}/v1/truework/orders/ORD${id}/cancel`,
-        {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(gc ? {} : { reason: 'other' }),
-        },
-      )
-        .then((r) => apiAnswers.push(r.status))
-        .catch(() => apiAnswers.push(0));
+      apiCalls.push(
+        apiCancel(
+          gc
+            ? `${api.url}/v1/gocardless/billing-requests/BRQ${id}/cancel`
+            : `${api.url}/v1/truework/orders/ORD${id}/cancel`,
+          gc ? {} : { reason: 'other' },
+          `storm-${id}`,
+        ),
+      );
     }
   })();
   // Every execution: the three batches and the expirations the scheduler starts.
@@ -802,8 +831,10 @@ async function storm() {
     executionsOf().some((e) => e.status === 'RUNNING')
   )
     await new Promise((r) => setTimeout(r, 100));
+  // The run ends when the batches and every API call, with its retries, are done.
   apiStop = true;
   await apiLoop;
+  await Promise.all(apiCalls);
   const seconds = (Date.now() - started) / 1000;
   const peakMb = rss.stop();
   let lost = 0;
@@ -824,7 +855,8 @@ async function storm() {
   const failures = executionsOf().filter((e) => e.status !== 'SUCCEEDED');
   for (const e of failures.slice(0, 3))
     console.error(`execution ${e.name} ${e.status}: ${e.error}: ${e.cause?.slice(0, 400)}`);
-  const apiCalls = apiAnswers.length;
+  const ran = apiAnswers.filter((a) => a.status >= 200 && a.status < 300);
+  const apiSeconds = ran.map((a) => a.seconds).sort((a, b) => a - b);
   const received = Object.fromEntries(
     await Promise.all(Object.entries(sims).map(async ([p, sim]) => [p, await sim.requests()] as const)),
   );
@@ -851,9 +883,13 @@ async function storm() {
   const row = {
     scale: SCALE,
     executions: executionsOf().length,
-    items: items + apiCalls,
-    apiCalls,
-    apiNot2xx: apiAnswers.filter((s) => s < 200 || s >= 300).length,
+    items: items + apiAnswers.length,
+    apiCalls: apiAnswers.length,
+    apiRetries: apiAnswers.reduce((n, a) => n + a.attempts - 1, 0),
+    // Still busy after the caller's retries, or any other answer than a 2xx: the caller was told, nothing was done.
+    apiNot2xx: apiAnswers.length - ran.length,
+    apiSecondsP50: round(apiSeconds[Math.floor(apiSeconds.length / 2)] ?? 0, 2),
+    apiSecondsP99: round(apiSeconds[Math.floor(apiSeconds.length * 0.99)] ?? 0, 2),
     lost,
     seconds: round(seconds, 2),
     boundSeconds: round(bound, 2),
