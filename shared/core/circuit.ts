@@ -15,10 +15,11 @@
  *
  * A batch task's gate reuses, for CLOSED_READ_REUSE_MS, its container's last read if it found the circuit closed with
  * no failure, so a busy container reads the circuit about once a second instead of once per task (a consistent read
- * for every batch cancel: one of its four DynamoDB calls; six or seven for mycreditapp). Nothing else is reused: a
- * circuit with failures counted or open is read every time (a probe's close is seen at once, and an answer resets
- * the failures), and a failure this container counts forgets the reused read. The cost: another container's opening reaches this one up to a second late, so it may send one more
- * call to a provider that just went down; that call's failure is counted and the next read sees the circuit open.
+ * for every batch cancel: one of its four to eight DynamoDB calls). Nothing else is reused: a circuit with failures
+ * counted or open is read every time (a probe's close is seen at once, and an answer resets the failures), and a
+ * failure this container counts forgets the reused read. The cost: another container's opening reaches this one up
+ * to a second late, so it may send one more call to a provider that just went down; that call's failure is counted
+ * and the next read sees the circuit open.
  */
 import { type DynamoDb, DynamoError, dynamoDb, type Item, unmarshallItem } from '#shared/aws/dynamodb.ts';
 import { CIRCUIT_TABLE } from '#shared/aws/tables.ts';
