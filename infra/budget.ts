@@ -15,6 +15,11 @@
  *   conditional write per request to that provider.
  *
  * No request to a provider goes out unmetered: a shared budget that cannot be read fails the request as transient.
+ *
+ * Today every provider is metered: each cancel operation also has an API deployment (`api`: containers of its own
+ * for API calls, shared/providers/provider.ts), and static shares would strand its share whenever no caller uses it.
+ * The static-share path stays for a provider that calls for it (one function, no API deployment, a limit that
+ * splits well).
  */
 import { RATE_MARGIN } from '#shared/core/cancel.ts';
 import type { Provider } from '#shared/core/outcome.ts';
@@ -65,6 +70,16 @@ export function paceOf(fn: string): number {
   if (!provider || !entry) throw new Error(`${fn} calls no provider (infra/budget.ts)`);
   const budget = providerModule(provider).limit.perSecond * RATE_MARGIN;
   return sharedBudget(provider) ? budget : budget / entry.reserved;
+}
+
+/** The reserved concurrency of an operation's API deployment, if it has one (undefined: its one deployment serves
+ * both the API and batches). Refused for a provider with static shares: the API's share would be stranded. */
+export function apiReservedConcurrency(fn: string): number | undefined {
+  const provider = providerOf(fn);
+  const api = provider ? PROVIDER_FUNCTIONS[provider].find((f) => f.fn === fn)?.api : undefined;
+  if (api !== undefined && provider && !sharedBudget(provider))
+    throw new Error(`${fn} has an API deployment but ${provider}'s budget is not metered (infra/budget.ts)`);
+  return api;
 }
 
 /** A batch map's MaxConcurrency: the provider's cancel function's reserved concurrency (more would only be

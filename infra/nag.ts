@@ -133,7 +133,7 @@ export function acknowledgeFindings(stack: Acknowledged): void {
 
   const machine = stack.batch.stateMachine;
   const machineRole = machine.role;
-  const invoked = Object.values(stack.functions).filter((fn) => INVOKED.has(fn.operation));
+  const invoked = Object.values(stack.functions).filter((fn) => INVOKED.has(fn.operation) && !fn.deployment);
   acknowledgeAnyResource(
     machineRole,
     MACHINE_ANY_RESOURCE_ACTIONS,

@@ -3,7 +3,7 @@
  * example app's construct, plus least privilege and an explicit log group).
  */
 import { fileURLToPath } from 'node:url';
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Tags } from 'aws-cdk-lib';
 import { Effect, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -62,6 +62,9 @@ export interface ProviderFunctionProps {
   /** Containers this function may run at once: a provider function's share of its provider's budget
    * (infra/budget.ts). Unreserved functions draw on the account's concurrency. */
   readonly reservedConcurrentExecutions?: number;
+  /** `api`: an operation's API deployment, which serves its route beside the deployment batches call (tagged
+   * `deployment: api`; shared/providers/provider.ts, `api`). */
+  readonly deployment?: 'api';
   readonly logRetention?: RetentionDays;
   readonly removalPolicy?: RemovalPolicy;
 }
@@ -70,6 +73,7 @@ export class ProviderFunction extends NodejsFunction {
   /** The function's own log group (explicit, with retention), also what `logGroup` returns. */
   readonly functionLogGroup: LogGroup;
   readonly operation: ProviderFunctionProps['operation'];
+  readonly deployment: 'api' | undefined;
 
   constructor(scope: Construct, id: string, props: ProviderFunctionProps) {
     const logGroup = new LogGroup(scope, `${id}Logs`, {
@@ -79,7 +83,7 @@ export class ProviderFunction extends NodejsFunction {
     // Our own role, not the AWSLambdaBasicExecutionRole managed policy: it may write to its own log group only.
     const role = new Role(scope, `${id}Role`, {
       assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
-      description: `Runs the ${props.operation} function`,
+      description: `Runs the ${props.operation} function${props.deployment ? ` (${props.deployment} deployment)` : ''}`,
     });
     super(scope, id, {
       description: props.description,
@@ -114,6 +118,8 @@ export class ProviderFunction extends NodejsFunction {
     });
     this.functionLogGroup = logGroup;
     this.operation = props.operation;
+    this.deployment = props.deployment;
+    if (props.deployment) Tags.of(this).add('deployment', props.deployment);
     role.addToPrincipalPolicy(
       new PolicyStatement({
         effect: Effect.ALLOW,

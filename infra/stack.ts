@@ -10,7 +10,7 @@ import { FUNCTIONS, type FunctionName } from '#shared/handler/routes.ts';
 import { REGISTRY } from '#shared/providers/index.ts';
 import type { ProviderFunctionSpec } from '#shared/providers/provider.ts';
 import { BatchStateMachine, RESULT_WRITER_V2_FLAG } from './batch-state-machine.ts';
-import { paceOf, providerOf, reservedConcurrency, sharedBudget } from './budget.ts';
+import { apiReservedConcurrency, paceOf, providerOf, reservedConcurrency, sharedBudget } from './budget.ts';
 import { Expirations } from './expirations.ts';
 import { CancellationsApi } from './http-api.ts';
 import { Monitoring } from './monitoring.ts';
@@ -73,6 +73,23 @@ export class CancellationsStack extends Stack {
       REGISTRY.map((p) => [p.name, provided(p.name, p.functions[0], 'environment' in p ? p.environment : {})]),
     ) as Record<Provider, ProviderFunction>;
     for (const p of REGISTRY) for (const spec of p.functions.slice(1)) provided(p.name, spec);
+    // Each cancel operation's API deployment: the same handler with containers of its own, serving the operation's
+    // route, so an API caller is not throttled behind batches that hold every container of the batch deployment.
+    const apiDeployments = new Map<FunctionName, ProviderFunction>();
+    for (const p of REGISTRY) {
+      const spec = p.functions[0];
+      const reserved = apiReservedConcurrency(spec.fn);
+      if (reserved === undefined) continue;
+      const fn = make(`${pascal(spec.fn)}Api`, {
+        operation: spec.fn,
+        description: `${spec.description} (API calls)`,
+        reservedConcurrentExecutions: reserved,
+        deployment: 'api',
+        environment: { ...pace(spec.fn), ...('environment' in p ? p.environment : {}) },
+      }).bindSecret(this.secrets.secrets[p.name]);
+      apiDeployments.set(spec.fn, fn);
+    }
+    const cancelers = [...Object.values(cancel), ...apiDeployments.values()];
     const lookup = functions.GetCreditApplication;
     if (!lookup) throw new Error('No provider module lists get-credit-application, the batch guard');
     /** The provider whose secret holds the guard's default organization ids. */
@@ -153,12 +170,12 @@ export class CancellationsStack extends Stack {
 
     // The ledger and idempotency records: each function gets the actions it uses, on the table it uses.
     this.tables = new CancellationTables(this, 'Tables', { removalPolicy });
-    for (const fn of Object.values(cancel)) {
+    for (const fn of cancelers) {
       this.tables.grantLedger(fn, 'write-and-read-target');
       this.tables.grantIdempotency(fn);
     }
     // A budget several functions share is metered across all their containers in one table.
-    for (const fn of [...Object.values(cancel), lookup]) {
+    for (const fn of [...cancelers, lookup]) {
       const provider = providerOf(fn.operation);
       if (provider && sharedBudget(provider)) this.tables.grantRateBudget(fn);
     }
@@ -171,14 +188,14 @@ export class CancellationsStack extends Stack {
     this.tables.grantExecutionStarts(prepare, 'read');
     // The providers' circuits: the cancel functions and the batch guard's lookup keep them, Summarize reads them to
     // plan each round.
-    for (const fn of [...Object.values(cancel), lookup]) this.tables.grantCircuits(fn, 'update');
+    for (const fn of [...cancelers, lookup]) this.tables.grantCircuits(fn, 'update');
     this.tables.grantCircuits(summarize, 'read');
 
     this.functions = functions;
-    // Each route's function, by its operation (shared/handler/routes.ts).
+    // Each route's function, by its operation (shared/handler/routes.ts): its API deployment where it has one.
     const byOperation = new Map(Object.values(functions).map((fn) => [fn.operation, fn]));
     const routed = FUNCTIONS.map((name) => {
-      const fn = byOperation.get(name);
+      const fn = apiDeployments.get(name) ?? byOperation.get(name);
       if (!fn) throw new Error(`No function has operation ${name}, which shared/handler/routes.ts routes to`);
       return [name, fn] as const;
     });

@@ -10,6 +10,7 @@ import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import { InvalidInputError } from '#shared/core/errors.ts';
 import { invalidInputResponse } from '#shared/handler/events.ts';
 import { matchPath, ROUTES } from '#shared/handler/routes.ts';
+import { apiDeploymentName } from './functions.ts';
 import { apiGatewayV2Event, lambdaContext } from './lambda-events.ts';
 import { listenOnLoopback } from './listen.ts';
 import type { IamPrincipal, IamVerifier } from './sigv4.ts';
@@ -146,11 +147,15 @@ export class LocalApi {
       sourceIp: req.socket.remoteAddress ?? '127.0.0.1',
       ...(iam ? { authorizer: { iam } } : {}),
     });
-    const handler = this.options.functions[match.route.function];
-    if (!handler) return send(500, { error: 'internal_error', message: `no local function ${match.route.function}` });
+    // The route's function: its operation's API deployment where it has one, as the stack routes it.
+    const name = this.options.functions[apiDeploymentName(match.route.function)]
+      ? apiDeploymentName(match.route.function)
+      : match.route.function;
+    const handler = this.options.functions[name];
+    if (!handler) return send(500, { error: 'internal_error', message: `no local function ${name}` });
     const result = (await handler(
       event as never,
-      lambdaContext(match.route.function, this.options.timeoutMs ?? 25_000),
+      lambdaContext(name, this.options.timeoutMs ?? 25_000),
     )) as APIGatewayProxyStructuredResultV2;
     const status = result.statusCode ?? 200;
     res.writeHead(status, { 'content-type': 'application/json', ...(result.headers as Record<string, string>) });

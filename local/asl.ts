@@ -8,6 +8,7 @@ import { App } from 'aws-cdk-lib';
 import type { StateMachineDefinition } from 'aws-local-stepfunctions';
 import { buildApp } from '#infra/app.ts';
 
+import { localFunctionName } from './functions.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION, localFunctionArn } from './lambda-events.ts';
 
 type Resources = Record<string, { Type: string; Properties?: Record<string, unknown> }>;
@@ -23,11 +24,7 @@ export function synthesizeTemplate(stage = 'local'): Template {
 }
 
 function functionArn(resources: Resources, logicalId: string): string {
-  const variables = (
-    resources[logicalId]?.Properties?.Environment as { Variables?: Record<string, unknown> } | undefined
-  )?.Variables;
-  const name = typeof variables?.OPERATION === 'string' ? variables.OPERATION : logicalId;
-  return localFunctionArn(name);
+  return localFunctionArn(localFunctionName(resources[logicalId]?.Properties) ?? logicalId);
 }
 
 /** Resolves the intrinsics CDK puts in a definition: Fn::Join, Ref and Fn::GetAtt (TOOLING.md 3). */

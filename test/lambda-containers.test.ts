@@ -6,6 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { LocalApi } from '#local/api.ts';
 import { LocalLambdaService, TooManyRequestsError } from '#local/lambda/service.ts';
 import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
@@ -150,5 +151,48 @@ describe('the state machine retries a throttled task as its definition says', ()
     expect(stats.throttles).toBeGreaterThan(0);
     expect(stats.peakConcurrency).toBe(1);
     expect(Object.fromEntries(system.gocardless.effectiveCancels)).toEqual({ BRQ000THROTTLE1: 1, BRQ000THROTTLE2: 1 });
+  });
+
+  it("an API cancel is not throttled behind a batch that holds every container: the operation's API deployment serves it", async () => {
+    system.gocardless.add('BRQ000HELDBATCH', 'pending');
+    system.gocardless.add('BRQ000APICALLER', 'pending');
+    const api = new LocalApi({ functions: system.cloud.functions, openapi: () => ({}) });
+    await api.listen(0);
+    try {
+      // The batch's cancel holds the batch deployment's only container for 3 s at the provider.
+      system.gocardless.inject({ fault: { kind: 'delay', ms: 3_000 }, times: 1, method: 'POST' });
+      const batchStats = () => system.cloud.lambda.stats('cancel-billing-request');
+      const before = batchStats().invocations;
+      const execution = system.cloud.stepFunctions.start(
+        JSON.stringify({
+          reason: 'declined',
+          items: [{ provider: 'gocardless', billingRequestId: 'BRQ000HELDBATCH' }],
+        }),
+        'held-by-batch',
+      );
+      let batchDone = false;
+      void execution.done.then(() => {
+        batchDone = true;
+      });
+      while (batchStats().invocations === before) await new Promise((r) => setTimeout(r, 5));
+      // Every container of the batch deployment is taken: another invocation of it is throttled.
+      await expect(system.cloud.lambda.invoke('cancel-billing-request', {})).rejects.toBeInstanceOf(
+        TooManyRequestsError,
+      );
+      // The API caller gets its answer meanwhile, from the API deployment's own containers.
+      const answer = await fetch(`${api.url}/v1/gocardless/billing-requests/BRQ000APICALLER/cancel`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      expect(answer.status).toBe(200);
+      expect(((await answer.json()) as { outcome: string }).outcome).toBe('canceled');
+      expect(batchDone, 'the batch still held the container when the API answered').toBe(false);
+      await execution.done;
+      expect(JSON.parse(execution.output ?? '{}').results[0].outcome).toBe('canceled');
+      expect(system.cloud.lambda.stats('cancel-billing-request-api')).toMatchObject({ invocations: 1, throttles: 0 });
+    } finally {
+      await api.close();
+    }
   });
 });

@@ -6,7 +6,7 @@ import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from 
 import { cancelBillingRequest } from '#shared/providers/gocardless/cancel-billing-request.ts';
 import { BillingRequestId, GoCardlessItem, GoCardlessMetadata } from '#shared/providers/gocardless/items.ts';
 
-needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE', 'RATE_BUDGET_TABLE');
 
 export const Api = z.object({
   path: z.object({ billingRequestId: BillingRequestId }),

@@ -6,7 +6,7 @@ import { defineCancelHandler, IdempotencyHeaders, WhyFields, whyFromTask } from 
 import { cancelVerificationOrder } from '#shared/providers/truework/cancel-verification-order.ts';
 import { TrueworkItem, TrueworkReason } from '#shared/providers/truework/items.ts';
 
-needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
+needs('IDEMPOTENCY_TABLE', 'LEDGER_TABLE', 'RATE_BUDGET_TABLE');
 
 export const Api = z.object({
   path: z.object({ orderId: TrueworkItem.shape.orderId }),

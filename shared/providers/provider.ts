@@ -20,6 +20,13 @@ export interface ProviderFunctionSpec {
   readonly description: string;
   /** Its API route (shared/handler/routes.ts lists them in the registry's order): API Gateway path template. */
   readonly route: { readonly method: 'GET' | 'POST'; readonly path: string };
+  /**
+   * Containers of its own for API calls: the operation deployed a second time (the API deployment, tagged
+   * `deployment: api`), which serves its route, while the first serves batch tasks. Batches that hold every container
+   * of the first then do not throttle an API caller (README, Architecture). Only for a metered budget: a static share
+   * would strand the API's share of the provider's limit whenever no caller uses it (infra/budget.ts).
+   */
+  readonly api?: number;
 }
 
 /** A task of the batch state machine as a provider's hooks see it (shared/batch/prepare.ts, PreparedTask). */

@@ -10,9 +10,10 @@ import { buildApp } from '#infra/app.ts';
 import { LIMIT_WINDOW_SECONDS, worstInWindow } from '#infra/budget.ts';
 import type { CancellationsStack } from '#infra/stack.ts';
 import { extractStateMachine, type Template as ResolvableTemplate } from '#local/asl.ts';
+import { localFunctionName } from '#local/functions.ts';
 import { PROVIDERS } from '#shared/core/outcome.ts';
 import { ROUTES } from '#shared/handler/routes.ts';
-import { PROVIDER_LIMITS } from '#shared/providers/index.ts';
+import { PROVIDER_LIMITS, REGISTRY } from '#shared/providers/index.ts';
 
 let stack: CancellationsStack;
 let template: Template;
@@ -31,6 +32,16 @@ beforeAll(() => {
 const ofType = (type: string) => Object.entries(resources).filter(([, r]) => r.Type === type);
 const idOf = (construct: { node: { defaultChild?: unknown } }) =>
   stack.getLogicalId(construct.node.defaultChild as never);
+/** The four cancel functions, each deployed twice (for batches, and `Api` for API calls), with the same access. */
+const cancelers = <T>(access: T): Record<string, T> =>
+  Object.fromEntries(
+    ['CancelDocumentRequest', 'CancelSigningProcesses', 'CancelVerificationOrder', 'CancelBillingRequest'].flatMap(
+      (id) => [
+        [id, access],
+        [`${id}Api`, access],
+      ],
+    ),
+  );
 
 describe('the stack', () => {
   it('synthesizes with cdk-nag (AwsSolutions) reporting nothing unacknowledged, every acknowledgement with a reason', () => {
@@ -70,6 +81,11 @@ describe('the stack', () => {
       CancelSigningProcesses: secretIds.auco,
       CancelVerificationOrder: secretIds.truework,
       CancelBillingRequest: secretIds.gocardless,
+      // Each cancel operation's API deployment, its provider's secret as its batch deployment.
+      CancelDocumentRequestApi: secretIds.mycreditapp,
+      CancelSigningProcessesApi: secretIds.auco,
+      CancelVerificationOrderApi: secretIds.truework,
+      CancelBillingRequestApi: secretIds.gocardless,
       // A guard's organization ids default to the mycreditapp secret's organizationId: these two check it.
       Batches: secretIds.mycreditapp,
       Expirations: secretIds.mycreditapp,
@@ -123,20 +139,14 @@ describe('the stack', () => {
     };
     const writeAndRead = ['dynamodb:BatchWriteItem', 'dynamodb:Query'];
     expect(access(ledger)).toEqual({
-      CancelDocumentRequest: writeAndRead,
-      CancelSigningProcesses: writeAndRead,
-      CancelVerificationOrder: writeAndRead,
-      CancelBillingRequest: writeAndRead,
+      ...cancelers(writeAndRead),
       BatchSummarize: ['dynamodb:BatchWriteItem'],
       Cancellations: ['dynamodb:Query'],
       Batches: ['dynamodb:Query'],
     });
     const records = ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'];
     expect(access(idempotency)).toEqual({
-      CancelDocumentRequest: records,
-      CancelSigningProcesses: records,
-      CancelVerificationOrder: records,
-      CancelBillingRequest: records,
+      ...cancelers(records),
       Batches: records,
       // The execution start records (shared/core/execution-starts.ts): written where executions start, read by Prepare.
       Expirations: ['dynamodb:DeleteItem', 'dynamodb:PutItem'],
@@ -164,10 +174,7 @@ describe('the stack', () => {
     }
     const update = ['dynamodb:GetItem', 'dynamodb:UpdateItem'];
     expect(byFunction).toEqual({
-      CancelDocumentRequest: update,
-      CancelSigningProcesses: update,
-      CancelVerificationOrder: update,
-      CancelBillingRequest: update,
+      ...cancelers(update),
       GetCreditApplication: update,
       BatchSummarize: ['dynamodb:GetItem'],
     });
@@ -346,6 +353,36 @@ describe('the stack', () => {
     for (const [id, route] of routes) expect(route.Properties.AuthorizationType, id).toBe('AWS_IAM');
   });
 
+  it("each cancel operation's route is served by its API deployment: containers of its own, tagged, as the registry says", () => {
+    const byId = Object.fromEntries(ofType('AWS::Lambda::Function'));
+    const integrations = Object.fromEntries(ofType('AWS::ApiGatewayV2::Integration'));
+    const served = (route: { method: string; path: string }) => {
+      const [, r] = ofType('AWS::ApiGatewayV2::Route').find(
+        ([, x]) => x.Properties.RouteKey === `${route.method} ${route.path}`,
+      ) ?? [undefined, undefined];
+      const integration = JSON.stringify(r?.Properties.Target).match(/"Ref":"([^"]+)"/)?.[1] ?? '';
+      return JSON.stringify(integrations[integration]?.Properties.IntegrationUri).match(
+        /"Fn::GetAtt":\["([^"]+)"/,
+      )?.[1];
+    };
+    for (const provider of REGISTRY) {
+      const cancel = provider.functions[0];
+      const fn = served(cancel.route);
+      expect(fn, cancel.fn).toBeDefined();
+      const properties = byId[fn ?? '']?.Properties;
+      expect(localFunctionName(properties), cancel.fn).toBe(`${cancel.fn}-api`);
+      expect(properties?.ReservedConcurrentExecutions, cancel.fn).toBe(cancel.api);
+      expect(
+        (properties?.Environment as { Variables?: { OPERATION?: string } } | undefined)?.Variables?.OPERATION,
+      ).toBe(cancel.fn);
+    }
+    // Other routes go to their one deployment (the lookup serves API reads and batch guards alike).
+    const lookup = ROUTES.find((r) => r.function === 'get-credit-application');
+    expect(localFunctionName(byId[served(lookup ?? { method: '', path: '' }) ?? '']?.Properties)).toBe(
+      'get-credit-application',
+    );
+  });
+
   it('the API stage has access logs and default throttling', () => {
     template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       StageName: '$default',
@@ -392,9 +429,9 @@ describe('the stack', () => {
       // With today's margin: the whole budget is usable, and nothing more.
       expect(worst / PROVIDER_LIMITS[provider], provider).toBeCloseTo(0.95, 6);
     }
-    // mycreditapp's budget is shared by the cancel and the lookup, metered across both.
+    // mycreditapp's budget is shared by the cancel (its two deployments) and the lookup, metered across them.
     const mycreditapp = functions.filter((f) => 'MYCREDITAPP_RATE_PER_SECOND' in f.env);
-    expect(mycreditapp).toHaveLength(2);
+    expect(mycreditapp).toHaveLength(3);
     for (const f of mycreditapp) expect(f.env.RATE_BUDGET_TABLE).toEqual({ Ref: idOf(stack.tables.rateBudget) });
     // The budget table: UpdateItem only, and only for the functions that meter through it.
     const grants = ofType('AWS::IAM::Policy').flatMap(([, p]) =>
@@ -402,8 +439,8 @@ describe('the stack', () => {
         p.Properties.PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown }[] }
       ).Statement.filter((st) => JSON.stringify(st.Resource).includes(idOf(stack.tables.rateBudget))),
     );
-    // mycreditapp's cancel and lookup, and Auco's cancel.
-    expect(grants).toHaveLength(3);
+    // Every function that calls a provider meters: each cancel's two deployments, and the lookup.
+    expect(grants).toHaveLength(2 * PROVIDERS.length + 1);
     for (const g of grants) expect(g.Action).toBe('dynamodb:UpdateItem');
   });
 
@@ -434,7 +471,7 @@ describe('the stack', () => {
     }
     const reserved = Object.fromEntries(
       ofType('AWS::Lambda::Function').map(([, r]) => [
-        (r.Properties.Environment as { Variables: { OPERATION: string } }).Variables.OPERATION,
+        localFunctionName(r.Properties),
         r.Properties.ReservedConcurrentExecutions as number | undefined,
       ]),
     );
@@ -442,6 +479,8 @@ describe('the stack', () => {
     expect(fanOut).toHaveLength(2 * PROVIDERS.length);
     for (const { name, state } of fanOut) {
       const fn = String(JSON.stringify(state).match(/function:(cancel-[a-z-]+)/)?.[1]);
+      // Batches invoke the batch deployment, never the API's.
+      expect(fn.endsWith('-api'), `${name} invokes ${fn}`).toBe(false);
       expect(state.MaxConcurrency, name).toBeLessThanOrEqual(reserved[fn] ?? 0);
     }
   });

@@ -24,6 +24,7 @@ export const auco = {
     {
       fn: 'cancel-signing-processes',
       reserved: 2,
+      api: 2,
       description: 'Cancel Auco signing processes',
       route: { method: 'POST', path: '/v1/auco/documents/cancel' },
     },

@@ -11,6 +11,7 @@ export const gocardless = {
     {
       fn: 'cancel-billing-request',
       reserved: 8,
+      api: 5,
       description: 'Cancel a GoCardless billing request',
       route: { method: 'POST', path: '/v1/gocardless/billing-requests/{billingRequestId}/cancel' },
     },
@@ -21,7 +22,8 @@ export const gocardless = {
   queryExample: 'billingRequestId=BRQ...',
   // 1,000 a minute (PROVIDERS.md 4.4): counted over any minute.
   limit: RATE,
-  metered: false,
+  // Metered, so that the API deployment's containers strand nothing when no caller uses them.
+  metered: true,
   secret: GoCardlessSecret,
   secretPlaceholder: { template: {}, generated: 'accessToken' },
   cli: {

@@ -12,6 +12,7 @@ export const mycreditapp = {
     {
       fn: 'cancel-document-request',
       reserved: 5,
+      api: 3,
       description: 'Cancel a mycreditapp document request',
       route: { method: 'POST', path: '/v1/mycreditapp/organizations/{orgId}/document-requests/{requestId}/cancel' },
     },
