@@ -174,7 +174,7 @@ export class CancellationsStack extends Stack {
       this.tables.grantLedger(fn, 'write-and-read-target');
       this.tables.grantIdempotency(fn);
     }
-    // A budget several functions share is metered across all their containers in one table.
+    // A metered budget (every provider's today: infra/budget.ts) is one table item across all their containers.
     for (const fn of [...cancelers, lookup]) {
       const provider = providerOf(fn.operation);
       if (provider && sharedBudget(provider)) this.tables.grantRateBudget(fn);
