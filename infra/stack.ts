@@ -73,25 +73,30 @@ export class CancellationsStack extends Stack {
       REGISTRY.map((p) => [p.name, provided(p.name, p.functions[0], 'environment' in p ? p.environment : {})]),
     ) as Record<Provider, ProviderFunction>;
     for (const p of REGISTRY) for (const spec of p.functions.slice(1)) provided(p.name, spec);
-    // Each cancel operation's API deployment: the same handler with containers of its own, serving the operation's
-    // route, so an API caller is not throttled behind batches that hold every container of the batch deployment.
-    const apiDeployments = new Map<FunctionName, ProviderFunction>();
-    for (const p of REGISTRY) {
-      const spec = p.functions[0];
-      const reserved = apiReservedConcurrency(spec.fn);
-      if (reserved === undefined) continue;
-      const fn = make(`${pascal(spec.fn)}Api`, {
-        operation: spec.fn,
-        description: `${spec.description} (API calls)`,
-        reservedConcurrentExecutions: reserved,
-        deployment: 'api',
-        environment: { ...pace(spec.fn), ...('environment' in p ? p.environment : {}) },
-      }).bindSecret(this.secrets.secrets[p.name]);
-      apiDeployments.set(spec.fn, fn);
-    }
-    const cancelers = [...Object.values(cancel), ...apiDeployments.values()];
     const lookup = functions.GetCreditApplication;
     if (!lookup) throw new Error('No provider module lists get-credit-application, the batch guard');
+    // Each API deployment: the same handler with containers of its own, serving the operation's route, so an API
+    // caller is not throttled behind batches (and guards) that hold every container of the deployment they call.
+    const apiDeployments = new Map<FunctionName, ProviderFunction>();
+    for (const p of REGISTRY) {
+      for (const [i, spec] of p.functions.entries()) {
+        const reserved = apiReservedConcurrency(spec.fn);
+        if (reserved === undefined) continue;
+        const fn = make(`${pascal(spec.fn)}Api`, {
+          operation: spec.fn,
+          description: `${spec.description} (API calls)`,
+          reservedConcurrentExecutions: reserved,
+          deployment: 'api',
+          // The cancel function's provider settings (its chunking), as its batch deployment has them.
+          environment: { ...pace(spec.fn), ...(i === 0 && 'environment' in p ? p.environment : {}) },
+        }).bindSecret(this.secrets.secrets[p.name]);
+        apiDeployments.set(spec.fn, fn);
+      }
+    }
+    const apiFns = [...apiDeployments.values()];
+    /** Every deployment of a cancel operation, and of the lookup. */
+    const cancelers = [...Object.values(cancel), ...apiFns.filter((fn) => fn.operation !== lookup.operation)];
+    const lookups = [lookup, ...apiFns.filter((fn) => fn.operation === lookup.operation)];
     /** The provider whose secret holds the guard's default organization ids. */
     const guardSecret = this.secrets.secrets[providerOf(lookup.operation) as Provider];
     // Prepare and Summarize parse and write whole manifests (up to 100,000 items): more memory and time.
@@ -175,7 +180,7 @@ export class CancellationsStack extends Stack {
       this.tables.grantIdempotency(fn);
     }
     // A metered budget (every provider's today: infra/budget.ts) is one table item across all their containers.
-    for (const fn of [...cancelers, lookup]) {
+    for (const fn of [...cancelers, ...lookups]) {
       const provider = providerOf(fn.operation);
       if (provider && sharedBudget(provider)) this.tables.grantRateBudget(fn);
     }
@@ -186,9 +191,9 @@ export class CancellationsStack extends Stack {
     // Who started each execution, for the ledger's caller: said by those that start them, read by Prepare.
     this.tables.grantExecutionStarts(expirationsFn, 'record');
     this.tables.grantExecutionStarts(prepare, 'read');
-    // The providers' circuits: the cancel functions and the batch guard's lookup keep them, Summarize reads them to
-    // plan each round.
-    for (const fn of [...cancelers, lookup]) this.tables.grantCircuits(fn, 'update');
+    // The providers' circuits: the batch deployments of the cancel functions and the batch guard's lookup keep them
+    // (API calls are not gated), Summarize reads them to plan each round.
+    for (const fn of [...Object.values(cancel), lookup]) this.tables.grantCircuits(fn, 'update');
     this.tables.grantCircuits(summarize, 'read');
 
     this.functions = functions;

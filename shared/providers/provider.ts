@@ -22,9 +22,10 @@ export interface ProviderFunctionSpec {
   readonly route: { readonly method: 'GET' | 'POST'; readonly path: string };
   /**
    * Containers of its own for API calls: the operation deployed a second time (the API deployment, tagged
-   * `deployment: api`), which serves its route, while the first serves batch tasks. Batches that hold every container
-   * of the first then do not throttle an API caller (README, Architecture). Only for a metered budget: a static share
-   * would strand the API's share of the provider's limit whenever no caller uses it (infra/budget.ts).
+   * `deployment: api`), which serves its route, while the first serves the state machine (and expirations).
+   * Batches that hold every container of the first then do not throttle an API caller (README, Architecture). Only
+   * for a metered budget: a static share would strand the API's share of the provider's limit whenever no caller
+   * uses it (infra/budget.ts).
    */
   readonly api?: number;
 }

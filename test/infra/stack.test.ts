@@ -14,6 +14,7 @@ import { localFunctionName } from '#local/functions.ts';
 import { PROVIDERS } from '#shared/core/outcome.ts';
 import { ROUTES } from '#shared/handler/routes.ts';
 import { PROVIDER_LIMITS, REGISTRY } from '#shared/providers/index.ts';
+import type { ProviderFunctionSpec } from '#shared/providers/provider.ts';
 
 let stack: CancellationsStack;
 let template: Template;
@@ -86,6 +87,7 @@ describe('the stack', () => {
       CancelSigningProcessesApi: secretIds.auco,
       CancelVerificationOrderApi: secretIds.truework,
       CancelBillingRequestApi: secretIds.gocardless,
+      GetCreditApplicationApi: secretIds.mycreditapp,
       // A guard's organization ids default to the mycreditapp secret's organizationId: these two check it.
       Batches: secretIds.mycreditapp,
       Expirations: secretIds.mycreditapp,
@@ -173,8 +175,12 @@ describe('the stack', () => {
       if (actions.length) byFunction[name] = [...new Set(actions)].sort();
     }
     const update = ['dynamodb:GetItem', 'dynamodb:UpdateItem'];
+    // The batch deployments only: API calls are not gated by a circuit.
     expect(byFunction).toEqual({
-      ...cancelers(update),
+      CancelDocumentRequest: update,
+      CancelSigningProcesses: update,
+      CancelVerificationOrder: update,
+      CancelBillingRequest: update,
       GetCreditApplication: update,
       BatchSummarize: ['dynamodb:GetItem'],
     });
@@ -353,7 +359,7 @@ describe('the stack', () => {
     for (const [id, route] of routes) expect(route.Properties.AuthorizationType, id).toBe('AWS_IAM');
   });
 
-  it("each cancel operation's route is served by its API deployment: containers of its own, tagged, as the registry says", () => {
+  it("each provider operation's route is served by its API deployment: containers of its own, tagged, as the registry says", () => {
     const byId = Object.fromEntries(ofType('AWS::Lambda::Function'));
     const integrations = Object.fromEntries(ofType('AWS::ApiGatewayV2::Integration'));
     const served = (route: { method: string; path: string }) => {
@@ -365,22 +371,19 @@ describe('the stack', () => {
         /"Fn::GetAtt":\["([^"]+)"/,
       )?.[1];
     };
-    for (const provider of REGISTRY) {
-      const cancel = provider.functions[0];
-      const fn = served(cancel.route);
-      expect(fn, cancel.fn).toBeDefined();
+    for (const spec of REGISTRY.flatMap((p): readonly ProviderFunctionSpec[] => p.functions)) {
+      const fn = served(spec.route);
+      expect(fn, spec.fn).toBeDefined();
       const properties = byId[fn ?? '']?.Properties;
-      expect(localFunctionName(properties), cancel.fn).toBe(`${cancel.fn}-api`);
-      expect(properties?.ReservedConcurrentExecutions, cancel.fn).toBe(cancel.api);
+      expect(localFunctionName(properties), spec.fn).toBe(`${spec.fn}-api`);
+      expect(properties?.ReservedConcurrentExecutions, spec.fn).toBe(spec.api);
       expect(
         (properties?.Environment as { Variables?: { OPERATION?: string } } | undefined)?.Variables?.OPERATION,
-      ).toBe(cancel.fn);
+      ).toBe(spec.fn);
     }
-    // Other routes go to their one deployment (the lookup serves API reads and batch guards alike).
-    const lookup = ROUTES.find((r) => r.function === 'get-credit-application');
-    expect(localFunctionName(byId[served(lookup ?? { method: '', path: '' }) ?? '']?.Properties)).toBe(
-      'get-credit-application',
-    );
+    // Other routes go to their one deployment.
+    const batches = ROUTES.find((r) => r.function === 'batches');
+    expect(localFunctionName(byId[served(batches ?? { method: '', path: '' }) ?? '']?.Properties)).toBe('batches');
   });
 
   it('the API stage has access logs and default throttling', () => {
@@ -429,9 +432,9 @@ describe('the stack', () => {
       // With today's margin: the whole budget is usable, and nothing more.
       expect(worst / PROVIDER_LIMITS[provider], provider).toBeCloseTo(0.95, 6);
     }
-    // mycreditapp's budget is shared by the cancel (its two deployments) and the lookup, metered across them.
+    // mycreditapp's budget is shared by the cancel and the lookup (two deployments each), metered across them.
     const mycreditapp = functions.filter((f) => 'MYCREDITAPP_RATE_PER_SECOND' in f.env);
-    expect(mycreditapp).toHaveLength(3);
+    expect(mycreditapp).toHaveLength(4);
     for (const f of mycreditapp) expect(f.env.RATE_BUDGET_TABLE).toEqual({ Ref: idOf(stack.tables.rateBudget) });
     // The budget table: UpdateItem only, and only for the functions that meter through it.
     const grants = ofType('AWS::IAM::Policy').flatMap(([, p]) =>
@@ -439,8 +442,8 @@ describe('the stack', () => {
         p.Properties.PolicyDocument as { Statement: { Action: string | string[]; Resource: unknown }[] }
       ).Statement.filter((st) => JSON.stringify(st.Resource).includes(idOf(stack.tables.rateBudget))),
     );
-    // Every function that calls a provider meters: each cancel's two deployments, and the lookup.
-    expect(grants).toHaveLength(2 * PROVIDERS.length + 1);
+    // Every function that calls a provider meters: each cancel's two deployments, and the lookup's two.
+    expect(grants).toHaveLength(2 * PROVIDERS.length + 2);
     for (const g of grants) expect(g.Action).toBe('dynamodb:UpdateItem');
   });
 

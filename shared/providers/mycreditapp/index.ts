@@ -22,6 +22,8 @@ export const mycreditapp = {
     {
       fn: 'get-credit-application',
       reserved: 2,
+      // API reads of their own: 200 guards at midnight do not throttle a caller's read.
+      api: 2,
       description: 'Read a mycreditapp credit application',
       route: { method: 'GET', path: '/v1/mycreditapp/credit-applications/{creditApplicationId}' },
     },
