@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalApi } from '#local/api.ts';
 import { LocalLambdaService, TooManyRequestsError } from '#local/lambda/service.ts';
+import { MYCREDITAPP_DEMO } from '#local/simulators/mycreditapp.ts';
 import { startTestSystem, type TestSystem } from '#test/support/system.ts';
 
 const counter = (reserved: number | undefined, timeoutMs = 5_000) => ({
@@ -124,8 +125,9 @@ describe('the state machine retries a throttled task as its definition says', ()
     system = await startTestSystem({
       // 40 throttle retries 200 ms apart: 8 s, longer than a cold start on a busy machine.
       retryIntervalMs: 200,
-      // One container for the GoCardless function, so a second execution's task is throttled while the first runs.
-      reserved: { 'cancel-billing-request': 1 },
+      // One container for the GoCardless function, so a second execution's task is throttled while the first runs;
+      // one for the lookup, so a guard holds it.
+      reserved: { 'cancel-billing-request': 1, 'get-credit-application': 1 },
       env: { GOCARDLESS_RATE_PER_SECOND: '1000' },
     });
   });
@@ -191,6 +193,45 @@ describe('the state machine retries a throttled task as its definition says', ()
       await execution.done;
       expect(JSON.parse(execution.output ?? '{}').results[0].outcome).toBe('canceled');
       expect(system.cloud.lambda.stats('cancel-billing-request-api')).toMatchObject({ invocations: 1, throttles: 0 });
+    } finally {
+      await api.close();
+    }
+  });
+
+  it("an API read is not throttled behind a batch's guard that holds every lookup container", async () => {
+    system.gocardless.add('BRQ000GUARDED01', 'pending');
+    const api = new LocalApi({ functions: system.cloud.functions, openapi: () => ({}) });
+    await api.listen(0);
+    try {
+      // The guard's read of its credit application holds the lookup's only batch container for 3 s.
+      system.mycreditapp.inject({ fault: { kind: 'delay', ms: 3_000 }, times: 1, method: 'GET' });
+      const lookupStats = () => system.cloud.lambda.stats('get-credit-application');
+      const before = lookupStats().invocations;
+      const execution = system.cloud.stepFunctions.start(
+        JSON.stringify({
+          reason: 'declined',
+          guard: { creditApplicationId: MYCREDITAPP_DEMO.declinedApplication },
+          items: [{ provider: 'gocardless', billingRequestId: 'BRQ000GUARDED01' }],
+        }),
+        'guard-holds-lookup',
+      );
+      let batchDone = false;
+      void execution.done.then(() => {
+        batchDone = true;
+      });
+      while (lookupStats().invocations === before) await new Promise((r) => setTimeout(r, 5));
+      await expect(system.cloud.lambda.invoke('get-credit-application', {})).rejects.toBeInstanceOf(
+        TooManyRequestsError,
+      );
+      const answer = await fetch(
+        `${api.url}/v1/mycreditapp/credit-applications/${MYCREDITAPP_DEMO.pendingApplication}`,
+      );
+      expect(answer.status).toBe(200);
+      expect(((await answer.json()) as { status: string }).status).toBe('pending');
+      expect(batchDone, 'the guard still held the container when the API answered').toBe(false);
+      await execution.done;
+      expect(execution.status).toBe('SUCCEEDED');
+      expect(system.cloud.lambda.stats('get-credit-application-api')).toMatchObject({ invocations: 1, throttles: 0 });
     } finally {
       await api.close();
     }
