@@ -61,38 +61,37 @@ export class CancellationsStack extends Stack {
      * and Prepare, which chunks). */
     const hooks = Object.assign({}, ...REGISTRY.map((p) => ('environment' in p ? p.environment : {})));
     const pascal = (s: string) => s.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase());
-    const provided = (provider: Provider, spec: ProviderFunctionSpec, environment: Record<string, string> = {}) =>
-      make(pascal(spec.fn), {
+    /** A function that calls a provider: its batch deployment, or (`api`: its reservation) its API deployment, the
+     * same handler with containers of its own, serving the operation's route, so an API caller is not throttled
+     * behind batches (and guards) that hold every container of the deployment they call. */
+    const provided = (
+      provider: Provider,
+      spec: ProviderFunctionSpec,
+      environment: Record<string, string>,
+      api?: number,
+    ) =>
+      make(`${pascal(spec.fn)}${api === undefined ? '' : 'Api'}`, {
         operation: spec.fn,
-        description: spec.description,
+        description: api === undefined ? spec.description : `${spec.description} (API calls)`,
         environment: { ...pace(spec.fn), ...environment },
+        ...(api === undefined ? {} : { reservedConcurrentExecutions: api, deployment: 'api' as const }),
       }).bindSecret(this.secrets.secrets[provider]);
 
-    // Each provider's cancel function (the batch maps fan out to it), then the others that call a provider.
-    const cancel = Object.fromEntries(
-      REGISTRY.map((p) => [p.name, provided(p.name, p.functions[0], 'environment' in p ? p.environment : {})]),
-    ) as Record<Provider, ProviderFunction>;
-    for (const p of REGISTRY) for (const spec of p.functions.slice(1)) provided(p.name, spec);
-    const lookup = functions.GetCreditApplication;
-    if (!lookup) throw new Error('No provider module lists get-credit-application, the batch guard');
-    // Each API deployment: the same handler with containers of its own, serving the operation's route, so an API
-    // caller is not throttled behind batches (and guards) that hold every container of the deployment they call.
+    // Each provider's functions, the first its cancel function (the batch maps fan out to it; it and its API
+    // deployment get the provider's settings, such as Auco's chunking), each with its API deployment if it has one.
+    const cancel = {} as Record<Provider, ProviderFunction>;
     const apiDeployments = new Map<FunctionName, ProviderFunction>();
     for (const p of REGISTRY) {
       for (const [i, spec] of p.functions.entries()) {
-        const reserved = apiReservedConcurrency(spec.fn);
-        if (reserved === undefined) continue;
-        const fn = make(`${pascal(spec.fn)}Api`, {
-          operation: spec.fn,
-          description: `${spec.description} (API calls)`,
-          reservedConcurrentExecutions: reserved,
-          deployment: 'api',
-          // The cancel function's provider settings (its chunking), as its batch deployment has them.
-          environment: { ...pace(spec.fn), ...(i === 0 && 'environment' in p ? p.environment : {}) },
-        }).bindSecret(this.secrets.secrets[p.name]);
-        apiDeployments.set(spec.fn, fn);
+        const environment = i === 0 && 'environment' in p ? p.environment : {};
+        const fn = provided(p.name, spec, environment);
+        if (i === 0) cancel[p.name] = fn;
+        const api = apiReservedConcurrency(spec.fn);
+        if (api !== undefined) apiDeployments.set(spec.fn, provided(p.name, spec, environment, api));
       }
     }
+    const lookup = functions.GetCreditApplication;
+    if (!lookup) throw new Error('No provider module lists get-credit-application, the batch guard');
     const apiFns = [...apiDeployments.values()];
     /** Every deployment of a cancel operation, and of the lookup. */
     const cancelers = [...Object.values(cancel), ...apiFns.filter((fn) => fn.operation !== lookup.operation)];
