@@ -119,7 +119,6 @@ async function guardRound(state: GuardState): Promise<unknown> {
   log.error('batch guard gave up at the deadline: nothing cancelled', { report: decision.report });
   const failed = notAttempted(await allTasks(state), decision.why, decision.lastFailure);
   await recordGivenUp(failed, state.batch);
-  emitGivenUpMetrics(failed.map((f) => f.outcome));
   const final = { kind: 'final' as const, failed, report: decision.report };
   if (state.mode === 'manifest') {
     const manifest = state as unknown as Manifest;
@@ -172,7 +171,8 @@ async function recordCrashes(
   if (entries.length) await recordOrLog(defaultDeps().ledger, entries);
 }
 
-/** Items given up at the deadline: their last attempts may not be in the ledger (a refused call never ran). */
+/** Items given up at the deadline, recorded in the ledger (their last attempts may not be there: a refused call
+ * never ran) and counted for the GivenUp alarm. */
 async function recordGivenUp(
   failed: { outcome: Outcome }[],
   batch: { executionId: string; reason?: unknown; requestedBy?: unknown; creditApplicationId?: unknown },
@@ -191,6 +191,7 @@ async function recordGivenUp(
       ...(typeof batch.creditApplicationId === 'string' ? { creditApplicationId: batch.creditApplicationId } : {}),
     })),
   );
+  emitGivenUpMetrics(failed.map((f) => f.outcome));
 }
 
 /** The providers among `providers` whose circuit is open (none when the circuits are not configured). */
@@ -229,10 +230,8 @@ async function afterRound(
     open,
     lastFailure: round?.lastFailure ?? {},
   });
-  if (decision.kind === 'final') {
-    await recordGivenUp(decision.failed, state.batch);
-    emitGivenUpMetrics(decision.failed.map((f) => f.outcome));
-  } else log.info('batch waits for its next round', { round: decision.round });
+  if (decision.kind === 'final') await recordGivenUp(decision.failed, state.batch);
+  else log.info('batch waits for its next round', { round: decision.round });
   return { settled, decision };
 }
 

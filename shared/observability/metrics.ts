@@ -7,6 +7,23 @@ import { config } from '#shared/config.ts';
 import type { CircuitState } from '#shared/core/circuit.ts';
 import type { Outcome } from '#shared/core/outcome.ts';
 
+/** One EMF line: the metrics (`values`, named in `metrics`) under `dimensions`, whose values `values` also holds. */
+function emf(
+  namespace: string,
+  dimensions: string[],
+  metrics: { Name: string; Unit: string }[],
+  values: Record<string, string | number>,
+  timestamp = Date.now(),
+): string {
+  return JSON.stringify({
+    _aws: {
+      Timestamp: timestamp,
+      CloudWatchMetrics: [{ Namespace: namespace, Dimensions: [dimensions], Metrics: metrics }],
+    },
+    ...values,
+  });
+}
+
 export function emitOutcomeMetrics(
   outcomes: readonly Outcome[],
   write: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
@@ -22,17 +39,7 @@ export function emitOutcomeMetrics(
   }
   for (const { provider, outcome, count } of counts.values()) {
     write(
-      JSON.stringify({
-        _aws: {
-          Timestamp: Date.now(),
-          CloudWatchMetrics: [
-            {
-              Namespace: namespace,
-              Dimensions: [['Provider', 'Outcome']],
-              Metrics: [{ Name: 'Cancellations', Unit: 'Count' }],
-            },
-          ],
-        },
+      emf(namespace, ['Provider', 'Outcome'], [{ Name: 'Cancellations', Unit: 'Count' }], {
         Provider: provider,
         Outcome: outcome,
         Cancellations: count,
@@ -55,24 +62,20 @@ export function emitCircuitMetrics(
   if (!namespace) return;
   const open = circuit.state === 'open';
   write(
-    JSON.stringify({
-      _aws: {
-        Timestamp: now,
-        CloudWatchMetrics: [
-          {
-            Namespace: namespace,
-            Dimensions: [['Provider']],
-            Metrics: [
-              { Name: 'CircuitOpen', Unit: 'Count' },
-              { Name: 'UnreachableSeconds', Unit: 'Seconds' },
-            ],
-          },
-        ],
+    emf(
+      namespace,
+      ['Provider'],
+      [
+        { Name: 'CircuitOpen', Unit: 'Count' },
+        { Name: 'UnreachableSeconds', Unit: 'Seconds' },
+      ],
+      {
+        Provider: provider,
+        CircuitOpen: open ? 1 : 0,
+        UnreachableSeconds: open && circuit.openedAt ? Math.max(0, Math.round((now - circuit.openedAt) / 1000)) : 0,
       },
-      Provider: provider,
-      CircuitOpen: open ? 1 : 0,
-      UnreachableSeconds: open && circuit.openedAt ? Math.max(0, Math.round((now - circuit.openedAt) / 1000)) : 0,
-    }),
+      now,
+    ),
   );
 }
 
@@ -89,17 +92,6 @@ export function emitGivenUpMetrics(
   const counts = new Map<string, number>();
   for (const o of outcomes) counts.set(o.provider, (counts.get(o.provider) ?? 0) + 1);
   for (const [provider, count] of counts) {
-    write(
-      JSON.stringify({
-        _aws: {
-          Timestamp: Date.now(),
-          CloudWatchMetrics: [
-            { Namespace: namespace, Dimensions: [['Provider']], Metrics: [{ Name: 'GivenUp', Unit: 'Count' }] },
-          ],
-        },
-        Provider: provider,
-        GivenUp: count,
-      }),
-    );
+    write(emf(namespace, ['Provider'], [{ Name: 'GivenUp', Unit: 'Count' }], { Provider: provider, GivenUp: count }));
   }
 }
