@@ -148,9 +148,8 @@ export class LocalApi {
       ...(iam ? { authorizer: { iam } } : {}),
     });
     // The route's function: its operation's API deployment where it has one, as the stack routes it.
-    const name = this.options.functions[apiDeploymentName(match.route.function)]
-      ? apiDeploymentName(match.route.function)
-      : match.route.function;
+    const api = apiDeploymentName(match.route.function);
+    const name = this.options.functions[api] ? api : match.route.function;
     const handler = this.options.functions[name];
     if (!handler) return send(500, { error: 'internal_error', message: `no local function ${name}` });
     const result = (await handler(

@@ -155,85 +155,84 @@ describe('the state machine retries a throttled task as its definition says', ()
     expect(Object.fromEntries(system.gocardless.effectiveCancels)).toEqual({ BRQ000THROTTLE1: 1, BRQ000THROTTLE2: 1 });
   });
 
-  it("an API cancel is not throttled behind a batch that holds every container: the operation's API deployment serves it", async () => {
-    system.gocardless.add('BRQ000HELDBATCH', 'pending');
-    system.gocardless.add('BRQ000APICALLER', 'pending');
+  /**
+   * Starts a batch (`input`) whose first task holds `fn`'s only batch container (the caller made the provider slow),
+   * checks that another invocation of `fn` is throttled, and runs `whileHeld` against the local API meanwhile: it must
+   * be answered while the batch still holds the container. Returns the finished execution.
+   */
+  const whileBatchHolds = async (
+    fn: string,
+    input: unknown,
+    name: string,
+    whileHeld: (apiUrl: string) => Promise<void>,
+  ) => {
     const api = new LocalApi({ functions: system.cloud.functions, openapi: () => ({}) });
     await api.listen(0);
     try {
-      // The batch's cancel holds the batch deployment's only container for 3 s at the provider.
-      system.gocardless.inject({ fault: { kind: 'delay', ms: 3_000 }, times: 1, method: 'POST' });
-      const batchStats = () => system.cloud.lambda.stats('cancel-billing-request');
-      const before = batchStats().invocations;
-      const execution = system.cloud.stepFunctions.start(
-        JSON.stringify({
-          reason: 'declined',
-          items: [{ provider: 'gocardless', billingRequestId: 'BRQ000HELDBATCH' }],
-        }),
-        'held-by-batch',
-      );
+      const invocations = () => system.cloud.lambda.stats(fn).invocations;
+      const before = invocations();
+      const execution = system.cloud.stepFunctions.start(JSON.stringify(input), name);
       let batchDone = false;
       void execution.done.then(() => {
         batchDone = true;
       });
-      while (batchStats().invocations === before) await new Promise((r) => setTimeout(r, 5));
+      while (invocations() === before) await new Promise((r) => setTimeout(r, 5));
       // Every container of the batch deployment is taken: another invocation of it is throttled.
-      await expect(system.cloud.lambda.invoke('cancel-billing-request', {})).rejects.toBeInstanceOf(
-        TooManyRequestsError,
-      );
+      await expect(system.cloud.lambda.invoke(fn, {})).rejects.toBeInstanceOf(TooManyRequestsError);
       // The API caller gets its answer meanwhile, from the API deployment's own containers.
-      const answer = await fetch(`${api.url}/v1/gocardless/billing-requests/BRQ000APICALLER/cancel`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: '{}',
-      });
-      expect(answer.status).toBe(200);
-      expect(((await answer.json()) as { outcome: string }).outcome).toBe('canceled');
+      await whileHeld(api.url);
       expect(batchDone, 'the batch still held the container when the API answered').toBe(false);
       await execution.done;
-      expect(JSON.parse(execution.output ?? '{}').results[0].outcome).toBe('canceled');
-      expect(system.cloud.lambda.stats('cancel-billing-request-api')).toMatchObject({ invocations: 1, throttles: 0 });
+      return execution;
     } finally {
       await api.close();
     }
+  };
+
+  it("an API cancel is not throttled behind a batch that holds every container: the operation's API deployment serves it", async () => {
+    system.gocardless.add('BRQ000HELDBATCH', 'pending');
+    system.gocardless.add('BRQ000APICALLER', 'pending');
+    // The batch's cancel holds the batch deployment's only container for 3 s at the provider.
+    system.gocardless.inject({ fault: { kind: 'delay', ms: 3_000 }, times: 1, method: 'POST' });
+    const execution = await whileBatchHolds(
+      'cancel-billing-request',
+      { reason: 'declined', items: [{ provider: 'gocardless', billingRequestId: 'BRQ000HELDBATCH' }] },
+      'held-by-batch',
+      async (apiUrl) => {
+        const answer = await fetch(`${apiUrl}/v1/gocardless/billing-requests/BRQ000APICALLER/cancel`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: '{}',
+        });
+        expect(answer.status).toBe(200);
+        expect(((await answer.json()) as { outcome: string }).outcome).toBe('canceled');
+      },
+    );
+    expect(JSON.parse(execution.output ?? '{}').results[0].outcome).toBe('canceled');
+    expect(system.cloud.lambda.stats('cancel-billing-request-api')).toMatchObject({ invocations: 1, throttles: 0 });
   });
 
   it("an API read is not throttled behind a batch's guard that holds every lookup container", async () => {
     system.gocardless.add('BRQ000GUARDED01', 'pending');
-    const api = new LocalApi({ functions: system.cloud.functions, openapi: () => ({}) });
-    await api.listen(0);
-    try {
-      // The guard's read of its credit application holds the lookup's only batch container for 3 s.
-      system.mycreditapp.inject({ fault: { kind: 'delay', ms: 3_000 }, times: 1, method: 'GET' });
-      const lookupStats = () => system.cloud.lambda.stats('get-credit-application');
-      const before = lookupStats().invocations;
-      const execution = system.cloud.stepFunctions.start(
-        JSON.stringify({
-          reason: 'declined',
-          guard: { creditApplicationId: MYCREDITAPP_DEMO.declinedApplication },
-          items: [{ provider: 'gocardless', billingRequestId: 'BRQ000GUARDED01' }],
-        }),
-        'guard-holds-lookup',
-      );
-      let batchDone = false;
-      void execution.done.then(() => {
-        batchDone = true;
-      });
-      while (lookupStats().invocations === before) await new Promise((r) => setTimeout(r, 5));
-      await expect(system.cloud.lambda.invoke('get-credit-application', {})).rejects.toBeInstanceOf(
-        TooManyRequestsError,
-      );
-      const answer = await fetch(
-        `${api.url}/v1/mycreditapp/credit-applications/${MYCREDITAPP_DEMO.pendingApplication}`,
-      );
-      expect(answer.status).toBe(200);
-      expect(((await answer.json()) as { status: string }).status).toBe('pending');
-      expect(batchDone, 'the guard still held the container when the API answered').toBe(false);
-      await execution.done;
-      expect(execution.status).toBe('SUCCEEDED');
-      expect(system.cloud.lambda.stats('get-credit-application-api')).toMatchObject({ invocations: 1, throttles: 0 });
-    } finally {
-      await api.close();
-    }
+    // The guard's read of its credit application holds the lookup's only batch container for 3 s.
+    system.mycreditapp.inject({ fault: { kind: 'delay', ms: 3_000 }, times: 1, method: 'GET' });
+    const execution = await whileBatchHolds(
+      'get-credit-application',
+      {
+        reason: 'declined',
+        guard: { creditApplicationId: MYCREDITAPP_DEMO.declinedApplication },
+        items: [{ provider: 'gocardless', billingRequestId: 'BRQ000GUARDED01' }],
+      },
+      'guard-holds-lookup',
+      async (apiUrl) => {
+        const answer = await fetch(
+          `${apiUrl}/v1/mycreditapp/credit-applications/${MYCREDITAPP_DEMO.pendingApplication}`,
+        );
+        expect(answer.status).toBe(200);
+        expect(((await answer.json()) as { status: string }).status).toBe('pending');
+      },
+    );
+    expect(execution.status).toBe('SUCCEEDED');
+    expect(system.cloud.lambda.stats('get-credit-application-api')).toMatchObject({ invocations: 1, throttles: 0 });
   });
 });
