@@ -130,6 +130,9 @@ describe('the state machine retries a throttled task as its definition says', ()
       reserved: { 'cancel-billing-request': 1, 'get-credit-application': 1 },
       env: { GOCARDLESS_RATE_PER_SECOND: '1000' },
     });
+    // Every bundle built now, as a deployment does: a cold start does not wait for esbuild, so the API deployments'
+    // first answers come well inside the time a batch holds its container below.
+    await system.cloud.lambda.deploy();
   });
   afterAll(() => system.stop());
 
@@ -156,12 +159,15 @@ describe('the state machine retries a throttled task as its definition says', ()
   });
 
   /**
-   * Starts a batch (`input`) whose first task holds `fn`'s only batch container (the caller made the provider slow),
-   * checks that another invocation of `fn` is throttled, and runs `whileHeld` against the local API meanwhile: it must
-   * be answered while the batch still holds the container. Returns the finished execution.
+   * Starts a batch (`input`) whose first task holds `fn`'s only batch container at a provider made slow for one
+   * request (`sim`, `method`: a delay fault), waits until that request has reached the provider (so the API call
+   * below cannot take the delay instead), checks that another invocation of `fn` is throttled, and runs `whileHeld`
+   * against the local API meanwhile: it must be answered while the batch still holds the container. Returns the
+   * finished execution.
    */
   const whileBatchHolds = async (
     fn: string,
+    held: { sim: { received(method: string, path: RegExp): { served?: string }[] }; method: string },
     input: unknown,
     name: string,
     whileHeld: (apiUrl: string) => Promise<void>,
@@ -169,14 +175,14 @@ describe('the state machine retries a throttled task as its definition says', ()
     const api = new LocalApi({ functions: system.cloud.functions, openapi: () => ({}) });
     await api.listen(0);
     try {
-      const invocations = () => system.cloud.lambda.stats(fn).invocations;
-      const before = invocations();
+      const delayed = () => held.sim.received(held.method, /./).filter((r) => r.served === 'fault:delay').length;
+      const before = delayed();
       const execution = system.cloud.stepFunctions.start(JSON.stringify(input), name);
       let batchDone = false;
       void execution.done.then(() => {
         batchDone = true;
       });
-      while (invocations() === before) await new Promise((r) => setTimeout(r, 5));
+      while (delayed() === before) await new Promise((r) => setTimeout(r, 5));
       // Every container of the batch deployment is taken: another invocation of it is throttled.
       await expect(system.cloud.lambda.invoke(fn, {})).rejects.toBeInstanceOf(TooManyRequestsError);
       // The API caller gets its answer meanwhile, from the API deployment's own containers.
@@ -192,10 +198,11 @@ describe('the state machine retries a throttled task as its definition says', ()
   it("an API cancel is not throttled behind a batch that holds every container: the operation's API deployment serves it", async () => {
     system.gocardless.add('BRQ000HELDBATCH', 'pending');
     system.gocardless.add('BRQ000APICALLER', 'pending');
-    // The batch's cancel holds the batch deployment's only container for 3 s at the provider.
-    system.gocardless.inject({ fault: { kind: 'delay', ms: 3_000 }, times: 1, method: 'POST' });
+    // The batch's cancel holds the batch deployment's only container for 6 s at the provider.
+    system.gocardless.inject({ fault: { kind: 'delay', ms: 6_000 }, times: 1, method: 'POST' });
     const execution = await whileBatchHolds(
       'cancel-billing-request',
+      { sim: system.gocardless, method: 'POST' },
       { reason: 'declined', items: [{ provider: 'gocardless', billingRequestId: 'BRQ000HELDBATCH' }] },
       'held-by-batch',
       async (apiUrl) => {
@@ -214,10 +221,11 @@ describe('the state machine retries a throttled task as its definition says', ()
 
   it("an API read is not throttled behind a batch's guard that holds every lookup container", async () => {
     system.gocardless.add('BRQ000GUARDED01', 'pending');
-    // The guard's read of its credit application holds the lookup's only batch container for 3 s.
-    system.mycreditapp.inject({ fault: { kind: 'delay', ms: 3_000 }, times: 1, method: 'GET' });
+    // The guard's read of its credit application holds the lookup's only batch container for 6 s.
+    system.mycreditapp.inject({ fault: { kind: 'delay', ms: 6_000 }, times: 1, method: 'GET' });
     const execution = await whileBatchHolds(
       'get-credit-application',
+      { sim: system.mycreditapp, method: 'GET' },
       {
         reason: 'declined',
         guard: { creditApplicationId: MYCREDITAPP_DEMO.declinedApplication },
