@@ -62,6 +62,50 @@ describe('shared rate budget', () => {
     const wait = (await budget.reserve('provider-d', 10, 5_000, now)) as number;
     expect(wait).toBe(500);
   });
+
+  it('a busy budget costs one write a slot; idle again, it is still taken at once, even when another caller wins the race', async () => {
+    /** A container's DynamoDB client, counting its calls; `before` runs ahead of each. */
+    class Counting extends DynamoDb {
+      calls = 0;
+      before: (call: number) => Promise<void> = async () => {};
+      override async call<T>(operation: string, input: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
+        this.calls++;
+        await this.before(this.calls);
+        return super.call<T>(operation, input, signal);
+      }
+    }
+    const db = new Counting({ endpoint: dynamo.url });
+    const a = new DynamoRateBudget(dynamo.tables.rateBudget, db);
+    const now = Date.now();
+    expect(await a.reserve('provider-g', 10, 5_000, now)).toBe(0);
+    db.calls = 0;
+    const waits: (number | undefined)[] = [];
+    for (let i = 0; i < 10; i++) waits.push(await a.reserve('provider-g', 10, 5_000, now));
+    expect(waits).toEqual([100, 200, 300, 400, 500, 600, 700, 800, 900, 1_000]);
+    // The first behind the queue found it busy after trying it idle (two writes); each after it, one.
+    expect(db.calls).toBe(11);
+
+    // Much later the queue has drained: tried behind first, then idle, it goes at once.
+    db.calls = 0;
+    const later = now + 10_000;
+    expect(await a.reserve('provider-g', 10, 5_000, later)).toBe(0);
+    expect(db.calls).toBe(2);
+
+    // Drained again, but another container takes the idle slot between this one's two writes: this one queues
+    // behind it (a third write) instead of being told the queue is too long.
+    const b = new DynamoRateBudget(dynamo.tables.rateBudget, new DynamoDb({ endpoint: dynamo.url }));
+    await a.reserve('provider-g', 10, 5_000, later + 10_000); // queued again in `a`'s eyes:
+    await a.reserve('provider-g', 10, 5_000, later + 10_000);
+    db.calls = 0;
+    const race = later + 20_000;
+    let other: number | undefined;
+    db.before = async (call) => {
+      if (call === 2) other = await b.reserve('provider-g', 10, 5_000, race);
+    };
+    expect(await a.reserve('provider-g', 10, 5_000, race)).toBe(100);
+    expect(other).toBe(0);
+    expect(db.calls).toBe(3);
+  });
 });
 
 /** The shared budget, recording each slot it grants in `slots`; `afterReserve` runs once a slot is granted. */
