@@ -1,5 +1,5 @@
 /**
- * Alarms on what needs a person (function errors and throttles, failed or timed-out batch executions, undeliverable
+ * Alarms on what needs a person (function errors and throttles, a batch function throttled while it runs nothing, failed or timed-out batch executions, undeliverable
  * schedules, a provider unreachable for 15 minutes, a provider refusing cancellations, items given up at a batch's
  * deadline) and a dashboard of cancellations by provider and outcome and of each
  * provider's circuit, from the metrics the functions emit (shared/observability/metrics.ts).
@@ -29,6 +29,10 @@ import { OUTCOMES, PROVIDERS } from '#shared/core/outcome.ts';
 
 export interface MonitoringProps {
   readonly functions: Record<string, IFunction>;
+  /** Functions the state machine invokes whose throttling is designed queuing (infra/budget.ts: many executions at
+   * once queue on a few containers, and the definition retries them): alarmed only when throttled while running
+   * nothing, not on every busy night. */
+  readonly queuing?: readonly IFunction[];
   readonly stateMachine: StateMachine;
   readonly deadLetterQueues?: IQueue[];
   /** The namespace the functions' metrics go to (METRICS_NAMESPACE). */
@@ -76,11 +80,30 @@ export class Monitoring extends Construct {
         fn.metricErrors({ period: Duration.minutes(5) }),
         `${name}: the function raised errors (a bug or a crash, not a provider refusal)`,
       );
-      alarm(
-        `${name}Throttles`,
-        fn.metricThrottles({ period: Duration.minutes(5) }),
-        `${name}: invocations were throttled`,
-      );
+      if (props.queuing?.includes(fn)) {
+        // Throttled while it ran nothing in five minutes: its reservation is 0 (set by hand, or by Lambda itself) or
+        // every container is stuck, and batches wait on it until their deadlines. Throttled while it runs is the
+        // budget at work (README, Architecture); items it delays past their batch's deadline raise GivenUp.
+        // IF, AND and FILL: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html
+        alarm(
+          `${name}Stalled`,
+          new MathExpression({
+            expression: 'IF(FILL(throttles, 0) > 0 AND FILL(invocations, 0) == 0, 1, 0)',
+            usingMetrics: {
+              throttles: fn.metricThrottles({ period: Duration.minutes(5) }),
+              invocations: fn.metricInvocations({ period: Duration.minutes(5) }),
+            },
+            period: Duration.minutes(5),
+          }),
+          `${name}: throttled for five minutes without running once (its reserved concurrency is 0, or every container is stuck): batch items wait on it until their deadlines`,
+        );
+      } else {
+        alarm(
+          `${name}Throttles`,
+          fn.metricThrottles({ period: Duration.minutes(5) }),
+          `${name}: invocations were throttled (an API caller was refused, or the account's concurrency ran out)`,
+        );
+      }
     }
     alarm(
       'BatchExecutionsFailed',
@@ -182,6 +205,13 @@ export class Monitoring extends Construct {
             title: 'Function errors',
             left: Object.values(props.functions).map((fn) => fn.metricErrors()),
             width: 12,
+          }),
+        ],
+        [
+          new GraphWidget({
+            title: 'Function throttles (batch deployments: queuing by design; any other: a caller refused)',
+            left: Object.values(props.functions).map((fn) => fn.metricThrottles()),
+            width: 24,
           }),
         ],
       ],

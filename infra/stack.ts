@@ -209,6 +209,8 @@ export class CancellationsStack extends Stack {
     });
     new Monitoring(this, 'Monitoring', {
       functions: this.functions,
+      // The deployments the state machine invokes: their throttling is queuing by design.
+      queuing: [...Object.values(cancel), lookup],
       stateMachine: this.batch.stateMachine,
       namespace,
       deadLetterQueues: [expirations.deadLetters],

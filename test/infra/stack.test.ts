@@ -504,22 +504,32 @@ describe('the stack', () => {
 
   it('alarms on every function (errors, throttles), on failed and timed-out executions and on refusals, to an encrypted topic; a dashboard', () => {
     const alarms = ofType('AWS::CloudWatch::Alarm').map(([, a]) => a.Properties);
+    // The reserved functions the state machine invokes queue by design: alarmed when throttled while running nothing.
+    const definition = JSON.stringify(resources[idOf(stack.batch.stateMachine)]?.Properties.DefinitionString);
     for (const name of Object.keys(stack.functions)) {
+      const id = idOf(stack.functions[name] as never);
       expect(
-        alarms.some(
-          (a) =>
-            a.MetricName === 'Errors' && JSON.stringify(a.Dimensions).includes(idOf(stack.functions[name] as never)),
-        ),
+        alarms.some((a) => a.MetricName === 'Errors' && JSON.stringify(a.Dimensions).includes(id)),
         name,
       ).toBe(true);
-      expect(
-        alarms.some(
-          (a) =>
-            a.MetricName === 'Throttles' && JSON.stringify(a.Dimensions).includes(idOf(stack.functions[name] as never)),
-        ),
-        name,
-      ).toBe(true);
+      const throttles = alarms.filter((a) => a.MetricName === 'Throttles' && JSON.stringify(a.Dimensions).includes(id));
+      const stalled = alarms.filter((a) => {
+        const metrics = JSON.stringify(a.Metrics ?? []);
+        return (
+          metrics.includes('IF(FILL(throttles, 0) > 0 AND FILL(invocations, 0) == 0, 1, 0)') &&
+          metrics.includes('"MetricName":"Throttles"') &&
+          metrics.includes('"MetricName":"Invocations"') &&
+          metrics.includes(`{"Ref":"${id}"}`) &&
+          a.Threshold === 1
+        );
+      });
+      const queuing =
+        definition.includes(`"Fn::GetAtt":["${id}","Arn"]`) && resources[id]?.Properties.ReservedConcurrentExecutions;
+      expect([throttles.length, stalled.length], name).toEqual(queuing ? [0, 1] : [1, 0]);
     }
+    const stalledAlarms = alarms.filter((a) => String(a.AlarmDescription).includes('without running once'));
+    // The four cancels and the lookup, as the state machine invokes them.
+    expect(stalledAlarms).toHaveLength(5);
     expect(alarms.some((a) => a.MetricName === 'ExecutionsFailed')).toBe(true);
     expect(alarms.some((a) => a.MetricName === 'ExecutionsTimedOut')).toBe(true);
     // Per provider, on the metrics the functions emit: a refused cancellation (rejected: credentials, configuration,
