@@ -353,11 +353,27 @@ function mixedItems(sims: Seedable, D: { hostOrg: string; guestOrg: string }, co
   return { list, perProvider };
 }
 
+/** The part of the machine's work a process of this run is: the twin's own process (its containers' threads, the
+ * state-machine runner, the API), DynamoDB (dynalite), the provider simulators, esbuild. */
+function partOf(pid: number): string {
+  if (pid === process.pid) return 'twin';
+  let command = '';
+  try {
+    command = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    // gone since the listing
+  }
+  if (command.includes('dynamodb-process')) return 'dynamodb';
+  if (command.includes('simulator-process')) return 'simulators';
+  if (command.includes('esbuild')) return 'bundling';
+  return 'other';
+}
+
 /** CPU seconds this process (every thread: the twin's containers, its runner) and its descendants (DynamoDB, the
- * simulators) have used, from /proc; this process alone where there is no /proc. */
-function treeCpuSeconds(): number {
+ * simulators) have used, by part (`partOf`), from /proc; this process alone where there is no /proc. */
+function treeCpuSeconds(): Record<string, number> {
   const self = process.cpuUsage();
-  if (!existsSync('/proc/self/stat')) return (self.user + self.system) / 1e6;
+  if (!existsSync('/proc/self/stat')) return { twin: (self.user + self.system) / 1e6 };
   const tick = 100; // USER_HZ: 100 on every Linux the kernel exports to user space
   const parents = new Map<number, number>();
   const ticks = new Map<number, number>();
@@ -381,22 +397,33 @@ function treeCpuSeconds(): number {
         grew = true;
       }
   }
-  let total = 0;
-  for (const pid of tree) total += ticks.get(pid) ?? 0;
-  return total / tick;
+  const parts: Record<string, number> = {};
+  for (const pid of tree) {
+    const part = partOf(pid);
+    parts[part] = (parts[part] ?? 0) + (ticks.get(pid) ?? 0) / tick;
+  }
+  return parts;
 }
 
 /**
  * What the run cost this machine: CPU seconds over the clock, and the best boundRatio its cores could reach were every
  * one busy the whole run (`cpuFloorRatio` = CPU seconds / cores / bound). A goal below it cannot be met on this
- * machine at this time scale, however the twin schedules its work.
+ * machine at this time scale, however the twin schedules its work. `cpuSecondsBy` splits the seconds by part
+ * (`partOf`; the twin's containers alone are `twinCpu`, so the runner and the API are the twin's seconds less them).
  */
 function cpuMeter() {
   const start = treeCpuSeconds();
   return (boundSeconds: number) => {
-    const cpuSeconds = treeCpuSeconds() - start;
+    const end = treeCpuSeconds();
+    const by = Object.fromEntries(
+      Object.entries(end)
+        .map(([part, seconds]) => [part, round(seconds - (start[part] ?? 0), 1)] as const)
+        .filter(([, seconds]) => seconds > 0),
+    );
+    const cpuSeconds = Object.values(end).reduce((a, b) => a + b, 0) - Object.values(start).reduce((a, b) => a + b, 0);
     return {
       cpuSeconds: round(cpuSeconds, 1),
+      cpuSecondsBy: by,
       cores: availableParallelism(),
       cpuFloorRatio: round(cpuSeconds / availableParallelism() / boundSeconds),
     };
@@ -457,8 +484,31 @@ function requestSpans(received: Record<string, readonly { at: number }[]>, start
 }
 
 /** The twin's own CPU per function that ran (its containers' threads): what a time-scaled run asks of this machine. */
-async function twinCpu(lambda: { cpu(): Promise<Record<string, { containers: number }>> }) {
+async function twinCpu(lambda: { cpu(): Promise<Record<string, { containers: number; totalMs: number }>> }) {
   return Object.fromEntries(Object.entries(await lambda.cpu()).filter(([, c]) => c.containers > 0));
+}
+
+/** A run's table row without its CPU split, and the split as a line: the twin's seconds parted into its containers
+ * and the rest of its process (the state-machine runner, the API), then the other processes. */
+function cpuShown<R extends { cpuSecondsBy: Record<string, number> }>(
+  row: R,
+  twin: Record<string, { totalMs: number }>,
+): [Omit<R, 'cpuSecondsBy'>, string] {
+  const { cpuSecondsBy: by, ...shown } = row;
+  const containers = Object.values(twin).reduce((sum, c) => sum + c.totalMs, 0) / 1000;
+  const parts = {
+    'Lambda containers': containers,
+    'runner and API': (by.twin ?? 0) - containers,
+    DynamoDB: by.dynamodb ?? 0,
+    simulators: by.simulators ?? 0,
+    esbuild: by.bundling ?? 0,
+    other: by.other ?? 0,
+  };
+  const line = Object.entries(parts)
+    .filter(([, seconds]) => seconds > 0.05)
+    .map(([part, seconds]) => `${part} ${seconds.toFixed(1)}`)
+    .join(', ');
+  return [shown, `CPU seconds by part: ${line}`];
 }
 
 async function throughput() {
@@ -521,15 +571,18 @@ async function throughput() {
     peakRssMb: peakMb,
     executionStatus: execution?.status,
   };
+  const twin = await twinCpu(cloud.lambda);
   results[scaled('throughput')] = {
     ...row,
     boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
     requestSpans: requestSpans(byProvider, started),
-    twinCpu: await twinCpu(cloud.lambda),
+    twinCpu: twin,
     stats: execution?.stats,
   };
   console.log(`\n3. Batch throughput: ${items} mixed items, rate limits on, time scaled ${SCALE}x`);
-  console.table([row]);
+  const [shown, cpuLine] = cpuShown(row, twin);
+  console.table([shown]);
+  console.log(cpuLine);
   await cloud.stop();
   await Promise.all(Object.values(sims).map((s) => s.stop()));
   return execution?.stats;
@@ -901,6 +954,7 @@ async function storm() {
     baselineRssMb: rss.baselineMb,
     peakRssMb: peakMb,
   };
+  const twin = await twinCpu(cloud.lambda);
   results[scaled('storm')] = {
     ...row,
     peakRateRatioByProvider: peakRatio,
@@ -908,13 +962,15 @@ async function storm() {
     outcomes,
     lambda,
     requestSpans: requestSpans(received, started),
-    twinCpu: await twinCpu(cloud.lambda),
+    twinCpu: twin,
     batchIds,
   };
   console.log(
     `\n5. Storm: ${expirations} expirations due in the same minute, 3 batches of ${batchItems}, API cancels at 5/s; time scaled ${SCALE}x`,
   );
-  console.table([row]);
+  const [shown, cpuLine] = cpuShown(row, twin);
+  console.table([shown]);
+  console.log(cpuLine);
   console.table(Object.entries(lambda).map(([fn, s]) => ({ function: fn, ...s })));
   await api.close();
   await cloud.stop();
