@@ -55,6 +55,42 @@ export interface RunStats {
   childTransitions: number;
   retries: number;
   invocations: number;
+  /** The execution's history as Step Functions would log it for a Standard workflow (`historyEvents`, estimated from
+   * the runner's events); Express children, which keep none, are not counted. */
+  historyEvents: number;
+}
+
+/** Standard workflows' hard quota of history events: the execution fails when it reaches it without ending
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/bp-history-limit.html). */
+export const HISTORY_LIMIT = 25_000;
+
+/** How a state's events count in a Standard workflow's history: a Task logs its entry and exit and, per attempt,
+ * TaskScheduled, TaskStarted and TaskSucceeded or TaskFailed; a Map or Parallel its entry, start, end and exit (and
+ * each Map iteration its start and end); any other state its entry and exit. */
+type HistoryKind = 'task' | 'container' | 'state';
+/** The runner's events (its type is not exported). */
+type EventLog = ReturnType<StateMachine['run']>['eventLogs'] extends AsyncIterable<infer E> ? E : never;
+
+function historyEvents(event: EventLog, kinds: ReadonlyMap<string, HistoryKind>): number {
+  switch (event.type) {
+    case 'ExecutionStarted':
+    case 'ExecutionSucceeded':
+    case 'ExecutionFailed':
+    case 'MapIterationStarted':
+    case 'MapIterationSucceeded':
+    case 'MapIterationFailed':
+      return 1;
+    case 'StateEntered': {
+      const kind = kinds.get(event.state.name);
+      return kind === 'task' ? 4 : kind === 'container' ? 2 : 1;
+    }
+    case 'StateRetried':
+      return 3;
+    case 'StateExited':
+      return kinds.get(event.state.name) === 'container' ? 2 : 1;
+    default:
+      return 0;
+  }
 }
 
 const DISTRIBUTED = 'arn:aws:states:::local:distributed-map';
@@ -135,6 +171,8 @@ export class LocalStateMachine {
   private readonly retryIntervalOverrides: Record<string, number> = {};
   /** The Wait states (run as scaled sleeps with `waitScale`). */
   readonly waitStates = new Set<string>();
+  /** How each state, as the definition has it, counts in the history. */
+  private readonly historyKinds = new Map<string, HistoryKind>();
   private readonly options: LocalRunnerOptions;
 
   constructor(options: LocalRunnerOptions) {
@@ -151,6 +189,14 @@ export class LocalStateMachine {
   /** A state as the local runner runs it (see the constructor). */
   private localState(name: string, original: State, scale: number): State {
     const options = this.options;
+    this.historyKinds.set(
+      name,
+      original.Type === 'Task'
+        ? 'task'
+        : original.Type === 'Map' || original.Type === 'Parallel'
+          ? 'container'
+          : 'state',
+    );
     let state = original;
     if (state.Retry && options.retryIntervalMs !== undefined)
       this.retryIntervalOverrides[name] = options.retryIntervalMs;
@@ -238,8 +284,20 @@ export class LocalStateMachine {
     };
     const run = this.machine.run(input as JsonValue, options);
     const timer = timeoutMs ? setTimeout(() => run.abort(), timeoutMs) : undefined;
+    // A Standard execution (not an Express child) fails when its history reaches the quota, as in AWS.
+    const standard = counter === 'transitions';
+    let history = 0;
+    let historyFull = false;
     const counting = (async () => {
       for await (const event of run.eventLogs) {
+        if (standard) {
+          history += historyEvents(event, this.historyKinds);
+          stats.historyEvents = Math.max(stats.historyEvents, history);
+          if (history >= HISTORY_LIMIT && !historyFull && event.type !== 'ExecutionSucceeded') {
+            historyFull = true;
+            run.abort();
+          }
+        }
         if (event.type === 'StateEntered') {
           stats[counter]++;
           if (counter === 'transitions') stats.current = { name: event.state.name, input: event.state.input };
@@ -248,6 +306,17 @@ export class LocalStateMachine {
     })();
     try {
       return await run.result;
+    } catch (error) {
+      await counting.catch(() => undefined);
+      if (historyFull)
+        // AWS logs ExecutionFailed without naming an error for this; the name is the twin's.
+        throw Object.assign(
+          new Error(
+            `The execution reached Step Functions' hard quota of ${HISTORY_LIMIT} history events (a Standard workflow) and failed`,
+          ),
+          { name: 'States.HistoryLimitExceeded' },
+        );
+      throw error;
     } finally {
       if (timer) clearTimeout(timer);
       await counting.catch(() => undefined);
@@ -413,5 +482,5 @@ function scaled(state: State, scale: number): State {
 }
 
 export function newStats(): RunStats {
-  return { transitions: 0, childExecutions: 0, childTransitions: 0, retries: 0, invocations: 0 };
+  return { transitions: 0, childExecutions: 0, childTransitions: 0, retries: 0, invocations: 0, historyEvents: 0 };
 }
