@@ -50,7 +50,7 @@ import {
 import { LambdaInvoke, type LambdaInvokeProps } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { MAX_DEADLINE_MS } from '#shared/batch/input.ts';
-import { ROUND_RETRYABLE_ERRORS } from '#shared/batch/rounds.ts';
+import { ROUND_RETRYABLE_ERRORS, THROTTLE_RETRIES, THROTTLED_ERROR } from '#shared/batch/rounds.ts';
 import { RETRYABLE_ERROR_NAME } from '#shared/core/errors.ts';
 import { PROVIDERS, type Provider } from '#shared/core/outcome.ts';
 import { providerModule, REGISTRY } from '#shared/providers/index.ts';
@@ -79,7 +79,7 @@ const LAMBDA_SERVICE = [
 /** A function at its reserved concurrency is throttled before it runs (nothing happened): retried patiently, since
  * many executions at once (200 expirations at midnight) queue on a few containers by design (infra/budget.ts).
  * 1 s doubling to 30 s, full jitter, 40 attempts: about 18 minutes of waiting at most. */
-export const THROTTLED = 'Lambda.TooManyRequestsException';
+export const THROTTLED = THROTTLED_ERROR;
 
 const pascal = (s: string) => s.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase());
 
@@ -124,7 +124,7 @@ export class BatchStateMachine extends Construct {
           interval: Duration.seconds(1),
           backoffRate: 2,
           maxDelay: Duration.seconds(30),
-          maxAttempts: 40,
+          maxAttempts: THROTTLE_RETRIES,
           jitterStrategy: JitterType.FULL,
         })
         .addRetry({

@@ -24,6 +24,7 @@ import {
   type RoundDecision,
   type RoundInfo,
   splitRound,
+  THROTTLED_ERROR,
 } from '#shared/batch/rounds.ts';
 import {
   type BatchResult,
@@ -110,6 +111,7 @@ async function guardRound(state: GuardState): Promise<unknown> {
     items: state.unique,
     creditApplicationId: state.guard.creditApplicationId,
     failure: caughtMessage(state.guardError),
+    throttled: state.guardError?.Error === THROTTLED_ERROR,
   });
   if (decision.kind === 'wait') {
     log.warn('batch guard could not read its credit application: waits for its next round', { round: decision.round });

@@ -18,6 +18,12 @@ import { keyFor, operationOf, targetOf } from './keys.ts';
 import { emptyGroups, type Prepared, type PreparedTask } from './prepare.ts';
 import { caughtOutcomes, chunkTargets, collectOutcomes, type IterationResult } from './summarize.ts';
 
+/** A Lambda function at its reserved concurrency refuses the invocation before it runs. */
+export const THROTTLED_ERROR = 'Lambda.TooManyRequestsException';
+/** How often the definition retries a throttled task (infra/batch-state-machine.ts): 1 s doubling to 30 s, full
+ * jitter, about 18 minutes of patience. */
+export const THROTTLE_RETRIES = 40;
+
 export const ROUNDS = {
   firstWaitSeconds: 30,
   factor: 2,
@@ -28,6 +34,12 @@ export const ROUNDS = {
   eventsPerRound: 60,
   /** One inline item: its Map iteration, the task, a retry or two, a catch. */
   eventsPerInlineTask: 12,
+  /** A task caught throttled (THROTTLED_ERROR) spent every throttle retry, each attempt three events (scheduled,
+   * started, failed): with its Map iteration, its state's entry and exit and the catch, 6 + 3 × 41. A function at its
+   * reservation for long (a reservation of 0: every attempt throttled) makes every round cost this per item, ten
+   * times the usual; counted at that, an inline batch gives its items up when the history has no room, instead of
+   * failing the execution at 25,000 events with no outcome for any of them. */
+  eventsPerThrottledTask: 6 + 3 * (1 + THROTTLE_RETRIES),
 } as const;
 
 /** Caught errors that leave an item for the next round: the provider's transient failures, an open circuit, and
@@ -36,7 +48,7 @@ export const ROUNDS = {
 export const ROUND_RETRYABLE_ERRORS: ReadonlySet<string> = new Set([
   ...Object.values(RETRYABLE_ERROR_NAME),
   'Provider.CircuitOpen',
-  'Lambda.TooManyRequestsException',
+  THROTTLED_ERROR,
   'Lambda.ServiceException',
   'Lambda.AWSLambdaException',
   'Lambda.SdkClientException',
@@ -47,14 +59,16 @@ export const ROUND_RETRYABLE_ERRORS: ReadonlySet<string> = new Set([
 
 type Caught = PreparedTask & { error: { Error: string; Cause?: string } };
 type Settled = { index: number; outcome: Outcome };
+/** A task to try again, with its latest outcomes; `throttled`: caught throttled, every throttle retry spent. */
+type Retry = { task: PreparedTask; last: Settled[]; throttled?: boolean };
 
 /** A round's iterations: final outcomes, tasks to try again (with their latest outcomes), and crashes. */
 export function splitRound(
   iterations: readonly IterationResult[],
   executionId: string,
-): { settled: Settled[]; retry: { task: PreparedTask; last: Settled[] }[]; crashes: Caught[] } {
+): { settled: Settled[]; retry: Retry[]; crashes: Caught[] } {
   const settled: Settled[] = [];
-  const retry: { task: PreparedTask; last: Settled[] }[] = [];
+  const retry: Retry[] = [];
   const crashes: Caught[] = [];
   for (const it of iterations) {
     if (!('error' in it)) {
@@ -72,7 +86,7 @@ export function splitRound(
     if (!failed.length) continue;
     const { error: _e, ...task } = it;
     if (!task.indexes || failed.length === outcomes.length) {
-      retry.push({ task, last: failed });
+      retry.push({ task, last: failed, ...(it.error.Error === THROTTLED_ERROR ? { throttled: true } : {}) });
       continue;
     }
     // A chunk partly settled: only its failed targets go again, as a chunk of their own with its own key.
@@ -178,14 +192,21 @@ export function planNextRound(input: {
   now: number;
   /** The round just run: its number (1 for the first) and the tasks it ran. */
   round: { number: number; eventsBefore: number; ran: number };
-  retry: { task: PreparedTask; last: Settled[] }[];
+  retry: Retry[];
   held: PreparedTask[];
   open: OpenCircuits;
   lastFailure: Partial<Record<Provider, string>>;
 }): RoundDecision {
   const { mode, deadline, now, round, retry, held, open } = input;
   const inline = mode === 'inline';
-  const events = round.eventsBefore + ROUNDS.eventsPerRound + (inline ? round.ran * ROUNDS.eventsPerInlineTask : 0);
+  // An inline round's items are in this execution's history (a manifest round's, in child executions'): a task
+  // caught throttled spent every throttle retry, and is counted at that, as it would be again in the next round.
+  const throttled = retry.filter((r) => r.throttled).length;
+  const extra = ROUNDS.eventsPerThrottledTask - ROUNDS.eventsPerInlineTask;
+  const events =
+    round.eventsBefore +
+    ROUNDS.eventsPerRound +
+    (inline ? round.ran * ROUNDS.eventsPerInlineTask + throttled * extra : 0);
   const lastFailure = { ...input.lastFailure };
   for (const { task, last } of retry) {
     const message = last.at(-1)?.outcome.message;
@@ -195,7 +216,7 @@ export function planNextRound(input: {
   if (!tasks.length) return { kind: 'final', failed: [], report: { count: round.number, deadline, ended: 'settled' } };
 
   // Room kept in the history for one round that runs every item still pending.
-  const reserve = inline ? tasks.length * ROUNDS.eventsPerInlineTask : 0;
+  const reserve = inline ? tasks.length * ROUNDS.eventsPerInlineTask + throttled * extra : 0;
   const room = roomForRound(deadline, now, round.number, events, reserve);
   if (room.ended) {
     const why =
@@ -284,11 +305,15 @@ export function planGuardRound(input: {
   items: number;
   creditApplicationId: string;
   failure: string;
+  /** The guard was caught throttled (THROTTLED_ERROR): it spent every throttle retry, in this execution's history,
+   * whichever the mode, and may again. */
+  throttled?: boolean;
 }): GuardRoundDecision {
   const { mode, deadline, now, items, creditApplicationId, failure } = input;
   const number = (input.round?.number ?? 0) + 1;
-  const events = (input.round?.events ?? 0) + ROUNDS.eventsPerRound;
-  const reserve = mode === 'inline' ? items * ROUNDS.eventsPerInlineTask : 0;
+  const guard = input.throttled ? ROUNDS.eventsPerThrottledTask : 0;
+  const events = (input.round?.events ?? 0) + ROUNDS.eventsPerRound + guard;
+  const reserve = (mode === 'inline' ? items * ROUNDS.eventsPerInlineTask : 0) + guard;
   const room = roomForRound(deadline, now, number, events, reserve);
   const lastFailure = `${GUARD.title} guard: ${failure}`.slice(0, 1000);
   if (room.ended) {

@@ -6,8 +6,10 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { handler as batches } from '#functions/batches/handler.ts';
+import { TooManyRequestsError } from '#local/lambda/service.ts';
 import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
 import { MYCREDITAPP_DEMO } from '#local/simulators/mycreditapp.ts';
+import { HISTORY_LIMIT } from '#local/state-machine.ts';
 import { DynamoDb } from '#shared/aws/dynamodb.ts';
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
 import type { BatchResult } from '#shared/batch/summarize.ts';
@@ -26,9 +28,19 @@ const ENV = {
   CIRCUIT_FAILURES_TO_OPEN: '3',
 };
 
+/** Functions every invocation of which is throttled, as at a reserved concurrency of 0. */
+const throttled = new Set<string>();
+
 beforeAll(async () => {
   Object.assign(process.env, ENV);
-  system = await startTestSystem({ retryIntervalMs: 5, circuits: true });
+  system = await startTestSystem({
+    retryIntervalMs: 5,
+    circuits: true,
+    intercept: async (fn, _event, invoke) => {
+      if (throttled.has(fn)) throw new TooManyRequestsError(fn, 'ReservedFunctionConcurrentInvocationLimitExceeded');
+      return invoke();
+    },
+  });
   circuits = new DynamoCircuitStore(system.cloud.dynamo.tables.circuits);
 });
 afterAll(async () => {
@@ -37,6 +49,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   await system.reset();
+  throttled.clear();
 });
 
 type Result = BatchResult & { status: string };
@@ -164,6 +177,34 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     // The not-found item was asked once: a final outcome is not retried in rounds.
     expect(system.gocardless.received('POST', /BRQ000UNKNOWN/)).toHaveLength(1);
   });
+
+  it('a function throttled at every attempt (a reservation of 0): an inline batch gives its items up, saying why, instead of outgrowing its history', async () => {
+    // Each item spends every throttle retry (41 attempts, 3 history events each) in this Standard execution's
+    // history: 150 items take about 19,400 events a round, so a second round would pass 25,000 and fail the
+    // execution with no outcome for any item (as it did here before the rounds counted throttled tasks).
+    throttled.add('cancel-billing-request');
+    const items = gocardlessItems('T', 150);
+    const execution = start({ reason: 'declined', items });
+    const result = await outputOf(execution);
+    expect(execution.stats.historyEvents).toBeGreaterThan(150 * 41 * 3);
+    expect(execution.stats.historyEvents).toBeLessThan(HISTORY_LIMIT);
+    expect(result.rounds).toMatchObject({ count: 1, ended: 'history' });
+    expect(result.rounds?.message).toMatch(
+      /^150 item\(s\) of gocardless given up after 1 round\(s\): the execution's history has no room/,
+    );
+    expect(result.results).toHaveLength(150);
+    for (const r of result.results) {
+      expect(r.outcome).toBe('failed');
+      expect(r.message).toContain('Lambda.TooManyRequestsException');
+    }
+    expect(system.gocardless.requests.filter((r) => r.method === 'POST')).toHaveLength(0);
+    // A small batch, throttled the same, waits in rounds as before.
+    const few = start({ reason: 'declined', items: gocardlessItems('U', 10) });
+    await until(async () => (await read(few.name)).status === 'waiting', 'the small batch to wait for a second round');
+    throttled.clear();
+    const drained = await outputOf(few);
+    expect(drained.summary.byOutcome.canceled).toBe(10);
+  }, 60_000);
 
   it('the circuit is shared: a second execution finds it open and only probes, and both drain when it closes', async () => {
     system.gocardless.inject(down);

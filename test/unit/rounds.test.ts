@@ -316,6 +316,22 @@ describe('a guard that cannot read its credit application yet', () => {
     expect(full.kind === 'final' && full.why).toMatch(/while the execution's history had room for another round/);
     expect(guardPlan({ mode: 'manifest', items: 1000, round: { number: 2, events: 120 } }).kind).toBe('wait');
   });
+
+  it('a guard caught throttled counts every throttle retry it spent, in either mode, and keeps room for as many again', () => {
+    for (const mode of ['inline', 'manifest'] as const) {
+      const throttled = guardPlan({ mode, throttled: true, round: { number: 2, events: 1_000 } });
+      expect(throttled.kind === 'wait' && throttled.round.events).toBe(
+        1_000 + ROUNDS.eventsPerRound + ROUNDS.eventsPerThrottledTask,
+      );
+    }
+    // Room for one more untroubled guard round, but not for one more throttled out.
+    const events = ROUNDS.historyEvents - 10 * ROUNDS.eventsPerInlineTask - 2 * ROUNDS.eventsPerRound;
+    expect(guardPlan({ round: { number: 40, events } }).kind).toBe('wait');
+    expect(guardPlan({ throttled: true, round: { number: 40, events } })).toMatchObject({
+      kind: 'final',
+      report: { ended: 'history' },
+    });
+  });
 });
 
 describe('items given up at the deadline, counted for the alarm', () => {
