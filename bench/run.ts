@@ -958,6 +958,8 @@ async function storm() {
   results[scaled('storm')] = {
     ...row,
     peakRateRatioByProvider: peakRatio,
+    // The longest history of any execution (Standard workflows fail at 25,000 events; the twin too).
+    historyEventsMax: Math.max(...executionsOf().map((e) => e.stats.historyEvents)),
     boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
     outcomes,
     lambda,
