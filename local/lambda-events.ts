@@ -71,10 +71,25 @@ export function localFunctionArn(name: string): string {
   return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:${name}`;
 }
 
-/** A function error as Lambda reports it: the payload Step Functions shows as an error's Cause. */
-export function lambdaErrorPayload(error: unknown): { errorType: string; errorMessage: string; trace: string[] } {
-  const e = error as Partial<Error>;
-  return { errorType: e.name ?? 'Error', errorMessage: e.message ?? String(error), trace: [] };
+export type LambdaErrorPayload = { errorType: string; errorMessage: string; trace: string[] };
+
+/**
+ * A function error as Lambda's Node.js runtime reports it, the payload Step Functions shows as the error's Cause: its
+ * name, its message and its stack line by line (`trace`), as the runtime's toRapidResponse makes it
+ * (aws-lambda-nodejs-runtime-interface-client, Errors.js), so a Cause here is as large as in AWS. Errors of the
+ * service and the runtime themselves (a throttle, a timeout: `Lambda.*`, `Runtime.*`, `Sandbox.*`) carry no stack of
+ * the function's. A payload a container already made is passed on as it came.
+ */
+export function lambdaErrorPayload(error: unknown): LambdaErrorPayload {
+  const e = error as Partial<Error> & { payload?: LambdaErrorPayload };
+  if (e.payload) return e.payload;
+  const errorType = e.name ?? 'Error';
+  const own = !/^(Lambda|Runtime|Sandbox)\./.test(errorType);
+  return {
+    errorType,
+    errorMessage: e.message ?? String(error),
+    trace: own && typeof e.stack === 'string' ? e.stack.split('\n') : [],
+  };
 }
 
 /** A Lambda context with a real deadline: `getRemainingTimeInMillis` counts down from `timeoutMs`. */

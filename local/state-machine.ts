@@ -58,11 +58,18 @@ export interface RunStats {
   /** The execution's history as Step Functions would log it for a Standard workflow (`historyEvents`, estimated from
    * the runner's events); Express children, which keep none, are not counted. */
   historyEvents: number;
+  /** The largest task input or output, or Map or Parallel output, it passed (UTF-8 bytes; the quota is 256 KiB). */
+  payloadBytesMax: number;
 }
 
 /** Standard workflows' hard quota of history events: the execution fails when it reaches it without ending
  * (https://docs.aws.amazon.com/step-functions/latest/dg/bp-history-limit.html). */
 export const HISTORY_LIMIT = 25_000;
+
+/** The most a state's (or a task's) input or output may hold, as UTF-8 JSON: past it, Step Functions fails the
+ * execution with States.DataLimitExceeded, which no Catch (not even States.ALL) catches
+ * (https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html, 256 KiB). */
+export const PAYLOAD_LIMIT_BYTES = 256 * 1024;
 
 /** How a state's events count in a Standard workflow's history: a Task logs its entry and exit and, per attempt,
  * TaskScheduled, TaskStarted and TaskSucceeded or TaskFailed; a Map or Parallel its entry, start, end and exit (and
@@ -252,11 +259,36 @@ export class LocalStateMachine {
     counter: 'transitions' | 'childTransitions',
     timeoutMs?: number,
   ): Promise<unknown> {
+    // Errors that end the execution whatever its Catch says (the history or a payload past its quota), as in AWS:
+    // the run is stopped and the execution fails with the first of them.
+    let run: ReturnType<StateMachine['run']> | undefined;
+    let terminal: Error | undefined;
+    const end = (error: Error) => {
+      if (!terminal) {
+        terminal = error;
+        run?.abort();
+      }
+      return terminal;
+    };
+    const sized = (what: string) => (text: string) => {
+      const bytes = Buffer.byteLength(text);
+      stats.payloadBytesMax = Math.max(stats.payloadBytesMax, bytes);
+      if (bytes > PAYLOAD_LIMIT_BYTES)
+        throw end(
+          Object.assign(
+            new Error(`${what} is ${bytes} bytes, over Step Functions' limit of ${PAYLOAD_LIMIT_BYTES} (256 KiB)`),
+            { name: 'States.DataLimitExceeded' },
+          ),
+        );
+    };
     const handlers: Record<string, (input: JsonValue) => Promise<JsonValue>> = {};
     for (const [state, fn] of this.lambdaTasks) {
       handlers[state] = (payload) => {
         stats.invocations++;
-        return this.invoke(fn, payload);
+        return this.invoke(fn, payload, {
+          input: sized(`The input of task state ${state}`),
+          output: sized(`The output of task state ${state}`),
+        });
       };
     }
     for (const name of this.distributed.keys())
@@ -282,22 +314,35 @@ export class LocalStateMachine {
         },
       },
     };
-    const run = this.machine.run(input as JsonValue, options);
-    const timer = timeoutMs ? setTimeout(() => run.abort(), timeoutMs) : undefined;
+    const running = this.machine.run(input as JsonValue, options);
+    run = running;
+    const timer = timeoutMs ? setTimeout(() => running.abort(), timeoutMs) : undefined;
     // A Standard execution (not an Express child) fails when its history reaches the quota, as in AWS.
     const standard = counter === 'transitions';
     let history = 0;
-    let historyFull = false;
     const counting = (async () => {
-      for await (const event of run.eventLogs) {
+      for await (const event of running.eventLogs) {
         if (standard) {
           history += historyEvents(event, this.historyKinds);
           stats.historyEvents = Math.max(stats.historyEvents, history);
-          if (history >= HISTORY_LIMIT && !historyFull && event.type !== 'ExecutionSucceeded') {
-            historyFull = true;
-            run.abort();
-          }
+          if (history >= HISTORY_LIMIT && event.type !== 'ExecutionSucceeded')
+            end(
+              Object.assign(
+                new Error(
+                  `The execution reached Step Functions' hard quota of ${HISTORY_LIMIT} history events (a Standard workflow) and failed`,
+                ),
+                // AWS logs ExecutionFailed without naming an error for this; the name is the twin's.
+                { name: 'States.HistoryLimitExceeded' },
+              ),
+            );
         }
+        // A Map's or Parallel's output (each task's is sized where the task runs).
+        if (event.type === 'StateExited' && this.historyKinds.get(event.state.name) === 'container')
+          try {
+            sized(`The output of state ${event.state.name}`)(JSON.stringify(event.state.output ?? null));
+          } catch {
+            // ended
+          }
         if (event.type === 'StateEntered') {
           stats[counter]++;
           if (counter === 'transitions') stats.current = { name: event.state.name, input: event.state.input };
@@ -305,29 +350,32 @@ export class LocalStateMachine {
       }
     })();
     try {
-      return await run.result;
+      const output = await running.result;
+      // The events are read as they come: the last may still be on its way.
+      await counting.catch(() => undefined);
+      if (terminal) throw terminal;
+      return output;
     } catch (error) {
       await counting.catch(() => undefined);
-      if (historyFull)
-        // AWS logs ExecutionFailed without naming an error for this; the name is the twin's.
-        throw Object.assign(
-          new Error(
-            `The execution reached Step Functions' hard quota of ${HISTORY_LIMIT} history events (a Standard workflow) and failed`,
-          ),
-          { name: 'States.HistoryLimitExceeded' },
-        );
-      throw error;
+      throw terminal ?? error;
     } finally {
       if (timer) clearTimeout(timer);
       await counting.catch(() => undefined);
     }
   }
 
-  private async invoke(fn: string, input: unknown): Promise<JsonValue> {
+  /** Invokes a function as a task does: `sized` checks the task's input and output (their JSON) against the quota. */
+  private async invoke(
+    fn: string,
+    input: unknown,
+    sized: { input: (json: string) => void; output: (json: string) => void },
+  ): Promise<JsonValue> {
     const handler = this.options.functions[fn];
     if (!handler)
       throw Object.assign(new Error(`no local function ${fn}`), { name: 'Lambda.ResourceNotFoundException' });
-    const event = JSON.parse(JSON.stringify(input ?? null)) as never;
+    const text = JSON.stringify(input ?? null);
+    sized.input(text);
+    const event = JSON.parse(text) as never;
     const timeoutMs = this.options.lambdaTimeoutMs ?? 25_000;
     const call = () => handler(event, lambdaContext(fn, timeoutMs));
     let timer: NodeJS.Timeout | undefined;
@@ -342,12 +390,9 @@ export class LocalStateMachine {
         timeoutMs + 200,
       );
     });
+    let result: unknown;
     try {
-      const result = await Promise.race([
-        this.options.intercept ? this.options.intercept(fn, event, call) : call(),
-        timeout,
-      ]);
-      return result === undefined ? null : (JSON.parse(JSON.stringify(result)) as JsonValue);
+      result = await Promise.race([this.options.intercept ? this.options.intercept(fn, event, call) : call(), timeout]);
     } catch (error) {
       // As Step Functions reports a Lambda error: the name is the Error, the Lambda error payload the Cause.
       const payload = lambdaErrorPayload(error);
@@ -357,6 +402,9 @@ export class LocalStateMachine {
     } finally {
       clearTimeout(timer);
     }
+    const out = JSON.stringify(result ?? null);
+    sized.output(out);
+    return JSON.parse(out) as JsonValue;
   }
 
   /** What the Distributed Map state does in the service, for one map run. */
@@ -482,5 +530,13 @@ function scaled(state: State, scale: number): State {
 }
 
 export function newStats(): RunStats {
-  return { transitions: 0, childExecutions: 0, childTransitions: 0, retries: 0, invocations: 0, historyEvents: 0 };
+  return {
+    transitions: 0,
+    childExecutions: 0,
+    childTransitions: 0,
+    retries: 0,
+    invocations: 0,
+    historyEvents: 0,
+    payloadBytesMax: 0,
+  };
 }
