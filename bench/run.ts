@@ -960,6 +960,8 @@ async function storm() {
     peakRateRatioByProvider: peakRatio,
     // The longest history of any execution (Standard workflows fail at 25,000 events; the twin too).
     historyEventsMax: Math.max(...executionsOf().map((e) => e.stats.historyEvents)),
+    // The largest state payload any execution passed (Step Functions fails one over 256 KiB; the twin too).
+    payloadBytesMax: Math.max(...executionsOf().map((e) => e.stats.payloadBytesMax)),
     boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
     outcomes,
     lambda,

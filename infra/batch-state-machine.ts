@@ -161,10 +161,21 @@ export class BatchStateMachine extends Construct {
           maxAttempts: 2,
           jitterStrategy: JitterType.FULL,
         })
-        .addCatch(new Pass(this, `Caught${pascal(provider)}${suffix}`), {
-          errors: ['States.ALL'],
-          resultPath: '$.error',
-        });
+        .addCatch(
+          // The task and its error, without the batch it carried: every caught item of an inline round sits in the
+          // execution's state (256 KiB), and the batch is there once already.
+          new Pass(this, `Caught${pascal(provider)}${suffix}`, {
+            parameters: {
+              item: JsonPath.objectAt('$.item'),
+              ...(providerModule(provider).chunk
+                ? { indexes: JsonPath.listAt('$.indexes') }
+                : { index: JsonPath.numberAt('$.index') }),
+              idempotencyKey: JsonPath.stringAt('$.idempotencyKey'),
+              error: JsonPath.objectAt('$.error'),
+            },
+          }),
+          { errors: ['States.ALL'], resultPath: '$.error' },
+        );
 
     /** What each item's task receives: the item, its position(s), its key, and the batch it belongs to. */
     const itemSelector = (provider: Provider, batchPath: string) => ({

@@ -9,7 +9,7 @@ import { handler as batches } from '#functions/batches/handler.ts';
 import { TooManyRequestsError } from '#local/lambda/service.ts';
 import { apiGatewayV2Event, lambdaContext } from '#local/lambda-events.ts';
 import { MYCREDITAPP_DEMO } from '#local/simulators/mycreditapp.ts';
-import { HISTORY_LIMIT } from '#local/state-machine.ts';
+import { HISTORY_LIMIT, PAYLOAD_LIMIT_BYTES } from '#local/state-machine.ts';
 import { DynamoDb } from '#shared/aws/dynamodb.ts';
 import { DynamoLedger } from '#shared/aws/ledger-table.ts';
 import type { BatchResult } from '#shared/batch/summarize.ts';
@@ -204,6 +204,26 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     throttled.clear();
     const drained = await outputOf(few);
     expect(drained.summary.byOutcome.canceled).toBe(10);
+  }, 60_000);
+
+  it("the largest inline batch failing every item, with the longest reason and requester, stays under Step Functions' 256 KiB per state", async () => {
+    // Each caught item used to carry its batch (reason and all) into the round's results: 150 of them made
+    // Summarize's input 310 KB, and Step Functions fails such an execution (States.DataLimitExceeded, which no Catch
+    // catches) with no outcome for any item. The local runner enforces the quota as AWS does.
+    system.gocardless.inject(down);
+    system.truework.inject(down);
+    const items = [...gocardlessItems('Z', 75), ...trueworkItems('Z', 75)];
+    const execution = start({
+      reason: 'r'.repeat(1000),
+      requestedBy: `${'q'.repeat(300)}@example.com`,
+      creditApplicationId: 'd4c1b0f5-8a7e-4d3c-9fa0-917c6d5e4f43',
+      deadline: new Date(Date.now() + 2_000).toISOString(),
+      items,
+    });
+    const result = await outputOf(execution);
+    expect(result.summary.byOutcome.failed).toBe(150);
+    expect(execution.stats.payloadBytesMax).toBeGreaterThan(50_000);
+    expect(execution.stats.payloadBytesMax).toBeLessThan(PAYLOAD_LIMIT_BYTES);
   }, 60_000);
 
   it('the circuit is shared: a second execution finds it open and only probes, and both drain when it closes', async () => {
