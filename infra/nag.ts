@@ -19,6 +19,7 @@ export interface Acknowledged {
   readonly functions: Record<string, ProviderFunction>;
   readonly batch: BatchStateMachine;
   readonly expirations?: Expirations;
+  readonly summarizeReadsHistory?: IConstruct;
 }
 
 /** The functions the state machine invokes: Prepare, Summarize and every function that calls a provider (the
@@ -121,6 +122,14 @@ export function acknowledgeFindings(stack: Acknowledged): void {
     if (!fn) continue;
     Validations.of(fn.role ?? fn).acknowledge(...prefixes.map((p) => ({ id: objectPrefix(p), reason: prefixReason })));
   }
+  if (stack.summarizeReadsHistory)
+    Validations.of(stack.summarizeReadsHistory).acknowledge({
+      id: IAM5(
+        `Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${logicalId(stack.batch.stateMachine)}.Name>:*`,
+      ),
+      reason:
+        "Summarize reads its own execution's history (how many events its rounds have used); execution names are generated per batch.",
+    });
   if (Batches) {
     Validations.of(Batches.role ?? Batches).acknowledge({
       id: IAM5(

@@ -3,7 +3,7 @@
  * monitoring. No physical name is hard-coded, so stages deploy side by side (`cdk deploy -c stage=...`).
  */
 import { ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack, type StackProps } from 'aws-cdk-lib';
-import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { type IRole, Policy, PolicyStatement } from 'aws-cdk-lib/aws-iam';
 import type { Construct } from 'constructs';
 import type { Provider } from '#shared/core/outcome.ts';
 import { FUNCTIONS, type FunctionName } from '#shared/handler/routes.ts';
@@ -28,6 +28,8 @@ export interface CancellationsStackProps extends StackProps {
 
 export class CancellationsStack extends Stack {
   readonly functions: Record<string, ProviderFunction>;
+  /** Summarize's grant to read its execution's history (a policy apart from its role's default one). */
+  readonly summarizeReadsHistory: Policy;
   readonly batch: BatchStateMachine;
   readonly api: CancellationsApi;
   readonly secrets: ProviderSecrets;
@@ -113,6 +115,20 @@ export class CancellationsStack extends Stack {
     });
 
     this.batch = new BatchStateMachine(this, 'Batch', { prepare, summarize, lookup, cancel, removalPolicy });
+    /** Executions of the batch state machine (their names are made per batch). */
+    const executions = Stack.of(this).formatArn({
+      service: 'states',
+      resource: 'execution',
+      resourceName: `${this.batch.stateMachine.stateMachineName}:*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    // Summarize reads its own execution's history: how much of the 25,000 events its rounds have used
+    // (shared/batch/rounds.ts). A policy of its own: on the role's default policy the grant would make the function
+    // depend on the state machine, which depends on the function.
+    this.summarizeReadsHistory = new Policy(this, 'SummarizeReadsHistory', {
+      roles: [summarize.role as IRole],
+      statements: [new PolicyStatement({ actions: ['states:GetExecutionHistory'], resources: [executions] })],
+    });
     const bucket = this.batch.bucket;
     for (const fn of [prepare, summarize]) fn.addEnvironment('BATCH_BUCKET', bucket.bucketName);
     // Object-level grants on the prefixes each function uses (keys are per execution, unknown at deploy time).
@@ -138,14 +154,7 @@ export class CancellationsStack extends Stack {
     batches.addToRolePolicy(
       new PolicyStatement({
         actions: ['states:DescribeExecution', 'states:GetExecutionHistory'],
-        resources: [
-          Stack.of(this).formatArn({
-            service: 'states',
-            resource: 'execution',
-            resourceName: `${this.batch.stateMachine.stateMachineName}:*`,
-            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-          }),
-        ],
+        resources: [executions],
       }),
     );
     batches.addToRolePolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: objects('requests') }));

@@ -13,6 +13,7 @@
  * give `failed` outcomes for their items), keeps what rounds settle and hold back in S3 beside the batch's tasks,
  * and at the end writes `results.jsonl` and `summary.json` there.
  */
+import { GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { getText, putJsonl, putText } from '#shared/aws/s3.ts';
 import type { PreparedTask } from '#shared/batch/prepare.ts';
@@ -97,6 +98,25 @@ async function allTasks(state: GuardState): Promise<PreparedTask[]> {
   return texts.flatMap((text) => jsonl<PreparedTask>(text));
 }
 
+let sfn: SFNClient | undefined;
+/**
+ * The execution's history so far: the number of its latest event (Step Functions numbers them from 1), so the rounds
+ * count what the execution has really used of its 25,000 (shared/batch/rounds.ts). Unreadable (denied, throttled),
+ * the rounds go by their estimate, as they did before they read it.
+ */
+async function historySoFar(executionArn: string): Promise<number | undefined> {
+  sfn ??= new SFNClient({});
+  try {
+    const { events } = await sfn.send(
+      new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 1, includeExecutionData: false }),
+    );
+    return events?.[0]?.id;
+  } catch (error) {
+    log.warn('execution history unreadable: the rounds go by their estimate', { error });
+    return undefined;
+  }
+}
+
 /**
  * GuardRound: the next round (the state again, `waiting`, with the `round` the Wait reads and GET /v1/batches shows),
  * or, at the deadline, the end: every item `failed`, not attempted, each saying why, recorded in the ledger and
@@ -112,6 +132,7 @@ async function guardRound(state: GuardState): Promise<unknown> {
     creditApplicationId: state.guard.creditApplicationId,
     failure: caughtMessage(state.guardError),
     throttled: state.guardError?.Error === THROTTLED_ERROR,
+    history: await historySoFar(state.batch.executionId),
   });
   if (decision.kind === 'wait') {
     log.warn('batch guard could not read its credit application: waits for its next round', { round: decision.round });
@@ -226,7 +247,12 @@ async function afterRound(
     mode: state.mode,
     deadline: state.deadline,
     now: Date.now(),
-    round: { number: (round?.number ?? 0) + 1, eventsBefore: round?.events ?? 0, ran: iterations.length },
+    round: {
+      number: (round?.number ?? 0) + 1,
+      eventsBefore: round?.events ?? 0,
+      ran: iterations.length,
+      history: await historySoFar(state.batch.executionId),
+    },
     retry,
     held,
     open,

@@ -165,7 +165,8 @@ export class LocalStepFunctions {
     };
   }
 
-  /** The latest event only (as `reverseOrder: true` answers first): the state the execution entered last. */
+  /** The latest event only (as `reverseOrder: true` answers first): the state the execution entered last, its id the
+   * number of events so far, as Step Functions numbers them from 1 (the runner's count, `RunStats.historyEvents`). */
   private history(executionArn: string) {
     const e = this.executions.get(executionArn);
     if (!e) throw new AwsServiceError('ExecutionDoesNotExist', `Execution Does Not Exist: '${executionArn}'`);
@@ -175,7 +176,7 @@ export class LocalStepFunctions {
     return {
       events: [
         {
-          id: e.stats.transitions,
+          id: e.stats.historyEvents,
           timestamp: Date.now() / 1000,
           type,
           stateEnteredEventDetails: { name: current.name, input: JSON.stringify(current.input) },

@@ -40,6 +40,8 @@ export const ROUNDS = {
    * times the usual; counted at that, an inline batch gives its items up when the history has no room, instead of
    * failing the execution at 25,000 events with no outcome for any of them. */
   eventsPerThrottledTask: 6 + 3 * (1 + THROTTLE_RETRIES),
+  /** After Summarize reads the history: its own end and exit, the round's Choice and Wait, and a margin. */
+  eventsAfterRead: 10,
 } as const;
 
 /** Caught errors that leave an item for the next round: the provider's transient failures, an open circuit, and
@@ -190,8 +192,9 @@ export function planNextRound(input: {
   mode: Prepared['mode'];
   deadline: string;
   now: number;
-  /** The round just run: its number (1 for the first) and the tasks it ran. */
-  round: { number: number; eventsBefore: number; ran: number };
+  /** The round just run: its number (1 for the first), the tasks it ran, and the execution's history as Summarize
+   * read it (the latest event's number; absent when it could not be read). */
+  round: { number: number; eventsBefore: number; ran: number; history?: number | undefined };
   retry: Retry[];
   held: PreparedTask[];
   open: OpenCircuits;
@@ -201,12 +204,22 @@ export function planNextRound(input: {
   const inline = mode === 'inline';
   // An inline round's items are in this execution's history (a manifest round's, in child executions'): a task
   // caught throttled spent every throttle retry, and is counted at that, as it would be again in the next round.
+  // Read, the history is exact, and so is what an inline task of the round cost on average (a task throttled many
+  // times, then answered, costs up to ten times the usual): the next round is reserved at that. Unread, both are
+  // estimated.
   const throttled = retry.filter((r) => r.throttled).length;
   const extra = ROUNDS.eventsPerThrottledTask - ROUNDS.eventsPerInlineTask;
+  const read = round.history;
   const events =
-    round.eventsBefore +
-    ROUNDS.eventsPerRound +
-    (inline ? round.ran * ROUNDS.eventsPerInlineTask + throttled * extra : 0);
+    read !== undefined
+      ? read + ROUNDS.eventsAfterRead
+      : round.eventsBefore +
+        ROUNDS.eventsPerRound +
+        (inline ? round.ran * ROUNDS.eventsPerInlineTask + throttled * extra : 0);
+  const perTask =
+    read !== undefined && round.ran > 0
+      ? Math.max(ROUNDS.eventsPerInlineTask, Math.ceil((read - round.eventsBefore - ROUNDS.eventsPerRound) / round.ran))
+      : ROUNDS.eventsPerInlineTask;
   const lastFailure = { ...input.lastFailure };
   for (const { task, last } of retry) {
     const message = last.at(-1)?.outcome.message;
@@ -216,7 +229,7 @@ export function planNextRound(input: {
   if (!tasks.length) return { kind: 'final', failed: [], report: { count: round.number, deadline, ended: 'settled' } };
 
   // Room kept in the history for one round that runs every item still pending.
-  const reserve = inline ? tasks.length * ROUNDS.eventsPerInlineTask + throttled * extra : 0;
+  const reserve = inline ? tasks.length * perTask + throttled * extra : 0;
   const room = roomForRound(deadline, now, round.number, events, reserve);
   if (room.ended) {
     const why =
@@ -308,11 +321,16 @@ export function planGuardRound(input: {
   /** The guard was caught throttled (THROTTLED_ERROR): it spent every throttle retry, in this execution's history,
    * whichever the mode, and may again. */
   throttled?: boolean;
+  /** The execution's history as Summarize read it (the latest event's number), when it could. */
+  history?: number | undefined;
 }): GuardRoundDecision {
   const { mode, deadline, now, items, creditApplicationId, failure } = input;
   const number = (input.round?.number ?? 0) + 1;
   const guard = input.throttled ? ROUNDS.eventsPerThrottledTask : 0;
-  const events = (input.round?.events ?? 0) + ROUNDS.eventsPerRound + guard;
+  const events =
+    input.history !== undefined
+      ? input.history + ROUNDS.eventsAfterRead
+      : (input.round?.events ?? 0) + ROUNDS.eventsPerRound + guard;
   const reserve = (mode === 'inline' ? items * ROUNDS.eventsPerInlineTask : 0) + guard;
   const room = roomForRound(deadline, now, number, events, reserve);
   const lastFailure = `${GUARD.title} guard: ${failure}`.slice(0, 1000);

@@ -210,6 +210,27 @@ describe('the stack', () => {
     );
   });
 
+  it("Summarize may read its executions' history (the rounds count it), by a policy the function does not wait for", () => {
+    const summarizeRole = idOf(stack.functions.BatchSummarize?.role as never);
+    const machineName = { 'Fn::GetAtt': [idOf(stack.batch.stateMachine), 'Name'] };
+    const reads = ofType('AWS::IAM::Policy').filter(([, p]) =>
+      JSON.stringify(p.Properties.PolicyDocument).includes('states:GetExecutionHistory'),
+    );
+    const mine = reads.filter(
+      ([, p]) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: summarizeRole }]),
+    );
+    expect(mine).toHaveLength(1);
+    const [policyId, policy] = mine[0] as [string, Resource];
+    const statements = (policy.Properties.PolicyDocument as { Statement: { Action: unknown; Resource: unknown }[] })
+      .Statement;
+    expect(statements).toHaveLength(1);
+    expect(statements[0]?.Action).toBe('states:GetExecutionHistory');
+    expect(JSON.stringify(statements[0]?.Resource)).toContain(JSON.stringify(machineName));
+    // The function does not depend on it (the state machine, which the policy names, depends on the function).
+    const fn = resources[idOf(stack.functions.BatchSummarize as never)];
+    expect(JSON.stringify((fn as { DependsOn?: unknown } | undefined)?.DependsOn ?? [])).not.toContain(policyId);
+  });
+
   it('expirations: Scheduler may only start the batch state machine and dead-letter; the function manages its own group', () => {
     const roleId = idOf(stack.expirations.role);
     template.hasResourceProperties('AWS::IAM::Role', {

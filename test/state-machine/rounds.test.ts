@@ -30,14 +30,22 @@ const ENV = {
 
 /** Functions every invocation of which is throttled, as at a reserved concurrency of 0. */
 const throttled = new Set<string>();
+/** Functions each item of which is throttled this many times before it runs (a long queue on a busy night). */
+const throttledFirst = new Map<string, number>();
+const throttles = new Map<string, number>();
 
 beforeAll(async () => {
   Object.assign(process.env, ENV);
   system = await startTestSystem({
     retryIntervalMs: 5,
     circuits: true,
-    intercept: async (fn, _event, invoke) => {
-      if (throttled.has(fn)) throw new TooManyRequestsError(fn, 'ReservedFunctionConcurrentInvocationLimitExceeded');
+    intercept: async (fn, event, invoke) => {
+      const key = `${fn}:${(event as { index?: number }).index}`;
+      const seen = throttles.get(key) ?? 0;
+      if (throttled.has(fn) || seen < (throttledFirst.get(fn) ?? 0)) {
+        throttles.set(key, seen + 1);
+        throw new TooManyRequestsError(fn, 'ReservedFunctionConcurrentInvocationLimitExceeded');
+      }
       return invoke();
     },
   });
@@ -50,6 +58,8 @@ afterAll(async () => {
 beforeEach(async () => {
   await system.reset();
   throttled.clear();
+  throttledFirst.clear();
+  throttles.clear();
 });
 
 type Result = BatchResult & { status: string };
@@ -204,6 +214,22 @@ describe('rounds until the deadline, and a circuit per provider', () => {
     throttled.clear();
     const drained = await outputOf(few);
     expect(drained.summary.byOutcome.canceled).toBe(10);
+  }, 60_000);
+
+  it('items throttled 30 times each, then failing: the rounds count the history Summarize reads, not their estimate, and stop in time', async () => {
+    // Each item costs about 100 history events (31 attempts and more), where the estimate says 12: by the estimate
+    // a second round of 150 fits, and it would pass 25,000 (the twin, like AWS, fails the execution there). Summarize
+    // reads the history (GetExecutionHistory's latest event) and reserves the next round at what this one cost.
+    throttledFirst.set('cancel-billing-request', 30);
+    system.gocardless.inject(down);
+    const execution = start({ reason: 'declined', items: gocardlessItems('V', 150) });
+    const result = await outputOf(execution);
+    expect(execution.stats.historyEvents).toBeGreaterThan(150 * 31 * 3);
+    expect(execution.stats.historyEvents).toBeLessThan(HISTORY_LIMIT);
+    expect(result.rounds).toMatchObject({ count: 1, ended: 'history' });
+    expect(result.summary.byOutcome.failed).toBe(150);
+    // Each item was throttled 30 times, then ran.
+    expect(Math.min(...throttles.values())).toBe(30);
   }, 60_000);
 
   it("the largest inline batch failing every item, with the longest reason and requester, stays under Step Functions' 256 KiB per state", async () => {

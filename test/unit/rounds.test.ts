@@ -90,6 +90,25 @@ describe('rounds', () => {
     );
   });
 
+  it('counts the history Summarize read when it could, and reserves the next round at what this one cost a task', () => {
+    const retry = Array.from({ length: 100 }, (_, i) => {
+      const t = task('gocardless', i);
+      return { task: t, last: [{ index: i, outcome: failed(t) }] };
+    });
+    // Read: the events are the history so far and what is left of this round, whatever the estimate says.
+    const read = plan({ mode: 'inline', retry, round: { number: 1, eventsBefore: 0, ran: 100, history: 5_000 } });
+    expect(read.kind === 'wait' && read.round.events).toBe(5_000 + ROUNDS.eventsAfterRead);
+    // Tasks that cost (14,000 - 60) / 100, about 140 events each, this round: 100 more would not fit after 14,010...
+    const costly = plan({ mode: 'inline', retry, round: { number: 1, eventsBefore: 0, ran: 100, history: 14_000 } });
+    expect(costly).toMatchObject({ kind: 'final', report: { ended: 'history' } });
+    // ...where the estimate (12 a task) would have planned another round.
+    const guessed = plan({ mode: 'inline', retry, round: { number: 1, eventsBefore: 0, ran: 100 } });
+    expect(guessed.kind).toBe('wait');
+    // A round that ran only a probe does not make every held task look expensive.
+    const probe = plan({ mode: 'inline', retry, round: { number: 20, eventsBefore: 4_000, ran: 1, history: 4_100 } });
+    expect(probe.kind).toBe('wait');
+  });
+
   it('sends one item of a provider whose circuit is open (its probe), holds the rest, and says what it waits for', () => {
     const gc = [0, 1, 2].map((i) => task('gocardless', i));
     const tw = task('truework', 3);
