@@ -13,9 +13,9 @@
  * give `failed` outcomes for their items), keeps what rounds settle and hold back in S3 beside the batch's tasks,
  * and at the end writes `results.jsonl` and `summary.json` there.
  */
-import { GetExecutionHistoryCommand, SFNClient } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { getText, putJsonl, putText } from '#shared/aws/s3.ts';
+import { latestEvent } from '#shared/aws/step-functions.ts';
 import type { PreparedTask } from '#shared/batch/prepare.ts';
 import {
   notAttempted,
@@ -98,19 +98,14 @@ async function allTasks(state: GuardState): Promise<PreparedTask[]> {
   return texts.flatMap((text) => jsonl<PreparedTask>(text));
 }
 
-let sfn: SFNClient | undefined;
 /**
  * The execution's history so far: the number of its latest event (Step Functions numbers them from 1), so the rounds
  * count what the execution has really used of its 25,000 (shared/batch/rounds.ts). Unreadable (denied, throttled),
  * the rounds go by their estimate, as they did before they read it.
  */
 async function historySoFar(executionArn: string): Promise<number | undefined> {
-  sfn ??= new SFNClient({});
   try {
-    const { events } = await sfn.send(
-      new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 1, includeExecutionData: false }),
-    );
-    return events?.[0]?.id;
+    return (await latestEvent(executionArn, false))?.id;
   } catch (error) {
     log.warn('execution history unreadable: the rounds go by their estimate', { error });
     return undefined;

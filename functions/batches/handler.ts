@@ -4,14 +4,10 @@
  * a JSONL manifest first, so callers need not know the limit.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import {
-  DescribeExecutionCommand,
-  GetExecutionHistoryCommand,
-  SFNClient,
-  StartExecutionCommand,
-} from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import * as z from 'zod/mini';
 import { putJsonl } from '#shared/aws/s3.ts';
+import { latestEvent, stepFunctions as sfn } from '#shared/aws/step-functions.ts';
 import { guardOrganizationIssues, INLINE_LIMIT, validateBatch } from '#shared/batch/input.ts';
 import { needs, resource } from '#shared/config.ts';
 import { defaultDeps } from '#shared/core/cancel.ts';
@@ -25,12 +21,6 @@ needs('STATE_MACHINE_ARN', 'BATCH_BUCKET', 'IDEMPOTENCY_TABLE', 'LEDGER_TABLE');
 
 /** Items one POST may carry (more than INLINE_LIMIT go through a manifest written for the caller). */
 export const API_ITEM_LIMIT = 10_000;
-
-let client: SFNClient | undefined;
-const sfn = () => {
-  client ??= new SFNClient({});
-  return client;
-};
 
 export const Post = z.object({ headers: IdempotencyHeaders });
 export const Get = z.object({
@@ -155,10 +145,7 @@ const STATUS: Record<string, string> = {
  * waits for. Anything else, or a history that cannot be read, is `running`.
  */
 async function waiting(executionArn: string): Promise<Record<string, unknown> | undefined> {
-  const { events } = await sfn().send(
-    new GetExecutionHistoryCommand({ executionArn, reverseOrder: true, maxResults: 1, includeExecutionData: true }),
-  );
-  const latest = events?.[0];
+  const latest = await latestEvent(executionArn, true);
   if (latest?.type !== 'WaitStateEntered' || !latest.stateEnteredEventDetails?.input) return undefined;
   const state = JSON.parse(latest.stateEnteredEventDetails.input) as {
     deadline?: string;
