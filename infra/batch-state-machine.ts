@@ -76,11 +76,6 @@ const LAMBDA_SERVICE = [
   'Lambda.SdkClientException',
   'Lambda.ClientExecutionTimeoutException',
 ];
-/** A function at its reserved concurrency is throttled before it runs (nothing happened): retried patiently, since
- * many executions at once (200 expirations at midnight) queue on a few containers by design (infra/budget.ts).
- * 1 s doubling to 30 s, full jitter, 40 attempts: about 18 minutes of waiting at most. */
-export const THROTTLED = THROTTLED_ERROR;
-
 const pascal = (s: string) => s.replace(/(^|-)(\w)/g, (_m, _d, c: string) => c.toUpperCase());
 
 export interface BatchStateMachineProps {
@@ -119,8 +114,11 @@ export class BatchStateMachine extends Construct {
         retryOnServiceExceptions: false,
         ...extra,
       })
+        // A function at its reserved concurrency is throttled before it runs (nothing happened): retried patiently,
+        // since many executions at once (200 expirations at midnight) queue on a few containers by design
+        // (infra/budget.ts). 1 s doubling to 30 s, full jitter, 40 attempts: about 18 minutes of waiting at most.
         .addRetry({
-          errors: [THROTTLED],
+          errors: [THROTTLED_ERROR],
           interval: Duration.seconds(1),
           backoffRate: 2,
           maxDelay: Duration.seconds(30),

@@ -98,6 +98,8 @@ export class CancellationsStack extends Stack {
     /** Every deployment of a cancel operation, and of the lookup. */
     const cancelers = [...Object.values(cancel), ...apiFns.filter((fn) => fn.operation !== lookup.operation)];
     const lookups = [lookup, ...apiFns.filter((fn) => fn.operation === lookup.operation)];
+    /** The provider functions' deployments the state machine invokes (and expirations, through it). */
+    const batchDeployments = [...Object.values(cancel), lookup];
     /** The provider whose secret holds the guard's default organization ids. */
     const guardSecret = this.secrets.secrets[providerOf(lookup.operation) as Provider];
     // Prepare and Summarize parse and write whole manifests (up to 100,000 items): more memory and time.
@@ -201,7 +203,7 @@ export class CancellationsStack extends Stack {
     this.tables.grantExecutionStarts(prepare, 'read');
     // The providers' circuits: the batch deployments of the cancel functions and the batch guard's lookup keep them
     // (API calls are not gated), Summarize reads them to plan each round.
-    for (const fn of [...Object.values(cancel), lookup]) this.tables.grantCircuits(fn, 'update');
+    for (const fn of batchDeployments) this.tables.grantCircuits(fn, 'update');
     this.tables.grantCircuits(summarize, 'read');
 
     this.functions = functions;
@@ -218,8 +220,8 @@ export class CancellationsStack extends Stack {
     });
     new Monitoring(this, 'Monitoring', {
       functions: this.functions,
-      // The deployments the state machine invokes: their throttling is queuing by design.
-      queuing: [...Object.values(cancel), lookup],
+      // Their throttling is queuing by design.
+      queuing: batchDeployments,
       stateMachine: this.batch.stateMachine,
       namespace,
       deadLetterQueues: [expirations.deadLetters],
