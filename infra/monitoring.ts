@@ -1,8 +1,8 @@
 /**
- * Alarms on what needs a person (function errors and throttles, a batch function throttled while it runs nothing, failed or timed-out batch executions, undeliverable
- * schedules, a provider unreachable for 15 minutes, a provider refusing cancellations, items given up at a batch's
- * deadline) and a dashboard of cancellations by provider and outcome and of each
- * provider's circuit, from the metrics the functions emit (shared/observability/metrics.ts).
+ * Alarms on what needs a person (function errors and throttles, a batch function throttled while it runs nothing,
+ * failed or timed-out batch executions, undeliverable schedules, a provider unreachable for 15 minutes, a provider
+ * refusing cancellations, items given up at a batch's deadline) and a dashboard of cancellations by provider and
+ * outcome and of each provider's circuit, from the metrics the functions emit (shared/observability/metrics.ts).
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import {

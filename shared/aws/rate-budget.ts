@@ -3,8 +3,8 @@
  * to a provider whose budget several functions share). One DynamoDB item per provider holds the next free request
  * slot; a caller takes a slot atomically and waits for it, so all callers together send at most `perSecond`,
  * whichever function has work: budget one function leaves idle is the other's to use, never stranded in a static
- * share. Each request costs one conditional write (at times two or three, when the budget turns from idle to queued or back), on a key written at most `perSecond`
- * times a second, far below a partition's 1,000 writes/s.
+ * share. Each request costs one conditional write (at times two or three, when the budget turns from idle to queued
+ * or back), on a key written at most `perSecond` times a second, far below a partition's 1,000 writes/s.
  */
 import type { SharedPace } from '#shared/http/types.ts';
 import { type DynamoDb, DynamoError, dynamoDb } from './dynamodb.ts';
@@ -41,20 +41,10 @@ export class DynamoRateBudget implements SharedPace {
       values: Record<string, { N: string }>,
       extra = {},
     ) =>
-      this.db
-        .call<T>('UpdateItem', {
-          TableName: this.table,
-          Key: { [RATE_BUDGET_TABLE.partitionKey]: { S: key } },
-          UpdateExpression: expression,
-          ConditionExpression: condition,
-          ExpressionAttributeNames: { '#n': 'next' },
-          ExpressionAttributeValues: values,
-          ...extra,
-        })
-        .catch((error: unknown) => {
-          if (error instanceof DynamoError && error.type === 'ConditionalCheckFailedException') return undefined;
-          throw error;
-        });
+      this.updateNext<T>(key, expression, condition, values, extra).catch((error: unknown) => {
+        if (error instanceof DynamoError && error.type === 'ConditionalCheckFailedException') return undefined;
+        throw error;
+      });
     const idle = async () => {
       const taken = await update('SET #n = :next', 'attribute_not_exists(#n) OR #n <= :now', {
         ':next': { N: String(now + interval) },
@@ -84,13 +74,25 @@ export class DynamoRateBudget implements SharedPace {
 
   /** Pushes every later slot back by `ms`: a request that left that much after its slot. */
   async late(key: string, ms: number): Promise<void> {
-    await this.db.call('UpdateItem', {
+    await this.updateNext(key, 'SET #n = #n + :d', 'attribute_exists(#n)', { ':d': { N: String(Math.ceil(ms)) } });
+  }
+
+  /** A conditional update of `key`'s next slot (`#n`). */
+  private updateNext<T = object>(
+    key: string,
+    expression: string,
+    condition: string,
+    values: Record<string, { N: string }>,
+    extra = {},
+  ): Promise<T> {
+    return this.db.call<T>('UpdateItem', {
       TableName: this.table,
       Key: { [RATE_BUDGET_TABLE.partitionKey]: { S: key } },
-      UpdateExpression: 'SET #n = #n + :d',
-      ConditionExpression: 'attribute_exists(#n)',
+      UpdateExpression: expression,
+      ConditionExpression: condition,
       ExpressionAttributeNames: { '#n': 'next' },
-      ExpressionAttributeValues: { ':d': { N: String(Math.ceil(ms)) } },
+      ExpressionAttributeValues: values,
+      ...extra,
     });
   }
 }
