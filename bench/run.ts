@@ -488,12 +488,9 @@ async function twinCpu(lambda: { cpu(): Promise<Record<string, { containers: num
   return Object.fromEntries(Object.entries(await lambda.cpu()).filter(([, c]) => c.containers > 0));
 }
 
-/** A run's table row without its CPU split, and the split as a line: the twin's seconds parted into its containers
- * and the rest of its process (the state-machine runner, the API), then the other processes. */
-function cpuShown<R extends { cpuSecondsBy: Record<string, number> }>(
-  row: R,
-  twin: Record<string, { totalMs: number }>,
-): [Omit<R, 'cpuSecondsBy'>, string] {
+/** Prints a run's table row without its CPU split, then the split as a line: the twin's seconds parted into its
+ * containers and the rest of its process (the state-machine runner, the API), then the other processes. */
+function printRow(row: { cpuSecondsBy: Record<string, number> }, twin: Record<string, { totalMs: number }>): void {
   const { cpuSecondsBy: by, ...shown } = row;
   const containers = Object.values(twin).reduce((sum, c) => sum + c.totalMs, 0) / 1000;
   const parts = {
@@ -508,7 +505,8 @@ function cpuShown<R extends { cpuSecondsBy: Record<string, number> }>(
     .filter(([, seconds]) => seconds > 0.05)
     .map(([part, seconds]) => `${part} ${seconds.toFixed(1)}`)
     .join(', ');
-  return [shown, `CPU seconds by part: ${line}`];
+  console.table([shown]);
+  console.log(`CPU seconds by part: ${line}`);
 }
 
 async function throughput() {
@@ -580,9 +578,7 @@ async function throughput() {
     stats: execution?.stats,
   };
   console.log(`\n3. Batch throughput: ${items} mixed items, rate limits on, time scaled ${SCALE}x`);
-  const [shown, cpuLine] = cpuShown(row, twin);
-  console.table([shown]);
-  console.log(cpuLine);
+  printRow(row, twin);
   await cloud.stop();
   await Promise.all(Object.values(sims).map((s) => s.stop()));
   return execution?.stats;
@@ -972,9 +968,7 @@ async function storm() {
   console.log(
     `\n5. Storm: ${expirations} expirations due in the same minute, 3 batches of ${batchItems}, API cancels at 5/s; time scaled ${SCALE}x`,
   );
-  const [shown, cpuLine] = cpuShown(row, twin);
-  console.table([shown]);
-  console.log(cpuLine);
+  printRow(row, twin);
   console.table(Object.entries(lambda).map(([fn, s]) => ({ function: fn, ...s })));
   await api.close();
   await cloud.stop();
