@@ -270,16 +270,22 @@ export class LocalStateMachine {
       }
       return terminal;
     };
-    const sized = (what: string) => (text: string) => {
+    /** Past the payload quota, `text` (the JSON of `what`) ends the execution: the error that ends it. */
+    const oversized = (what: string, text: string): Error | undefined => {
       const bytes = Buffer.byteLength(text);
       stats.payloadBytesMax = Math.max(stats.payloadBytesMax, bytes);
-      if (bytes > PAYLOAD_LIMIT_BYTES)
-        throw end(
-          Object.assign(
-            new Error(`${what} is ${bytes} bytes, over Step Functions' limit of ${PAYLOAD_LIMIT_BYTES} (256 KiB)`),
-            { name: 'States.DataLimitExceeded' },
-          ),
-        );
+      if (bytes <= PAYLOAD_LIMIT_BYTES) return undefined;
+      return end(
+        Object.assign(
+          new Error(`${what} is ${bytes} bytes, over Step Functions' limit of ${PAYLOAD_LIMIT_BYTES} (256 KiB)`),
+          { name: 'States.DataLimitExceeded' },
+        ),
+      );
+    };
+    /** A task's side of it: the task fails with that error. */
+    const sized = (what: string) => (text: string) => {
+      const error = oversized(what, text);
+      if (error) throw error;
     };
     const handlers: Record<string, (input: JsonValue) => Promise<JsonValue>> = {};
     for (const [state, fn] of this.lambdaTasks) {
@@ -338,11 +344,7 @@ export class LocalStateMachine {
         }
         // A Map's or Parallel's output (each task's is sized where the task runs).
         if (event.type === 'StateExited' && this.historyKinds.get(event.state.name) === 'container')
-          try {
-            sized(`The output of state ${event.state.name}`)(JSON.stringify(event.state.output ?? null));
-          } catch {
-            // ended
-          }
+          oversized(`The output of state ${event.state.name}`, JSON.stringify(event.state.output ?? null));
         if (event.type === 'StateEntered') {
           stats[counter]++;
           if (counter === 'transitions') stats.current = { name: event.state.name, input: event.state.input };
