@@ -7,9 +7,9 @@
  */
 import { createHash, createHmac, createSecretKey, type Hash, type Hmac, type KeyObject } from 'node:crypto';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
-import { SignatureV4 } from '@smithy/signature-v4';
-import { config } from '#shared/config.ts';
+import { type Config, config } from '#shared/config.ts';
 import { HttpClient } from '#shared/http/client.ts';
+import { type Credentials, JsonPostSigner } from './sigv4.ts';
 
 type Data = string | ArrayBuffer | ArrayBufferView;
 const bytes = (data: Data) =>
@@ -102,7 +102,10 @@ const THROTTLED =
 export class DynamoDb {
   private readonly http: HttpClient;
   private readonly fixedEndpoint: string | undefined;
-  private signer: SignatureV4 | undefined;
+  /** The endpoint and its signer, resolved from the configuration on first use (again only if a test reloads it). */
+  private target: { from: Config; url: string; signer: JsonPostSigner } | undefined;
+  /** The SDK's credential chain: memoized, it refreshes expiring credentials itself. */
+  private credentials: (() => Promise<Credentials>) | undefined;
 
   /** `endpoint`: a fixed endpoint (local tooling); by default AWS_ENDPOINT_URL_DYNAMODB, else the regional one. */
   constructor(options: { endpoint?: string; http?: HttpClient } = {}) {
@@ -110,12 +113,15 @@ export class DynamoDb {
     this.fixedEndpoint = options.endpoint;
   }
 
-  private get region(): string {
-    return config().region;
-  }
-
-  private get endpoint(): URL {
-    return new URL(this.fixedEndpoint ?? config().dynamoDbEndpoint ?? `https://dynamodb.${this.region}.amazonaws.com/`);
+  private resolve() {
+    const from = config();
+    if (this.target?.from !== from) {
+      const url = new URL(
+        this.fixedEndpoint ?? from.dynamoDbEndpoint ?? `https://dynamodb.${from.region}.amazonaws.com/`,
+      );
+      this.target = { from, url: url.toString(), signer: new JsonPostSigner('dynamodb', from.region, url) };
+    }
+    return this.target;
   }
 
   async call<T = Record<string, unknown>>(
@@ -123,29 +129,16 @@ export class DynamoDb {
     input: Record<string, unknown>,
     signal?: AbortSignal,
   ): Promise<T> {
-    this.signer ??= new SignatureV4({
-      service: 'dynamodb',
-      region: this.region,
-      credentials: defaultProvider(),
-      sha256: Sha256,
-    });
-    const url = this.endpoint;
+    const { url, signer } = this.resolve();
+    this.credentials ??= defaultProvider();
     const body = JSON.stringify(input);
-    const signed = await this.signer.sign({
-      method: 'POST',
-      protocol: url.protocol,
-      hostname: url.hostname,
-      ...(url.port ? { port: Number(url.port) } : {}),
-      path: url.pathname || '/',
-      headers: {
-        host: url.host,
-        'content-type': 'application/x-amz-json-1.0',
-        'x-amz-target': `DynamoDB_20120810.${operation}`,
-      },
+    const headers = signer.sign(
+      await this.credentials(),
+      { 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': `DynamoDB_20120810.${operation}` },
       body,
-    });
+    );
     const response = await this.http.send(
-      { method: 'POST', url: url.toString(), headers: signed.headers as Record<string, string>, body },
+      { method: 'POST', url, headers, body },
       {
         ...(signal ? { signal } : {}),
         isTransient: (r) => (r.status === 400 && THROTTLED.test(r.body) ? 'DynamoDB throttled the request' : undefined),

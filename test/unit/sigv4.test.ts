@@ -11,6 +11,7 @@ import { LocalApi } from '#local/api.ts';
 import { IamVerifier, regionFor, signedHeaders } from '#local/sigv4.ts';
 import type { LocalLambda } from '#local/state-machine.ts';
 import { Sha256 } from '#shared/aws/dynamodb.ts';
+import { JsonPostSigner } from '#shared/aws/sigv4.ts';
 
 const USER = {
   accessKeyId: 'AKIAUNITUNITUNIT0001',
@@ -211,5 +212,105 @@ describe('the signer hash (shared/aws/dynamodb.ts Sha256)', () => {
     const other = new Sha256(randomBytes(32));
     other.update('another string to sign');
     expect(Buffer.from(await other.digest()).toString('hex')).not.toBe(await mac('another string to sign'));
+  });
+});
+
+describe('JsonPostSigner (shared/aws/sigv4.ts): the DynamoDB calls signed exactly as the AWS SDK signs them', () => {
+  const LONG_TERM = { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };
+  const TEMPORARY = { ...ROLE, sessionToken: 'FwoGZXIvYXdzEJr//////////wEaDOTOKEN+with/slashes==' };
+  /** The SDK's signer, as shared/aws/dynamodb.ts used it before it had its own: every default, so x-amz-content-sha256
+   * is signed too. */
+  async function sdk(
+    credentials: { accessKeyId: string; secretAccessKey: string; sessionToken?: string },
+    region: string,
+    endpoint: URL,
+    headers: Record<string, string>,
+    body: string,
+    date: Date,
+  ) {
+    const signer = new SignatureV4({ service: 'dynamodb', region, credentials, sha256: Sha256 });
+    const signed = await signer.sign(
+      {
+        method: 'POST',
+        protocol: endpoint.protocol,
+        hostname: endpoint.hostname,
+        ...(endpoint.port ? { port: Number(endpoint.port) } : {}),
+        path: endpoint.pathname,
+        headers: { ...headers, host: endpoint.host },
+        body,
+      },
+      { signingDate: date },
+    );
+    return signed.headers;
+  }
+
+  it('gives the same headers and signature for long-term and temporary credentials, any body, region and endpoint', async () => {
+    const headers = (operation: string) => ({
+      'content-type': 'application/x-amz-json-1.0',
+      'x-amz-target': `DynamoDB_20120810.${operation}`,
+    });
+    const cases = [
+      [
+        LONG_TERM,
+        'us-east-1',
+        'https://dynamodb.us-east-1.amazonaws.com/',
+        'GetItem',
+        '{"TableName":"t","Key":{"id":{"S":"a"}}}',
+      ],
+      [
+        TEMPORARY,
+        'eu-west-1',
+        'https://dynamodb.eu-west-1.amazonaws.com/',
+        'PutItem',
+        JSON.stringify({ Item: { r: { S: 'réglé ✓ 取消' } } }),
+      ],
+      [TEMPORARY, 'ap-southeast-2', 'http://127.0.0.1:4567', 'Query', ''],
+      // A proxy with a path: an empty segment dropped, the path encoded twice, as for every service but S3.
+      [LONG_TERM, 'eu-central-1', 'https://proxy.example.com/dynamo db//v1(x)/', 'UpdateItem', '{}'],
+    ] as const;
+    const date = new Date('2026-12-02T03:36:30.123Z');
+    for (const [credentials, region, endpoint, operation, body] of cases) {
+      const url = new URL(endpoint);
+      const ours = new JsonPostSigner('dynamodb', region, url).sign(credentials, headers(operation), body, date);
+      expect(ours).toEqual(await sdk(credentials, region, url, headers(operation), body, date));
+      expect(ours.authorization).toMatch(
+        new RegExp(
+          `^AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/20261202/${region}/dynamodb/aws4_request, `,
+        ),
+      );
+    }
+    // Header values are signed trimmed, inner runs of spaces as one.
+    const spaced = { 'content-type': '  application/x-amz-json-1.0 ', 'x-amz-target': 'DynamoDB_20120810.GetItem' };
+    const url = new URL('https://dynamodb.us-east-1.amazonaws.com/');
+    expect(new JsonPostSigner('dynamodb', 'us-east-1', url).sign(LONG_TERM, spaced, '{}', date).authorization).toBe(
+      (await sdk(LONG_TERM, 'us-east-1', url, spaced, '{}', date)).authorization,
+    );
+  });
+
+  it('derives a new signing key when the day or the secret changes, and signs as the SDK does after each', async () => {
+    const url = new URL('https://dynamodb.eu-west-1.amazonaws.com/');
+    const signer = new JsonPostSigner('dynamodb', 'eu-west-1', url);
+    const headers = { 'content-type': 'application/x-amz-json-1.0', 'x-amz-target': 'DynamoDB_20120810.GetItem' };
+    const rotated = { ...LONG_TERM, secretAccessKey: 'rotated-secret' };
+    const steps = [
+      [LONG_TERM, '2026-12-01T23:59:59.900Z'],
+      [LONG_TERM, '2026-12-02T00:00:00.100Z'],
+      [rotated, '2026-12-02T00:00:01.000Z'],
+      [LONG_TERM, '2026-12-01T23:59:58.000Z'],
+    ] as const;
+    const signatures = new Set<string>();
+    for (const [credentials, at] of steps) {
+      const ours = signer.sign(credentials, headers, '{}', new Date(at));
+      expect(ours.authorization).toBe(
+        (await sdk(credentials, 'eu-west-1', url, headers, '{}', new Date(at))).authorization,
+      );
+      signatures.add(ours.authorization as string);
+    }
+    expect(signatures.size).toBe(steps.length);
+  });
+
+  it('refuses credentials without a key id or secret, as the SDK does', () => {
+    const signer = new JsonPostSigner('dynamodb', 'eu-west-1', new URL('https://dynamodb.eu-west-1.amazonaws.com/'));
+    expect(() => signer.sign({ accessKeyId: 'AKIDEXAMPLE' } as never, {}, '')).toThrow(/credential/);
   });
 });
