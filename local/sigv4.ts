@@ -9,11 +9,53 @@
  * Not supported locally: presigned (query-string) signatures, and `execute-api:Invoke` policies (every known
  * caller may call every route).
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import {
+  createHash,
+  createHmac,
+  createSecretKey,
+  type Hash,
+  type Hmac,
+  type KeyObject,
+  timingSafeEqual,
+} from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
-import { Sha256 } from '#shared/aws/dynamodb.ts';
 import { registerSecretValues } from '#shared/observability/log.ts';
 import { LOCAL_ACCOUNT, LOCAL_REGION } from './lambda-events.ts';
+
+type Data = string | ArrayBuffer | ArrayBufferView;
+const bytes = (data: Data) =>
+  typeof data === 'string'
+    ? data
+    : data instanceof ArrayBuffer
+      ? new Uint8Array(data)
+      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+
+/** HMAC keys the signer passes again and again as the same bytes (its cached signing key), as key objects: node:crypto
+ * checks a key object in a fraction of the time it spends on raw bytes (measured 1.7 µs against 9.9 µs a MAC). */
+const keyObjects = new WeakMap<object, KeyObject>();
+function hmacKey(secret: Data): string | KeyObject {
+  if (typeof secret === 'string') return secret;
+  let key = keyObjects.get(secret);
+  if (!key) {
+    key = createSecretKey(bytes(secret) as Uint8Array);
+    keyObjects.set(secret, key);
+  }
+  return key;
+}
+
+/** SHA-256 (and HMAC-SHA-256) for the SDK's signer (@smithy/signature-v4), from node:crypto. */
+export class Sha256 {
+  private readonly hash: Hash | Hmac;
+  constructor(secret?: Data) {
+    this.hash = secret ? createHmac('sha256', hmacKey(secret)) : createHash('sha256');
+  }
+  update(data: Data): void {
+    this.hash.update(bytes(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return new Uint8Array(this.hash.digest());
+  }
+}
 
 export const EXECUTE_API = 'execute-api';
 

@@ -1,50 +1,14 @@
 /**
  * The few DynamoDB calls the functions make (PutItem, GetItem, UpdateItem, DeleteItem, Query), as signed JSON
  * requests through `shared/http/client.ts`. Why not @aws-sdk/client-dynamodb: it adds 106 KB (+24 %) to every provider
- * function's bundle, while this signs with the SigV4 signer and credential chain the Secrets Manager client
- * already bundles (+0.5 KB, measured; see bench/). The wire protocol is AWS JSON 1.0; dynalite, which implements
+ * function's bundle, while this takes the credential chain the Secrets Manager client already bundles and signs
+ * with a signer of its own for this one request shape (./sigv4.ts). The wire protocol is AWS JSON 1.0; dynalite, which implements
  * DynamoDB's validation faithfully, is what the tests and `npm start` run it against.
  */
-import { createHash, createHmac, createSecretKey, type Hash, type Hmac, type KeyObject } from 'node:crypto';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { type Config, config } from '#shared/config.ts';
 import { HttpClient } from '#shared/http/client.ts';
 import { type Credentials, JsonPostSigner } from './sigv4.ts';
-
-type Data = string | ArrayBuffer | ArrayBufferView;
-const bytes = (data: Data) =>
-  typeof data === 'string'
-    ? data
-    : data instanceof ArrayBuffer
-      ? new Uint8Array(data)
-      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-
-/** HMAC keys the signer passes again and again as the same bytes (its cached signing key), as key objects: node:crypto
- * checks a key object in a fraction of the time it spends on raw bytes (measured 1.7 µs against 9.9 µs a MAC). */
-const keyObjects = new WeakMap<object, KeyObject>();
-function hmacKey(secret: Data): string | KeyObject {
-  if (typeof secret === 'string') return secret;
-  let key = keyObjects.get(secret);
-  if (!key) {
-    key = createSecretKey(bytes(secret) as Uint8Array);
-    keyObjects.set(secret, key);
-  }
-  return key;
-}
-
-/** SHA-256 (and HMAC-SHA-256) for the signer, from node:crypto. */
-export class Sha256 {
-  private readonly hash: Hash | Hmac;
-  constructor(secret?: Data) {
-    this.hash = secret ? createHmac('sha256', hmacKey(secret)) : createHash('sha256');
-  }
-  update(data: Data): void {
-    this.hash.update(bytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.hash.digest());
-  }
-}
 
 export type AttributeValue =
   | { S: string }

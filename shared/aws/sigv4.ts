@@ -2,9 +2,10 @@
  * AWS Signature Version 4 for one kind of request: the JSON POSTs of shared/aws/dynamodb.ts (no query string, a few
  * headers), by the steps of AWS's "Create a signed AWS API request": canonical request, string to sign, a signing
  * key derived once a day, signature. It signs exactly as the AWS SDK's signer (@smithy/signature-v4) does with its
- * defaults, x-amz-content-sha256 included (test/unit/sigv4.test.ts compares the two on the same requests), in a
- * third of the CPU: the SDK's signer takes every request shape through a dozen promises, and derives a cache key for
- * the signing key with an HMAC on every request (measured in bench/: about 19 µs a signature, this one about 6).
+ * defaults, x-amz-content-sha256 included (test/unit/sigv4.test.ts compares the two on the same requests), at a
+ * third of the CPU: the SDK's signer takes every request shape through a chain of promises, and derives a cache key
+ * for the signing key with an HMAC on every request. Measured on 2026-12-02 (20,000 signatures in a loop, five runs):
+ * about 21 µs a signature against 7; a whole DynamoDB call against dynalite, 236 µs of the client's CPU against 196.
  * The SDK's signer stays in the bundle for Secrets Manager; this adds no dependency.
  */
 import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';

@@ -8,9 +8,8 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalApi } from '#local/api.ts';
-import { IamVerifier, regionFor, signedHeaders } from '#local/sigv4.ts';
+import { IamVerifier, regionFor, Sha256, signedHeaders } from '#local/sigv4.ts';
 import type { LocalLambda } from '#local/state-machine.ts';
-import { Sha256 } from '#shared/aws/dynamodb.ts';
 import { JsonPostSigner } from '#shared/aws/sigv4.ts';
 
 const USER = {
@@ -196,7 +195,7 @@ describe('regionFor', () => {
   });
 });
 
-describe('the signer hash (shared/aws/dynamodb.ts Sha256)', () => {
+describe('the signer hash (local/sigv4.ts Sha256)', () => {
   it('MACs with a key given as bytes exactly as node:crypto does, each time the same bytes come back', async () => {
     const key = randomBytes(32);
     const mac = async (data: string) => {
