@@ -51,15 +51,27 @@ export const ROUTES: readonly Route[] = [
   },
 ];
 
+/** Each template compiled once: its pattern and its parameters' names, in order. */
+const compiled = new Map<string, { pattern: RegExp; names: string[] }>();
+function compile(template: string): { pattern: RegExp; names: string[] } {
+  let entry = compiled.get(template);
+  if (!entry) {
+    const names: string[] = [];
+    const source = template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{(\w+)\}/g, (_m, name: string) => {
+      names.push(name);
+      return '([^/]+)';
+    });
+    entry = { pattern: new RegExp(`^${source}$`), names };
+    compiled.set(template, entry);
+  }
+  return entry;
+}
+
 /** Matches a concrete path against a template; returns the path parameters (percent-decoded), or undefined. A
  * parameter that is not valid percent-encoding (`%zz`, a lone `%`) is the caller's mistake: InvalidInputError. */
 export function matchPath(template: string, path: string): Record<string, string> | undefined {
-  const names: string[] = [];
-  const pattern = template.replace(/[.*+?^$()|[\]\\]/g, '\\$&').replace(/\{(\w+)\}/g, (_m, name: string) => {
-    names.push(name);
-    return '([^/]+)';
-  });
-  const match = new RegExp(`^${pattern}$`).exec(path);
+  const { pattern, names } = compile(template);
+  const match = pattern.exec(path);
   if (!match) return undefined;
   return Object.fromEntries(names.map((name, i) => [name, decodePathParameter(name, match[i + 1] ?? '')]));
 }
