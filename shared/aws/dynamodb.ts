@@ -2,8 +2,8 @@
  * The few DynamoDB calls the functions make (PutItem, GetItem, UpdateItem, DeleteItem, Query), as signed JSON
  * requests through `shared/http/client.ts`. Why not @aws-sdk/client-dynamodb: it adds 106 KB (+24 %) to every provider
  * function's bundle, while this takes the credential chain the Secrets Manager client already bundles and signs
- * with a signer of its own for this one request shape (./sigv4.ts). The wire protocol is AWS JSON 1.0; dynalite, which implements
- * DynamoDB's validation faithfully, is what the tests and `npm start` run it against.
+ * with a signer of its own for this one request shape (./sigv4.ts). The wire protocol is AWS JSON 1.0; dynalite,
+ * which implements DynamoDB's validation faithfully, is what the tests and `npm start` run it against.
  */
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { type Config, config } from '#shared/config.ts';

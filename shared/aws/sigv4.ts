@@ -23,7 +23,8 @@ const escapeUri = (value: string) =>
   encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
 /** The canonical URI of a path as URL gives it (percent-encoded, dot segments resolved), for every service but S3,
- * as the SDK's signer makes it: empty segments dropped, then encoded once more (AWS's double encoding), slashes kept. */
+ * as the SDK's signer makes it: empty segments dropped, then encoded once more (AWS's double encoding), slashes
+ * kept. */
 export function canonicalPath(path: string): string {
   const segments: string[] = [];
   for (const segment of path.split('/')) {
