@@ -22,18 +22,13 @@ const sha256Hex = (data: string) => createHash('sha256').update(data).digest('he
 const escapeUri = (value: string) =>
   encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 
-/** The canonical URI of a path as URL gives it (percent-encoded, dot segments resolved), for every service but S3,
- * as the SDK's signer makes it: empty segments dropped, then encoded once more (AWS's double encoding), slashes
- * kept. */
-export function canonicalPath(path: string): string {
-  const segments: string[] = [];
-  for (const segment of path.split('/')) {
-    if (segment === '' || segment === '.') continue;
-    if (segment === '..') segments.pop();
-    else segments.push(segment);
-  }
+/** The canonical URI of a path as URL gives it (percent-encoded, dot segments already resolved), for every service
+ * but S3, as the SDK's signer makes it: empty segments dropped, then encoded once more (AWS's double encoding),
+ * slashes kept. */
+function canonicalPath(path: string): string {
+  const segments = path.split('/').filter((segment) => segment !== '');
   const trailing = segments.length > 0 && path.endsWith('/') ? '/' : '';
-  return escapeUri(`${path.startsWith('/') ? '/' : ''}${segments.join('/')}${trailing}`).replace(/%2F/g, '/');
+  return escapeUri(`/${segments.join('/')}${trailing}`).replace(/%2F/g, '/');
 }
 
 /** Signs the JSON POSTs to one endpoint (its host and path fixed) for one service and region. */
@@ -50,7 +45,7 @@ export class JsonPostSigner {
     this.service = service;
     this.region = region;
     this.host = endpoint.host;
-    this.path = canonicalPath(endpoint.pathname || '/');
+    this.path = canonicalPath(endpoint.pathname);
   }
 
   /**
