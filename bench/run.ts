@@ -447,10 +447,10 @@ function rssSampler() {
   };
 }
 
-/** The storm's API callers' POST: node:http on a keep-alive agent, `{status: 0}` when no answer came. Not fetch: it
- * cost this process (the twin's) about 0.17 ms more CPU a request (3,000 requests to a local server, four rounds:
- * 231-446 µs a request against 65-128, both ends counted), some 8,000 requests a storm, taken from the system the
- * storm measures. */
+/** The bench's POST of JSON to the local API: node:http on a keep-alive agent, `{status: 0}` when no answer came.
+ * Not fetch: for the storm's API callers it cost this process (the twin's) about 0.17 ms more CPU a request (3,000
+ * requests to a local server, four rounds: 231-446 µs a request against 65-128, both ends counted), some 8,000
+ * requests a storm, taken from the system the storm measures. */
 const callerAgent = new http.Agent({ keepAlive: true });
 function postJson(
   url: string,
@@ -494,13 +494,9 @@ async function postBatch(
   const api = new LocalApi({ functions: cloud.functions as never, openapi: () => ({}) });
   await api.listen(0);
   try {
-    const res = await fetch(`${api.url}/v1/batches`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    const answer = (await res.json()) as { batchId?: string };
-    if (!answer.batchId) throw new Error(`the batch did not start (HTTP ${res.status}): ${JSON.stringify(answer)}`);
+    const { status, body: answer } = await postJson(`${api.url}/v1/batches`, JSON.stringify(body), {});
+    if (typeof answer.batchId !== 'string')
+      throw new Error(`the batch did not start (HTTP ${status}): ${JSON.stringify(answer)}`);
     return answer.batchId;
   } finally {
     await api.close();
@@ -805,13 +801,7 @@ async function storm() {
   await api.listen(0);
   // Through the local API, as a caller would: each POST runs in its function's own container.
   const post = async (path: string, body: unknown) =>
-    (await (
-      await fetch(`${api.url}${path}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      })
-    ).json()) as Record<string, unknown>;
+    (await postJson(`${api.url}${path}`, JSON.stringify(body), {})).body;
 
   // What each provider must receive at least: item cancels (Auco in chunks), one lookup per guard, a token.
   const perProvider = { gocardless: 0, truework: 0, auco: 0, mycreditapp: 0 };
