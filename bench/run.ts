@@ -30,6 +30,7 @@ import { build } from 'esbuild';
 import { buildApp } from '#infra/app.ts';
 import { bundleBuildOptions, PROJECT_ROOT } from '#infra/provider-function.ts';
 import { busy, busyWaitMs } from '#local/busy.ts';
+import { RATE_MARGIN } from '#shared/core/cancel.ts';
 import { DEFAULT_MAX_CODES_PER_CALL } from '#shared/providers/auco/adapter.ts';
 
 const run = promisify(execFile);
@@ -503,19 +504,48 @@ async function postBatch(
   }
 }
 
-/** When each provider saw its first and its last request, in seconds from the start: a run's time split into getting
- * going (cold starts, Prepare), each provider's own pace, and the tail (Summarize). */
-function requestSpans(received: Record<string, readonly { at: number }[]>, started: number) {
+/**
+ * When each provider saw its first and its last request, in seconds from the start: a run's time split into getting
+ * going (cold starts, Prepare), each provider's own pace, and the tail (Summarize). And `budgetUse`: its requests in
+ * each wall second of the run over its budget for a second (limit × RATE_MARGIN, scaled): 1 is the budget kept full,
+ * so the series shows how long the ramp took and how full the budget was kept after it.
+ */
+function requestSpans(
+  received: Record<string, readonly { at: number }[]>,
+  started: number,
+  budgetPerSecond: Record<string, number>,
+): Record<string, { firstS: number; lastS: number; budgetUse: number[] }> {
   return Object.fromEntries(
     Object.entries(received).map(([p, list]) => {
-      const at = list.map((r) => r.at);
+      const at = list.map((r) => r.at - started);
+      const bySecond = new Array<number>(Math.floor(Math.max(0, ...at) / 1000) + 1).fill(0);
+      for (const t of at) {
+        const second = Math.floor(Math.max(0, t) / 1000);
+        bySecond[second] = (bySecond[second] ?? 0) + 1;
+      }
+      const budget = budgetPerSecond[p] ?? 1;
       return [
         p,
-        { firstS: round((Math.min(...at) - started) / 1000, 2), lastS: round((Math.max(...at) - started) / 1000, 2) },
+        {
+          firstS: round(Math.min(...at) / 1000, 2),
+          lastS: round(Math.max(...at) / 1000, 2),
+          budgetUse: bySecond.map((n) => round(n / budget, 2)),
+        },
       ];
     }),
   );
 }
+
+/** `budgetUse` of each provider, a line each: how its budget filled, second by second. */
+function printSpans(spans: ReturnType<typeof requestSpans>) {
+  console.log('Budget use by second (requests ÷ (limit × RATE_MARGIN), time scaled):');
+  for (const [p, s] of Object.entries(spans))
+    console.log(`  ${p.padEnd(12)} ${s.budgetUse.map((u) => u.toFixed(2).replace(/^0/, '')).join(' ')}`);
+}
+
+/** Each provider's budget in requests a (wall) second at this time scale: its limit × RATE_MARGIN × SCALE. */
+const budgets = (limits: Record<string, number>) =>
+  Object.fromEntries(Object.entries(limits).map(([p, perSecond]) => [p, perSecond * RATE_MARGIN * SCALE]));
 
 /** The twin's own CPU per function that ran (its containers' threads): what a time-scaled run asks of this machine. */
 async function twinCpu(lambda: { cpu(): Promise<Record<string, { containers: number; totalMs: number }>> }) {
@@ -604,15 +634,17 @@ async function throughput() {
     executionStatus: execution?.status,
   };
   const twin = await twinCpu(cloud.lambda);
+  const spans = requestSpans(byProvider, started, budgets(limits));
   results[scaled('throughput')] = {
     ...row,
     boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
-    requestSpans: requestSpans(byProvider, started),
+    requestSpans: spans,
     twinCpu: twin,
     stats: execution?.stats,
   };
   console.log(`\n3. Batch throughput: ${items} mixed items, rate limits on, time scaled ${SCALE}x`);
   printRow(row, twin);
+  printSpans(spans);
   await cloud.stop();
   await Promise.all(Object.values(sims).map((s) => s.stop()));
   return execution?.stats;
@@ -972,6 +1004,7 @@ async function storm() {
     peakRssMb: peakMb,
   };
   const twin = await twinCpu(cloud.lambda);
+  const spans = requestSpans(received, started, budgets(limits));
   results[scaled('storm')] = {
     ...row,
     peakRateRatioByProvider: peakRatio,
@@ -982,7 +1015,7 @@ async function storm() {
     boundByProvider: Object.fromEntries(Object.entries(bounds).map(([p, b]) => [p, round(b, 2)])),
     outcomes,
     lambda,
-    requestSpans: requestSpans(received, started),
+    requestSpans: spans,
     twinCpu: twin,
     batchIds,
   };
@@ -990,6 +1023,7 @@ async function storm() {
     `\n5. Storm: ${expirations} expirations due in the same minute, 3 batches of ${batchItems}, API cancels at 5/s; time scaled ${SCALE}x`,
   );
   printRow(row, twin);
+  printSpans(spans);
   console.table(Object.entries(lambda).map(([fn, s]) => ({ function: fn, ...s })));
   await api.close();
   await cloud.stop();
