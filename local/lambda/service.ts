@@ -45,7 +45,7 @@ export interface LocalLambdaOptions {
   resources?: Record<string, string>;
   /** What a function the template gives a secret (SECRET_ID) reads instead: the local secrets file. */
   secretsFile?: string;
-  /** Containers that start cold at once (default: this machine's cores); more wait their turn. */
+  /** Containers that start cold at once (default: half this machine's cores, at least one); more wait their turn. */
   coldStartsAtOnce?: number;
 }
 
@@ -360,13 +360,17 @@ export class LocalLambdaService {
   }
 
   /**
-   * A turn to start a container cold. In AWS each cold start has the CPU of its own execution environment; here they
-   * share this machine's cores, and 27 at once (a batch's first second) would each take the whole burst's time
-   * before any could send. So as many start at once as there are cores, the rest in turn: every cold start still
-   * costs its own CPU, and none is faster than it would be alone. Returns what ends the turn.
+   * A turn to start a container cold. In AWS each cold start has the CPU of its own execution environment, and takes
+   * none from the containers already warm; here they share this machine's cores, and 27 at once (a batch's first
+   * second) would each take the whole burst's time before any could send. So they start in turn, on at most half the
+   * cores (one on two), and the other half stays with the warm containers, the runner and the simulators: every
+   * cold start still costs its own CPU, and none is faster than it would be alone. On two cores, one at a time
+   * against two (alternating, 2026-12-02): throughput 1.364 and 1.371 against 1.415 and 1.439 at 10x, the storm 1.527
+   * and 1.511 against 1.587 and 1.540 (README, Performance). Returns what ends the turn.
    */
   private async coldStartTurn(): Promise<() => void> {
-    if (this.coldStarting < (this.options.coldStartsAtOnce ?? availableParallelism())) this.coldStarting++;
+    const atOnce = this.options.coldStartsAtOnce ?? Math.max(1, Math.floor(availableParallelism() / 2));
+    if (this.coldStarting < atOnce) this.coldStarting++;
     else await new Promise<void>((resolve) => this.coldStartQueue.push(resolve));
     let ended = false;
     return () => {
