@@ -806,6 +806,21 @@ function peakInWindow(times: number[], windowMs: number): number {
   return peak;
 }
 
+/**
+ * How close a provider came to its limit, in real (unscaled) milliseconds: the shortest time any limit + 1
+ * consecutive arrivals took, less the window. Negative: limit + 1 arrived within one window (a peak over 1.0).
+ * Paced at 95 % of the limit it is at most the window's slack (52.6 ms at 10/s); what is left of it shows how much
+ * delay on the way to the provider the pacing could still absorb, a finer figure than the peak, which only says
+ * whether it was all spent.
+ */
+function windowHeadroomMs(times: number[], limit: number, windowMs: number): number | undefined {
+  const sorted = [...times].sort((a, b) => a - b);
+  let shortest = Number.POSITIVE_INFINITY;
+  for (let i = 0; i + limit < sorted.length; i++)
+    shortest = Math.min(shortest, (sorted[i + limit] as number) - (sorted[i] as number));
+  return Number.isFinite(shortest) ? round((shortest - windowMs / SCALE) * SCALE, 1) : undefined;
+}
+
 /** How many times the storm's API callers retry a busy answer: the CLI's default (`--retries`). */
 const API_RETRIES = 5;
 
@@ -974,6 +989,20 @@ async function storm() {
       return [p, round(peak / (limits[p as keyof typeof limits] * windowS), 3)];
     }),
   );
+  const headroom = Object.fromEntries(
+    Object.entries(received).map(([p, list]) => {
+      const windowS = p === 'gocardless' ? 60 : 1;
+      const limit = Math.round(limits[p as keyof typeof limits] * windowS);
+      return [
+        p,
+        windowHeadroomMs(
+          list.map((r) => r.at),
+          limit,
+          windowS * 1000,
+        ),
+      ];
+    }),
+  );
   const bounds = Object.fromEntries(
     Object.entries(perProvider).map(([p, n]) => {
       const r = p === 'auco' ? aucoCalls : p === 'mycreditapp' ? n + 1 : n;
@@ -1008,6 +1037,7 @@ async function storm() {
   results[scaled('storm')] = {
     ...row,
     peakRateRatioByProvider: peakRatio,
+    windowHeadroomMsByProvider: headroom,
     // The longest history of any execution (Standard workflows fail at 25,000 events; the twin too).
     historyEventsMax: Math.max(...executionsOf().map((e) => e.stats.historyEvents)),
     // The largest state payload any execution passed (Step Functions fails one over 256 KiB; the twin too).
