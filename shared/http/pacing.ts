@@ -65,8 +65,9 @@ export class Pacer {
   /**
    * Right before a request of a shared budget is written, its connection open: the request leaves in its slot `at`
    * only if it is on time for it: never before it, and not too late. Slots are spaced 1/perSecond apart; the
-   * provider counts requests per window, and a request that leaves more than `pace.lateLimitMs` after its slot could
-   * share a window with as many later slots as the window holds (other containers hold those), one too many. So such
+   * provider counts requests per window, and a request that leaves more than `pace.lateLimitMs` after its slot could,
+   * with some delay on its way, share a window with as many later slots as the window holds (other containers hold
+   * those), one too many (lateLimitMs, shared/core/cancel.ts: half the window's slack, the rest for the way). So such
    * a request does not leave: it gives its slot up and takes another, as often as it takes. Checked here, after the
    * connection is open, and not when the slot's wait ends: a new connection's handshake (a cold container's first
    * request) would otherwise make the request late after the check. A request a little late pushes the later slots
