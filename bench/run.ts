@@ -28,6 +28,7 @@ import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { build } from 'esbuild';
 import { buildApp } from '#infra/app.ts';
+import { LIMIT_WINDOW_SECONDS } from '#infra/budget.ts';
 import { bundleBuildOptions, PROJECT_ROOT } from '#infra/provider-function.ts';
 import { busy, busyWaitMs } from '#local/busy.ts';
 import { RATE_MARGIN } from '#shared/core/cancel.ts';
@@ -979,30 +980,16 @@ async function storm() {
   );
   const requests = Object.values(received).reduce((n, r) => n + r.length, 0);
   const limited = Object.values(received).reduce((n, r) => n + r.filter((x) => x.status === 429).length, 0);
-  const peakRatio = Object.fromEntries(
-    Object.entries(received).map(([p, list]) => {
-      const windowS = p === 'gocardless' ? 60 : 1;
-      const peak = peakInWindow(
-        list.map((r) => r.at),
-        (windowS * 1000) / SCALE,
-      );
-      return [p, round(peak / (limits[p as keyof typeof limits] * windowS), 3)];
-    }),
-  );
-  const headroom = Object.fromEntries(
-    Object.entries(received).map(([p, list]) => {
-      const windowS = p === 'gocardless' ? 60 : 1;
-      const limit = Math.round(limits[p as keyof typeof limits] * windowS);
-      return [
-        p,
-        windowHeadroomMs(
-          list.map((r) => r.at),
-          limit,
-          windowS * 1000,
-        ),
-      ];
-    }),
-  );
+  // Each provider's arrivals against its limit, over the window it counts in (1 s; 60 s for GoCardless).
+  const windows = Object.entries(received).map(([p, list]) => {
+    const windowS = LIMIT_WINDOW_SECONDS[p as keyof typeof LIMIT_WINDOW_SECONDS];
+    const limit = limits[p as keyof typeof limits] * windowS;
+    const at = list.map((r) => r.at);
+    const peak = round(peakInWindow(at, (windowS * 1000) / SCALE) / limit, 3);
+    return [p, { peak, headroom: windowHeadroomMs(at, Math.round(limit), windowS * 1000) }] as const;
+  });
+  const peakRatio = Object.fromEntries(windows.map(([p, w]) => [p, w.peak]));
+  const headroom = Object.fromEntries(windows.map(([p, w]) => [p, w.headroom]));
   const bounds = Object.fromEntries(
     Object.entries(perProvider).map(([p, n]) => {
       const r = p === 'auco' ? aucoCalls : p === 'mycreditapp' ? n + 1 : n;
